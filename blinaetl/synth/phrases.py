@@ -1,0 +1,111 @@
+"""Phrases the synthetic generator writes into narrative extracts.
+
+These are the generator's side of the contract with the text readers: every sentence the
+generator can produce is built from the templates below, so the tests of the CD19 lexicon and of
+the EM assertion reader iterate over all of them. The readers are meant to handle far more than
+this (see tests/data/ for the hand-written sets); this is only what synthetic data contains.
+"""
+
+from __future__ import annotations
+
+# --- CD19 wording of the narrative flow laboratory, by true class -------------------------
+CD19_PHRASES: dict[str, tuple[str, ...]] = {
+    "negative": (
+        "CD19 negative",
+        "CD19 negative, CD22 positive",
+        "loss of CD19 expression",
+        "CD19 not expressed",
+        "CD19-",
+        "CD19 absent on blasts",
+    ),
+    "dim": (
+        "CD19 dim",
+        "CD19 weak",
+        "partial loss of CD19",
+        "CD19 low",
+        "CD19 partially lost",
+        "CD19 dim (partial)",
+    ),
+    "moderate": (
+        "CD19 moderate",
+        "CD19 positive",
+        "CD19+",
+        "CD19 positive (moderate)",
+    ),
+    "strong": (
+        "CD19 bright",
+        "CD19 strong",
+        "CD19 2+",
+        "CD19 (90%) bright",
+        "CD19 strongly positive",
+    ),
+}
+
+# --- EM sites: group -> (noun form, ICD-O-3 topography) the generator names -----------------
+# The noun form must read naturally after "the" and before "involvement"/"mass".
+EM_SITE_TERMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "cns": (("leptomeninges", "C70.9"), ("brain", "C71.9")),
+    "eye_orbit": (("orbit", "C69.6"),),
+    "testis": (("testis", "C62.9"),),
+    "skin": (("skin", "C44.9"),),
+    "lymph_node": (("cervical lymph nodes", "C77.0"), ("inguinal lymph nodes", "C77.4")),
+    "mediastinum": (("mediastinum", "C38.3"),),
+    "bone": (("femur", "C40.2"),),
+    "soft_tissue": (("soft tissue", "C49.9"), ("psoas muscle", "C49.4")),
+    "breast": (("breast", "C50.9"),),
+    "kidney": (("kidney", "C64.9"),),
+    "liver": (("liver", "C22.0"),),
+    "spleen": (("spleen", "C42.2"),),
+    "pleura": (("pleura", "C38.4"),),
+    "ovary": (("ovary", "C56.9"),),
+    "parotid": (("parotid gland", "C07.9"),),
+    "gi_tract": (("stomach", "C16.9"), ("small bowel", "C17.9")),
+    "adrenal": (("adrenal gland", "C74.9"),),
+    "pancreas": (("pancreas", "C25.9"),),
+}
+
+# Sites that have a side; the generator states laterality for these.
+LATERAL_GROUPS: frozenset[str] = frozenset(
+    {"testis", "eye_orbit", "breast", "kidney", "ovary", "parotid", "adrenal"}
+)
+
+# --- EM sentence templates by true assertion ---------------------------------------------
+# {site}: noun form from EM_SITE_TERMS, prefixed by laterality ("left testis") when stated.
+# Sentences start with a capital letter when rendered; templates are written lower-case-first
+# where {site} comes first.
+EM_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "present": (
+        "{Site} mass consistent with leukemic infiltration.",
+        "Findings consistent with extramedullary leukemia involving the {site}.",
+        "Enlarged {site} with leukemic infiltration.",
+        "Interval development of leukemic infiltration of the {site}.",
+        "New {site} lesion, biopsy-proven B-lymphoblastic leukemia.",
+    ),
+    "absent": (
+        "No evidence of leukemic involvement of the {site}.",
+        "No {site} lesion is identified.",
+        "The {site} is unremarkable without evidence of leukemic infiltration.",
+        "Negative for leukemic involvement of the {site}.",
+    ),
+    "possible": (
+        "New {site} enlargement concerning for leukemic infiltration.",
+        "Cannot exclude leukemic involvement of the {site}.",
+        "Possible leukemic involvement of the {site}.",
+    ),
+    "historical": (
+        "History of leukemic involvement of the {site}.",
+        "Prior extramedullary relapse in the {site}, treated with radiation.",
+    ),
+    "resolved": (
+        "Previously noted {site} infiltration has resolved.",
+        "Interval resolution of leukemic involvement of the {site}.",
+    ),
+}
+
+# Sentences with no EM mention that pad reports.
+EM_FILLER: tuple[str, ...] = (
+    "Comparison is made with the prior examination.",
+    "Technique: standard protocol without complications.",
+    "Degenerative changes of the lower lumbar spine.",
+    "Small hiatal hernia.",
+)

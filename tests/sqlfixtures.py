@@ -1,0 +1,63 @@
+"""Build a restricted DuckDB database from fixture rows, for SQL model tests.
+
+`restricted_db(rows)` creates the staging tables from the contracts, installs definitions
+(optionally overridden), loads the vocabularies, creates the Python-produced interface tables
+(`harmonized.em_mentions`, `harmonized.em_unmapped_terms`) and inserts the given rows. Rows are
+dicts with canonical column names; lineage columns may be omitted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from blinaetl import sqlrun
+from blinaetl.contracts import load_contracts
+
+EM_MENTIONS_DDL = """
+CREATE OR REPLACE TABLE harmonized.em_mentions (
+    _source_file VARCHAR, _source_row BIGINT, patient_key VARCHAR, site VARCHAR,
+    report_date DATE, modality VARCHAR, sentence_no INTEGER, sentence VARCHAR,
+    term VARCHAR, site_group VARCHAR, icdo3 VARCHAR, laterality VARCHAR, assertion VARCHAR
+)
+"""
+EM_UNMAPPED_DDL = """
+CREATE OR REPLACE TABLE harmonized.em_unmapped_terms (
+    term VARCHAR, n_mentions BIGINT, n_reports BIGINT
+)
+"""
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        cols = ", ".join(f'"{c}"' for c in row)
+        marks = ", ".join("?" for _ in row)
+        con.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
+
+
+def restricted_db(
+    rows: dict[str, list[dict[str, Any]]] | None = None,
+    definitions: dict[str, Any] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """In-memory restricted database with staging tables filled from `rows` (table -> rows).
+
+    Keys of `rows` are staging table names (`patients`, `treatments`, ...) or qualified names
+    (`harmonized.em_mentions`).
+    """
+    con = duckdb.connect()
+    sqlrun.create_staging(con, load_contracts())
+    sqlrun.install_definitions(con, sqlrun.load_definitions(overrides=definitions))
+    sqlrun.load_vocab(con)
+    con.execute("CREATE SCHEMA IF NOT EXISTS harmonized")
+    con.execute(EM_MENTIONS_DDL)
+    con.execute(EM_UNMAPPED_DDL)
+    for table, table_rows in (rows or {}).items():
+        name = table if "." in table else f"staging.{table}"
+        insert_rows(con, name, table_rows)
+    return con
+
+
+def run_models(con: duckdb.DuckDBPyConnection, layers: tuple[str, ...] = ("harmonized",)) -> None:
+    for layer in layers:
+        sqlrun.run_layer(con, layer)

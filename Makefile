@@ -1,0 +1,56 @@
+# blinaetl: two commands after cloning -- `make run` and `make test`.
+# Needs only python3 (3.11+), pip and make: uv is bootstrapped into .tools/, the locked
+# environment into .venv/.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := demo
+
+export UV_COMPILE_BYTECODE := 1
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+export PREFECT_HOME := $(CURDIR)/.prefect
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_LOGGING_LEVEL := WARNING
+
+.PHONY: run test lint format serve bench dict clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+## run: generate the demo cohort if absent, then run the pipeline flow on it
+run: $(VENV)/.synced
+	@test -d $(DEMO)/landing || $(BIN)/blinaetl synth --patients 65 --seed 2017 --out $(DEMO)
+	@$(BIN)/blinaetl run --landing $(DEMO)/landing --demo; rc=$$?; \
+	  if [ $$rc -eq 3 ]; then echo "make run: published; the demo cohort's planted defects are listed in the report"; exit 0; fi; \
+	  exit $$rc
+
+## test: lint, then the test suite
+test: $(VENV)/.synced lint
+	$(BIN)/pytest
+
+lint: $(VENV)/.synced
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint sql --disable-progress-bar
+
+format: $(VENV)/.synced
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/sqlfluff fix sql --disable-progress-bar
+
+## dict: regenerate docs/data-dictionary.md from the published database
+dict: $(VENV)/.synced
+	$(BIN)/blinaetl dict --db warehouse/blina.duckdb --out docs/data-dictionary.md
+
+clean:
+	rm -rf warehouse reports $(DEMO) .prefect

@@ -1,0 +1,239 @@
+"""The `blinaetl` command line.
+
+    blinaetl synth   generate a synthetic cohort (landing extracts + ground truth)
+    blinaetl run     run the pipeline on a landing folder (Prefect flow, or --engine core)
+    blinaetl sql     query the published analytics database, read-only
+    blinaetl dict    write the data dictionary of the analytics database
+
+Exit status of `run`: 0 published and nothing needs attention; 3 published, but files or
+checks need a steward's attention (see the report); 2 bad usage or configuration; 1 the run
+failed and the last published database is unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
+
+console = Console(stderr=True, highlight=False)
+
+
+def _progress(start: float):
+    def show(message: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - start:7.1f}s[/dim]  {message}")
+
+    return show
+
+
+def _definitions(path: str | None) -> dict:
+    if not path:
+        return {}
+    import yaml
+
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    values = doc.get("definitions", doc)
+    return {k: (v["value"] if isinstance(v, dict) else v) for k, v in values.items()}
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from blinaetl.synth import generate
+
+    start = time.perf_counter()
+    with console.status(f"generating {args.patients} patients ..."):
+        summary = generate(
+            Path(args.out), n_patients=args.patients, seed=args.seed, progress=_progress(start)
+        )
+    console.print(
+        f"wrote {args.out}/landing and {args.out}/truth in {time.perf_counter() - start:.1f}s"
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from blinaetl import pipeline
+
+    cfg_kwargs = {
+        "landing": Path(args.landing),
+        "warehouse": Path(args.warehouse),
+        "reports": Path(args.reports),
+        "demo": args.demo,
+        "definitions": _definitions(args.definitions),
+    }
+    start = time.perf_counter()
+    if args.engine == "prefect":
+        console.print("starting the Prefect flow (a temporary local server if none is set) ...")
+        from flows.pipeline import pipeline_flow
+
+        summary = pipeline_flow(
+            landing=str(cfg_kwargs["landing"]),
+            warehouse=str(cfg_kwargs["warehouse"]),
+            reports=str(cfg_kwargs["reports"]),
+            demo=args.demo,
+            definitions=cfg_kwargs["definitions"],
+        )
+    else:
+        cfg = pipeline.RunConfig(**cfg_kwargs)
+        with console.status("running the pipeline ..."):
+            summary = pipeline.run_pipeline(cfg, progress=_progress(start))[0].as_dict()
+    report = Path(summary["report_dir"]) / "index.html"
+    console.print(f"published {summary['analytics_path']}")
+    console.print(f"report    {report}")
+    console.print(f"took      {time.perf_counter() - start:.1f}s")
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    if summary["needs_attention"]:
+        console.print(
+            "[bold yellow]needs attention:[/bold yellow] some files or checks need a "
+            "steward's review; see the report (exit status 3)"
+        )
+        return EXIT_ATTENTION
+    return EXIT_OK
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from blinaetl.warehouse import open_analytics
+
+    con = open_analytics(Path(args.db))
+    try:
+        queries = [args.query] if args.query else None
+        if queries is None:
+            console.print(f"{args.db} (read-only). End each query with ';', Ctrl-D to quit.")
+            buffer = ""
+            for line in sys.stdin:
+                buffer += line
+                if buffer.strip().endswith(";"):
+                    _print_query(con, buffer)
+                    buffer = ""
+            return EXIT_OK
+        for q in queries:
+            _print_query(con, q)
+    finally:
+        con.close()
+    return EXIT_OK
+
+
+def _print_query(con, sql: str) -> None:
+    import duckdb
+
+    try:
+        rel = con.sql(sql)
+    except duckdb.Error as exc:
+        console.print(f"[red]{exc}[/red]")
+        return
+    if rel is not None:
+        print(rel.pl().write_csv(separator=","), end="")
+
+
+def cmd_dict(args: argparse.Namespace) -> int:
+    from blinaetl.dictionary import write_data_dictionary
+
+    out = write_data_dictionary(Path(args.db), Path(args.out))
+    console.print(f"wrote {out}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="blinaetl",
+        description=(
+            "Validate and harmonize clinical, flow-cytometry and imaging extracts of "
+            "blinatumomab-treated R/R B-ALL patients into an analysis-ready DuckDB database."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `blinaetl COMMAND --help` for a command's options.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "synth",
+        help="generate a synthetic cohort with ground truth",
+        description=(
+            "Generate a synthetic cohort calibrated to the seed study: site extracts in "
+            "OUT/landing (two clinical sites, two flow laboratories, imaging reports, with "
+            "documented defects) and the ground truth in OUT/truth."
+        ),
+    )
+    p.add_argument("--patients", type=int, default=65, help="number of patients (default 65)")
+    p.add_argument("--seed", type=int, default=2017, help="random seed (default 2017)")
+    p.add_argument("--out", default="demo", help="output folder (default ./demo)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser(
+        "run",
+        help="run the pipeline on a landing folder",
+        description=(
+            "Ingest every extract of the landing folder by its source mapping, validate it, "
+            "load the restricted database, harmonize and curate in SQL, publish the analytics "
+            "database atomically and write the run report. Exit status: 0 clean, 3 published "
+            "but needs a steward's attention, 2 bad usage, 1 failed (nothing published)."
+        ),
+    )
+    p.add_argument("--landing", default="demo/landing", help="landing folder (default demo/landing)")
+    p.add_argument("--warehouse", default="warehouse", help="database folder (default warehouse)")
+    p.add_argument("--reports", default="reports", help="reports folder (default reports)")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo mode: use the labelled demo key when BLINAETL_SECRET_KEY is not set",
+    )
+    p.add_argument("--definitions", help="YAML file overriding named definitions")
+    p.add_argument(
+        "--engine",
+        choices=("prefect", "core"),
+        default="prefect",
+        help="prefect: run as a Prefect flow (default); core: plain Python, no Prefect",
+    )
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON on stdout")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "sql",
+        help="query the analytics database read-only",
+        description="Open the analytics database read-only and run a query (or read from stdin).",
+    )
+    p.add_argument("query", nargs="?", help="SQL query; omit to read queries from stdin")
+    p.add_argument("--db", default="warehouse/blina.duckdb", help="analytics database file")
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser(
+        "dict",
+        help="write the data dictionary",
+        description="Generate the data dictionary (Markdown) from the table and column comments.",
+    )
+    p.add_argument("--db", default="warehouse/blina.duckdb", help="analytics database file")
+    p.add_argument("--out", default="docs/data-dictionary.md", help="output Markdown file")
+    p.set_defaults(func=cmd_dict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        console.print("interrupted; the last published database is unchanged")
+        return EXIT_FAILED
+    except Exception as exc:  # one clear line instead of a traceback; details with --debug
+        from blinaetl.pipeline import RunLockedError
+
+        code = EXIT_USAGE if isinstance(exc, (FileNotFoundError, KeyError)) else EXIT_FAILED
+        if isinstance(exc, RunLockedError):
+            code = EXIT_FAILED
+        console.print(f"[bold red]blinaetl {args.command}: {exc}[/bold red]")
+        if "BLINAETL_DEBUG" in __import__("os").environ:
+            console.print_exception()
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

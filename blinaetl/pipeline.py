@@ -1,0 +1,275 @@
+"""The pipeline as plain functions, one per stage of the design's path.
+
+`run_pipeline` chains them; `flows/pipeline.py` wraps the same functions as Prefect tasks and
+adds no logic. Every stage takes a `RunConfig` and paths, so it can be called and tested
+without Prefect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from blinaetl import sqlrun, warehouse
+from blinaetl.contracts import load_contracts
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+class RunLockedError(RuntimeError):
+    """Another run holds the warehouse; this run changed nothing."""
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs; all paths may be relative to the working directory."""
+
+    landing: Path
+    warehouse: Path = Path("warehouse")
+    reports: Path = Path("reports")
+    demo: bool = False
+    definitions: dict[str, Any] = field(default_factory=dict)
+    sources_dir: Path | None = None
+    contracts_dir: Path | None = None
+    run_id: str = ""
+    allow_dates: bool = False
+
+    def __post_init__(self) -> None:
+        self.landing = Path(self.landing)
+        self.warehouse = Path(self.warehouse)
+        self.reports = Path(self.reports)
+        if not self.run_id:
+            self.run_id = new_run_id()
+
+    @property
+    def restricted_path(self) -> Path:
+        return self.warehouse / "restricted.duckdb"
+
+    @property
+    def analytics_path(self) -> Path:
+        return self.warehouse / "blina.duckdb"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.reports / self.run_id
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """Sortable, unique run id: UTC time to the microsecond plus the process id."""
+    t = now or dt.datetime.now(dt.UTC)
+    return t.strftime("%Y%m%dT%H%M%S") + f"{t.microsecond:06d}Z-{os.getpid()}"
+
+
+@contextlib.contextmanager
+def warehouse_lock(cfg: RunConfig) -> Iterator[None]:
+    """Single writer: hold an exclusive lock on `warehouse/.lock` for the whole run."""
+    cfg.warehouse.mkdir(parents=True, exist_ok=True)
+    lock_path = cfg.warehouse / ".lock"
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise RunLockedError(
+                f"another blinaetl run is writing to {cfg.warehouse}; this run stopped "
+                "before changing anything. Wait for it to finish and start again."
+            ) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- stages -------------------------------------------------------------------------------
+
+
+def stage_ingest(cfg: RunConfig, progress: Progress | None = None) -> Any:
+    """Read, map and validate every landing file; returns an `IngestResult`."""
+    from blinaetl.ingest import ingest_landing
+    from blinaetl.privacy import resolve_secret
+
+    if not cfg.landing.is_dir():
+        raise FileNotFoundError(
+            f"landing folder {cfg.landing} does not exist; point --landing at the folder "
+            "holding the site extracts (make run generates a demo one)"
+        )
+    secret = resolve_secret(demo=cfg.demo)
+    return ingest_landing(
+        cfg.landing,
+        run_id=cfg.run_id,
+        secret=secret,
+        sources_dir=cfg.sources_dir,
+        contracts_dir=cfg.contracts_dir,
+        progress=progress,
+    )
+
+
+def stage_load(cfg: RunConfig, result: Any) -> dict[str, int]:
+    """Rebuild the restricted database's staging, quarantine and meta tables."""
+    warehouse.reset_restricted(cfg.restricted_path)
+    con = warehouse.connect_restricted(cfg.restricted_path)
+    try:
+        return warehouse.load_staging(
+            con,
+            load_contracts(cfg.contracts_dir),
+            result.tables,
+            result.quarantine_rows,
+            result.quarantine_failures,
+            result.files,
+            result.dq_results,
+        )
+    finally:
+        con.close()
+
+
+def stage_extract_text(cfg: RunConfig) -> int:
+    """EM site mentions with their assertion, from the imaging report text."""
+    from blinaetl.text import extract_em_mentions, find_unmapped_terms
+
+    con = warehouse.connect_restricted(cfg.restricted_path)
+    try:
+        reports = con.sql(
+            "SELECT patient_key, site, _source_file, _source_row, report_date, modality, "
+            "report_text FROM staging.imaging_reports"
+        ).pl()
+        mentions = extract_em_mentions(reports)
+        unmapped = find_unmapped_terms(reports)
+        con.execute("CREATE SCHEMA IF NOT EXISTS harmonized")
+        for name, frame in (("em_mentions", mentions), ("em_unmapped_terms", unmapped)):
+            con.register("_frame", frame)
+            try:
+                con.execute(f"CREATE OR REPLACE TABLE harmonized.{name} AS SELECT * FROM _frame")
+            finally:
+                con.unregister("_frame")
+        return mentions.height
+    finally:
+        con.close()
+
+
+def stage_transform(cfg: RunConfig, layers: tuple[str, ...] = ("harmonized", "curated")) -> dict:
+    """Install definitions and vocabularies, then run the SQL layers in the restricted db."""
+    con = warehouse.connect_restricted(cfg.restricted_path)
+    try:
+        sqlrun.install_definitions(con, sqlrun.load_definitions(overrides=cfg.definitions))
+        sqlrun.load_vocab(con)
+        return {layer: sqlrun.run_layer(con, layer) for layer in layers}
+    finally:
+        con.close()
+
+
+def stage_publish(cfg: RunConfig) -> Path:
+    """Build the analytics database and swap it in atomically."""
+    con = warehouse.connect_restricted(cfg.restricted_path)
+    try:
+        return warehouse.publish(
+            con, cfg.analytics_path, build_tag=cfg.run_id, allow_dates=cfg.allow_dates
+        )
+    finally:
+        con.close()
+
+
+def stage_report(cfg: RunConfig, result: Any, timings: dict[str, float]) -> Path:
+    """Write the run's report folder (manifest, DQ results, steward report, query listing)."""
+    from blinaetl.report import write_run_report
+
+    return write_run_report(cfg, result, timings)
+
+
+# --- the whole run ------------------------------------------------------------------------
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    report_dir: Path
+    analytics_path: Path
+    needs_attention: bool
+    files: int
+    rows_loaded: dict[str, int]
+    timings: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "report_dir": str(self.report_dir),
+            "analytics_path": str(self.analytics_path),
+            "needs_attention": self.needs_attention,
+            "files": self.files,
+            "rows_loaded": self.rows_loaded,
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+STAGES: dict[str, Callable[..., Any]] = {
+    "ingest": stage_ingest,
+    "load": stage_load,
+    "extract_text": stage_extract_text,
+    "transform": stage_transform,
+    "publish": stage_publish,
+    "report": stage_report,
+}
+
+
+def run_pipeline(
+    cfg: RunConfig,
+    progress: Progress = _quiet,
+    stages: dict[str, Callable[..., Any]] | None = None,
+) -> tuple[RunSummary, Any]:
+    """Run every stage in order under the single-writer lock.
+
+    `stages` replaces stage functions by name (the Prefect flow passes its tasks, which call
+    the same functions). Returns the summary and the ingest result.
+    """
+    run = {**STAGES, **(stages or {})}
+    timings: dict[str, float] = {}
+
+    def timed(name: str, *args: Any) -> Any:
+        progress(f"{name} ...")
+        t0 = time.perf_counter()
+        out = run[name](cfg, *args)
+        timings[name] = time.perf_counter() - t0
+        return out
+
+    with warehouse_lock(cfg):
+        result = timed("ingest")
+        loaded = timed("load", result)
+        timed("extract_text")
+        timed("transform")
+        timed("publish")
+        report_dir = timed("report", result, timings)
+    summary = RunSummary(
+        run_id=cfg.run_id,
+        report_dir=report_dir,
+        analytics_path=cfg.analytics_path,
+        needs_attention=bool(result.needs_attention),
+        files=result.files.height,
+        rows_loaded=loaded,
+        timings=timings,
+    )
+    return summary, result
+
+
+def query(path: Path, sql: str) -> list[tuple]:
+    """Run one read-only query against a database file (for tests and the CLI)."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str)

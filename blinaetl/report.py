@@ -1,0 +1,132 @@
+"""The run's report folder `reports/<run_id>/`: manifest, DQ results and the steward report.
+
+Nothing written here may carry a direct identifier: files are named by their path in the landing
+folder, rows by their row number, patients by their pseudonymous key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+import blinaetl
+from blinaetl import sqlrun
+
+STATUS_ORDER = ("error", "not_applicable", "failed", "passed")
+KAHN_ORDER = (
+    "conformance.value",
+    "conformance.relational",
+    "conformance.computational",
+    "completeness",
+    "plausibility.uniqueness",
+    "plausibility.atemporal",
+    "plausibility.temporal",
+)
+
+
+def code_version() -> dict[str, str]:
+    """Package version and, from a checkout, the git commit."""
+    version = {"blinaetl": blinaetl.__version__}
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(blinaetl.__file__).parent,
+            timeout=5,
+        )
+        version["git_commit"] = out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return version
+
+
+def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    return json.loads(frame.write_json())
+
+
+def build_manifest(cfg: Any, result: Any, timings: dict[str, float]) -> dict[str, Any]:
+    files = result.files.select(
+        "path",
+        "sha256",
+        "source_id",
+        "table_name",
+        "rows_read",
+        "rows_loaded",
+        "rows_quarantined",
+        "status",
+        "error",
+    ).sort("path")
+    defs = sqlrun.load_definitions(overrides=cfg.definitions)
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [_records(files.select("path", "sha256")), {k: v["value"] for k, v in defs.items()}],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+    return {
+        "run_id": cfg.run_id,
+        "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "mode": "demo" if cfg.demo else "production",
+        "inputs_fingerprint": fingerprint,
+        "definitions": {k: v["value"] for k, v in sorted(defs.items())},
+        "files": _records(files),
+        "totals": {
+            "files": files.height,
+            "rows_read": int(files["rows_read"].sum()),
+            "rows_loaded": int(files["rows_loaded"].sum()),
+            "rows_quarantined": int(files["rows_quarantined"].sum()),
+        },
+        "needs_attention": bool(result.needs_attention),
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "analytics_database": str(cfg.analytics_path),
+    }
+
+
+def _summarise_checks(dq: pl.DataFrame) -> list[dict[str, Any]]:
+    groups = []
+    for kahn in KAHN_ORDER:
+        part = dq.filter(pl.col("kahn") == kahn)
+        counts = {s: int((part["status"] == s).sum()) for s in STATUS_ORDER}
+        groups.append({"kahn": kahn, "checks": part.height, **counts})
+    return groups
+
+
+def write_run_report(cfg: Any, result: Any, timings: dict[str, float]) -> Path:
+    """Write manifest.json, dq_results.json and index.html under `reports/<run_id>/`."""
+    out = cfg.report_dir
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = build_manifest(cfg, result, timings)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    dq = result.dq_results.sort(["table_name", "check_id"])
+    (out / "dq_results.json").write_text(
+        json.dumps(_records(dq), indent=2) + "\n", encoding="utf-8"
+    )
+    status_rank = {s: i for i, s in enumerate(STATUS_ORDER)}
+    top_failing = (
+        dq.filter(pl.col("rows_failed") > 0)
+        .with_columns(pl.col("status").replace_strict(status_rank, default=9).alias("_rank"))
+        .sort(["_rank", "rows_failed"], descending=[False, True])
+        .head(15)
+    )
+    env = Environment(
+        loader=PackageLoader("blinaetl", "templates"), autoescape=select_autoescape(["html"])
+    )
+    html = env.get_template("steward_report.html.j2").render(
+        manifest=manifest,
+        kahn_groups=_summarise_checks(dq),
+        checks=_records(dq),
+        top_failing=_records(top_failing),
+        status_order=STATUS_ORDER,
+    )
+    (out / "index.html").write_text(html, encoding="utf-8")
+    return out

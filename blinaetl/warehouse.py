@@ -1,0 +1,198 @@
+"""The two DuckDB databases: the restricted one the pipeline builds, the analytics one it publishes.
+
+The restricted database (identifiers, lineage, quarantine, harmonized intermediates) is written
+with owner-only permissions. The analytics database holds only `curated.*` tables and
+`endpoints.*` views; it is built as a new file beside the live one and swapped in with
+`os.replace`, so a reader never sees a half-built database and a failed run leaves the last
+published one intact (stack-notes: DuckDB 2.0 publishing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from blinaetl import sqlrun
+from blinaetl.contracts import Contract
+
+FORBIDDEN_PUBLISHED_TYPES = ("DATE", "TIMESTAMP", "TIME", "INTERVAL")
+
+QUARANTINE_DDL = (
+    "CREATE OR REPLACE TABLE quarantine.rows (_source_id VARCHAR, _source_file VARCHAR, "
+    "_source_row BIGINT, table_name VARCHAR, raw_json VARCHAR)",
+    "CREATE OR REPLACE TABLE quarantine.failures (_source_file VARCHAR, _source_row BIGINT, "
+    "table_name VARCHAR, check_id VARCHAR, column_name VARCHAR, kahn VARCHAR, "
+    "severity VARCHAR, message VARCHAR)",
+)
+
+
+class PublishError(RuntimeError):
+    """The analytics database could not be published; the live one is unchanged."""
+
+
+def _owner_only(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.chmod(0o600)
+
+
+def connect_restricted(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open (creating) the restricted database; folder 0700, file 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(path.parent.stat().st_mode | 0o700)
+    con = duckdb.connect(str(path))
+    _owner_only(path)
+    return con
+
+
+def reset_restricted(path: Path) -> None:
+    """Remove the restricted database of an earlier run (it is rebuilt from the landing files)."""
+    for p in (path, path.with_name(path.name + ".wal")):
+        p.unlink(missing_ok=True)
+
+
+def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    if frame.height == 0:
+        return
+    con.register("_frame", frame)
+    try:
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")
+    finally:
+        con.unregister("_frame")
+
+
+def load_staging(
+    con: duckdb.DuckDBPyConnection,
+    contracts: dict[str, Contract],
+    tables: dict[str, pl.DataFrame],
+    quarantine_rows: pl.DataFrame,
+    quarantine_failures: pl.DataFrame,
+    files: pl.DataFrame,
+    dq_results: pl.DataFrame,
+) -> dict[str, int]:
+    """Write validated rows, quarantine and run metadata; returns rows loaded per table."""
+    sqlrun.create_staging(con, contracts)
+    for name in contracts:
+        _insert_frame(con, f"staging.{name}", tables.get(name, pl.DataFrame()))
+    con.execute("CREATE SCHEMA IF NOT EXISTS quarantine")
+    for ddl in QUARANTINE_DDL:
+        con.execute(ddl)
+    _insert_frame(con, "quarantine.rows", quarantine_rows)
+    _insert_frame(con, "quarantine.failures", quarantine_failures)
+    con.execute("CREATE SCHEMA IF NOT EXISTS meta")
+    for name, frame in (("files", files), ("dq_results", dq_results)):
+        con.register("_frame", frame)
+        try:
+            con.execute(f"CREATE OR REPLACE TABLE meta.{name} AS SELECT * FROM _frame")
+        finally:
+            con.unregister("_frame")
+    return {
+        name: con.execute(f"SELECT count(*) FROM staging.{name}").fetchone()[0]
+        for name in contracts
+    }
+
+
+def _published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute(
+        "SELECT table_name FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND schema_name = 'curated' ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def check_publishable(con: duckdb.DuckDBPyConnection, allow_dates: bool = False) -> None:
+    """Refuse to publish a curated table with a calendar-date column or without comments."""
+    problems = []
+    cols = con.execute(
+        "SELECT table_name, column_name, data_type, comment FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'curated'"
+    ).fetchall()
+    for table, column, dtype, comment in cols:
+        if not allow_dates and dtype.upper().startswith(FORBIDDEN_PUBLISHED_TYPES):
+            problems.append(f"curated.{table}.{column} has type {dtype} (dates may identify)")
+        if not comment:
+            problems.append(f"curated.{table}.{column} has no COMMENT")
+    tables = con.execute(
+        "SELECT table_name, comment FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND schema_name = 'curated'"
+    ).fetchall()
+    problems += [f"curated.{t} has no COMMENT" for t, c in tables if not c]
+    if problems:
+        raise PublishError(
+            "the curated layer breaks the analytics contract, nothing was published:\n  "
+            + "\n  ".join(problems)
+        )
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def publish(
+    restricted: duckdb.DuckDBPyConnection,
+    analytics_path: Path,
+    build_tag: str,
+    allow_dates: bool = False,
+) -> Path:
+    """Build the analytics database from `curated.*` and swap it in atomically.
+
+    The new file is built beside the live one (same filesystem), checkpointed and closed, then
+    `os.replace`d over it. Any failure removes the partial file and leaves the live one as it was.
+    """
+    check_publishable(restricted, allow_dates=allow_dates)
+    analytics_path.parent.mkdir(parents=True, exist_ok=True)
+    building = analytics_path.with_name(f".{analytics_path.name}.{build_tag}.building")
+    building.unlink(missing_ok=True)
+    tables = _published_tables(restricted)
+    try:
+        restricted.execute(f"ATTACH {_sql_str(str(building))} AS analytics_build")
+        try:
+            restricted.execute("CREATE SCHEMA analytics_build.curated")
+            for t in tables:
+                restricted.execute(
+                    f"CREATE TABLE analytics_build.curated.{t} AS "
+                    f"SELECT * FROM curated.{t} ORDER BY ALL"
+                )
+            comments = restricted.execute(
+                "SELECT table_name, NULL AS column_name, comment FROM duckdb_tables() "
+                "WHERE database_name = current_database() AND schema_name = 'curated' "
+                "UNION ALL "
+                "SELECT table_name, column_name, comment FROM duckdb_columns() "
+                "WHERE database_name = current_database() AND schema_name = 'curated'"
+            ).fetchall()
+            for table, column, comment in comments:
+                target = f"analytics_build.curated.{table}"
+                if column is None:
+                    restricted.execute(f"COMMENT ON TABLE {target} IS {_sql_str(comment)}")
+                else:
+                    restricted.execute(
+                        f'COMMENT ON COLUMN {target}."{column}" IS {_sql_str(comment)}'
+                    )
+        finally:
+            restricted.execute("DETACH analytics_build")
+        con = duckdb.connect(str(building))
+        try:
+            sqlrun.install_macros(con)
+            sqlrun.run_layer(con, "endpoints")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        building.chmod(0o644)
+        os.replace(building, analytics_path)
+    except BaseException:
+        building.unlink(missing_ok=True)
+        building.with_name(building.name + ".wal").unlink(missing_ok=True)
+        raise
+    return analytics_path
+
+
+def open_analytics(path: Path) -> duckdb.DuckDBPyConnection:
+    """Read-only connection to the published analytics database."""
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no analytics database at {path}; run `make run` (or `blinaetl run`) first"
+        )
+    return duckdb.connect(str(path), read_only=True)

@@ -1,0 +1,130 @@
+"""Prefect flow: the pipeline's stages as tasks. Scheduling, retries and artifacts only.
+
+All logic lives in `blinaetl.pipeline`; each task calls one stage function. Tasks that receive
+data frames use `cache_policy=NO_CACHE` (hashing frames for the cache key is slow; stack-notes).
+Log lines carry counts and file names only, never values from the extracts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from blinaetl import pipeline as core
+
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
+
+
+@task(name="ingest-and-validate", cache_policy=NO_CACHE, **IO_RETRIES)
+def ingest(cfg: core.RunConfig) -> Any:
+    result = core.stage_ingest(cfg)
+    get_run_logger().info(
+        "read %d files: %d rows loaded, %d quarantined",
+        result.files.height,
+        int(result.files["rows_loaded"].sum()),
+        int(result.files["rows_quarantined"].sum()),
+    )
+    return result
+
+
+@task(name="load-restricted", cache_policy=NO_CACHE)
+def load(cfg: core.RunConfig, result: Any) -> dict[str, int]:
+    counts = core.stage_load(cfg, result)
+    get_run_logger().info("staged rows per table: %s", counts)
+    return counts
+
+
+@task(name="extract-em-mentions", cache_policy=NO_CACHE)
+def extract_text(cfg: core.RunConfig) -> int:
+    n = core.stage_extract_text(cfg)
+    get_run_logger().info("EM site mentions found: %d", n)
+    return n
+
+
+@task(name="harmonize-and-curate", cache_policy=NO_CACHE)
+def transform(cfg: core.RunConfig) -> dict:
+    models = core.stage_transform(cfg)
+    get_run_logger().info("SQL models run: %d", sum(len(v) for v in models.values()))
+    return models
+
+
+@task(name="publish-analytics", cache_policy=NO_CACHE, **IO_RETRIES)
+def publish(cfg: core.RunConfig) -> Path:
+    path = core.stage_publish(cfg)
+    get_run_logger().info("published %s", path)
+    return path
+
+
+@task(name="write-report", cache_policy=NO_CACHE, **IO_RETRIES)
+def report(cfg: core.RunConfig, result: Any, timings: dict[str, float]) -> Path:
+    return core.stage_report(cfg, result, timings)
+
+
+def _run_name() -> str:
+    return f"blinaetl-{dt.datetime.now(dt.UTC):%Y-%m-%d-%H%M%S}"
+
+
+def _summary_markdown(summary: core.RunSummary, result: Any) -> str:
+    lines = [
+        f"## blinaetl run `{summary.run_id}`",
+        "",
+        f"Needs attention: **{'yes' if summary.needs_attention else 'no'}**",
+        f"Report: `{summary.report_dir / 'index.html'}`",
+        "",
+        "| file | table | read | loaded | quarantined | status |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for f in result.files.sort("path").iter_rows(named=True):
+        lines.append(
+            f"| `{f['path']}` | {f['table_name'] or ''} | {f['rows_read']} | "
+            f"{f['rows_loaded']} | {f['rows_quarantined']} | {f['status']} |"
+        )
+    return "\n".join(lines)
+
+
+@flow(name="blinaetl-pipeline", flow_run_name=_run_name, log_prints=False)
+def pipeline_flow(
+    landing: str = "demo/landing",
+    warehouse: str = "warehouse",
+    reports: str = "reports",
+    demo: bool = False,
+    definitions: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Ingest, validate, load, harmonize, curate, publish and report one landing folder."""
+    cfg = core.RunConfig(
+        landing=Path(landing),
+        warehouse=Path(warehouse),
+        reports=Path(reports),
+        demo=demo,
+        definitions=definitions or {},
+    )
+    summary, result = core.run_pipeline(
+        cfg,
+        stages={
+            "ingest": ingest,
+            "load": load,
+            "extract_text": extract_text,
+            "transform": transform,
+            "publish": publish,
+            "report": report,
+        },
+    )
+    create_markdown_artifact(
+        key="blinaetl-run-summary",
+        markdown=_summary_markdown(summary, result),
+        description="blinaetl run summary",
+    )
+    return summary.as_dict()
+
+
+if __name__ == "__main__":
+    pipeline_flow()

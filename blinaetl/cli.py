@@ -3,6 +3,7 @@
     blinaetl synth   generate a synthetic cohort (landing extracts + ground truth)
     blinaetl run     run the pipeline on a landing folder (Prefect flow, or --engine core)
     blinaetl sql     query the published analytics database, read-only
+    blinaetl report  write the reproduction report of the seed study's analyses
     blinaetl dict    write the data dictionary of the analytics database
 
 Exit status of `run`: 0 published and nothing needs attention; 3 published, but files or
@@ -133,6 +134,14 @@ def _print_query(con, sql: str) -> None:
         print(rel.pl().write_csv(separator=","), end="")
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from blinaetl.study_report import write_study_report
+
+    path, _ = write_study_report(Path(args.db), Path(args.out))
+    console.print(f"wrote {path}")
+    return EXIT_OK
+
+
 def cmd_dict(args: argparse.Namespace) -> int:
     from blinaetl.dictionary import write_data_dictionary
 
@@ -178,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
             "but needs a steward's attention, 2 bad usage, 1 failed (nothing published)."
         ),
     )
-    p.add_argument("--landing", default="demo/landing", help="landing folder (default demo/landing)")
+    p.add_argument(
+        "--landing", default="demo/landing", help="landing folder (default demo/landing)"
+    )
     p.add_argument("--warehouse", default="warehouse", help="database folder (default warehouse)")
     p.add_argument("--reports", default="reports", help="reports folder (default reports)")
     p.add_argument(
@@ -204,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", nargs="?", help="SQL query; omit to read queries from stdin")
     p.add_argument("--db", default="warehouse/blina.duckdb", help="analytics database file")
     p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser(
+        "report",
+        help="write the reproduction report of the seed study's analyses",
+        description=(
+            "Recompute the seed study's analyses (Table 1, response by predictor with Fisher's "
+            "exact test, EM risk at failure, failure patterns, Kaplan-Meier plots) from the "
+            "analytics database and write study_report.html."
+        ),
+    )
+    p.add_argument("--db", default="warehouse/blina.duckdb", help="analytics database file")
+    p.add_argument("--out", default="reports/study", help="output folder")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
         "dict",

@@ -182,10 +182,13 @@ def stage_publish(cfg: RunConfig) -> Path:
 
 
 def stage_report(cfg: RunConfig, result: Any, timings: dict[str, float]) -> Path:
-    """Write the run's report folder (manifest, DQ results, steward report, query listing)."""
+    """Write the run's report folder: steward report, manifest, DQ results, study report."""
     from blinaetl.report import write_run_report
+    from blinaetl.study_report import write_study_report
 
-    return write_run_report(cfg, result, timings)
+    out = write_run_report(cfg, result, timings)
+    write_study_report(cfg.analytics_path, out)
+    return out
 
 
 # --- the whole run ------------------------------------------------------------------------

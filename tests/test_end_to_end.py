@@ -14,9 +14,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from blinaetl.pipeline import RunConfig, run_pipeline
 from blinaetl.privacy import patient_keys, resolve_secret
-from blinaetl.synth import generate
 
 PATIENT_COLUMNS = [
     "patient_key",
@@ -50,29 +48,6 @@ PATIENT_COLUMNS = [
     "rfs_days",
     "rfs_event",
 ]
-
-
-def _run_cohort(root: Path, n: int, seed: int) -> tuple[Path, RunConfig, object]:
-    out = root / f"cohort_{n}_{seed}"
-    generate(out, n_patients=n, seed=seed)
-    cfg = RunConfig(
-        landing=out / "landing",
-        warehouse=root / f"wh_{n}_{seed}",
-        reports=root / f"rp_{n}_{seed}",
-        demo=True,
-    )
-    summary, result = run_pipeline(cfg)
-    return out, cfg, (summary, result)
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    return _run_cohort(tmp_path_factory.mktemp("e2e"), 65, 2017)
-
-
-@pytest.fixture(scope="module")
-def large_run(tmp_path_factory):
-    return _run_cohort(tmp_path_factory.mktemp("e2e_large"), 10_000, 7)
 
 
 def _norm(value: object) -> str:

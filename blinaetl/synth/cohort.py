@@ -1,0 +1,251 @@
+"""Simulate the ground-truth cohort: one row per patient, vectorized with numpy.
+
+Every random draw is a whole-cohort array operation; there is no per-patient Python loop.
+Probabilities are calibrated to the seed study (domain.md section 0): about half respond;
+marrow blasts > 50%, prior and active EM lower the chance of response; about 45% of
+responders are transplanted, about 60% relapse; EM failure is common and more likely with
+moderate/strong baseline CD19 and prior EM.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+
+from blinaetl.synth.phrases import EM_SITE_TERMS, LATERAL_GROUPS
+
+CD19_CLASSES = np.array(["negative", "dim", "moderate", "strong"])
+EM_GROUPS = np.array(sorted(EM_SITE_TERMS))
+# How often each EM site group is chosen (CNS and testis dominate in ALL).
+_GROUP_WEIGHT = {
+    "cns": 0.30,
+    "testis": 0.10,
+    "skin": 0.08,
+    "lymph_node": 0.10,
+    "soft_tissue": 0.06,
+    "bone": 0.05,
+    "mediastinum": 0.05,
+    "liver": 0.03,
+    "spleen": 0.03,
+    "kidney": 0.03,
+    "eye_orbit": 0.02,
+    "breast": 0.02,
+    "pleura": 0.02,
+    "ovary": 0.02,
+    "parotid": 0.02,
+    "gi_tract": 0.03,
+    "adrenal": 0.02,
+    "pancreas": 0.02,
+}
+GROUP_P = np.array([_GROUP_WEIGHT[g] for g in EM_GROUPS])
+GROUP_P = GROUP_P / GROUP_P.sum()
+
+LAST_NAMES = np.array(
+    [
+        "Smith", "Johnson", "Garcia", "Nguyen", "Müller", "Ñúñez", "Kowalski", "O'Brien",
+        "Lefèvre", "Søndergaard", "Rossi", "Tanaka", "Okafor", "Petrović", "Hernández",
+        "Dubois", "Schröder", "Andersson", "Kim", "Cohen", "Martínez", "Łukasik", "Brown",
+        "Fernández", "Walker", "Papadopoulos", "Singh", "Haddad", "Novák", "García-López",
+    ]
+)  # fmt: skip
+FIRST_NAMES = np.array(
+    [
+        "José", "Françoise", "Maria", "John", "Aiko", "Chinedu", "Ingrid", "Mateo", "Zoë",
+        "Björn", "Ana", "David", "Fatima", "Luca", "Émile", "Sofia", "Noah", "Hélène",
+        "Oskar", "Mei", "Raúl", "Grace", "Jürgen", "Amara", "Liam", "Inés", "Tomás", "Eva",
+    ]
+)  # fmt: skip
+
+EPOCH = dt.date(2012, 1, 1)
+
+
+def _bern(rng: np.random.Generator, p: np.ndarray | float, n: int) -> np.ndarray:
+    return rng.random(n) < p
+
+
+def _pick(rng: np.random.Generator, values: np.ndarray, p: np.ndarray | None, n: int):
+    return values[rng.choice(len(values), size=n, p=p)]
+
+
+def full_years(start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Whole years from `start` to `end` (datetime64[D] arrays), as an age is counted."""
+
+    def parts(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = d.astype("datetime64[D]")
+        year = d.astype("datetime64[Y]").astype(int) + 1970
+        month_start = d.astype("datetime64[M]")
+        month_day = (month_start.astype(int) % 12 + 1) * 100 + (d - month_start).astype(int) + 1
+        return year, month_day
+
+    sy, smd = parts(start)
+    ey, emd = parts(end)
+    return ey - sy - (emd < smd).astype(int)
+
+
+def simulate_patients(n: int, rng: np.random.Generator) -> pl.DataFrame:
+    """The true state of every patient: baseline, response, failure, transplant, survival.
+
+    Days are study days from blinatumomab cycle 1 (day 0).
+    """
+    idx = np.arange(n)
+    site = np.where(rng.random(n) < 0.5, "SITE01", "SITE02")
+    mrn_num = rng.permutation(9_000_000)[:n] + 1_000_000
+    mrn = np.where(
+        site == "SITE01",
+        np.char.add("A", mrn_num.astype(str)),
+        np.char.add("55-", (mrn_num % 1_000_000).astype(str).astype("U6")),
+    )
+    # SITE02 numbers are 6 digits: make them unique within the site by construction
+    s2 = site == "SITE02"
+    mrn[s2] = np.char.add("55-", np.char.zfill((rng.permutation(900_000)[: s2.sum()] + 100_000).astype(str), 6))
+    last = _pick(rng, LAST_NAMES, None, n)
+    first = _pick(rng, FIRST_NAMES, None, n)
+    sex = np.where(rng.random(n) < 0.45, "F", "M")
+
+    day0 = np.datetime64(EPOCH) + rng.integers(0, 5 * 365, n).astype("timedelta64[D]")
+    age_target = rng.integers(18, 81, n)
+    birth = day0 - (age_target * 365.25 + rng.integers(0, 360, n)).astype("timedelta64[D]")
+    age = full_years(birth, day0)
+    diagnosis = day0 - rng.integers(120, 1500, n).astype("timedelta64[D]")
+
+    ph = _pick(rng, np.array(["positive", "negative", "unknown"]), np.array([0.25, 0.72, 0.03]), n)
+    prior_lines = rng.integers(1, 6, n)
+    prior_hct = _bern(rng, 0.30, n)
+
+    blasts = np.round(rng.uniform(6, 95, n), 1)
+    blasts = np.where(np.abs(blasts - 50) < 1.0, 53.0, blasts)
+    gt50 = blasts > 50
+    hist_em = _bern(rng, 0.25, n)
+    active_em = _bern(rng, 0.15, n)
+    cd19_base_true = _pick(rng, CD19_CLASSES, np.array([0.03, 0.15, 0.35, 0.47]), n)
+
+    # EM sites: one group per episode; testis only for males
+    def draw_group() -> np.ndarray:
+        g = _pick(rng, EM_GROUPS, GROUP_P, n)
+        return np.where((g == "testis") & (sex == "F"), "skin", np.where((g == "ovary") & (sex == "M"), "lymph_node", g))
+
+    hist_group = draw_group()
+    active_group = draw_group()
+
+    logit = 0.95 - 0.9 * gt50 - 0.9 * hist_em - 0.8 * active_em - 2.0 * (cd19_base_true == "negative")
+    responder = rng.random(n) < 1 / (1 + np.exp(-logit))
+    u = rng.random(n)
+    resp_cat = np.where(u < 0.70, "CR", np.where(u < 0.85, "CRh", "CRi"))
+    u = rng.random(n)
+    nonresp_cat = np.where(u < 0.88, "refractory", np.where(u < 0.94, "hypoplastic", "NE"))
+    best = np.where(responder, resp_cat, nonresp_cat)
+
+    r1 = rng.integers(26, 37, n)
+    r2 = rng.integers(68, 81, n)
+    responded_at_r1 = responder & _bern(rng, 0.7, n)
+    response_day = np.where(responder, np.where(responded_at_r1, r1, r2), -1)
+    # NE: no marrow assessment in the window; dies or is lost before day 20
+    ne = best == "NE"
+
+    # MRD among responders: 60% negative, 10% not measured
+    u = rng.random(n)
+    mrd_state = np.where(u < 0.60, "neg", np.where(u < 0.90, "pos", "none"))
+    mrd_state = np.where(responder, mrd_state, "none")
+
+    # refractory failure: EM progression in ~41%; isolated EM in about a third of those
+    refr = best == "refractory"
+    modstrong = np.isin(cd19_base_true, ["moderate", "strong"])
+    p_em_fail = 0.22 + 0.20 * modstrong + 0.15 * hist_em
+    refr_em = refr & (rng.random(n) < p_em_fail)
+    refr_isolated_em = refr_em & _bern(rng, 0.35, n)
+    # refractory patients who die before the second assessment have only r1
+    refr_only_r1 = refr & ~refr_em & _bern(rng, 0.10, n)
+
+    hct = responder & _bern(rng, 0.45, n)
+    hct_day = np.where(hct, response_day + rng.integers(30, 121, n), -1)
+    p_rel = np.where(hct, 0.45, 0.72)
+    relapsed = responder & (rng.random(n) < p_rel)
+    rel_anchor = np.where(hct, hct_day, response_day)
+    relapse_day = np.where(relapsed, rel_anchor + rng.integers(60, 401, n), -1)
+    u = rng.random(n)
+    p_em_rel = np.clip(0.25 + 0.20 * modstrong + 0.15 * hist_em, 0, 1)
+    rel_em = relapsed & (u < p_em_rel)
+    rel_isolated_em = rel_em & _bern(rng, 0.6, n)
+
+    failure_type = np.where(refr, "refractory", np.where(relapsed, "relapse", ""))
+    failure_day = np.where(refr, np.where(refr_only_r1, r1, r2), np.where(relapsed, relapse_day, -1))
+    em_fail = refr_em | rel_em
+    isolated_em = refr_isolated_em | rel_isolated_em
+    failure_pattern = np.where(
+        failure_type == "",
+        "none",
+        np.where(isolated_em, "isolated_em", np.where(em_fail, "combined", "isolated_marrow")),
+    )
+    # CD19 at failure: refractory neg 18% dim 23%; relapse neg 35% dim 6%; 15% not evaluable
+    u = rng.random(n)
+    fail_cls_refr = np.where(u < 0.18, "negative", np.where(u < 0.41, "dim", np.where(u < 0.70, "moderate", "strong")))
+    fail_cls_rel = np.where(u < 0.35, "negative", np.where(u < 0.41, "dim", np.where(u < 0.70, "moderate", "strong")))
+    cd19_fail_true = np.where(refr, fail_cls_refr, fail_cls_rel)
+    fail_evaluable = (failure_type != "") & _bern(rng, 0.85, n)
+    fail_group = draw_group()
+    fail_group = np.where(fail_group == "cns", "cns", fail_group)
+
+    # survival
+    death_p = np.where(~responder, 0.85, np.where(relapsed, 0.70, 0.20))
+    died = rng.random(n) < death_p
+    death_day = np.where(
+        ne,
+        rng.integers(8, 20, n),
+        np.where(
+            ~responder,
+            np.where(refr_only_r1, r1 + rng.integers(5, 30, n), r2 + rng.integers(20, 300, n)),
+            np.where(relapsed, relapse_day + rng.integers(30, 300, n), rng.integers(300, 1400, n)),
+        ),
+    )
+    died = died | ne & _bern(rng, 0.6, n) | refr_only_r1
+    ne_lost_day = rng.integers(10, 20, n)
+    followup = rng.integers(250, 1500, n)
+
+    return pl.DataFrame(
+        {
+            "pid": idx,
+            "site": site,
+            "mrn": mrn,
+            "last_name": last,
+            "first_name": first,
+            "sex": sex,
+            "birth_date": birth.astype("datetime64[D]"),
+            "diagnosis_date": diagnosis.astype("datetime64[D]"),
+            "day0": day0.astype("datetime64[D]"),
+            "age_at_start": age,
+            "ph_status": ph,
+            "prior_lines": prior_lines,
+            "prior_hct": prior_hct,
+            "bm_blasts_pct": blasts,
+            "hist_em": hist_em,
+            "hist_group": hist_group,
+            "active_em": active_em,
+            "active_group": active_group,
+            "cd19_base_true": cd19_base_true,
+            "best_response": best,
+            "responder": responder,
+            "r1": r1,
+            "r2": r2,
+            "response_day": response_day,
+            "mrd_state": mrd_state,
+            "hct": hct,
+            "hct_day": hct_day,
+            "relapsed": relapsed,
+            "relapse_day": relapse_day,
+            "refr_only_r1": refr_only_r1,
+            "failure_type": failure_type,
+            "failure_day": failure_day,
+            "failure_pattern": failure_pattern,
+            "em_fail": em_fail,
+            "fail_group": fail_group,
+            "cd19_fail_true": cd19_fail_true,
+            "fail_evaluable": fail_evaluable,
+            "died": died,
+            "death_day": death_day,
+            "ne_lost_day": ne_lost_day,
+            "followup": followup,
+            "lateral": np.isin(active_group, list(LATERAL_GROUPS)),
+        }
+    )

@@ -1,0 +1,145 @@
+"""Render canonical records as site extracts, plant documented defects, write truth files.
+
+Site layouts (column names, date formats, units, code spellings) are the perturbations every
+real multi-site study has; the source mappings in `schemas/sources/` undo them. Defects are
+planted only in rows the derivations do not need (blood-count-only assessments, negative-only
+imaging reports, extra flow rows, exact copies), so the truth is the same with or without them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from blinaetl.synth.phrases import CD19_PHRASES, EM_FILLER, EM_SITE_TERMS, EM_TEMPLATES
+
+EXTRACT_DATE = "20260901"
+
+# defect kind -> (table, rate among eligible rows, check id, field)
+DEFECT_RATES: dict[str, tuple[str, float, str, str]] = {
+    "duplicate_row": ("assessments", 0.02, "ASM_DUPLICATE_ROW", ""),
+    "missing_required": ("assessments", 0.01, "ASM_ASSESSMENT_DATE_REQUIRED", "assessment_date"),
+    "unparseable_date": ("assessments", 0.01, "ASM_ASSESSMENT_DATE_TYPE", "assessment_date"),
+    "impossible_value": ("assessments", 0.01, "ASM_ANC_RANGE", "anc_10e9l"),
+    "mis_scaled_unit": ("assessments", 0.02, "ASM_PLT_RANGE", "platelets_10e9l"),
+    "date_out_of_order": ("assessments", 0.01, "ASM_AFTER_DX", "assessment_date"),
+    "unknown_response_code": ("assessments", 0.01, "ASM_RESPONSE_SET", "reported_response"),
+    "flow_duplicate_row": ("flow_results", 0.05, "FLW_DUPLICATE_ROW", ""),
+    "flow_unknown_patient": ("flow_results", 0.01, "FLW_KNOWN_PATIENT", "mrn"),
+    "imaging_code_typo": ("imaging_reports", 0.02, "IMG_MODALITY_SET", "modality"),
+    "imaging_empty_text": ("imaging_reports", 0.01, "IMG_TEXT_NOT_BLANK", "report_text"),
+    "imaging_unknown_patient": ("imaging_reports", 0.005, "IMG_KNOWN_PATIENT", "mrn"),
+}
+
+
+def n_defects(rate: float, eligible: int) -> int:
+    """Planted count: rate x eligible rows, rounded, at least one when there is a row."""
+    return min(eligible, max(1, round(rate * eligible))) if eligible else 0
+
+
+def with_dates(frame: pl.DataFrame, patients: pl.DataFrame, day_col: str, out: str) -> pl.DataFrame:
+    return frame.join(patients.select("pid", "day0"), on="pid").with_columns(
+        (pl.col("day0") + pl.duration(days=pl.col(day_col))).alias(out)
+    ).drop("day0")
+
+
+def fmt_date(col: str, fmt: str) -> pl.Expr:
+    return pl.col(col).dt.strftime(fmt)
+
+
+def fmt_num(col: str, factor: float = 1.0) -> pl.Expr:
+    value = pl.col(col) * factor if factor != 1.0 else pl.col(col)
+    return (
+        pl.when(value.is_null())
+        .then(pl.lit(""))
+        .otherwise(value.round(6).cast(pl.Utf8).str.replace(r"\.0$", ""))
+    )
+
+
+# --- imaging text ----------------------------------------------------------------------------
+
+
+def render_sentences(mentions: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+    """One sentence per mention row, from the phrase templates."""
+    n = mentions.height
+    assertion = mentions["assertion"].to_numpy()
+    group = mentions["site_group"].to_numpy()
+    lat = mentions["laterality"].to_numpy()
+    template = np.empty(n, dtype=object)
+    for a, temps in EM_TEMPLATES.items():
+        mask = assertion == a
+        template[mask] = np.asarray(temps, dtype=object)[rng.integers(0, len(temps), mask.sum())]
+    filler = assertion == "filler"
+    template[filler] = np.asarray(EM_FILLER, dtype=object)[rng.integers(0, len(EM_FILLER), filler.sum())]
+    noun = np.empty(n, dtype=object)
+    icdo3 = np.empty(n, dtype=object)
+    for g, terms in EM_SITE_TERMS.items():
+        mask = group == g
+        pick = rng.integers(0, len(terms), mask.sum())
+        noun[mask] = np.asarray([t[0] for t in terms], dtype=object)[pick]
+        icdo3[mask] = np.asarray([t[1] for t in terms], dtype=object)[pick]
+    noun[filler] = ""
+    site_text = np.where(lat != "", np.char.add(np.char.add(lat.astype(str), " "), noun.astype(str)), noun.astype(str))
+    return mentions.with_columns(
+        pl.Series("template", template.astype(str)),
+        pl.Series("site_text", site_text),
+        pl.Series("term", noun.astype(str)),
+        pl.Series("icdo3", icdo3.astype(str)),
+    ).with_columns(
+        pl.col("template")
+        .str.replace("{site}", pl.col("site_text"), literal=True)
+        .str.replace(
+            "{Site}",
+            pl.col("site_text").str.slice(0, 1).str.to_uppercase() + pl.col("site_text").str.slice(1),
+            literal=True,
+        )
+        .alias("sentence")
+    )
+
+
+def assemble_reports(sentences: pl.DataFrame) -> pl.DataFrame:
+    """One report per (patient, report): sentences in order, negative-only flag."""
+    return (
+        sentences.sort(["pid", "report", "order"])
+        .group_by(["pid", "report"], maintain_order=True)
+        .agg(
+            pl.col("day").first(),
+            pl.col("modality").first(),
+            pl.col("sentence").str.join(" ").alias("report_text"),
+            pl.col("assertion").is_in(["absent", "filler", "possible"]).all().alias("negative_only"),
+        )
+    )
+
+
+# --- CD19 text ------------------------------------------------------------------------------
+
+
+def cd19_descriptors(cls: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    out = np.empty(len(cls), dtype=object)
+    for c, phrases in CD19_PHRASES.items():
+        mask = cls == c
+        out[mask] = np.asarray(phrases, dtype=object)[rng.integers(0, len(phrases), mask.sum())]
+    return out.astype(str)
+
+
+def write_xlsx(frame: pl.DataFrame, path: Path, sheet: str, title: str | None = None) -> None:
+    """Write one sheet; with `title`, a title line and a blank line put the header on row 3."""
+    import xlsxwriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb = xlsxwriter.Workbook(str(path))
+    wb.set_properties({"created": dt.datetime(2026, 9, 1), "author": "site extract"})
+    ws = wb.add_worksheet(sheet)
+    position = "A1"
+    if title:
+        ws.write("A1", title)
+        position = "A3"
+    frame.write_excel(workbook=wb, worksheet=sheet, position=position, autofit=False, table_style=None)
+    wb.close()
+
+
+def date_after(values: pl.Expr, days: int) -> pl.Expr:
+    return values + pl.duration(days=days)

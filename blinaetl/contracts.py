@@ -124,6 +124,20 @@ def _implied_checks(table: str, prefix: str, fields: tuple[FieldSpec, ...]) -> l
             table=table,
         )
     ]
+    checks.append(
+        CheckSpec(
+            id=f"{prefix}_ROW_COMPLETE",
+            check="row_complete",
+            kahn="conformance.value",
+            severity="error",
+            threshold=0,
+            message=(
+                "The row has fewer fields than the header (the line looks cut off); send the "
+                "extract again in full."
+            ),
+            table=table,
+        )
+    )
     for f in fields:
         up = f.name.upper()
         if f.required:

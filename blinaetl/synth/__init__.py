@@ -36,7 +36,9 @@ class _Defects:
         self.frames: list[pl.DataFrame] = []
         self.counts: dict[str, dict[str, int]] = {}
 
-    def choose(self, rng: np.random.Generator, eligible: np.ndarray, kind: str, taken: np.ndarray) -> np.ndarray:
+    def choose(
+        self, rng: np.random.Generator, eligible: np.ndarray, kind: str, taken: np.ndarray
+    ) -> np.ndarray:
         """Mark n rows of `eligible` (not yet taken) for `kind`; returns the boolean mask."""
         table, rate, _, _ = render.DEFECT_RATES[kind]
         pool = np.flatnonzero(eligible & ~taken)
@@ -67,17 +69,35 @@ class _Defects:
                     "kind": kinds,
                     "check_id": [render.DEFECT_RATES[k][2] for k in kinds],
                 },
-                schema={"file": pl.Utf8, "row": pl.Int64, "table": pl.Utf8, "field": pl.Utf8, "kind": pl.Utf8, "check_id": pl.Utf8},
+                schema={
+                    "file": pl.Utf8,
+                    "row": pl.Int64,
+                    "table": pl.Utf8,
+                    "field": pl.Utf8,
+                    "kind": pl.Utf8,
+                    "check_id": pl.Utf8,
+                },
             )
         )
 
     def table(self) -> pl.DataFrame:
         if not self.frames:
-            return pl.DataFrame(schema={"file": pl.Utf8, "row": pl.Int64, "table": pl.Utf8, "field": pl.Utf8, "kind": pl.Utf8, "check_id": pl.Utf8})
+            return pl.DataFrame(
+                schema={
+                    "file": pl.Utf8,
+                    "row": pl.Int64,
+                    "table": pl.Utf8,
+                    "field": pl.Utf8,
+                    "kind": pl.Utf8,
+                    "check_id": pl.Utf8,
+                }
+            )
         return pl.concat(self.frames).sort(["file", "row"])
 
 
-def _finish(frame: pl.DataFrame, dup_kind: str | None, dup_mask_col: str | None, first_row: int) -> pl.DataFrame:
+def _finish(
+    frame: pl.DataFrame, dup_kind: str | None, dup_mask_col: str | None, first_row: int
+) -> pl.DataFrame:
     """Insert exact copies after the rows flagged in `dup_mask_col`, then number the rows."""
     parts = [frame.with_columns(pl.lit(0).alias("_copy"))]
     if dup_mask_col is not None:
@@ -118,20 +138,26 @@ def generate(
     men = events.build_mentions(p, rng)
     flw = events.build_flow(p, rng)
     # last contact: open follow-up or NE loss, never before the latest record
-    latest = pl.concat(
-        [
-            trt.select("pid", pl.col("start_day").alias("day")),
-            asm.select("pid", "day"),
-            men.select("pid", "day"),
-            flw.select("pid", "day"),
-            p.filter(pl.col("relapsed")).select("pid", pl.col("relapse_day").alias("day")),
-        ]
-    ).group_by("pid").agg(pl.col("day").max().alias("latest"))
+    latest = (
+        pl.concat(
+            [
+                trt.select("pid", pl.col("start_day").alias("day")),
+                asm.select("pid", "day"),
+                men.select("pid", "day"),
+                flw.select("pid", "day"),
+                p.filter(pl.col("relapsed")).select("pid", pl.col("relapse_day").alias("day")),
+            ]
+        )
+        .group_by("pid")
+        .agg(pl.col("day").max().alias("latest"))
+    )
     p = (
         p.join(latest, on="pid", how="left")
         .with_columns(
             pl.max_horizontal(
-                pl.when(pl.col("best_response") == "NE").then(pl.col("ne_lost_day")).otherwise(pl.col("followup")),
+                pl.when(pl.col("best_response") == "NE")
+                .then(pl.col("ne_lost_day"))
+                .otherwise(pl.col("followup")),
                 pl.col("latest") + 1,
             ).alias("last_contact_day")
         )
@@ -172,7 +198,9 @@ def generate(
         render.fmt_date("birth_date", "%m/%d/%Y").alias("DOB"),
         pl.col("sex").replace_strict({"M": "Male", "F": "Female"}).alias("Gender"),
         render.fmt_date("diagnosis_date", "%m/%d/%Y").alias("Dx Date"),
-        pl.col("ph_status").replace_strict({"positive": "Pos", "negative": "Neg", "unknown": "Unk"}).alias("Ph+"),
+        pl.col("ph_status")
+        .replace_strict({"positive": "Pos", "negative": "Neg", "unknown": "Unk"})
+        .alias("Ph+"),
         pl.col("prior_lines").cast(pl.Utf8).alias("Prior Lines"),
         pl.when(pl.col("prior_hct")).then(pl.lit("Y")).otherwise(pl.lit("N")).alias("Prior HSCT"),
         "_order",
@@ -180,16 +208,24 @@ def generate(
     )
     s2 = _finish(s2, None, None, 4)
     f = "clinical/SITE02/patients_" + X + ".xlsx"
-    render.write_xlsx(_public(s2), landing / f, "Patients", title="SITE02 leukemia registry extract")
+    render.write_xlsx(
+        _public(s2), landing / f, "Patients", title="SITE02 leukemia registry extract"
+    )
     files[f] = s2.height
 
     # ---------------- clinical: treatments ----------------
     t = render.with_dates(trt, p, "start_day", "start_date")
-    t = t.with_columns(
-        pl.when(pl.col("end_day").is_not_null()).then(pl.col("start_date") + pl.duration(days=pl.col("end_day") - pl.col("start_day"))).alias("end_date")
-    ).join(pid_site.select("pid", "site", "mrn"), on="pid").with_columns(
-        (pl.col("pid") * 100 + pl.col("start_day").rank("dense").over("pid")).alias("_order"),
-        pl.lit(None, pl.Utf8).alias("_defect"),
+    t = (
+        t.with_columns(
+            pl.when(pl.col("end_day").is_not_null())
+            .then(pl.col("start_date") + pl.duration(days=pl.col("end_day") - pl.col("start_day")))
+            .alias("end_date")
+        )
+        .join(pid_site.select("pid", "site", "mrn"), on="pid")
+        .with_columns(
+            (pl.col("pid") * 100 + pl.col("start_day").rank("dense").over("pid")).alias("_order"),
+            pl.lit(None, pl.Utf8).alias("_defect"),
+        )
     )
     t1 = t.filter(pl.col("site") == "SITE01").select(
         pl.col("mrn").alias("MRN"),
@@ -206,7 +242,9 @@ def generate(
     files[f] = t1.height
     t2 = t.filter(pl.col("site") == "SITE02").select(
         pl.col("mrn").alias("Patient ID"),
-        pl.col("treatment").replace_strict({"blinatumomab": "Blinatumomab", "allo_hct": "Allo SCT"}).alias("Therapy"),
+        pl.col("treatment")
+        .replace_strict({"blinatumomab": "Blinatumomab", "allo_hct": "Allo SCT"})
+        .alias("Therapy"),
         pl.col("cycle").cast(pl.Utf8).fill_null("").alias("Cycle"),
         render.fmt_date("start_date", "%m/%d/%Y").alias("Start"),
         render.fmt_date("end_date", "%m/%d/%Y").fill_null("").alias("Stop"),
@@ -219,7 +257,9 @@ def generate(
     files[f] = t2.height
 
     # ---------------- clinical: assessments (with defects in filler rows) ----------------
-    a = render.with_dates(asm, p, "day", "assessment_date").join(pid_site.select("pid", "site", "mrn", "diagnosis_date"), on="pid")
+    a = render.with_dates(asm, p, "day", "assessment_date").join(
+        pid_site.select("pid", "site", "mrn", "diagnosis_date"), on="pid"
+    )
     a = a.sort(["pid", "day"]).with_columns(pl.int_range(pl.len()).alias("_order"))
     for site, layout in (("SITE01", "s1"), ("SITE02", "s2")):
         part = a.filter(pl.col("site") == site)
@@ -227,18 +267,40 @@ def generate(
         filler = (part["kind"] == "filler").to_numpy()
         taken = np.zeros(n, bool)
         kinds = np.full(n, None, dtype=object)
-        for kind in ("duplicate_row", "missing_required", "unparseable_date", "impossible_value", "date_out_of_order", "unknown_response_code"):
+        for kind in (
+            "duplicate_row",
+            "missing_required",
+            "unparseable_date",
+            "impossible_value",
+            "date_out_of_order",
+            "unknown_response_code",
+        ):
             kinds[defects.choose(rng, filler, kind, taken)] = kind
         if site == "SITE01":
             kinds[defects.choose(rng, filler, "mis_scaled_unit", taken)] = "mis_scaled_unit"
         part = part.with_columns(pl.Series("_kind", kinds.tolist(), dtype=pl.Utf8))
         part = part.with_columns(
-            pl.when(pl.col("_kind") == "impossible_value").then(250.0).otherwise(pl.col("anc_10e9l")).alias("anc_10e9l"),
-            pl.when(pl.col("_kind") == "mis_scaled_unit").then(pl.col("platelets_10e9l") * 1000).otherwise(pl.col("platelets_10e9l")).alias("platelets_10e9l"),
-            pl.when(pl.col("_kind") == "date_out_of_order").then(pl.col("diagnosis_date") - pl.duration(days=200)).otherwise(pl.col("assessment_date")).alias("assessment_date"),
-            pl.when(pl.col("_kind") == "unknown_response_code").then(pl.lit("C R")).otherwise(pl.col("reported_response")).alias("reported_response"),
+            pl.when(pl.col("_kind") == "impossible_value")
+            .then(250.0)
+            .otherwise(pl.col("anc_10e9l"))
+            .alias("anc_10e9l"),
+            pl.when(pl.col("_kind") == "mis_scaled_unit")
+            .then(pl.col("platelets_10e9l") * 1000)
+            .otherwise(pl.col("platelets_10e9l"))
+            .alias("platelets_10e9l"),
+            pl.when(pl.col("_kind") == "date_out_of_order")
+            .then(pl.col("diagnosis_date") - pl.duration(days=200))
+            .otherwise(pl.col("assessment_date"))
+            .alias("assessment_date"),
+            pl.when(pl.col("_kind") == "unknown_response_code")
+            .then(pl.lit("C R"))
+            .otherwise(pl.col("reported_response"))
+            .alias("reported_response"),
             (pl.col("_kind") == "duplicate_row").alias("_dup"),
-            pl.when(pl.col("_kind") == "duplicate_row").then(None).otherwise(pl.col("_kind")).alias("_defect"),
+            pl.when(pl.col("_kind") == "duplicate_row")
+            .then(None)
+            .otherwise(pl.col("_kind"))
+            .alias("_defect"),
         )
         if layout == "s1":
             date_fmt, bad_date = "%Y-%m-%d", "2015-13-45"
@@ -270,13 +332,25 @@ def generate(
                 render.fmt_num("mrd_pct").alias("MRD (%)"),
                 render.fmt_num("csf_wbc_per_ul").alias("CSF WBC"),
                 render.fmt_num("csf_rbc_per_ul").alias("CSF RBC"),
-                pl.col("csf_blasts").replace_strict({"present": "Seen", "absent": "Not seen"}, default=None).fill_null("").alias("CSF Blasts"),
+                pl.col("csf_blasts")
+                .replace_strict({"present": "Seen", "absent": "Not seen"}, default=None)
+                .fill_null("")
+                .alias("CSF Blasts"),
                 pl.col("reported_response").fill_null("").alias("Response"),
             ]
             date_col = "Date"
-        sf = part.select([*cols, "_kind", "_order", "_defect", "_dup"]).with_columns(
-            pl.when(pl.col("_kind") == "missing_required").then(pl.lit("")).when(pl.col("_kind") == "unparseable_date").then(pl.lit(bad_date)).otherwise(pl.col(date_col)).alias(date_col)
-        ).drop("_kind")
+        sf = (
+            part.select([*cols, "_kind", "_order", "_defect", "_dup"])
+            .with_columns(
+                pl.when(pl.col("_kind") == "missing_required")
+                .then(pl.lit(""))
+                .when(pl.col("_kind") == "unparseable_date")
+                .then(pl.lit(bad_date))
+                .otherwise(pl.col(date_col))
+                .alias(date_col)
+            )
+            .drop("_kind")
+        )
         sf = _finish(sf, "duplicate_row", "_dup", 2)
         f = f"clinical/{site}/assessments_{X}.csv"
         _write_csv(_public(sf), landing / f)
@@ -284,11 +358,23 @@ def generate(
         files[f] = sf.height
 
     # ---------------- clinical: outcomes ----------------
-    o = render.with_dates(outc, p, "day", "event_date").join(pid_site.select("pid", "site", "mrn"), on="pid")
-    o = o.sort(["pid", "day"]).with_columns(pl.int_range(pl.len()).alias("_order"), pl.lit(None, pl.Utf8).alias("_defect"))
+    o = render.with_dates(outc, p, "day", "event_date").join(
+        pid_site.select("pid", "site", "mrn"), on="pid"
+    )
+    o = o.sort(["pid", "day"]).with_columns(
+        pl.int_range(pl.len()).alias("_order"), pl.lit(None, pl.Utf8).alias("_defect")
+    )
     o1 = _finish(
-        o.filter(pl.col("site") == "SITE01").select(pl.col("mrn").alias("MRN"), "event", render.fmt_date("event_date", "%Y-%m-%d").alias("event_date"), "_order", "_defect"),
-        None, None, 2,
+        o.filter(pl.col("site") == "SITE01").select(
+            pl.col("mrn").alias("MRN"),
+            "event",
+            render.fmt_date("event_date", "%Y-%m-%d").alias("event_date"),
+            "_order",
+            "_defect",
+        ),
+        None,
+        None,
+        2,
     )
     f = "clinical/SITE01/outcomes_" + X + ".csv"
     _write_csv(_public(o1), landing / f)
@@ -296,21 +382,33 @@ def generate(
     o2 = _finish(
         o.filter(pl.col("site") == "SITE02").select(
             pl.col("mrn").alias("Patient ID"),
-            pl.col("event").replace_strict({"relapse": "Relapse", "death": "Death", "last_contact": "Last Contact"}).alias("Event"),
+            pl.col("event")
+            .replace_strict(
+                {"relapse": "Relapse", "death": "Death", "last_contact": "Last Contact"}
+            )
+            .alias("Event"),
             render.fmt_date("event_date", "%m/%d/%Y").alias("Event Date"),
             "_order",
             "_defect",
         ),
-        None, None, 2,
+        None,
+        None,
+        2,
     )
     f = "clinical/SITE02/outcomes_" + X + ".csv"
     _write_csv(_public(o2), landing / f)
     files[f] = o2.height
 
     # ---------------- flow cytometry ----------------
-    fl = render.with_dates(flw, p, "day", "collection_date").join(pid_site.select("pid", "site", "mrn"), on="pid")
-    fl = fl.sort(["pid", "day", "specimen_type"]).with_columns(pl.int_range(pl.len()).alias("_order"))
-    fl = fl.with_columns(pl.Series("descriptor", render.cd19_descriptors(fl["cls"].to_numpy(), rng)))
+    fl = render.with_dates(flw, p, "day", "collection_date").join(
+        pid_site.select("pid", "site", "mrn"), on="pid"
+    )
+    fl = fl.sort(["pid", "day", "specimen_type"]).with_columns(
+        pl.int_range(pl.len()).alias("_order")
+    )
+    fl = fl.with_columns(
+        pl.Series("descriptor", render.cd19_descriptors(fl["cls"].to_numpy(), rng))
+    )
     for lab in ("LABNUM", "LABTXT"):
         part = fl.filter(pl.col("lab") == lab)
         n = part.height
@@ -320,7 +418,10 @@ def generate(
         dup = defects.choose(rng, filler, "flow_duplicate_row", taken)
         unk = defects.choose(rng, np.ones(n, bool), "flow_unknown_patient", np.zeros(n, bool))
         part = part.with_columns(
-            pl.Series("specimen_id", (("F" if lab == "LABNUM" else "TX-") + pl.Series(ids).cast(pl.Utf8)).to_list()),
+            pl.Series(
+                "specimen_id",
+                (("F" if lab == "LABNUM" else "TX-") + pl.Series(ids).cast(pl.Utf8)).to_list(),
+            ),
             pl.Series("_dup", dup),
             pl.lit(None, pl.Utf8).alias("_defect"),
         )
@@ -331,14 +432,21 @@ def generate(
             pl.lit(False).alias("_dup"),
             (pl.col("_order") + 0.5).alias("_order"),
         )
-        part = pl.concat([part.with_columns(pl.col("_order").cast(pl.Float64)), extra.with_columns(pl.col("_order").cast(pl.Float64))])
+        part = pl.concat(
+            [
+                part.with_columns(pl.col("_order").cast(pl.Float64)),
+                extra.with_columns(pl.col("_order").cast(pl.Float64)),
+            ]
+        )
         if lab == "LABNUM":
             sf = part.select(
                 pl.col("specimen_id").alias("accession"),
                 "mrn",
                 pl.col("site").alias("referring_site"),
                 render.fmt_date("collection_date", "%Y-%m-%d").alias("collected"),
-                pl.col("specimen_type").replace_strict({"marrow": "BM", "blood": "PB", "csf": "CSF", "tissue": "TISSUE"}).alias("specimen"),
+                pl.col("specimen_type")
+                .replace_strict({"marrow": "BM", "blood": "PB", "csf": "CSF", "tissue": "TISSUE"})
+                .alias("specimen"),
                 pl.col("blasts_pct").alias("blasts_pct"),
                 pl.col("cd19_pct_positive").alias("cd19_pct"),
                 pl.col("cd19_mfi").alias("cd19_mfi"),
@@ -357,10 +465,21 @@ def generate(
                 pl.col("mrn").alias("MRN"),
                 pl.col("site").alias("Site"),
                 render.fmt_date("collection_date", "%d-%b-%Y").alias("Collection Date"),
-                pl.col("specimen_type").replace_strict({"marrow": "Bone marrow", "blood": "Peripheral blood", "csf": "CSF", "tissue": "Tissue"}).alias("Source"),
+                pl.col("specimen_type")
+                .replace_strict(
+                    {
+                        "marrow": "Bone marrow",
+                        "blood": "Peripheral blood",
+                        "csf": "CSF",
+                        "tissue": "Tissue",
+                    }
+                )
+                .alias("Source"),
                 render.fmt_num("blasts_pct").alias("Blasts %"),
                 pl.col("descriptor").alias("CD19"),
-                pl.format("Blasts {}% of events; see full report.", pl.col("blasts_pct")).alias("Comment"),
+                pl.format("Blasts {}% of events; see full report.", pl.col("blasts_pct")).alias(
+                    "Comment"
+                ),
                 "_order",
                 "_defect",
                 "_dup",
@@ -376,8 +495,12 @@ def generate(
     say("writing report text")
     sent = events_sentences = render.render_sentences(men, rng)
     rep = render.assemble_reports(sent)
-    rep = render.with_dates(rep, p, "day", "report_date").join(pid_site.select("pid", "site", "mrn"), on="pid")
-    rep = rep.sort(["pid", "day", "report"]).with_columns(pl.int_range(pl.len()).cast(pl.Float64).alias("_order"))
+    rep = render.with_dates(rep, p, "day", "report_date").join(
+        pid_site.select("pid", "site", "mrn"), on="pid"
+    )
+    rep = rep.sort(["pid", "day", "report"]).with_columns(
+        pl.int_range(pl.len()).cast(pl.Float64).alias("_order")
+    )
     for site in ("SITE01", "SITE02"):
         part = rep.filter(pl.col("site") == site)
         n = part.height
@@ -393,14 +516,22 @@ def generate(
             pl.Series("_defect", kinds.tolist(), dtype=pl.Utf8),
         )
         extra = part.filter(pl.Series(unk)).with_columns(
-            pl.format("A000{}", pl.int_range(pl.len()) + 5001).alias("mrn") if site == "SITE01" else pl.format("55-00{}", pl.int_range(pl.len()) + 1001).alias("mrn"),
+            pl.format("A000{}", pl.int_range(pl.len()) + 5001).alias("mrn")
+            if site == "SITE01"
+            else pl.format("55-00{}", pl.int_range(pl.len()) + 1001).alias("mrn"),
             ("U" + pl.col("accession")).alias("accession"),
             pl.lit("imaging_unknown_patient").alias("_defect"),
             (pl.col("_order") + 0.5).alias("_order"),
         )
         part = pl.concat([part, extra]).with_columns(
-            pl.when(pl.col("_defect") == "imaging_code_typo").then(pl.lit("C.T.")).otherwise(pl.col("modality")).alias("modality"),
-            pl.when(pl.col("_defect") == "imaging_empty_text").then(pl.lit("")).otherwise(pl.col("report_text")).alias("report_text"),
+            pl.when(pl.col("_defect") == "imaging_code_typo")
+            .then(pl.lit("C.T."))
+            .otherwise(pl.col("modality"))
+            .alias("modality"),
+            pl.when(pl.col("_defect") == "imaging_empty_text")
+            .then(pl.lit(""))
+            .otherwise(pl.col("report_text"))
+            .alias("report_text"),
         )
         if site == "SITE01":
             sf = part.select(
@@ -417,7 +548,9 @@ def generate(
                 pl.col("accession").alias("Acc #"),
                 pl.col("mrn").alias("Patient ID"),
                 render.fmt_date("report_date", "%m/%d/%Y").alias("Exam Date"),
-                pl.col("modality").replace({"PET-CT": "PET", "pathology": "Path", "exam": "Exam"}).alias("Modality"),
+                pl.col("modality")
+                .replace({"PET-CT": "PET", "pathology": "Path", "exam": "Exam"})
+                .alias("Modality"),
                 pl.col("report_text").alias("Impression"),
                 "_order",
                 "_defect",
@@ -448,11 +581,15 @@ def generate(
         if path.suffix == ".parquet":
             ident_extra |= set(pl.read_parquet(path)["accession"].cast(pl.Utf8).to_list())
         elif path.suffix in (".csv", ".tsv"):
-            frame = pl.read_csv(path, separator="\t" if path.suffix == ".tsv" else ",", infer_schema=False)
+            frame = pl.read_csv(
+                path, separator="\t" if path.suffix == ".tsv" else ",", infer_schema=False
+            )
             for col in ("Specimen No", "accession", "Acc #"):
                 if col in frame.columns:
                     ident_extra |= set(frame[col].to_list())
-    (truth_dir / "identifiers.txt").write_text("\n".join(sorted(set(ident) | ident_extra)) + "\n", encoding="utf-8")
+    (truth_dir / "identifiers.txt").write_text(
+        "\n".join(sorted(set(ident) | ident_extra)) + "\n", encoding="utf-8"
+    )
     perturbations = {
         "seed": seed,
         "patients": n_patients,
@@ -477,4 +614,9 @@ def generate(
     }
     (truth_dir / "perturbations.json").write_text(json.dumps(perturbations, indent=2) + "\n")
     del events_sentences
-    return {"out": str(out), "patients": n_patients, "files": files, "defects": int(defect_table.height)}
+    return {
+        "out": str(out),
+        "patients": n_patients,
+        "files": files,
+        "defects": int(defect_table.height),
+    }

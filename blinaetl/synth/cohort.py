@@ -45,8 +45,8 @@ GROUP_P = GROUP_P / GROUP_P.sum()
 LAST_NAMES = np.array(
     [
         "Smith", "Johnson", "Garcia", "Nguyen", "Müller", "Ñúñez", "Kowalski", "O'Brien",
-        "Lefèvre", "Søndergaard", "Rossi", "Tanaka", "Okafor", "Petrović", "Hernández",
-        "Dubois", "Schröder", "Andersson", "Kim", "Cohen", "Martínez", "Łukasik", "Brown",
+        "Lefèvre", "Søndergaard", "Rossi", "Tanaka", "Okafor", "Peña", "Hernández",
+        "Dubois", "Schröder", "Andersson", "Kim", "Cohen", "Martínez", "Çelik", "Brown",
         "Fernández", "Walker", "Papadopoulos", "Singh", "Haddad", "Novák", "García-López",
     ]
 )  # fmt: skip
@@ -99,7 +99,9 @@ def simulate_patients(n: int, rng: np.random.Generator) -> pl.DataFrame:
     )
     # SITE02 numbers are 6 digits: make them unique within the site by construction
     s2 = site == "SITE02"
-    mrn[s2] = np.char.add("55-", np.char.zfill((rng.permutation(900_000)[: s2.sum()] + 100_000).astype(str), 6))
+    mrn[s2] = np.char.add(
+        "55-", np.char.zfill((rng.permutation(900_000)[: s2.sum()] + 100_000).astype(str), 6)
+    )
     last = _pick(rng, LAST_NAMES, None, n)
     first = _pick(rng, FIRST_NAMES, None, n)
     sex = np.where(rng.random(n) < 0.45, "F", "M")
@@ -124,12 +126,18 @@ def simulate_patients(n: int, rng: np.random.Generator) -> pl.DataFrame:
     # EM sites: one group per episode; testis only for males
     def draw_group() -> np.ndarray:
         g = _pick(rng, EM_GROUPS, GROUP_P, n)
-        return np.where((g == "testis") & (sex == "F"), "skin", np.where((g == "ovary") & (sex == "M"), "lymph_node", g))
+        return np.where(
+            (g == "testis") & (sex == "F"),
+            "skin",
+            np.where((g == "ovary") & (sex == "M"), "lymph_node", g),
+        )
 
     hist_group = draw_group()
     active_group = draw_group()
 
-    logit = 0.95 - 0.9 * gt50 - 0.9 * hist_em - 0.8 * active_em - 2.0 * (cd19_base_true == "negative")
+    logit = (
+        0.95 - 0.9 * gt50 - 0.9 * hist_em - 0.8 * active_em - 2.0 * (cd19_base_true == "negative")
+    )
     responder = rng.random(n) < 1 / (1 + np.exp(-logit))
     u = rng.random(n)
     resp_cat = np.where(u < 0.70, "CR", np.where(u < 0.85, "CRh", "CRi"))
@@ -170,7 +178,9 @@ def simulate_patients(n: int, rng: np.random.Generator) -> pl.DataFrame:
     rel_isolated_em = rel_em & _bern(rng, 0.6, n)
 
     failure_type = np.where(refr, "refractory", np.where(relapsed, "relapse", ""))
-    failure_day = np.where(refr, np.where(refr_only_r1, r1, r2), np.where(relapsed, relapse_day, -1))
+    failure_day = np.where(
+        refr, np.where(refr_only_r1, r1, r2), np.where(relapsed, relapse_day, -1)
+    )
     em_fail = refr_em | rel_em
     isolated_em = refr_isolated_em | rel_isolated_em
     failure_pattern = np.where(
@@ -180,8 +190,12 @@ def simulate_patients(n: int, rng: np.random.Generator) -> pl.DataFrame:
     )
     # CD19 at failure: refractory neg 18% dim 23%; relapse neg 35% dim 6%; 15% not evaluable
     u = rng.random(n)
-    fail_cls_refr = np.where(u < 0.18, "negative", np.where(u < 0.41, "dim", np.where(u < 0.70, "moderate", "strong")))
-    fail_cls_rel = np.where(u < 0.35, "negative", np.where(u < 0.41, "dim", np.where(u < 0.70, "moderate", "strong")))
+    fail_cls_refr = np.where(
+        u < 0.18, "negative", np.where(u < 0.41, "dim", np.where(u < 0.70, "moderate", "strong"))
+    )
+    fail_cls_rel = np.where(
+        u < 0.35, "negative", np.where(u < 0.41, "dim", np.where(u < 0.70, "moderate", "strong"))
+    )
     cd19_fail_true = np.where(refr, fail_cls_refr, fail_cls_rel)
     fail_evaluable = (failure_type != "") & _bern(rng, 0.85, n)
     fail_group = draw_group()

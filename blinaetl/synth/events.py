@@ -34,7 +34,9 @@ def last_alive_day(p: pl.DataFrame) -> np.ndarray:
     """Latest study day a record may carry: death day, NE loss day, or open follow-up."""
     died = p["died"].to_numpy()
     ne = (p["best_response"] == "NE").to_numpy()
-    return np.where(died, p["death_day"].to_numpy(), np.where(ne, p["ne_lost_day"].to_numpy(), 10**6))
+    return np.where(
+        died, p["death_day"].to_numpy(), np.where(ne, p["ne_lost_day"].to_numpy(), 10**6)
+    )
 
 
 def build_treatments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
@@ -55,7 +57,14 @@ def build_treatments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
         )
     hct = p["hct"].to_numpy()
     frames.append(
-        _rows(p, hct, treatment="allo_hct", cycle=None, start_day=p["hct_day"].to_numpy(), end_day=None)
+        _rows(
+            p,
+            hct,
+            treatment="allo_hct",
+            cycle=None,
+            start_day=p["hct_day"].to_numpy(),
+            end_day=None,
+        )
     )
     return pl.concat(frames, how="diagonal_relaxed").with_columns(
         pl.col("cycle").cast(pl.Int64), pl.col("end_day").cast(pl.Int64)
@@ -114,7 +123,11 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
     csf_wbc = np.where(
         cns_active,
         np.where(traumatic_cns3, 60.0, np.round(rng.uniform(8, 60, n), 0)),
-        np.where(cns2, np.round(rng.uniform(1, 4, n), 0), np.where(traumatic_cns2, 6.0, np.round(rng.uniform(0, 4, n), 0))),
+        np.where(
+            cns2,
+            np.round(rng.uniform(1, 4, n), 0),
+            np.where(traumatic_cns2, 6.0, np.round(rng.uniform(0, 4, n), 0)),
+        ),
     )
     csf_rbc = np.where(
         traumatic_cns3, 100.0, np.where(traumatic_cns2, 12000.0, np.round(rng.uniform(0, 5, n), 0))
@@ -140,7 +153,11 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
     cat1 = np.where(
         responder,
         np.where(resp_day == r1, best, "early"),
-        np.where(pattern == "isolated_em", "early", np.where(best == "hypoplastic", "hypoplastic", "refractory")),
+        np.where(
+            pattern == "isolated_em",
+            "early",
+            np.where(best == "hypoplastic", "hypoplastic", "refractory"),
+        ),
     )
     b1, a1, p1 = _counts(rng, n, cat1)
     mrd_val = np.where(
@@ -149,7 +166,9 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
         np.where(mrd_state == "pos", np.round(rng.uniform(0.05, 2.0, n), 3), np.nan),
     )
     mrd1 = np.where(responder & (resp_day == r1), mrd_val, np.nan)
-    report1 = np.where(rng.random(n) < 0.3, np.where(np.isin(cat1, ["early"]), "refractory", cat1), None)
+    report1 = np.where(
+        rng.random(n) < 0.3, np.where(np.isin(cat1, ["early"]), "refractory", cat1), None
+    )
     frames.append(
         _rows(
             p,
@@ -185,7 +204,11 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
     )
     # relapse restaging marrow
     relapse = ftype == "relapse"
-    rb = np.where(pattern == "isolated_em", np.round(rng.uniform(1.0, 3.0, n), 1), np.round(rng.uniform(10, 80, n), 1))
+    rb = np.where(
+        pattern == "isolated_em",
+        np.round(rng.uniform(1.0, 3.0, n), 1),
+        np.round(rng.uniform(10, 80, n), 1),
+    )
     frames.append(
         _rows(
             p,
@@ -210,9 +233,7 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
                 kind="filler",
             )
         )
-    return pl.concat(frames, how="diagonal_relaxed").with_columns(
-        pl.col("mrd_pct").fill_nan(None)
-    )
+    return pl.concat(frames, how="diagonal_relaxed").with_columns(pl.col("mrd_pct").fill_nan(None))
 
 
 def build_outcomes(p: pl.DataFrame) -> pl.DataFrame:
@@ -262,7 +283,11 @@ def build_mentions(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     hist, hist_g = p["hist_em"].to_numpy(), p["hist_group"].to_numpy()
     active, act_g = p["active_em"].to_numpy(), p["active_group"].to_numpy()
     em_fail, fail_g = p["em_fail"].to_numpy(), p["fail_group"].to_numpy()
-    patient_groups = [np.where(hist, hist_g, ""), np.where(active, act_g, ""), np.where(em_fail, fail_g, "")]
+    patient_groups = [
+        np.where(hist, hist_g, ""),
+        np.where(active, act_g, ""),
+        np.where(em_fail, fail_g, ""),
+    ]
     imaging = np.array(["CT", "MRI", "PET-CT", "US"])
     frames = []
     report_no = 0
@@ -300,12 +325,19 @@ def build_mentions(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     )
     # EM before blinatumomab: documented at the time
     u_mod = rng.random(n)
-    mod_em = np.where(u_mod < 0.2, "pathology", np.where(u_mod < 0.35, "exam", imaging[rng.integers(0, 4, n)]))
+    mod_em = np.where(
+        u_mod < 0.2, "pathology", np.where(u_mod < 0.35, "exam", imaging[rng.integers(0, 4, n)])
+    )
     report(hist, -rng.integers(60, 401, n), mod_em, [("present", hist_g)])
     # active EM at start
     act_day = np.where(responder, -rng.integers(0, 26, n), rng.integers(-25, 6, n))
     mod_act = np.where(rng.random(n) < 0.2, "pathology", imaging[rng.integers(0, 4, n)])
-    report(active, act_day, mod_act, [("present", act_g), ("absent", _other_group(rng, patient_groups))])
+    report(
+        active,
+        act_day,
+        mod_act,
+        [("present", act_g), ("absent", _other_group(rng, patient_groups))],
+    )
     # responders with active EM: resolution documented after the first response assessment
     r1 = p["r1"].to_numpy()
     resolved_day = r1 + 3
@@ -316,7 +348,15 @@ def build_mentions(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     # follow-up reports with an uncertain statement about an uninvolved site
     fu_day = rng.integers(100, 200, n)
     fu = (alive_to > fu_day) & (rng.random(n) < 0.5)
-    report(fu, fu_day, mod, [("possible", _other_group(rng, patient_groups)), ("absent", _other_group(rng, patient_groups))])
+    report(
+        fu,
+        fu_day,
+        mod,
+        [
+            ("possible", _other_group(rng, patient_groups)),
+            ("absent", _other_group(rng, patient_groups)),
+        ],
+    )
     m = pl.concat(frames, how="diagonal_relaxed")
     return m.with_columns(pl.col("report").cast(pl.Int64))
 
@@ -347,16 +387,42 @@ def build_flow(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     frames = []
     marrow_base = rng.random(n) < 0.95
     base_day = -rng.integers(1, 22, n)
-    frames.append(_rows(p, marrow_base, day=base_day, specimen_type="marrow", cls=base_cls, lab=lab, role="baseline"))
+    frames.append(
+        _rows(
+            p,
+            marrow_base,
+            day=base_day,
+            specimen_type="marrow",
+            cls=base_cls,
+            lab=lab,
+            role="baseline",
+        )
+    )
     blood_base = rng.random(n) < 0.4
     blood_cls = np.where(rng.random(n) < 0.8, base_cls, CD19_CLASSES[rng.integers(0, 4, n)])
     frames.append(
-        _rows(p, blood_base, day=base_day - rng.integers(0, 6, n), specimen_type="blood", cls=blood_cls, lab=lab, role="baseline")
+        _rows(
+            p,
+            blood_base,
+            day=base_day - rng.integers(0, 6, n),
+            specimen_type="blood",
+            cls=blood_cls,
+            lab=lab,
+            role="baseline",
+        )
     )
     on_day = rng.integers(14, 21, n)
     on_treat = (rng.random(n) < 0.3) & (alive_to > on_day)
     frames.append(
-        _rows(p, on_treat, day=on_day, specimen_type="blood", cls=CD19_CLASSES[rng.integers(0, 4, n)], lab=lab, role="filler")
+        _rows(
+            p,
+            on_treat,
+            day=on_day,
+            specimen_type="blood",
+            cls=CD19_CLASSES[rng.integers(0, 4, n)],
+            lab=lab,
+            role="filler",
+        )
     )
     fail = p["fail_evaluable"].to_numpy()
     pattern = p["failure_pattern"].to_numpy()
@@ -364,16 +430,30 @@ def build_flow(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     fday = p["failure_day"].to_numpy() + rng.integers(0, 4, n)
     tissue_type = np.where(p["fail_group"].to_numpy() == "cns", "csf", "tissue")
     frames.append(
-        _rows(p, fail & (pattern != "isolated_em"), day=fday, specimen_type="marrow", cls=fail_cls, lab=lab, role="failure")
+        _rows(
+            p,
+            fail & (pattern != "isolated_em"),
+            day=fday,
+            specimen_type="marrow",
+            cls=fail_cls,
+            lab=lab,
+            role="failure",
+        )
     )
     em_cls = np.where(rng.random(n) < 0.5, fail_cls, CD19_CLASSES[rng.integers(0, 4, n)])
     em_cls = np.where(pattern == "isolated_em", fail_cls, em_cls)
     frames.append(
-        _rows(p, fail & np.isin(pattern, ["isolated_em", "combined"]), day=fday, specimen_type=tissue_type, cls=em_cls, lab=lab, role="failure")
+        _rows(
+            p,
+            fail & np.isin(pattern, ["isolated_em", "combined"]),
+            day=fday,
+            specimen_type=tissue_type,
+            cls=em_cls,
+            lab=lab,
+            role="failure",
+        )
     )
     f = pl.concat(frames)
     pct, mfi, ref = cd19_numbers(rng, f["cls"].to_numpy())
     blasts = np.round(rng.uniform(5, 90, f.height), 1)
-    return f.with_columns(
-        cd19_pct_positive=pct, cd19_mfi=mfi, ref_mfi=ref, blasts_pct=blasts
-    )
+    return f.with_columns(cd19_pct_positive=pct, cd19_mfi=mfi, ref_mfi=ref, blasts_pct=blasts)

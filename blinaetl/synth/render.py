@@ -41,9 +41,11 @@ def n_defects(rate: float, eligible: int) -> int:
 
 
 def with_dates(frame: pl.DataFrame, patients: pl.DataFrame, day_col: str, out: str) -> pl.DataFrame:
-    return frame.join(patients.select("pid", "day0"), on="pid").with_columns(
-        (pl.col("day0") + pl.duration(days=pl.col(day_col))).alias(out)
-    ).drop("day0")
+    return (
+        frame.join(patients.select("pid", "day0"), on="pid")
+        .with_columns((pl.col("day0") + pl.duration(days=pl.col(day_col))).alias(out))
+        .drop("day0")
+    )
 
 
 def fmt_date(col: str, fmt: str) -> pl.Expr:
@@ -73,7 +75,9 @@ def render_sentences(mentions: pl.DataFrame, rng: np.random.Generator) -> pl.Dat
         mask = assertion == a
         template[mask] = np.asarray(temps, dtype=object)[rng.integers(0, len(temps), mask.sum())]
     filler = assertion == "filler"
-    template[filler] = np.asarray(EM_FILLER, dtype=object)[rng.integers(0, len(EM_FILLER), filler.sum())]
+    template[filler] = np.asarray(EM_FILLER, dtype=object)[
+        rng.integers(0, len(EM_FILLER), filler.sum())
+    ]
     noun = np.empty(n, dtype=object)
     icdo3 = np.empty(n, dtype=object)
     for g, terms in EM_SITE_TERMS.items():
@@ -82,7 +86,11 @@ def render_sentences(mentions: pl.DataFrame, rng: np.random.Generator) -> pl.Dat
         noun[mask] = np.asarray([t[0] for t in terms], dtype=object)[pick]
         icdo3[mask] = np.asarray([t[1] for t in terms], dtype=object)[pick]
     noun[filler] = ""
-    site_text = np.where(lat != "", np.char.add(np.char.add(lat.astype(str), " "), noun.astype(str)), noun.astype(str))
+    site_text = np.where(
+        lat != "",
+        np.char.add(np.char.add(lat.astype(str), " "), noun.astype(str)),
+        noun.astype(str),
+    )
     return mentions.with_columns(
         pl.Series("template", template.astype(str)),
         pl.Series("site_text", site_text),
@@ -93,7 +101,8 @@ def render_sentences(mentions: pl.DataFrame, rng: np.random.Generator) -> pl.Dat
         .str.replace("{site}", pl.col("site_text"), literal=True)
         .str.replace(
             "{Site}",
-            pl.col("site_text").str.slice(0, 1).str.to_uppercase() + pl.col("site_text").str.slice(1),
+            pl.col("site_text").str.slice(0, 1).str.to_uppercase()
+            + pl.col("site_text").str.slice(1),
             literal=True,
         )
         .alias("sentence")
@@ -109,7 +118,10 @@ def assemble_reports(sentences: pl.DataFrame) -> pl.DataFrame:
             pl.col("day").first(),
             pl.col("modality").first(),
             pl.col("sentence").str.join(" ").alias("report_text"),
-            pl.col("assertion").is_in(["absent", "filler", "possible"]).all().alias("negative_only"),
+            pl.col("assertion")
+            .is_in(["absent", "filler", "possible"])
+            .all()
+            .alias("negative_only"),
         )
     )
 
@@ -137,7 +149,9 @@ def write_xlsx(frame: pl.DataFrame, path: Path, sheet: str, title: str | None = 
     if title:
         ws.write("A1", title)
         position = "A3"
-    frame.write_excel(workbook=wb, worksheet=sheet, position=position, autofit=False, table_style=None)
+    frame.write_excel(
+        workbook=wb, worksheet=sheet, position=position, autofit=False, table_style=None
+    )
     wb.close()
 
 

@@ -57,23 +57,37 @@ def cns3(frame: pl.DataFrame) -> pl.Expr:
 
 def em_evidence(mentions: pl.DataFrame, assessments: pl.DataFrame) -> pl.DataFrame:
     """pid, day, site_group, assertion for EM statements and CSF CNS3 (as 'cns' present)."""
-    m = mentions.filter(pl.col("assertion") != "filler").select("pid", "day", "site_group", "assertion")
-    c = (
-        assessments.filter(cns3(assessments).fill_null(False))
-        .select("pid", "day", pl.lit("cns").alias("site_group"), pl.lit("present").alias("assertion"))
+    m = mentions.filter(pl.col("assertion") != "filler").select(
+        "pid", "day", "site_group", "assertion"
+    )
+    c = assessments.filter(cns3(assessments).fill_null(False)).select(
+        "pid", "day", pl.lit("cns").alias("site_group"), pl.lit("present").alias("assertion")
     )
     return pl.concat([m, c])
 
 
-def truth_patients(p: pl.DataFrame, specimens: pl.DataFrame, mentions: pl.DataFrame | None = None, assessments: pl.DataFrame | None = None) -> pl.DataFrame:
+def truth_patients(
+    p: pl.DataFrame,
+    specimens: pl.DataFrame,
+    mentions: pl.DataFrame | None = None,
+    assessments: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """One row per patient with the columns of curated.patients (site + mrn for the key)."""
     ev = em_evidence(mentions, assessments) if mentions is not None else None
     base = p
     if ev is not None:
-        prior = ev.filter(
-            (pl.col("assertion").is_in(["present", "historical", "resolved"]) & (pl.col("day") < 0))
-            | ((pl.col("assertion") == "historical") & (pl.col("day") <= 7))
-        ).select("pid").unique().with_columns(pl.lit(True).alias("prior_em"))
+        prior = (
+            ev.filter(
+                (
+                    pl.col("assertion").is_in(["present", "historical", "resolved"])
+                    & (pl.col("day") < 0)
+                )
+                | ((pl.col("assertion") == "historical") & (pl.col("day") <= 7))
+            )
+            .select("pid")
+            .unique()
+            .with_columns(pl.lit(True).alias("prior_em"))
+        )
         active = (
             ev.filter((pl.col("assertion") == "present") & pl.col("day").is_between(-30, 7))
             .group_by("pid")
@@ -83,7 +97,9 @@ def truth_patients(p: pl.DataFrame, specimens: pl.DataFrame, mentions: pl.DataFr
         fail = (
             ev.filter(pl.col("assertion") == "present")
             .join(p.select("pid", "failure_day"), on="pid")
-            .filter((pl.col("failure_day") >= 0) & ((pl.col("day") - pl.col("failure_day")).abs() <= 14))
+            .filter(
+                (pl.col("failure_day") >= 0) & ((pl.col("day") - pl.col("failure_day")).abs() <= 14)
+            )
             .select("pid")
             .unique()
             .with_columns(pl.lit(True).alias("em_at_failure_rule"))
@@ -113,20 +129,39 @@ def truth_patients(p: pl.DataFrame, specimens: pl.DataFrame, mentions: pl.DataFr
     died = pl.col("died")
     os_days = pl.when(died).then(pl.col("death_day")).otherwise(pl.col("last_contact_day"))
     rel = pl.col("relapsed")
-    rfs_end = pl.when(rel).then(pl.col("relapse_day")).when(died).then(pl.col("death_day")).otherwise(pl.col("last_contact_day"))
+    rfs_end = (
+        pl.when(rel)
+        .then(pl.col("relapse_day"))
+        .when(died)
+        .then(pl.col("death_day"))
+        .otherwise(pl.col("last_contact_day"))
+    )
     failed = pl.col("failure_type") != ""
     out = base.with_columns(
         (pl.col("bm_blasts_pct") > 50).alias("bm_blasts_gt50"),
         pl.when(resp).then(pl.col("response_day")).otherwise(None).alias("response_day"),
-        pl.when(resp & (pl.col("mrd_state") != "none")).then(pl.col("mrd_state") == "neg").otherwise(None).alias("mrd_negative"),
+        pl.when(resp & (pl.col("mrd_state") != "none"))
+        .then(pl.col("mrd_state") == "neg")
+        .otherwise(None)
+        .alias("mrd_negative"),
         pl.when(resp).then(pl.col("hct")).otherwise(None).alias("hct_in_cr"),
         pl.when(pl.col("hct")).then(pl.col("hct_day")).otherwise(None).alias("hct_day"),
         pl.when(resp).then(rel).otherwise(None).alias("relapsed"),
         pl.when(rel).then(pl.col("relapse_day")).otherwise(None).alias("relapse_day"),
-        pl.when(failed & pl.col("fail_evaluable")).then(pl.col("cd19_fail_true")).otherwise(None).alias("cd19_at_failure"),
+        pl.when(failed & pl.col("fail_evaluable"))
+        .then(pl.col("cd19_fail_true"))
+        .otherwise(None)
+        .alias("cd19_at_failure"),
         os_days.alias("os_days"),
         died.cast(pl.Int64).alias("os_event"),
-        pl.when(~resp).then(0).when(rel).then(pl.col("relapse_day")).when(died).then(pl.col("death_day")).otherwise(os_days).alias("efs_days"),
+        pl.when(~resp)
+        .then(0)
+        .when(rel)
+        .then(pl.col("relapse_day"))
+        .when(died)
+        .then(pl.col("death_day"))
+        .otherwise(os_days)
+        .alias("efs_days"),
         pl.when(~resp | rel | died).then(1).otherwise(0).alias("efs_event"),
         pl.when(resp).then(rfs_end - pl.col("response_day")).otherwise(None).alias("rfs_days"),
         pl.when(resp).then((rel | died).cast(pl.Int64)).otherwise(None).alias("rfs_event"),
@@ -135,7 +170,10 @@ def truth_patients(p: pl.DataFrame, specimens: pl.DataFrame, mentions: pl.DataFr
         out = out.with_columns(
             pl.col("hist_em").alias("prior_em"),
             pl.col("active_em").alias("active_em_at_start"),
-            pl.when(pl.col("active_em")).then(pl.col("active_group")).otherwise(None).alias("em_sites_at_start"),
+            pl.when(pl.col("active_em"))
+            .then(pl.col("active_group"))
+            .otherwise(None)
+            .alias("em_sites_at_start"),
             pl.when(failed).then(pl.col("em_fail")).otherwise(None).alias("em_at_failure"),
         )
     return out.sort("pid").select(TRUTH_COLUMNS)

@@ -1,0 +1,537 @@
+"""Ingest a landing folder: discover files, read them by their mapping, map to the contracts.
+
+Every file is read as text first (no reader guesses types), rows keep the number a person sees
+when opening the file, values are renamed, recoded, parsed and unit-converted by the source
+mapping, and the row as delivered is kept for the quarantine. A file that cannot be read gets a
+file-level status and a message saying what is wrong and how to fix it; the other files go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from blinaetl.contracts import LINEAGE_COLUMNS, Contract, load_contracts
+from blinaetl.privacy import patient_keys
+from blinaetl.sources import FileMapping, SourceMapping, load_sources, match
+
+RAW_PREFIX = "__raw__"
+POLARS_TYPES = {
+    "string": pl.Utf8,
+    "date": pl.Date,
+    "int": pl.Int64,
+    "float": pl.Float64,
+    "bool": pl.Boolean,
+}
+TRUE_WORDS = {"true", "t", "yes", "y", "1"}
+FALSE_WORDS = {"false", "f", "no", "n", "0"}
+EXTRACT_DATE_RE = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})")
+
+
+class FileProblem(Exception):
+    """A whole file cannot be loaded: `status` and a message with the fix."""
+
+    def __init__(self, status: str, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.status, self.message, self.fix = status, message, fix
+
+
+@dataclass
+class MappedFile:
+    path: str
+    sha256: str
+    source: SourceMapping
+    mapping: FileMapping
+    frame: pl.DataFrame  # canonical typed + raw columns + lineage (no patient_key yet)
+    note: str = ""
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def _looks_binary(data: bytes) -> bool:
+    head = data[:4096]
+    if b"\x00" in head:
+        return True
+    control = sum(1 for b in head if b < 9 or 13 < b < 32)
+    return len(head) > 0 and control / len(head) > 0.05
+
+
+def _decode(data: bytes, encoding: str, rel: str) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise FileProblem(
+            "rejected",
+            f"{rel}: line {line} has bytes that are not valid {encoding}",
+            f"save the file as {encoding}, or set 'encoding' in the source mapping to the "
+            "file's real encoding (e.g. latin-1 or cp1252)",
+        ) from exc
+
+
+def _read_text_table(data: bytes, fm: FileMapping, rel: str) -> pl.DataFrame:
+    if _looks_binary(data):
+        raise FileProblem(
+            "rejected",
+            f"{rel}: is not a text file (binary content in a .{rel.rsplit('.', 1)[-1]} file)",
+            "export the table again as delimited text, or fix the format in the source mapping",
+        )
+    text = _decode(data, fm.encoding, rel)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.splitlines()
+    body = [ln for ln in lines[fm.header_row - 1 :]]
+    if not body or not body[0].strip():
+        raise FileProblem(
+            "rejected",
+            f"{rel}: is empty (no header on line {fm.header_row})",
+            "send the extract again with its header row and data",
+        )
+    sep = fm.delimiter
+    try:
+        frame = pl.read_csv(
+            io.BytesIO("\n".join(body).encode("utf-8")),
+            separator=sep,
+            infer_schema=False,
+            has_header=True,
+            raise_if_empty=False,
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise FileProblem(
+            "rejected",
+            f"{rel}: cannot be parsed as {fm.format.upper()} with delimiter {sep!r} "
+            f"({str(exc).splitlines()[0][:160]})",
+            "check the delimiter and quoting in the source mapping, or re-export the file",
+        ) from exc
+    frame = frame.with_columns(
+        (pl.int_range(pl.len()) + fm.header_row + 1).cast(pl.Int64).alias("_source_row")
+    )
+    # a truncated last line: fewer fields than the header and no closing newline
+    if frame.height and not text.endswith(("\n", "\r")):
+        last = lines[-1]
+        n_fields = len(
+            next(
+                iter(
+                    pl.read_csv(
+                        io.BytesIO(last.encode()),
+                        has_header=False,
+                        separator=sep,
+                        infer_schema=False,
+                    ).iter_rows()
+                ),
+                (),
+            )
+        )
+        if n_fields < len(frame.columns) - 1:
+            frame = frame.with_columns(
+                pl.when(pl.int_range(pl.len()) == frame.height - 1)
+                .then(pl.lit(True))
+                .otherwise(pl.lit(False))
+                .alias("_truncated")
+            )
+    return frame
+
+
+def _read_xlsx(path: Path, fm: FileMapping, rel: str) -> pl.DataFrame:
+    import fastexcel
+
+    try:
+        reader = fastexcel.read_excel(str(path))
+    except Exception as exc:  # fastexcel raises its own error types for unreadable workbooks
+        raise FileProblem(
+            "rejected",
+            f"{rel}: is not a readable Excel workbook ({type(exc).__name__})",
+            "open it in Excel and save it again as .xlsx, or fix the format in the source mapping",
+        ) from exc
+    sheets = reader.sheet_names
+    if fm.sheet is None and len(sheets) > 1:
+        raise FileProblem(
+            "rejected",
+            f"{rel}: has {len(sheets)} sheets ({', '.join(sheets)}) and the mapping does not say which to read",
+            "set 'sheet' in the source mapping to the sheet holding the data",
+        )
+    sheet = fm.sheet or sheets[0]
+    if sheet not in sheets:
+        raise FileProblem(
+            "rejected",
+            f"{rel}: has no sheet named '{sheet}' (sheets: {', '.join(sheets)})",
+            "correct 'sheet' in the source mapping or the sheet name in the workbook",
+        )
+    try:
+        loaded = reader.load_sheet(sheet, header_row=fm.header_row - 1, dtypes="string")
+    except Exception as exc:
+        raise FileProblem(
+            "rejected",
+            f"{rel}: sheet '{sheet}' cannot be read from row {fm.header_row} ({type(exc).__name__})",
+            "check 'header_row' in the source mapping",
+        ) from exc
+    frame = loaded.to_polars()
+    frame = frame.with_columns([pl.col(c).cast(pl.Utf8) for c in frame.columns])
+    return frame.with_columns(
+        (pl.int_range(pl.len()) + fm.header_row + 1).cast(pl.Int64).alias("_source_row")
+    )
+
+
+def _read_parquet(path: Path, rel: str) -> pl.DataFrame:
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as exc:  # polars raises several error types for corrupt files
+        raise FileProblem(
+            "rejected",
+            f"{rel}: is not a readable Parquet file ({type(exc).__name__})",
+            "export the file again, or fix the format in the source mapping",
+        ) from exc
+    frame = frame.with_columns([pl.col(c).cast(pl.Utf8) for c in frame.columns])
+    return frame.with_columns((pl.int_range(pl.len()) + 1).cast(pl.Int64).alias("_source_row"))
+
+
+def read_raw(path: Path, fm: FileMapping, rel: str) -> pl.DataFrame:
+    """All delivered columns as text (empty -> null) plus `_source_row`."""
+    data = path.read_bytes()
+    if not data.strip():
+        raise FileProblem("rejected", f"{rel}: is empty (0 data bytes)", "send the extract again")
+    if fm.format in ("csv", "tsv"):
+        frame = _read_text_table(data, fm, rel)
+    elif fm.format == "xlsx":
+        frame = _read_xlsx(path, fm, rel)
+    else:
+        frame = _read_parquet(path, rel)
+    data_cols = [c for c in frame.columns if not c.startswith("_")]
+    return frame.with_columns(
+        [pl.col(c).str.strip_chars().replace("", None).alias(c) for c in data_cols]
+    )
+
+
+# --- mapping --------------------------------------------------------------------------------
+
+
+def _norm(expr: pl.Expr) -> pl.Expr:
+    return expr.str.strip_chars().str.to_lowercase().str.replace_all(r"\s+", " ")
+
+
+def map_frame(
+    raw: pl.DataFrame, source: SourceMapping, fm: FileMapping, contract: Contract, rel: str
+) -> tuple[pl.DataFrame, str]:
+    """Canonical typed columns + `__raw__<field>` text + `_raw_json`; returns (frame, note)."""
+    delivered = [c for c in raw.columns if not c.startswith("_")]
+    mapped_sources = set(fm.columns.values())
+    missing = [
+        f.name
+        for f in contract.fields
+        if f.name in fm.columns and fm.columns[f.name] not in delivered and f.required
+    ]
+    if missing:
+        expected = ", ".join(f"'{fm.columns[m]}'" for m in missing)
+        hint = ""
+        if len(set(delivered) & mapped_sources) == 0:
+            hint = (
+                f" None of the mapped columns is on row {fm.header_row}: if the header is on "
+                "another row, set 'header_row' in the source mapping."
+            )
+        raise FileProblem(
+            "rejected",
+            f"{rel}: required column(s) {expected} not found (for {', '.join(missing)}).{hint}",
+            "add the columns to the extract, or correct 'columns' in the source mapping "
+            f"({source.path.name})",
+        )
+    notes = []
+    extra = sorted(set(delivered) - mapped_sources)
+    if extra:
+        notes.append(
+            f"{len(extra)} column(s) not in the mapping were ignored: {', '.join(extra)}; add them "
+            "to the mapping if they are needed"
+        )
+    absent_optional = [f for f, c in fm.columns.items() if c not in delivered]
+    if absent_optional:
+        notes.append(f"optional column(s) not delivered: {', '.join(absent_optional)}")
+    exprs: list[pl.Expr] = []
+    for f in contract.fields:
+        src = fm.columns.get(f.name)
+        if src is not None and src in delivered:
+            text = pl.col(src)
+        elif f.name in fm.constants:
+            text = pl.lit(str(fm.constants[f.name]))
+        elif f.name == "patient_site" and source.site:
+            text = pl.lit(source.site)
+        else:
+            text = pl.lit(None, pl.Utf8)
+        codes = {k.strip().lower(): v for k, v in fm.codes.get(f.name, {}).items()}
+        if f.allowed:
+            codes = {**{a.lower(): a for a in f.allowed}, **codes}
+        if codes:
+            text = _norm(text).replace_strict(codes, default=text, return_dtype=pl.Utf8)
+        exprs.append(text.alias(RAW_PREFIX + f.name))
+    frame = raw.with_columns(exprs)
+    typed: list[pl.Expr] = []
+    for f in contract.fields:
+        col = pl.col(RAW_PREFIX + f.name)
+        if f.type == "string":
+            value = col
+        elif f.type == "date":
+            value = col.str.strptime(pl.Date, fm.date_format, strict=False)
+        elif f.type == "int":
+            num = col.str.replace_all(",", "").cast(pl.Float64, strict=False)
+            value = pl.when(num == num.round(0)).then(num).otherwise(None).cast(pl.Int64)
+        elif f.type == "float":
+            value = col.str.replace_all(",", "").cast(pl.Float64, strict=False)
+            if f.name in fm.units:
+                value = value * fm.units[f.name]
+        else:
+            low = _norm(col)
+            value = (
+                pl.when(low.is_in(TRUE_WORDS))
+                .then(True)
+                .when(low.is_in(FALSE_WORDS))
+                .then(False)
+                .otherwise(None)
+            )
+        typed.append(value.cast(POLARS_TYPES[f.type]).alias(f.name))
+    raw_json = pl.struct([pl.col(c) for c in delivered]).struct.json_encode().alias("_raw_json")
+    frame = frame.with_columns(
+        [
+            *typed,
+            raw_json,
+            pl.concat_str([pl.col(c).fill_null("\x00") for c in delivered], separator="\x1f")
+            .hash(7)
+            .alias("_content_hash"),
+        ]
+    )
+    return frame, "; ".join(notes)
+
+
+def _extract_date(rel: str):
+    m = EXTRACT_DATE_RE.search(Path(rel).name)
+    if not m:
+        return None
+    import datetime as dt
+
+    try:
+        return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        return None
+
+
+def read_and_map(
+    path: Path, rel: str, source: SourceMapping, fm: FileMapping, contract: Contract, run_id: str
+) -> MappedFile:
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    raw = read_raw(path, fm, rel)
+    frame, note = map_frame(raw, source, fm, contract, rel)
+    site_expr = pl.col("patient_site") if source.kind == "flow" else pl.lit(source.site)
+    frame = frame.with_columns(
+        site_expr.cast(pl.Utf8).alias("site"),
+        pl.lit(source.source).alias("_source_id"),
+        pl.lit(rel).alias("_source_file"),
+        pl.lit(sha).alias("_file_sha256"),
+        pl.lit(_extract_date(rel), pl.Date).alias("_extract_date"),
+        pl.lit(run_id).alias("_run_id"),
+    )
+    if "_truncated" not in frame.columns:
+        frame = frame.with_columns(pl.lit(False).alias("_truncated"))
+    keep = [
+        *contract.field_names,
+        *[RAW_PREFIX + f for f in contract.field_names],
+        "site",
+        "_source_id",
+        "_source_file",
+        "_source_row",
+        "_file_sha256",
+        "_extract_date",
+        "_run_id",
+        "_raw_json",
+        "_content_hash",
+        "_truncated",
+    ]
+    return MappedFile(rel, sha, source, fm, frame.select(keep), note)
+
+
+def discover(landing: Path) -> list[tuple[Path, str]]:
+    files = sorted(p for p in landing.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return [(p, p.relative_to(landing).as_posix()) for p in files]
+
+
+@dataclass
+class IngestResult:
+    tables: dict[str, pl.DataFrame]
+    quarantine_rows: pl.DataFrame
+    quarantine_failures: pl.DataFrame
+    files: pl.DataFrame
+    dq_results: pl.DataFrame
+
+    @property
+    def needs_attention(self) -> bool:
+        bad_files = self.files.filter(pl.col("status").is_in(["rejected", "unmatched"])).height
+        bad_checks = self.dq_results.filter(pl.col("status").is_in(["failed", "error"])).height
+        return bool(bad_files or bad_checks or self.quarantine_rows.height)
+
+
+FILE_SCHEMA = {
+    "path": pl.Utf8,
+    "sha256": pl.Utf8,
+    "source_id": pl.Utf8,
+    "table_name": pl.Utf8,
+    "rows_read": pl.Int64,
+    "rows_loaded": pl.Int64,
+    "rows_quarantined": pl.Int64,
+    "status": pl.Utf8,
+    "error": pl.Utf8,
+    "fix": pl.Utf8,
+}
+
+
+class ConservationError(AssertionError):
+    """Rows read != rows loaded + rows quarantined for a file: a bug, never tolerated."""
+
+
+def ingest_landing(
+    landing: Path,
+    run_id: str,
+    secret: bytes,
+    sources_dir: Path | None = None,
+    contracts_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> IngestResult:
+    """Read, map and validate every file of the landing folder."""
+    from blinaetl.validate import validate_tables
+
+    say = progress or (lambda _m: None)
+    contracts = load_contracts(contracts_dir)
+    sources = load_sources(sources_dir, contracts)
+    file_rows: list[dict] = []
+    mapped: list[MappedFile] = []
+    found = discover(landing)
+    say(f"reading {len(found)} files")
+    for path, rel in found:
+        hit = match(rel, sources)
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        if hit is None:
+            file_rows.append(
+                {
+                    "path": rel,
+                    "sha256": sha,
+                    "source_id": None,
+                    "table_name": None,
+                    "rows_read": 0,
+                    "rows_loaded": 0,
+                    "rows_quarantined": 0,
+                    "status": "unmatched",
+                    "error": f"{rel}: matches no source mapping, so it was not read",
+                    "fix": "add or correct a 'glob' in schemas/sources/, or move the file to its site's folder",
+                }
+            )
+            continue
+        source, fm = hit
+        try:
+            mapped.append(read_and_map(path, rel, source, fm, contracts[fm.table], run_id))
+        except FileProblem as problem:
+            file_rows.append(
+                {
+                    "path": rel,
+                    "sha256": sha,
+                    "source_id": source.source,
+                    "table_name": fm.table,
+                    "rows_read": 0,
+                    "rows_loaded": 0,
+                    "rows_quarantined": 0,
+                    "status": problem.status,
+                    "error": problem.message,
+                    "fix": problem.fix,
+                }
+            )
+    say("validating")
+    frames: dict[str, list[pl.DataFrame]] = {t: [] for t in contracts}
+    for m in mapped:
+        frames[m.mapping.table].append(m.frame)
+    combined = {
+        t: (pl.concat(fs, how="vertical_relaxed") if fs else _empty_mapped(contracts[t]))
+        for t, fs in frames.items()
+    }
+    for t, frame in combined.items():
+        combined[t] = frame.with_columns(patient_keys(frame["site"], frame["mrn"], secret))
+    outcome = validate_tables(combined, contracts)
+    # per-file accounting
+    q_per_file = outcome.quarantine_rows.group_by("_source_file").agg(pl.len().alias("q"))
+    loaded_per_file = (
+        pl.concat(
+            [t.select("_source_file") for t in outcome.tables.values()], how="vertical_relaxed"
+        )
+        .group_by("_source_file")
+        .agg(pl.len().alias("l"))
+    )
+    warned = (
+        pl.concat(
+            [
+                t.filter(pl.col("_warnings").list.len() > 0).select("_source_file")
+                for t in outcome.tables.values()
+            ],
+            how="vertical_relaxed",
+        )
+        .group_by("_source_file")
+        .agg(pl.len().alias("w"))
+    )
+    q = dict(q_per_file.iter_rows())
+    ld = dict(loaded_per_file.iter_rows())
+    w = dict(warned.iter_rows())
+    for m in mapped:
+        read = m.frame.height
+        loaded, quarantined = ld.get(m.path, 0), q.get(m.path, 0)
+        if read != loaded + quarantined:
+            raise ConservationError(
+                f"{m.path}: {read} rows read but {loaded} loaded + {quarantined} quarantined; "
+                "this is a bug in blinaetl, please report it"
+            )
+        status = "loaded"
+        if quarantined:
+            status = "partially_quarantined"
+        elif w.get(m.path) or m.note:
+            status = "loaded_with_warnings"
+        file_rows.append(
+            {
+                "path": m.path,
+                "sha256": m.sha256,
+                "source_id": m.source.source,
+                "table_name": m.mapping.table,
+                "rows_read": read,
+                "rows_loaded": loaded,
+                "rows_quarantined": quarantined,
+                "status": status,
+                "error": m.note or None,
+                "fix": None,
+            }
+        )
+    files = pl.DataFrame(file_rows, schema=FILE_SCHEMA).sort("path")
+    return IngestResult(
+        tables=outcome.tables,
+        quarantine_rows=outcome.quarantine_rows,
+        quarantine_failures=outcome.quarantine_failures,
+        files=files,
+        dq_results=outcome.dq_results,
+    )
+
+
+def _empty_mapped(contract: Contract) -> pl.DataFrame:
+    schema: dict[str, pl.DataType] = {f.name: POLARS_TYPES[f.type] for f in contract.fields}
+    schema |= {RAW_PREFIX + f.name: pl.Utf8 for f in contract.fields}
+    schema |= {
+        "site": pl.Utf8,
+        "_source_id": pl.Utf8,
+        "_source_file": pl.Utf8,
+        "_source_row": pl.Int64,
+        "_file_sha256": pl.Utf8,
+        "_extract_date": pl.Date,
+        "_run_id": pl.Utf8,
+        "_raw_json": pl.Utf8,
+        "_content_hash": pl.UInt64,
+        "_truncated": pl.Boolean,
+    }
+    return pl.DataFrame(schema=schema)
+
+
+__all__ = ["LINEAGE_COLUMNS", "IngestResult", "ingest_landing"]

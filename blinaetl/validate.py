@@ -1,0 +1,366 @@
+"""Execute the contracts: compile every check to a pandera (polars) check and run it.
+
+One parameterized implementation per check type (`CHECK_TYPES`) turns a declared check into a
+polars expression that is true where a row passes. Cross-record and cross-source checks read
+helper columns computed first by joins (known patients, diagnosis, birth and death dates,
+blinatumomab start), so pandera runs every check the same way, on a collected DataFrame
+(stack-notes: a LazyFrame would silently skip value checks). Errors quarantine the row;
+warnings load it with the check id in `_warnings`. Results follow DQD semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandera.polars as pa
+import polars as pl
+
+from blinaetl.contracts import LINEAGE_COLUMNS, CheckSpec, Contract
+
+RAW = "__raw__"
+ORDER = ("patients", "treatments", "outcomes", "assessments", "flow_results", "imaging_reports")
+POLARS_TYPES = {
+    "string": pl.Utf8,
+    "date": pl.Date,
+    "int": pl.Int64,
+    "float": pl.Float64,
+    "bool": pl.Boolean,
+}
+
+
+class CheckConfigError(ValueError):
+    """A declared check lacks a parameter its type needs."""
+
+
+def _when(check: CheckSpec) -> pl.Expr:
+    cond = pl.lit(True)
+    for col, value in (check.params.get("when") or {}).items():
+        cond = cond & (pl.col(col) == value)
+    return cond
+
+
+def _col(check: CheckSpec) -> pl.Expr:
+    if check.column is None:
+        raise CheckConfigError(f"check {check.id} ({check.check}) needs 'column'")
+    return pl.col(check.column)
+
+
+def _allowed(check: CheckSpec, contract: Contract) -> list[str]:
+    values = check.params.get("values") or contract.field(check.column).allowed
+    if not values:
+        raise CheckConfigError(f"check {check.id}: no allowed values declared for {check.column}")
+    return list(values)
+
+
+def _unique(check: CheckSpec, contract: Contract) -> pl.Expr:
+    cols = ["site", *check.params["columns"]]
+    applies = (
+        _when(check)
+        & ~pl.col("_is_copy")
+        & pl.all_horizontal([pl.col(c).is_not_null() for c in cols])
+    )
+    n = pl.when(applies).then(1).otherwise(0).sum().over(cols)
+    return ~applies | (n <= 1)
+
+
+def _years(check: CheckSpec, contract: Contract) -> pl.Expr:
+    start, end = pl.col(check.params["start"]), pl.col(check.params["end"])
+    years = (end - start).dt.total_days() / 365.25
+    return years.is_null() | years.is_between(check.params["min"], check.params["max"])
+
+
+CHECK_TYPES: dict[str, Callable[[CheckSpec, Contract], pl.Expr]] = {
+    "not_null": lambda c, k: _col(c).is_not_null(),
+    "parses": lambda c, k: pl.col(RAW + c.column).is_null() | _col(c).is_not_null(),
+    "in_set": lambda c, k: _col(c).is_null() | _col(c).is_in(_allowed(c, k)),
+    "in_range": lambda c, k: (
+        _col(c).is_null() | _col(c).is_between(c.params["min"], c.params["max"])
+    ),
+    "not_blank": lambda c, k: _col(c).is_not_null() & (_col(c).str.strip_chars() != ""),
+    "any_not_null": lambda c, k: pl.any_horizontal(
+        [pl.col(x).is_not_null() for x in c.params["columns"]]
+    ),
+    "required_if": lambda c, k: ~_when(c) | _col(c).is_not_null(),
+    "unique": _unique,
+    "duplicate_row": lambda c, k: ~pl.col("_is_copy"),
+    "row_complete": lambda c, k: ~pl.col("_truncated"),
+    "date_order": lambda c, k: (
+        pl.col(c.params["before"]).is_null()
+        | pl.col(c.params["after"]).is_null()
+        | (pl.col(c.params["before"]) <= pl.col(c.params["after"]))
+    ),
+    "years_between": _years,
+    "known_patient": lambda c, k: pl.col("_known"),
+    "after_diagnosis": lambda c, k: (
+        _col(c).is_null() | pl.col("_dx").is_null() | (_col(c) >= pl.col("_dx"))
+    ),
+    "before_death": lambda c, k: (
+        _col(c).is_null() | pl.col("_death").is_null() | (_col(c) <= pl.col("_death"))
+    ),
+    "after_birth": lambda c, k: (
+        _col(c).is_null() | pl.col("_birth").is_null() | (_col(c) >= pl.col("_birth"))
+    ),
+    "after_blinatumomab": lambda c, k: (
+        ~_when(c) | _col(c).is_null() | pl.col("_b0").is_null() | (_col(c) >= pl.col("_b0"))
+    ),
+}
+
+
+@dataclass
+class Context:
+    """Patient facts other tables are checked against, keyed by (site, mrn)."""
+
+    patients: pl.DataFrame  # site, mrn, _dx, _birth
+    deaths: pl.DataFrame  # site, mrn, _death
+    starts: pl.DataFrame  # site, mrn, _b0
+
+
+def _with_helpers(frame: pl.DataFrame, ctx: Context | None) -> pl.DataFrame:
+    frame = frame.with_columns(
+        (~pl.struct("_source_file", "_content_hash").is_first_distinct()).alias("_is_copy")
+    )
+    if ctx is None:
+        return frame.with_columns(
+            pl.lit(True).alias("_known"),
+            pl.lit(None, pl.Date).alias("_dx"),
+            pl.lit(None, pl.Date).alias("_birth"),
+            pl.lit(None, pl.Date).alias("_death"),
+            pl.lit(None, pl.Date).alias("_b0"),
+        )
+    keys = ["site", "mrn"]
+    return (
+        frame.join(
+            ctx.patients.with_columns(pl.lit(True).alias("_known")),
+            on=keys,
+            how="left",
+            maintain_order="left",
+        )
+        .join(ctx.deaths, on=keys, how="left", maintain_order="left")
+        .join(ctx.starts, on=keys, how="left", maintain_order="left")
+        .with_columns(pl.col("_known").fill_null(False))
+    )
+
+
+def compile_schema(contract: Contract, checks: list[CheckSpec]) -> pa.DataFrameSchema:
+    """The contract as a pandera polars schema: typed columns plus one check per declared check."""
+    columns = {f.name: pa.Column(POLARS_TYPES[f.type], nullable=True) for f in contract.fields}
+    pandera_checks = []
+    for check in checks:
+        expr = CHECK_TYPES[check.check](check, contract)
+        pandera_checks.append(
+            pa.Check(
+                lambda data, e=expr: data.lazyframe.select(e.fill_null(False).alias("ok")),
+                name=check.id,
+            )
+        )
+    return pa.DataFrameSchema(columns=columns, checks=pandera_checks, name=contract.table)
+
+
+def _check_columns(work: pl.DataFrame) -> list[str]:
+    """Columns pandera needs: it copies whole failing rows, so leave bulky bookkeeping out."""
+    return [
+        c
+        for c in work.columns
+        if c
+        not in (
+            "_raw_json",
+            "_content_hash",
+            "_source_file",
+            "_source_id",
+            "_file_sha256",
+            "_run_id",
+            "_extract_date",
+        )
+    ]
+
+
+@dataclass
+class TableOutcome:
+    loaded: pl.DataFrame
+    quarantine_rows: pl.DataFrame
+    failures: pl.DataFrame
+    dq: pl.DataFrame
+
+
+def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None) -> TableOutcome:
+    """Run every check of the contract on the frame; split loaded from quarantined rows."""
+    work = _with_helpers(frame, ctx).with_columns(pl.int_range(pl.len()).alias("_idx"))
+    runnable, broken = [], []
+    for check in contract.checks:
+        if check.check not in CHECK_TYPES:
+            broken.append((check, f"unknown check type {check.check!r}"))
+            continue
+        try:
+            work.head(0).select(CHECK_TYPES[check.check](check, contract))
+            runnable.append(check)
+        except (pl.exceptions.PolarsError, CheckConfigError, KeyError) as exc:
+            broken.append((check, f"{type(exc).__name__}"))
+    schema = compile_schema(contract, runnable)
+    failing = pl.DataFrame(schema={"_idx": pl.Int64, "check_id": pl.Utf8})
+    try:
+        schema.validate(work.select(_check_columns(work)), lazy=True)
+    except pa.errors.SchemaErrors as err:
+        fc = err.failure_cases
+        failing = (
+            fc.filter(
+                pl.col("index").is_not_null() & pl.col("check").is_in([c.id for c in runnable])
+            )
+            .select(pl.col("index").cast(pl.Int64).alias("_idx"), pl.col("check").alias("check_id"))
+            .unique()
+        )
+        schema_level = fc.filter(~pl.col("check").is_in([c.id for c in runnable]))
+        if schema_level.height:
+            raise RuntimeError(
+                f"table {contract.table}: typed columns do not match the contract "
+                f"({schema_level['check'].unique().to_list()}); this is a bug in blinaetl"
+            ) from None
+    spec = pl.DataFrame(
+        {
+            "check_id": [c.id for c in contract.checks],
+            "column_name": [c.column for c in contract.checks],
+            "kahn": [c.kahn for c in contract.checks],
+            "severity": [c.severity for c in contract.checks],
+            "message": [c.message for c in contract.checks],
+            "check_type": [c.check for c in contract.checks],
+            "threshold": [float(c.threshold) for c in contract.checks],
+        },
+        schema={
+            "check_id": pl.Utf8,
+            "column_name": pl.Utf8,
+            "kahn": pl.Utf8,
+            "severity": pl.Utf8,
+            "message": pl.Utf8,
+            "check_type": pl.Utf8,
+            "threshold": pl.Float64,
+        },
+    )
+    fails = failing.join(spec, on="check_id")
+    error_idx = fails.filter(pl.col("severity") == "error").select("_idx").unique()
+    warn = (
+        fails.filter(pl.col("severity") == "warning")
+        .group_by("_idx")
+        .agg(pl.col("check_id").sort().alias("_warnings"))
+    )
+    quarantined = work.join(error_idx, on="_idx", how="semi")
+    loaded = (
+        work.join(error_idx, on="_idx", how="anti")
+        .join(warn, on="_idx", how="left")
+        .with_columns(pl.col("_warnings").fill_null(pl.lit([], pl.List(pl.Utf8))))
+    )
+    lineage = list(LINEAGE_COLUMNS)
+    loaded = loaded.select([*contract.field_names, *lineage])
+    qrows = quarantined.select(
+        "_source_id",
+        "_source_file",
+        "_source_row",
+        pl.lit(contract.table).alias("table_name"),
+        pl.col("_raw_json").alias("raw_json"),
+    )
+    failures = fails.join(work.select("_idx", "_source_file", "_source_row"), on="_idx").select(
+        "_source_file",
+        "_source_row",
+        pl.lit(contract.table).alias("table_name"),
+        "check_id",
+        "column_name",
+        "kahn",
+        "severity",
+        "message",
+    )
+    n = work.height
+    counts = failing.group_by("check_id").agg(pl.len().alias("rows_failed"))
+    dq = (
+        spec.join(counts, on="check_id", how="left")
+        .with_columns(
+            pl.lit(contract.table).alias("table_name"),
+            pl.col("rows_failed").fill_null(0).cast(pl.Int64),
+            pl.lit(n, pl.Int64).alias("rows_checked"),
+        )
+        .with_columns(
+            pl.when(pl.col("rows_checked") > 0)
+            .then(100.0 * pl.col("rows_failed") / pl.col("rows_checked"))
+            .otherwise(None)
+            .alias("pct_failed")
+        )
+    )
+    broken_ids = {c.id for c, _ in broken}
+    dq = dq.with_columns(
+        pl.when(pl.col("check_id").is_in(list(broken_ids)))
+        .then(pl.lit("error"))
+        .when(pl.col("rows_checked") == 0)
+        .then(pl.lit("not_applicable"))
+        .when(pl.col("pct_failed") > pl.col("threshold"))
+        .then(pl.lit("failed"))
+        .otherwise(pl.lit("passed"))
+        .alias("status")
+    ).select(
+        "check_id",
+        "table_name",
+        "column_name",
+        "check_type",
+        "kahn",
+        "severity",
+        "threshold",
+        "rows_checked",
+        "rows_failed",
+        "pct_failed",
+        "status",
+    )
+    return TableOutcome(loaded, qrows, failures, dq)
+
+
+@dataclass
+class ValidationOutcome:
+    tables: dict[str, pl.DataFrame]
+    quarantine_rows: pl.DataFrame
+    quarantine_failures: pl.DataFrame
+    dq_results: pl.DataFrame
+
+
+def _context(patients: pl.DataFrame, frames: dict[str, pl.DataFrame]) -> Context:
+    pats = patients.select(
+        "site", "mrn", pl.col("diagnosis_date").alias("_dx"), pl.col("birth_date").alias("_birth")
+    ).unique(subset=["site", "mrn"], keep="first")
+    out = frames.get("outcomes")
+    deaths = (
+        out.filter(pl.col("event") == "death")
+        .group_by("site", "mrn")
+        .agg(pl.col("event_date").min().alias("_death"))
+        if out is not None
+        else pl.DataFrame(schema={"site": pl.Utf8, "mrn": pl.Utf8, "_death": pl.Date})
+    )
+    trt = frames.get("treatments")
+    starts = (
+        trt.filter((pl.col("treatment") == "blinatumomab") & (pl.col("cycle") == 1))
+        .group_by("site", "mrn")
+        .agg(pl.col("start_date").min().alias("_b0"))
+        if trt is not None
+        else pl.DataFrame(schema={"site": pl.Utf8, "mrn": pl.Utf8, "_b0": pl.Date})
+    )
+    return Context(pats, deaths, starts)
+
+
+def validate_tables(
+    frames: dict[str, pl.DataFrame], contracts: dict[str, Contract]
+) -> ValidationOutcome:
+    """Validate all tables, patients first (the others are checked against them)."""
+    order = [t for t in ORDER if t in frames] + [t for t in frames if t not in ORDER]
+    outcomes: dict[str, TableOutcome] = {}
+    ctx: Context | None = None
+    for table in order:
+        outcome = validate_table(
+            frames[table], contracts[table], ctx if table != "patients" else None
+        )
+        outcomes[table] = outcome
+        if table == "patients":
+            ctx = _context(outcome.loaded, frames)
+    return ValidationOutcome(
+        tables={t: o.loaded for t, o in outcomes.items()},
+        quarantine_rows=pl.concat(
+            [o.quarantine_rows for o in outcomes.values()], how="vertical_relaxed"
+        ),
+        quarantine_failures=pl.concat(
+            [o.failures for o in outcomes.values()], how="vertical_relaxed"
+        ),
+        dq_results=pl.concat([o.dq for o in outcomes.values()], how="vertical_relaxed"),
+    )

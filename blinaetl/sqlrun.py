@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import yaml
 
 from blinaetl.contracts import Contract, staging_ddl
@@ -82,11 +83,12 @@ def load_vocab(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> li
     names = []
     for path in sorted(src.glob("*.csv")):
         name = path.stem
-        con.execute(
-            f"CREATE OR REPLACE TABLE ref.{name} AS "
-            "SELECT * FROM read_csv(?, header = true, auto_detect = true)",
-            [str(path)],
-        )
+        frame = pl.read_csv(path, infer_schema_length=None)
+        con.register("_vocab", frame)
+        try:
+            con.execute(f"CREATE OR REPLACE TABLE ref.{name} AS SELECT * FROM _vocab")
+        finally:
+            con.unregister("_vocab")
         names.append(name)
     return names
 

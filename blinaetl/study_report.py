@@ -239,7 +239,9 @@ def write_study_report(analytics: Path, out_dir: Path) -> tuple[Path, dict[str, 
     try:
         patients = con.sql("SELECT * FROM curated.patients ORDER BY patient_key").pl()
         km = con.sql("SELECT * FROM endpoints.km").pl()
-        definitions = con.sql("SELECT name, value FROM curated.definitions ORDER BY name").rows()
+        definitions = con.execute(
+            "SELECT name, value FROM curated.definitions ORDER BY name"
+        ).fetchall()
     finally:
         con.close()
     numbers = compute(patients)

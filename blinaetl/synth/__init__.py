@@ -40,7 +40,7 @@ class _Defects:
         self, rng: np.random.Generator, eligible: np.ndarray, kind: str, taken: np.ndarray
     ) -> np.ndarray:
         """Mark n rows of `eligible` (not yet taken) for `kind`; returns the boolean mask."""
-        table, rate, _, _ = render.DEFECT_RATES[kind]
+        _, rate, _, _ = render.DEFECT_RATES[kind]
         pool = np.flatnonzero(eligible & ~taken)
         k = render.n_defects(rate, int(eligible.sum()))
         k = min(k, len(pool))

@@ -1,0 +1,103 @@
+-- The analysis-ready table: one row per patient with a blinatumomab cycle 1 (ADSL-like).
+-- Pseudonymous key, age in years and study days only: no identifier, no calendar date.
+CREATE OR REPLACE TABLE curated.patients AS
+WITH baseline_marrow AS (
+    SELECT
+        a.patient_key,
+        arg_max(a.marrow_blasts_pct, a.assessment_date) AS bm_blasts_pct
+    FROM staging.assessments AS a
+    INNER JOIN harmonized.patient_timeline AS t ON a.patient_key = t.patient_key
+    WHERE
+        a.marrow_blasts_pct IS NOT NULL
+        AND date_diff('day', t.day0_date, a.assessment_date)
+        BETWEEN -def_num('baseline_marrow_window_days') AND 0
+    GROUP BY a.patient_key
+),
+
+tte_wide AS (
+    SELECT
+        patient_key,
+        max(aval_days) FILTER (WHERE param = 'OS') AS os_days,
+        max(CASE WHEN cnsr = 0 THEN 1 ELSE 0 END) FILTER (WHERE param = 'OS') AS os_event,
+        max(aval_days) FILTER (WHERE param = 'EFS') AS efs_days,
+        max(CASE WHEN cnsr = 0 THEN 1 ELSE 0 END) FILTER (WHERE param = 'EFS') AS efs_event,
+        max(aval_days) FILTER (WHERE param = 'RFS') AS rfs_days,
+        max(CASE WHEN cnsr = 0 THEN 1 ELSE 0 END) FILTER (WHERE param = 'RFS') AS rfs_event
+    FROM curated.time_to_event
+    GROUP BY patient_key
+)
+
+SELECT
+    t.patient_key,
+    t.site,
+    date_part('year', age(t.day0_date, p.birth_date))::INTEGER AS age_at_start,
+    p.sex,
+    p.ph_status,
+    p.prior_hct,
+    p.prior_lines::INTEGER AS prior_lines,
+    bm.bm_blasts_pct,
+    bm.bm_blasts_pct > def_num('bm_blasts_high_cutoff_pct') AS bm_blasts_gt50,
+    em.prior_em,
+    em.active_em_at_start,
+    em.em_sites_at_start,
+    cb.cd19_baseline,
+    r.best_response,
+    r.responder,
+    r.response_day,
+    r.mrd_negative,
+    r.hct_in_cr,
+    r.hct_day,
+    r.relapsed,
+    r.relapse_day,
+    r.failure_pattern,
+    r.em_at_failure,
+    cf.cd19_at_failure,
+    t.death_date IS NOT NULL AS died,
+    tte.os_days,
+    tte.os_event,
+    tte.efs_days,
+    tte.efs_event,
+    tte.rfs_days,
+    tte.rfs_event
+FROM harmonized.patient_timeline AS t
+INNER JOIN staging.patients AS p ON t.patient_key = p.patient_key
+LEFT JOIN baseline_marrow AS bm ON t.patient_key = bm.patient_key
+LEFT JOIN harmonized.em_patient_baseline AS em ON t.patient_key = em.patient_key
+LEFT JOIN harmonized.cd19_baseline AS cb ON t.patient_key = cb.patient_key
+LEFT JOIN harmonized.patient_response AS r ON t.patient_key = r.patient_key
+LEFT JOIN harmonized.cd19_at_failure AS cf ON t.patient_key = cf.patient_key
+LEFT JOIN tte_wide AS tte ON t.patient_key = tte.patient_key
+ORDER BY t.patient_key;
+
+COMMENT ON TABLE curated.patients IS 'One row per patient treated with blinatumomab: baseline, response, failure, transplant and survival (docs/derivations.md). Days are study days from cycle 1 start (day 0).';
+COMMENT ON COLUMN curated.patients.patient_key IS 'Pseudonymous patient key: keyed HMAC-SHA256 of site and MRN.';
+COMMENT ON COLUMN curated.patients.site IS 'Clinical site code.';
+COMMENT ON COLUMN curated.patients.age_at_start IS 'Age in whole years at day 0.';
+COMMENT ON COLUMN curated.patients.sex IS 'M, F or U.';
+COMMENT ON COLUMN curated.patients.ph_status IS 'Philadelphia chromosome: positive, negative or unknown.';
+COMMENT ON COLUMN curated.patients.prior_hct IS 'Allogeneic HCT before blinatumomab, as reported.';
+COMMENT ON COLUMN curated.patients.prior_lines IS 'Lines of therapy before blinatumomab, as reported.';
+COMMENT ON COLUMN curated.patients.bm_blasts_pct IS 'Baseline marrow blasts (%): latest value from day -baseline_marrow_window_days (28) to day 0.';
+COMMENT ON COLUMN curated.patients.bm_blasts_gt50 IS 'bm_blasts_pct above bm_blasts_high_cutoff_pct (50); NULL without a baseline value.';
+COMMENT ON COLUMN curated.patients.prior_em IS 'EM disease before day 0: a finding counted present, historical or resolved before day 0, a historical mention up to day active_em_window_end_day, or CSF CNS3 before day 0.';
+COMMENT ON COLUMN curated.patients.active_em_at_start IS 'EM finding counted present (or CSF CNS3) from day active_em_window_start_day (-30) to active_em_window_end_day (7).';
+COMMENT ON COLUMN curated.patients.em_sites_at_start IS 'Comma-separated EM site groups behind active_em_at_start; NULL when none.';
+COMMENT ON COLUMN curated.patients.cd19_baseline IS 'CD19 class at baseline: classified marrow specimen closest before day 0 within cd19_baseline_window_days (60), else blood; NULL if none.';
+COMMENT ON COLUMN curated.patients.best_response IS 'Best response category over marrow assessments from day 1 to response_window_end_day (84): CR > CRh > CRi > hypoplastic > refractory > NE; NE without an assessment.';
+COMMENT ON COLUMN curated.patients.responder IS 'best_response in responder_categories (default CR, CRh, CRi).';
+COMMENT ON COLUMN curated.patients.response_day IS 'First day an assessment met a responder category; NULL for non-responders.';
+COMMENT ON COLUMN curated.patients.mrd_negative IS 'Responders: MRD below mrd_negative_below_pct (0.01%) on a window assessment; FALSE if measured and never below; NULL if not measured or not a responder.';
+COMMENT ON COLUMN curated.patients.hct_in_cr IS 'Responders: allogeneic HCT after the response day and before any relapse; NULL for non-responders.';
+COMMENT ON COLUMN curated.patients.hct_day IS 'Day of the first allogeneic HCT after day 0; NULL if none.';
+COMMENT ON COLUMN curated.patients.relapsed IS 'Responders: a relapse reported after the response day; NULL for non-responders.';
+COMMENT ON COLUMN curated.patients.relapse_day IS 'Day of the first relapse after response.';
+COMMENT ON COLUMN curated.patients.failure_pattern IS 'At refractory determination (last refractory window assessment) or relapse: isolated_marrow, isolated_em, combined (marrow blasts above 5% / EM counted present within failure_em_window_days, 14); none without failure.';
+COMMENT ON COLUMN curated.patients.em_at_failure IS 'EM finding counted present (or CSF CNS3) within failure_em_window_days (14) of the failure day; NULL without failure.';
+COMMENT ON COLUMN curated.patients.cd19_at_failure IS 'CD19 class of the first classified specimen from the failure day to cd19_failure_window_days (30) after it, marrow first on the same day; NULL if none.';
+COMMENT ON COLUMN curated.patients.died IS 'A death was reported.';
+COMMENT ON COLUMN curated.patients.os_days IS 'OS (endpoints.time_to_event): days from day 0 to death, or to last known alive.';
+COMMENT ON COLUMN curated.patients.os_event IS 'OS: 1 death, 0 censored.';
+COMMENT ON COLUMN curated.patients.efs_days IS 'EFS: non-responders an event on efs_nonresponse_event_day (0); responders days to the first of relapse and death, else censored at last known alive.';
+COMMENT ON COLUMN curated.patients.efs_event IS 'EFS: 1 event, 0 censored.';
+COMMENT ON COLUMN curated.patients.rfs_days IS 'RFS, responders only: days from the response day to relapse or death, else to last known alive; NULL for non-responders.';
+COMMENT ON COLUMN curated.patients.rfs_event IS 'RFS: 1 relapse or death, 0 censored; NULL for non-responders.';

@@ -1,0 +1,137 @@
+-- One harmonized CD19 record per flow specimen: the class on one scale (negative, dim,
+-- moderate, strong) from numbers (percent positive, MFI ratio to normal B cells) and words
+-- (lexicon ref.cd19_lexicon), per-laboratory cut-offs and precedence (ref.cd19_lab_cutoffs),
+-- the rule that decided, and flags for conflicting and unreadable evidence.
+CREATE OR REPLACE TABLE harmonized.cd19_specimens AS
+WITH default_cutoffs AS (
+    SELECT * FROM ref.cd19_lab_cutoffs
+    WHERE source_id = '*'
+),
+
+specimens AS (
+    SELECT
+        f.patient_key,
+        f._source_id AS source_id,
+        f._source_file,
+        f._source_row,
+        f.specimen_id,
+        f.specimen_type,
+        f.collection_date,
+        f.blasts_pct,
+        f.cd19_pct_positive,
+        f.cd19_mfi,
+        f.ref_mfi,
+        f.cd19_descriptor,
+        date_diff('day', t.day0_date, f.collection_date) AS study_day,
+        lower(trim(regexp_replace(coalesce(f.cd19_descriptor, ''), '\s+', ' ', 'g'))) AS descriptor_norm
+    FROM staging.flow_results AS f
+    INNER JOIN harmonized.patient_timeline AS t ON f.patient_key = t.patient_key
+),
+
+with_cutoffs AS (
+    SELECT
+        s.*,
+        coalesce(c.pct_positive_cutoff, d.pct_positive_cutoff) AS pct_cutoff,
+        coalesce(c.dim_upper, d.dim_upper) AS dim_upper,
+        coalesce(c.moderate_upper, d.moderate_upper) AS moderate_upper,
+        coalesce(c.partial_below_pct, d.partial_below_pct) AS partial_below_pct,
+        coalesce(c.precedence, d.precedence) AS precedence,
+        -- the clause about CD19 ("cd19 negative" out of "cd19 negative, cd22 positive")
+        CASE
+            WHEN s.descriptor_norm LIKE '%cd19%'
+                THEN regexp_extract(s.descriptor_norm, '[^,;]*cd19[^,;]*')
+            ELSE s.descriptor_norm
+        END AS cd19_clause
+    FROM specimens AS s
+    CROSS JOIN default_cutoffs AS d
+    LEFT JOIN ref.cd19_lab_cutoffs AS c ON s.source_id = c.source_id
+),
+
+text_rules AS (
+    SELECT
+        w._source_file,
+        w._source_row,
+        lx.rule_id,
+        lx.cd19_class,
+        row_number() OVER (
+            PARTITION BY w._source_file, w._source_row ORDER BY lx.priority, lx.rule_id
+        ) AS rule_rank
+    FROM with_cutoffs AS w
+    INNER JOIN ref.cd19_lexicon AS lx ON regexp_matches(w.cd19_clause, lx.pattern)
+    WHERE w.cd19_clause <> ''
+),
+
+text_evidence AS (
+    SELECT
+        _source_file,
+        _source_row,
+        rule_id AS text_rule_id,
+        cd19_class AS text_class
+    FROM text_rules
+    WHERE rule_rank = 1
+),
+
+numeric_evidence AS (
+    SELECT
+        w.*,
+        coalesce(
+            w.cd19_pct_positive,
+            try_cast(nullif(regexp_extract(w.cd19_clause, '(\d+(?:\.\d+)?)\s*%', 1), '') AS DOUBLE)
+        ) AS pct_positive,
+        CASE WHEN w.ref_mfi > 0 THEN w.cd19_mfi / w.ref_mfi END AS mfi_ratio
+    FROM with_cutoffs AS w
+),
+
+classified AS (
+    SELECT
+        n.*,
+        te.text_class,
+        te.text_rule_id,
+        CASE
+            WHEN n.cd19_pct_positive < n.pct_cutoff THEN 'negative'
+            WHEN n.mfi_ratio < n.dim_upper THEN 'dim'
+            WHEN n.mfi_ratio < n.moderate_upper THEN 'moderate'
+            WHEN n.mfi_ratio >= n.moderate_upper THEN 'strong'
+        END AS numeric_class,
+        CASE
+            WHEN n.cd19_pct_positive < n.pct_cutoff THEN 'NUM_PCT_NEG'
+            WHEN n.mfi_ratio < n.dim_upper THEN 'NUM_MFI_DIM'
+            WHEN n.mfi_ratio < n.moderate_upper THEN 'NUM_MFI_MODERATE'
+            WHEN n.mfi_ratio >= n.moderate_upper THEN 'NUM_MFI_STRONG'
+        END AS numeric_rule_id
+    FROM numeric_evidence AS n
+    LEFT JOIN text_evidence AS te
+        ON n._source_file = te._source_file AND n._source_row = te._source_row
+)
+
+SELECT
+    patient_key,
+    source_id,
+    specimen_id,
+    specimen_type,
+    collection_date,
+    study_day,
+    blasts_pct,
+    pct_positive,
+    mfi_ratio,
+    numeric_class,
+    text_class,
+    cd19_descriptor AS descriptor,
+    CASE
+        WHEN precedence = 'text_first' THEN coalesce(text_class, numeric_class)
+        ELSE coalesce(numeric_class, text_class)
+    END AS cd19_class,
+    CASE
+        WHEN precedence = 'text_first' THEN coalesce(text_rule_id, numeric_rule_id)
+        ELSE coalesce(numeric_rule_id, text_rule_id)
+    END AS rule_id,
+    coalesce(pct_positive < partial_below_pct, FALSE)
+    OR regexp_matches(cd19_clause, '\b(partial|partially|subset|heterogeneous|variable|variably)\b')
+        AS partial,
+    coalesce(numeric_class IS NOT NULL AND text_class IS NOT NULL AND numeric_class <> text_class, FALSE)
+        AS evidence_conflict,
+    (cd19_clause <> '' AND text_class IS NULL) AS unreadable,
+    precedence,
+    _source_file,
+    _source_row
+FROM classified;

@@ -1,0 +1,45 @@
+-- CNS status of each CSF assessment (COG): CNS1 no blasts; CNS2 blasts with WBC < 5/uL, or a
+-- traumatic tap (RBC >= 10/uL) failing the Steinherz-Bleyer rule; CNS3 blasts with WBC >= 5/uL
+-- and RBC < 10/uL, or a traumatic tap with CSF WBC/RBC > 2 x blood WBC/RBC.
+CREATE OR REPLACE TABLE harmonized.cns_status AS
+WITH csf AS (
+    SELECT
+        a.patient_key,
+        a._source_file,
+        a._source_row,
+        a.csf_blasts,
+        a.csf_wbc_per_ul,
+        a.csf_rbc_per_ul,
+        date_diff('day', t.day0_date, a.assessment_date) AS study_day,
+        -- blood counts per microlitre: WBC 10^9/L x 1e3, RBC 10^12/L x 1e6
+        (a.blood_wbc_10e9l * 1e3) / nullif(a.blood_rbc_10e12l * 1e6, 0) AS blood_wbc_rbc_ratio
+    FROM staging.assessments AS a
+    INNER JOIN harmonized.patient_timeline AS t ON a.patient_key = t.patient_key
+    WHERE a.csf_blasts IS NOT NULL
+)
+
+SELECT
+    patient_key,
+    study_day,
+    CASE
+        WHEN csf_blasts = 'absent' THEN 'CNS1'
+        WHEN csf_wbc_per_ul IS NULL THEN 'CNS2'
+        WHEN csf_wbc_per_ul < 5 THEN 'CNS2'
+        WHEN coalesce(csf_rbc_per_ul, 0) < 10 THEN 'CNS3'
+        WHEN csf_wbc_per_ul / csf_rbc_per_ul > 2 * blood_wbc_rbc_ratio THEN 'CNS3'
+        ELSE 'CNS2'
+    END AS cns_status,
+    CASE
+        WHEN csf_blasts = 'absent' THEN 'CNS1_NO_BLASTS'
+        WHEN csf_wbc_per_ul IS NULL THEN 'CNS2_BLASTS_NO_WBC'
+        WHEN csf_wbc_per_ul < 5 THEN 'CNS2_WBC_LT5'
+        WHEN coalesce(csf_rbc_per_ul, 0) < 10 THEN 'CNS3_WBC_GE5_RBC_LT10'
+        WHEN csf_wbc_per_ul / csf_rbc_per_ul > 2 * blood_wbc_rbc_ratio THEN 'CNS3_TRAUMATIC_RATIO'
+        WHEN blood_wbc_rbc_ratio IS NULL THEN 'CNS2_TRAUMATIC_NO_BLOOD'
+        ELSE 'CNS2_TRAUMATIC_RATIO'
+    END AS rule_id,
+    csf_wbc_per_ul,
+    csf_rbc_per_ul,
+    _source_file,
+    _source_row
+FROM csf;

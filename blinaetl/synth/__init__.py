@@ -412,7 +412,7 @@ def generate(
     for lab in ("LABNUM", "LABTXT"):
         part = fl.filter(pl.col("lab") == lab)
         n = part.height
-        ids = rng.permutation(90_000_000)[:n] + 10_000_000
+        ids = rng.choice(90_000_000, size=n, replace=False) + 10_000_000
         filler = (part["role"] == "filler").to_numpy()
         taken = np.zeros(n, bool)
         dup = defects.choose(rng, filler, "flow_duplicate_row", taken)
@@ -504,7 +504,7 @@ def generate(
     for site in ("SITE01", "SITE02"):
         part = rep.filter(pl.col("site") == site)
         n = part.height
-        acc = rng.permutation(9_000_000)[:n] + 1_000_000
+        acc = rng.choice(9_000_000, size=n, replace=False) + 1_000_000
         neg = part["negative_only"].to_numpy()
         taken = np.zeros(n, bool)
         kinds = np.full(n, None, dtype=object)

@@ -91,7 +91,7 @@ def simulate_patients(n: int, rng: np.random.Generator) -> pl.DataFrame:
     """
     idx = np.arange(n)
     site = np.where(rng.random(n) < 0.5, "SITE01", "SITE02")
-    mrn_num = rng.permutation(9_000_000)[:n] + 1_000_000
+    mrn_num = rng.choice(9_000_000, size=n, replace=False) + 1_000_000
     mrn = np.where(
         site == "SITE01",
         np.char.add("A", mrn_num.astype(str)),
@@ -100,7 +100,7 @@ def simulate_patients(n: int, rng: np.random.Generator) -> pl.DataFrame:
     # SITE02 numbers are 6 digits: make them unique within the site by construction
     s2 = site == "SITE02"
     mrn[s2] = np.char.add(
-        "55-", np.char.zfill((rng.permutation(900_000)[: s2.sum()] + 100_000).astype(str), 6)
+        "55-", np.char.zfill((rng.choice(900_000, size=int(s2.sum()), replace=False) + 100_000).astype(str), 6)
     )
     last = _pick(rng, LAST_NAMES, None, n)
     first = _pick(rng, FIRST_NAMES, None, n)

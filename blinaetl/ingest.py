@@ -8,11 +8,13 @@ file-level status and a message saying what is wrong and how to fix it; the othe
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import hashlib
 import io
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -86,7 +88,7 @@ def _read_text_table(data: bytes, fm: FileMapping, rel: str) -> pl.DataFrame:
     text = _decode(data, fm.encoding, rel)
     if text.startswith("\ufeff"):
         text = text[1:]
-    lines = text.splitlines()
+    lines = text.split("\n")
     body = [ln for ln in lines[fm.header_row - 1 :]]
     if not body or not body[0].strip():
         raise FileProblem(
@@ -104,6 +106,14 @@ def _read_text_table(data: bytes, fm: FileMapping, rel: str) -> pl.DataFrame:
             raise_if_empty=False,
         )
     except pl.exceptions.PolarsError as exc:
+        header_line = _find_header_line(lines[:30], fm)
+        if header_line is not None and header_line != fm.header_row:
+            raise FileProblem(
+                "rejected",
+                f"{rel}: the column names are on line {header_line}, not on line {fm.header_row} "
+                "where the mapping expects them",
+                f"set 'header_row: {header_line}' in the source mapping, or remove the lines above the header",
+            ) from exc
         raise FileProblem(
             "rejected",
             f"{rel}: cannot be parsed as {fm.format.upper()} with delimiter {sep!r} "
@@ -137,6 +147,16 @@ def _read_text_table(data: bytes, fm: FileMapping, rel: str) -> pl.DataFrame:
                 .alias("_truncated")
             )
     return frame
+
+
+def _find_header_line(lines: list[str], fm: FileMapping) -> int | None:
+    """1-based number of the first line holding most of the mapped column names."""
+    wanted = set(fm.columns.values())
+    for number, line in enumerate(lines, start=1):
+        cells = {c.strip().strip('"') for c in line.split(fm.delimiter)}
+        if wanted and len(cells & wanted) >= max(1, len(wanted) // 2):
+            return number
+    return None
 
 
 def _read_xlsx(path: Path, fm: FileMapping, rel: str) -> pl.DataFrame:
@@ -310,8 +330,6 @@ def _extract_date(rel: str):
     m = EXTRACT_DATE_RE.search(Path(rel).name)
     if not m:
         return None
-    import datetime as dt
-
     try:
         return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     except ValueError:
@@ -364,6 +382,9 @@ class IngestResult:
     quarantine_failures: pl.DataFrame
     files: pl.DataFrame
     dq_results: pl.DataFrame
+    disappeared: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=DISAPPEARED_SCHEMA)
+    )
 
     @property
     def needs_attention(self) -> bool:
@@ -371,6 +392,16 @@ class IngestResult:
         bad_checks = self.dq_results.filter(pl.col("status").is_in(["failed", "error"])).height
         return bool(bad_files or bad_checks or self.quarantine_rows.height)
 
+
+DISAPPEARED_SCHEMA = {
+    "table_name": pl.Utf8,
+    "source_id": pl.Utf8,
+    "site": pl.Utf8,
+    "patient_key": pl.Utf8,
+    "record_key": pl.Utf8,
+    "previous_file": pl.Utf8,
+    "current_file": pl.Utf8,
+}
 
 FILE_SCHEMA = {
     "path": pl.Utf8,
@@ -408,10 +439,11 @@ def ingest_landing(
     mapped: list[MappedFile] = []
     found = discover(landing)
     say(f"reading {len(found)} files")
+    matched: dict[tuple[str, int], list[tuple[Path, str]]] = {}
     for path, rel in found:
         hit = match(rel, sources)
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
         if hit is None:
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
             file_rows.append(
                 {
                     "path": rel,
@@ -428,23 +460,44 @@ def ingest_landing(
             )
             continue
         source, fm = hit
-        try:
-            mapped.append(read_and_map(path, rel, source, fm, contracts[fm.table], run_id))
-        except FileProblem as problem:
-            file_rows.append(
-                {
-                    "path": rel,
-                    "sha256": sha,
-                    "source_id": source.source,
-                    "table_name": fm.table,
-                    "rows_read": 0,
-                    "rows_loaded": 0,
-                    "rows_quarantined": 0,
-                    "status": problem.status,
-                    "error": problem.message,
-                    "fix": problem.fix,
-                }
-            )
+        matched.setdefault((source.source, source.files.index(fm)), []).append((path, rel))
+    previous: dict[tuple[str, int], MappedFile] = {}
+    for (source_id, index), candidates in matched.items():
+        source = next(s for s in sources if s.source == source_id)
+        fm = source.files[index]
+        # cumulative refreshes: the newest readable extract is loaded, older ones superseded
+        ordered = sorted(
+            candidates, key=lambda c: (_extract_date(c[1]) or dt.date.min, c[1]), reverse=True
+        )
+        active: MappedFile | None = None
+        for path, rel in ordered:
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            if active is not None:
+                file_rows.append(_superseded_row(rel, sha, source.source, fm.table, active.path))
+                if (source_id, index) not in previous:
+                    with contextlib.suppress(FileProblem):
+                        previous[(source_id, index)] = read_and_map(
+                            path, rel, source, fm, contracts[fm.table], run_id
+                        )
+                continue
+            try:
+                active = read_and_map(path, rel, source, fm, contracts[fm.table], run_id)
+                mapped.append(active)
+            except FileProblem as problem:
+                file_rows.append(
+                    {
+                        "path": rel,
+                        "sha256": sha,
+                        "source_id": source.source,
+                        "table_name": fm.table,
+                        "rows_read": 0,
+                        "rows_loaded": 0,
+                        "rows_quarantined": 0,
+                        "status": problem.status,
+                        "error": problem.message,
+                        "fix": problem.fix,
+                    }
+                )
     say("validating")
     frames: dict[str, list[pl.DataFrame]] = {t: [] for t in contracts}
     for m in mapped:
@@ -507,13 +560,78 @@ def ingest_landing(
             }
         )
     files = pl.DataFrame(file_rows, schema=FILE_SCHEMA).sort("path")
+    disappeared = _disappeared(mapped, previous, contracts, secret)
     return IngestResult(
+        disappeared=disappeared,
         tables=outcome.tables,
         quarantine_rows=outcome.quarantine_rows,
         quarantine_failures=outcome.quarantine_failures,
         files=files,
         dq_results=outcome.dq_results,
     )
+
+
+def _superseded_row(rel: str, sha: str, source_id: str, table: str, newer: str) -> dict:
+    return {
+        "path": rel,
+        "sha256": sha,
+        "source_id": source_id,
+        "table_name": table,
+        "rows_read": 0,
+        "rows_loaded": 0,
+        "rows_quarantined": 0,
+        "status": "superseded",
+        "error": f"{rel}: replaced by the newer extract {newer} of the same source (cumulative refresh); not loaded",
+        "fix": None,
+    }
+
+
+def _disappeared(
+    mapped: list[MappedFile],
+    previous: dict[tuple[str, int], MappedFile],
+    contracts: dict[str, Contract],
+    secret: bytes,
+) -> pl.DataFrame:
+    """Records of the previous extract of a source whose key is missing from the newest one."""
+    frames = []
+    by_file = {(m.source.source, m.source.files.index(m.mapping)): m for m in mapped}
+    for key, old in previous.items():
+        new = by_file.get(key)
+        if new is None:
+            continue
+        contract = contracts[new.mapping.table]
+        cols = ["site", *contract.key]
+        # identifying key parts (MRN, accession numbers) never leave in record_key
+        shown = [c for c in contract.key if not contract.field(c).identifier]
+        record = (
+            pl.concat_str([pl.col(c).cast(pl.Utf8).fill_null("") for c in shown], separator="|")
+            if shown
+            else pl.lit("")
+        )
+        gone = (
+            old.frame.select(cols)
+            .unique()
+            .join(new.frame.select(cols).unique(), on=cols, how="anti", nulls_equal=True)
+        )
+        if gone.height == 0:
+            continue
+        gone = (
+            gone.with_columns(patient_keys(gone["site"], gone["mrn"], secret))
+            if "mrn" in cols
+            else gone.with_columns(pl.lit(None, pl.Utf8).alias("patient_key"))
+        )
+        frames.append(
+            gone.select(
+                pl.lit(contract.table).alias("table_name"),
+                pl.lit(new.source.source).alias("source_id"),
+                "site",
+                "patient_key",
+                record.alias("record_key"),
+                pl.lit(old.path).alias("previous_file"),
+                pl.lit(new.path).alias("current_file"),
+            )
+        )
+    return pl.concat(frames) if frames else pl.DataFrame(schema=DISAPPEARED_SCHEMA)
 
 
 def _empty_mapped(contract: Contract) -> pl.DataFrame:

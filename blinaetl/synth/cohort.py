@@ -100,7 +100,10 @@ def simulate_patients(n: int, rng: np.random.Generator) -> pl.DataFrame:
     # SITE02 numbers are 6 digits: make them unique within the site by construction
     s2 = site == "SITE02"
     mrn[s2] = np.char.add(
-        "55-", np.char.zfill((rng.choice(900_000, size=int(s2.sum()), replace=False) + 100_000).astype(str), 6)
+        "55-",
+        np.char.zfill(
+            (rng.choice(900_000, size=int(s2.sum()), replace=False) + 100_000).astype(str), 6
+        ),
     )
     last = _pick(rng, LAST_NAMES, None, n)
     first = _pick(rng, FIRST_NAMES, None, n)

@@ -53,6 +53,8 @@ text_rules AS (
         w._source_row,
         lx.rule_id,
         lx.cd19_class,
+        -- any matching entry that marks partial expression sets the flag, whichever decides
+        bool_or(lx.partial::BOOLEAN) OVER (PARTITION BY w._source_file, w._source_row) AS text_partial,
         row_number() OVER (
             PARTITION BY w._source_file, w._source_row ORDER BY lx.priority, lx.rule_id
         ) AS rule_rank
@@ -66,7 +68,8 @@ text_evidence AS (
         _source_file,
         _source_row,
         rule_id AS text_rule_id,
-        cd19_class AS text_class
+        cd19_class AS text_class,
+        text_partial
     FROM text_rules
     WHERE rule_rank = 1
 ),
@@ -87,6 +90,7 @@ classified AS (
         n.*,
         te.text_class,
         te.text_rule_id,
+        te.text_partial,
         CASE
             WHEN n.cd19_pct_positive < n.pct_cutoff THEN 'negative'
             WHEN n.mfi_ratio < n.dim_upper THEN 'dim'
@@ -126,7 +130,7 @@ SELECT
         ELSE coalesce(numeric_rule_id, text_rule_id)
     END AS rule_id,
     coalesce(pct_positive < partial_below_pct, FALSE)
-    OR regexp_matches(cd19_clause, '\b(partial|partially|subset|heterogeneous|variable|variably)\b')
+    OR coalesce(text_partial, FALSE)
         AS partial,
     coalesce(numeric_class IS NOT NULL AND text_class IS NOT NULL AND numeric_class <> text_class, FALSE)
         AS evidence_conflict,

@@ -202,6 +202,37 @@ def extract_em_mentions(reports: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def assertions(sentences: pl.Series | list[str], targets: pl.Series | list[str]) -> pl.Series:
+    """Assertion of each target in its sentence, for whole columns at once.
+
+    Raises ValueError naming the first row whose target does not occur in its sentence.
+    """
+    frame = pl.DataFrame(
+        {
+            "sentence": pl.Series(sentences, dtype=pl.Utf8),
+            "target": pl.Series(targets, dtype=pl.Utf8),
+        }
+    )
+    frame = frame.with_columns(
+        pl.col("sentence").str.to_lowercase().alias("_lc"),
+        pl.col("target").str.to_lowercase().str.strip_chars().alias("_t"),
+    ).with_columns(
+        pl.col("_lc")
+        .str.find(pl.lit(r"\b") + pl.col("_t").str.escape_regex() + pl.lit(r"\b"))
+        .alias("_pos")
+    )
+    missing = frame.with_row_index("_row").filter(pl.col("_pos").is_null())
+    if missing.height:
+        raise ValueError(f"row {missing['_row'][0]}: the target does not occur in its sentence")
+    frame = frame.with_columns(
+        pl.col("_lc").str.slice(0, pl.col("_pos")).alias("_prefix"),
+        pl.col("_lc").str.slice(pl.col("_pos") + pl.col("_t").str.len_chars()).alias("_suffix"),
+    )
+    return frame.select(_assertion_expr(pl.col("_prefix"), pl.col("_suffix")).alias("assertion"))[
+        "assertion"
+    ]
+
+
 def assertion(sentence: str, target: str) -> str:
     """Assertion of `target` in one sentence: present, absent, possible, historical or resolved.
 
@@ -210,14 +241,13 @@ def assertion(sentence: str, target: str) -> str:
     >>> assertion("New left testicular enlargement concerning for leukemic infiltration.", "testicular")
     'possible'
 
-    Raises ValueError when the target does not occur in the sentence.
+    Runs the same vectorized code as `extract_em_mentions`. Raises ValueError when the target
+    does not occur in the sentence.
     """
-    lc, tgt = sentence.lower(), target.lower().strip()
-    match = re.search(r"\b" + re.escape(tgt) + r"\b", lc)
-    if match is None:
-        raise ValueError(f"target {target!r} does not occur in the sentence")
-    frame = pl.DataFrame({"_prefix": [lc[: match.start()]], "_suffix": [lc[match.end() :]]})
-    return frame.select(_assertion_expr(pl.col("_prefix"), pl.col("_suffix")))[0, 0]
+    try:
+        return assertions([sentence], [target])[0]
+    except ValueError:
+        raise ValueError(f"target {target!r} does not occur in the sentence") from None
 
 
 def find_unmapped_terms(reports: pl.DataFrame) -> pl.DataFrame:

@@ -12,18 +12,32 @@ from blinaetl.resources import sql_dir
 from blinaetl.synth.phrases import CD19_PHRASES
 from tests.sqlfixtures import insert_rows, restricted_db
 
-CASES = list(csv.DictReader((Path(__file__).parent / "data" / "cd19_cases.csv").open(encoding="utf-8")))
+CASES = list(
+    csv.DictReader((Path(__file__).parent / "data" / "cd19_cases.csv").open(encoding="utf-8"))
+)
 HARMONIZED = sql_dir() / "harmonized"
 
 
 def _patients(n: int = 1) -> dict:
     return {
         "patients": [
-            {"mrn": f"M{i}", "site": "S", "patient_key": f"k{i}", "birth_date": "1970-01-01", "diagnosis_date": "2014-01-01"}
+            {
+                "mrn": f"M{i}",
+                "site": "S",
+                "patient_key": f"k{i}",
+                "birth_date": "1970-01-01",
+                "diagnosis_date": "2014-01-01",
+            }
             for i in range(n)
         ],
         "treatments": [
-            {"mrn": f"M{i}", "patient_key": f"k{i}", "treatment": "blinatumomab", "cycle": 1, "start_date": "2015-03-01"}
+            {
+                "mrn": f"M{i}",
+                "patient_key": f"k{i}",
+                "treatment": "blinatumomab",
+                "cycle": 1,
+                "start_date": "2015-03-01",
+            }
             for i in range(n)
         ],
     }
@@ -101,25 +115,49 @@ NUMERIC = [
 
 @pytest.mark.parametrize(("pct", "mfi", "ref", "cls", "partial", "rule"), NUMERIC)
 def test_numeric_cut_offs(pct, mfi, ref, cls, partial, rule):
-    got = classify([{"cd19_pct_positive": pct, "cd19_mfi": mfi, "ref_mfi": ref, "_source_id": "labnum_flow"}])
+    got = classify(
+        [{"cd19_pct_positive": pct, "cd19_mfi": mfi, "ref_mfi": ref, "_source_id": "labnum_flow"}]
+    )
     assert got[0][:3] == (cls, partial, rule)
 
 
 def test_percent_positive_without_mfi_leaves_intensity_to_words():
-    got = classify([{"cd19_pct_positive": 90.0, "_source_id": "labnum_flow"}, {"cd19_pct_positive": 90.0, "cd19_descriptor": "CD19 bright"}])
+    got = classify(
+        [
+            {"cd19_pct_positive": 90.0, "_source_id": "labnum_flow"},
+            {"cd19_pct_positive": 90.0, "cd19_descriptor": "CD19 bright"},
+        ]
+    )
     assert got[0][0] is None
     assert got[1][:3] == ("strong", False, "LEX_STRONG")
 
 
 def test_per_laboratory_cut_offs_override_the_default():
-    rows = [{"cd19_pct_positive": 15.0, "cd19_mfi": 9000.0, "ref_mfi": 20000.0, "_source_id": "labnum_flow"}]
+    rows = [
+        {
+            "cd19_pct_positive": 15.0,
+            "cd19_mfi": 9000.0,
+            "ref_mfi": 20000.0,
+            "_source_id": "labnum_flow",
+        }
+    ]
     assert classify(rows)[0][0] == "negative"  # default cut-off 20%
     lab10 = [("labnum_flow", 10, 0.5, 0.9, 80, "numeric_first")]
-    assert classify(rows, lab10)[0][0] == "dim"  # this lab counts >= 10% as positive; ratio 0.45 < 0.5
+    assert (
+        classify(rows, lab10)[0][0] == "dim"
+    )  # this lab counts >= 10% as positive; ratio 0.45 < 0.5
 
 
 def test_precedence_numeric_first_by_default_and_text_first_when_configured():
-    row = [{"cd19_pct_positive": 95.0, "cd19_mfi": 2000.0, "ref_mfi": 20000.0, "cd19_descriptor": "CD19 bright", "_source_id": "labmix"}]
+    row = [
+        {
+            "cd19_pct_positive": 95.0,
+            "cd19_mfi": 2000.0,
+            "ref_mfi": 20000.0,
+            "cd19_descriptor": "CD19 bright",
+            "_source_id": "labmix",
+        }
+    ]
     cls, _, rule, conflict, _ = classify(row)[0]
     assert (cls, rule, conflict) == ("dim", "NUM_MFI_DIM", True)
     cls, _, rule, conflict, _ = classify(row, [("labmix", 20, 0.3, 0.8, 80, "text_first")])[0]
@@ -127,25 +165,46 @@ def test_precedence_numeric_first_by_default_and_text_first_when_configured():
 
 
 def test_unreadable_descriptors_are_flagged_and_listed():
-    con = restricted_db({**_patients(), "flow_results": _flow([{"cd19_descriptor": "CD19 see comment"}, {"cd19_descriptor": "CD19 see comment"}, {"cd19_descriptor": "CD19 dim"}])})
+    con = restricted_db(
+        {
+            **_patients(),
+            "flow_results": _flow(
+                [
+                    {"cd19_descriptor": "CD19 see comment"},
+                    {"cd19_descriptor": "CD19 see comment"},
+                    {"cd19_descriptor": "CD19 dim"},
+                ]
+            ),
+        }
+    )
     _run(con, "10_cd19_specimens.sql", "12_cd19_unreadable.sql")
-    flags = con.execute("SELECT unreadable, cd19_class FROM harmonized.cd19_specimens ORDER BY _source_row").fetchall()
+    flags = con.execute(
+        "SELECT unreadable, cd19_class FROM harmonized.cd19_specimens ORDER BY _source_row"
+    ).fetchall()
     assert flags == [(True, None), (True, None), (False, "dim")]
-    assert con.execute("SELECT descriptor, n_specimens FROM harmonized.cd19_unreadable").fetchall() == [("CD19 see comment", 2)]
+    assert con.execute(
+        "SELECT descriptor, n_specimens FROM harmonized.cd19_unreadable"
+    ).fetchall() == [("CD19 see comment", 2)]
 
 
 def _baseline(specimens: list[dict], window: int | None = None) -> tuple | None:
     defs = {"cd19_baseline_window_days": window} if window else None
     con = restricted_db({**_patients(), "flow_results": _flow(specimens)}, definitions=defs)
     _run(con, "10_cd19_specimens.sql", "11_cd19_baseline.sql")
-    return con.execute("SELECT cd19_baseline, study_day, specimen_type FROM harmonized.cd19_baseline").fetchone()
+    return con.execute(
+        "SELECT cd19_baseline, study_day, specimen_type FROM harmonized.cd19_baseline"
+    ).fetchone()
 
 
 def _on(day: int, cls: str, kind: str = "marrow") -> dict:
     import datetime as dt
 
     date = dt.date(2015, 3, 1) + dt.timedelta(days=day)
-    return {"collection_date": date.isoformat(), "cd19_descriptor": f"CD19 {cls}", "specimen_type": kind}
+    return {
+        "collection_date": date.isoformat(),
+        "cd19_descriptor": f"CD19 {cls}",
+        "specimen_type": kind,
+    }
 
 
 def test_baseline_window_edges():
@@ -159,7 +218,11 @@ def test_baseline_window_edges():
 def test_baseline_prefers_marrow_then_the_closest_day():
     assert _baseline([_on(-2, "bright", "blood"), _on(-20, "dim")]) == ("dim", -20, "marrow")
     assert _baseline([_on(-30, "negative"), _on(-5, "dim")]) == ("dim", -5, "marrow")
-    assert _baseline([_on(-3, "bright", "blood"), _on(-9, "dim", "blood")]) == ("strong", -3, "blood")
+    assert _baseline([_on(-3, "bright", "blood"), _on(-9, "dim", "blood")]) == (
+        "strong",
+        -3,
+        "blood",
+    )
     assert _baseline([_on(-3, "bright", "tissue")]) is None, "only marrow and blood count"
 
 
@@ -170,10 +233,18 @@ def test_baseline_is_independent_of_row_order():
 
 def _at_failure(specimens: list[dict], failure_day: int) -> tuple | None:
     con = restricted_db({**_patients(), "flow_results": _flow(specimens)})
-    con.execute("CREATE TABLE harmonized.patient_response (patient_key VARCHAR, failure_day INTEGER, failure_type VARCHAR)")
-    insert_rows(con, "harmonized.patient_response", [{"patient_key": "k0", "failure_day": failure_day, "failure_type": "relapse"}])
+    con.execute(
+        "CREATE TABLE harmonized.patient_response (patient_key VARCHAR, failure_day INTEGER, failure_type VARCHAR)"
+    )
+    insert_rows(
+        con,
+        "harmonized.patient_response",
+        [{"patient_key": "k0", "failure_day": failure_day, "failure_type": "relapse"}],
+    )
     _run(con, "10_cd19_specimens.sql", "40_cd19_at_failure.sql")
-    return con.execute("SELECT cd19_at_failure, study_day, specimen_type FROM harmonized.cd19_at_failure").fetchone()
+    return con.execute(
+        "SELECT cd19_at_failure, study_day, specimen_type FROM harmonized.cd19_at_failure"
+    ).fetchone()
 
 
 def test_cd19_at_failure_window_and_ties():
@@ -185,9 +256,18 @@ def test_cd19_at_failure_window_and_ties():
 
 
 def test_em_versus_marrow_discordance_flag():
-    con = restricted_db({**_patients(), "flow_results": _flow([_on(100, "negative"), _on(103, "bright", "tissue"), _on(200, "dim", "csf")])})
+    con = restricted_db(
+        {
+            **_patients(),
+            "flow_results": _flow(
+                [_on(100, "negative"), _on(103, "bright", "tissue"), _on(200, "dim", "csf")]
+            ),
+        }
+    )
     _run(con, "10_cd19_specimens.sql", "41_cd19_discordance.sql")
-    rows = con.execute("SELECT em_cd19_class, marrow_cd19_class, discordant FROM harmonized.cd19_discordance").fetchall()
+    rows = con.execute(
+        "SELECT em_cd19_class, marrow_cd19_class, discordant FROM harmonized.cd19_discordance"
+    ).fetchall()
     assert rows == [("strong", "negative", True)]
 
 

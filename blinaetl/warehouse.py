@@ -40,9 +40,11 @@ def _owner_only(path: Path) -> None:
 
 
 def connect_restricted(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open (creating) the restricted database; folder 0700, file 0600."""
+    """Open (creating) the restricted database with owner-only file permissions (0600).
+
+    The folder stays traversable because the analytics database lives beside it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.parent.chmod(path.parent.stat().st_mode | 0o700)
     con = duckdb.connect(str(path))
     _owner_only(path)
     return con

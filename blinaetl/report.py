@@ -101,10 +101,84 @@ def _summarise_checks(dq: pl.DataFrame) -> list[dict[str, Any]]:
     return groups
 
 
+SNAPSHOT = "patients_snapshot.parquet"
+
+
+def changes_since_previous(
+    reports: Path, run_id: str, current: pl.DataFrame
+) -> dict[str, Any] | None:
+    """New and removed patients and changed values by field against the previous run's snapshot."""
+    earlier = sorted(
+        p for p in reports.iterdir() if p.is_dir() and p.name < run_id and (p / SNAPSHOT).exists()
+    )
+    if not earlier:
+        return None
+    previous = pl.read_parquet(earlier[-1] / SNAPSHOT)
+    keys_now, keys_before = set(current["patient_key"]), set(previous["patient_key"])
+    both = current.join(previous, on="patient_key", how="inner", suffix="__before")
+    changed = []
+    for col in current.columns:
+        if col == "patient_key" or f"{col}__before" not in both.columns:
+            continue
+        n = both.filter(~pl.col(col).eq_missing(pl.col(f"{col}__before"))).height
+        if n:
+            changed.append({"field": col, "patients": n})
+    return {
+        "previous_run": earlier[-1].name,
+        "new_patients": len(keys_now - keys_before),
+        "removed_patients": len(keys_before - keys_now),
+        "changed": changed,
+    }
+
+
+def _steward_listings(cfg: Any) -> dict[str, list[dict[str, Any]]]:
+    """Vocabulary gaps for stewards: unreadable CD19 wordings and unmapped EM site terms.
+
+    Digits are masked in CD19 wordings so that no number from an extract reaches the report.
+    """
+    import duckdb
+
+    con = duckdb.connect(str(cfg.restricted_path), read_only=True)
+    try:
+        cd19 = con.execute(
+            "SELECT source_id, regexp_replace(descriptor, '[0-9]', '#', 'g') AS descriptor, "
+            "sum(n_specimens) AS n FROM harmonized.cd19_unreadable GROUP BY ALL ORDER BY n DESC LIMIT 50"
+        ).fetchall()
+        em = con.execute(
+            "SELECT term, n_mentions, n_reports FROM harmonized.em_unmapped_terms ORDER BY n_mentions DESC, term LIMIT 50"
+        ).fetchall()
+    finally:
+        con.close()
+    return {
+        "cd19_unreadable": [{"source_id": a, "descriptor": b, "n": c} for a, b, c in cd19],
+        "em_unmapped": [{"term": a, "n_mentions": b, "n_reports": c} for a, b, c in em],
+    }
+
+
 def write_run_report(cfg: Any, result: Any, timings: dict[str, float]) -> Path:
-    """Write manifest.json, dq_results.json and index.html under `reports/<run_id>/`."""
+    """Write the run's report folder: manifest, DQ results, queries, snapshot and index.html."""
+    import duckdb
+
+    from blinaetl.queries import (
+        apply_lifecycle,
+        current_discrepancies,
+        previous_listing,
+        write_queries,
+    )
+
     out = cfg.report_dir
     out.mkdir(parents=True, exist_ok=True)
+    listing = apply_lifecycle(
+        current_discrepancies(result), previous_listing(cfg.reports, cfg.run_id), cfg.run_id
+    )
+    write_queries(listing, out)
+    con = duckdb.connect(str(cfg.analytics_path), read_only=True)
+    try:
+        snapshot = con.sql("SELECT * FROM curated.patients ORDER BY patient_key").pl()
+    finally:
+        con.close()
+    snapshot.write_parquet(out / SNAPSHOT)
+    changes = changes_since_previous(cfg.reports, cfg.run_id, snapshot)
     manifest = build_manifest(cfg, result, timings)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     dq = result.dq_results.sort(["table_name", "check_id"])
@@ -127,6 +201,11 @@ def write_run_report(cfg: Any, result: Any, timings: dict[str, float]) -> Path:
         checks=_records(dq),
         top_failing=_records(top_failing),
         status_order=STATUS_ORDER,
+        queries={s: int((listing["status"] == s).sum()) for s in ("new", "open", "resolved")},
+        changes=changes,
+        listings=_steward_listings(cfg),
+        disappeared=result.disappeared.height,
+        has_data_docs=(out / "data_docs" / "index.html").exists(),
     )
     (out / "index.html").write_text(html, encoding="utf-8")
     return out

@@ -71,13 +71,15 @@ def _years(check: CheckSpec, contract: Contract) -> pl.Expr:
 
 
 CHECK_TYPES: dict[str, Callable[[CheckSpec, Contract], pl.Expr]] = {
-    "not_null": lambda c, k: _col(c).is_not_null(),
+    # required: a value was delivered (one that does not parse fails the TYPE check instead)
+    "not_null": lambda c, k: pl.col(RAW + c.column).is_not_null() | _col(c).is_not_null(),
     "parses": lambda c, k: pl.col(RAW + c.column).is_null() | _col(c).is_not_null(),
     "in_set": lambda c, k: _col(c).is_null() | _col(c).is_in(_allowed(c, k)),
     "in_range": lambda c, k: (
         _col(c).is_null() | _col(c).is_between(c.params["min"], c.params["max"])
     ),
-    "not_blank": lambda c, k: _col(c).is_not_null() & (_col(c).str.strip_chars() != ""),
+    # not blank: text with at least one letter or digit (placeholders such as "-" or "." fail)
+    "not_blank": lambda c, k: _col(c).is_null() | _col(c).str.contains(r"[\p{L}\p{N}]"),
     "any_not_null": lambda c, k: pl.any_horizontal(
         [pl.col(x).is_not_null() for x in c.params["columns"]]
     ),
@@ -255,11 +257,27 @@ def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None)
         "_source_file",
         "_source_row",
         pl.lit(contract.table).alias("table_name"),
+        "site",
+        "patient_key",
         pl.col("_raw_json").alias("raw_json"),
     )
-    failures = fails.join(work.select("_idx", "_source_file", "_source_row"), on="_idx").select(
+    # row_hash: the delivered content of the row, so a query keeps its id across extracts
+    row_ids = work.select(
+        "_idx",
+        "_source_id",
         "_source_file",
         "_source_row",
+        "site",
+        "patient_key",
+        pl.col("_content_hash").cast(pl.Utf8).alias("row_hash"),
+    )
+    failures = fails.join(row_ids, on="_idx").select(
+        "_source_id",
+        "_source_file",
+        "_source_row",
+        "site",
+        "patient_key",
+        "row_hash",
         pl.lit(contract.table).alias("table_name"),
         "check_id",
         "column_name",

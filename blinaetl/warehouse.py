@@ -23,10 +23,10 @@ FORBIDDEN_PUBLISHED_TYPES = ("DATE", "TIMESTAMP", "TIME", "INTERVAL")
 
 QUARANTINE_DDL = (
     "CREATE OR REPLACE TABLE quarantine.rows (_source_id VARCHAR, _source_file VARCHAR, "
-    "_source_row BIGINT, table_name VARCHAR, raw_json VARCHAR)",
-    "CREATE OR REPLACE TABLE quarantine.failures (_source_file VARCHAR, _source_row BIGINT, "
-    "table_name VARCHAR, check_id VARCHAR, column_name VARCHAR, kahn VARCHAR, "
-    "severity VARCHAR, message VARCHAR)",
+    "_source_row BIGINT, table_name VARCHAR, site VARCHAR, patient_key VARCHAR, raw_json VARCHAR)",
+    "CREATE OR REPLACE TABLE quarantine.failures (_source_id VARCHAR, _source_file VARCHAR, "
+    "_source_row BIGINT, site VARCHAR, patient_key VARCHAR, row_hash VARCHAR, table_name VARCHAR, "
+    "check_id VARCHAR, column_name VARCHAR, kahn VARCHAR, severity VARCHAR, message VARCHAR)",
 )
 
 

@@ -508,7 +508,7 @@ def generate(
         neg = part["negative_only"].to_numpy()
         taken = np.zeros(n, bool)
         kinds = np.full(n, None, dtype=object)
-        for kind in ("imaging_code_typo", "imaging_empty_text"):
+        for kind in ("imaging_code_typo", "imaging_placeholder_text"):
             kinds[defects.choose(rng, neg, kind, taken)] = kind
         unk = defects.choose(rng, neg, "imaging_unknown_patient", taken.copy())
         part = part.with_columns(
@@ -528,8 +528,8 @@ def generate(
             .then(pl.lit("C.T."))
             .otherwise(pl.col("modality"))
             .alias("modality"),
-            pl.when(pl.col("_defect") == "imaging_empty_text")
-            .then(pl.lit(""))
+            pl.when(pl.col("_defect") == "imaging_placeholder_text")
+            .then(pl.lit("-"))
             .otherwise(pl.col("report_text"))
             .alias("report_text"),
         )

@@ -30,7 +30,7 @@ DEFECT_RATES: dict[str, tuple[str, float, str, str]] = {
     "flow_duplicate_row": ("flow_results", 0.05, "FLW_DUPLICATE_ROW", ""),
     "flow_unknown_patient": ("flow_results", 0.01, "FLW_KNOWN_PATIENT", "mrn"),
     "imaging_code_typo": ("imaging_reports", 0.02, "IMG_MODALITY_SET", "modality"),
-    "imaging_empty_text": ("imaging_reports", 0.01, "IMG_TEXT_NOT_BLANK", "report_text"),
+    "imaging_placeholder_text": ("imaging_reports", 0.01, "IMG_TEXT_NOT_BLANK", "report_text"),
     "imaging_unknown_patient": ("imaging_reports", 0.005, "IMG_KNOWN_PATIENT", "mrn"),
 }
 

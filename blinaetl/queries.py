@@ -1,0 +1,155 @@
+"""The query listing data managers send back to sites, with a lifecycle across runs.
+
+One query per discrepancy: a failed check on a row, a file that could not be loaded, or a
+record that disappeared from a cumulative refresh. A query's id depends on what was delivered
+(source, table, rule, field and the row's content), not on row numbers, so the same defect
+delivered again keeps its id. Status: `new` (first seen in this run), `open` (still failing),
+`resolved` (failing in the previous run, gone in this one; listed once, in the run that resolved
+it). Patients appear by pseudonymous key; rows by file and row number; never by value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+QUERY_SCHEMA: dict[str, Any] = {
+    "query_id": pl.Utf8,
+    "status": pl.Utf8,
+    "first_seen_run": pl.Utf8,
+    "patient_key": pl.Utf8,
+    "site": pl.Utf8,
+    "source_file": pl.Utf8,
+    "source_row": pl.Int64,
+    "table_name": pl.Utf8,
+    "field": pl.Utf8,
+    "rule_id": pl.Utf8,
+    "kahn": pl.Utf8,
+    "severity": pl.Utf8,
+    "message": pl.Utf8,
+}
+
+
+def _id(*parts: pl.Expr) -> pl.Expr:
+    key = pl.concat_str([p.cast(pl.Utf8).fill_null("") for p in parts], separator="|")
+    return pl.lit("Q") + key.hash(2026).cast(pl.Utf8).str.slice(0, 12)
+
+
+def current_discrepancies(result: Any) -> pl.DataFrame:
+    """Discrepancies of this run, before the lifecycle is applied."""
+    rows = result.quarantine_failures.select(
+        _id(
+            pl.col("_source_id"),
+            pl.col("table_name"),
+            pl.col("check_id"),
+            pl.col("column_name"),
+            pl.col("row_hash"),
+        ).alias("query_id"),
+        "patient_key",
+        "site",
+        pl.col("_source_file").alias("source_file"),
+        pl.col("_source_row").alias("source_row"),
+        "table_name",
+        pl.col("column_name").alias("field"),
+        pl.col("check_id").alias("rule_id"),
+        "kahn",
+        "severity",
+        "message",
+    )
+    bad_files = result.files.filter(pl.col("status").is_in(["rejected", "unmatched"])).select(
+        pl.when(pl.col("status") == "unmatched")
+        .then(_id(pl.col("path"), pl.col("status")))
+        .otherwise(_id(pl.col("source_id"), pl.col("table_name"), pl.col("status")))
+        .alias("query_id"),
+        pl.lit(None, pl.Utf8).alias("patient_key"),
+        pl.lit(None, pl.Utf8).alias("site"),
+        pl.col("path").alias("source_file"),
+        pl.lit(None, pl.Int64).alias("source_row"),
+        "table_name",
+        pl.lit(None, pl.Utf8).alias("field"),
+        ("FILE_" + pl.col("status").str.to_uppercase()).alias("rule_id"),
+        pl.lit("conformance.value").alias("kahn"),
+        pl.lit("error").alias("severity"),
+        (pl.col("error") + pl.lit(". Fix: ") + pl.col("fix").fill_null("")).alias("message"),
+    )
+    gone = result.disappeared.select(
+        _id(
+            pl.col("table_name"), pl.col("source_id"), pl.col("patient_key"), pl.col("record_key")
+        ).alias("query_id"),
+        "patient_key",
+        "site",
+        pl.col("current_file").alias("source_file"),
+        pl.lit(None, pl.Int64).alias("source_row"),
+        "table_name",
+        pl.lit(None, pl.Utf8).alias("field"),
+        pl.lit("REFRESH_DISAPPEARED").alias("rule_id"),
+        pl.lit("completeness").alias("kahn"),
+        pl.lit("warning").alias("severity"),
+        pl.lit(
+            "A record delivered in the previous extract is missing from this one; confirm it was removed on purpose."
+        ).alias("message"),
+    )
+    return pl.concat([rows, bad_files, gone], how="vertical_relaxed").unique(
+        "query_id", keep="first", maintain_order=True
+    )
+
+
+def apply_lifecycle(
+    current: pl.DataFrame, previous: pl.DataFrame | None, run_id: str
+) -> pl.DataFrame:
+    """Statuses new / open / resolved from the previous run's listing."""
+    if previous is None or previous.height == 0:
+        out = current.with_columns(
+            pl.lit("new").alias("status"), pl.lit(run_id).alias("first_seen_run")
+        )
+        return out.select(list(QUERY_SCHEMA)).cast(QUERY_SCHEMA)
+    live = previous.filter(pl.col("status").is_in(["new", "open"])).select(
+        "query_id", pl.col("first_seen_run").alias("_first")
+    )
+    out = current.join(live, on="query_id", how="left").with_columns(
+        pl.when(pl.col("_first").is_not_null())
+        .then(pl.lit("open"))
+        .otherwise(pl.lit("new"))
+        .alias("status"),
+        pl.coalesce(pl.col("_first"), pl.lit(run_id)).alias("first_seen_run"),
+    )
+    resolved = (
+        previous.filter(pl.col("status").is_in(["new", "open"]))
+        .join(current.select("query_id"), on="query_id", how="anti")
+        .with_columns(pl.lit("resolved").alias("status"))
+    )
+    listing = pl.concat(
+        [
+            out.select(list(QUERY_SCHEMA)).cast(QUERY_SCHEMA),
+            resolved.select(list(QUERY_SCHEMA)).cast(QUERY_SCHEMA),
+        ]
+    )
+    order = pl.col("status").replace_strict(
+        {"new": 0, "open": 1, "resolved": 2}, return_dtype=pl.Int8
+    )
+    return listing.sort([order, "source_file", "source_row", "rule_id"], nulls_last=True)
+
+
+def previous_listing(reports: Path, run_id: str) -> pl.DataFrame | None:
+    """queries.csv of the latest earlier run folder under `reports/`, if any."""
+    earlier = (
+        sorted(
+            p
+            for p in reports.iterdir()
+            if p.is_dir() and p.name < run_id and (p / "queries.csv").exists()
+        )
+        if reports.is_dir()
+        else []
+    )
+    if not earlier:
+        return None
+    return pl.read_csv(earlier[-1] / "queries.csv", schema_overrides=QUERY_SCHEMA)
+
+
+def write_queries(listing: pl.DataFrame, out_dir: Path) -> None:
+    listing.write_csv(out_dir / "queries.csv")
+    listing.write_excel(
+        out_dir / "queries.xlsx", worksheet="queries", autofit=True, freeze_panes=(1, 0)
+    )

@@ -147,7 +147,9 @@ def publish(
     check_publishable(restricted, allow_dates=allow_dates)
     analytics_path.parent.mkdir(parents=True, exist_ok=True)
     building = analytics_path.with_name(f".{analytics_path.name}.{build_tag}.building")
-    building.unlink(missing_ok=True)
+    # leftovers of killed runs (the caller holds the single-writer lock, so none is in use)
+    for stale in analytics_path.parent.glob(f".{analytics_path.name}.*.building*"):
+        stale.unlink(missing_ok=True)
     tables = _published_tables(restricted)
     try:
         restricted.execute(f"ATTACH {_sql_str(str(building))} AS analytics_build")

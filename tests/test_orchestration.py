@@ -1,0 +1,172 @@
+"""Atomic publish, a run killed at each stage, idempotent rebuilds, single writer."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from blinaetl.pipeline import STAGES, RunConfig, RunLockedError, run_pipeline, warehouse_lock
+
+
+def content_hashes(db: Path) -> dict[str, str]:
+    """A hash of the sorted query result of every curated table and endpoint view."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        objects = con.execute(
+            "SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE schema_name = 'curated' "
+            "UNION ALL SELECT schema_name || '.' || view_name FROM duckdb_views() WHERE schema_name = 'endpoints' AND NOT internal"
+        ).fetchall()
+        out = {}
+        for (name,) in sorted(objects):
+            rows = con.execute(f"SELECT * FROM {name} ORDER BY ALL").fetchall()
+            out[name] = hashlib.sha256(repr(rows).encode()).hexdigest()
+        return out
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    from blinaetl.synth import generate
+
+    out = tmp_path_factory.mktemp("orch") / "cohort"
+    generate(out, n_patients=40, seed=5)
+    return out / "landing"
+
+
+def test_same_inputs_give_identical_results(tmp_path, cohort):
+    a = RunConfig(landing=cohort, warehouse=tmp_path / "a", reports=tmp_path / "ra", demo=True)
+    b = RunConfig(landing=cohort, warehouse=tmp_path / "b", reports=tmp_path / "rb", demo=True)
+    run_pipeline(a)
+    run_pipeline(b)
+    ha, hb = content_hashes(a.analytics_path), content_hashes(b.analytics_path)
+    assert len(ha) >= 10
+    assert ha == hb
+    run_pipeline(
+        RunConfig(landing=cohort, warehouse=tmp_path / "a", reports=tmp_path / "ra", demo=True)
+    )
+    assert content_hashes(a.analytics_path) == ha, (
+        "a rerun over the same warehouse gives the same content"
+    )
+
+
+def test_second_writer_exits_clearly_and_changes_nothing(tmp_path, cohort):
+    cfg = RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
+    run_pipeline(cfg)
+    before = content_hashes(cfg.analytics_path)
+    mtime = cfg.analytics_path.stat().st_mtime_ns
+    with warehouse_lock(cfg):
+        with pytest.raises(RunLockedError, match="another blinaetl run"):
+            run_pipeline(
+                RunConfig(
+                    landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True
+                )
+            )
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "blinaetl.cli",
+                "run",
+                "--engine",
+                "core",
+                "--demo",
+                "--landing",
+                str(cohort),
+                "--warehouse",
+                str(tmp_path / "wh"),
+                "--reports",
+                str(tmp_path / "rp"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert out.returncode == 1
+    assert "another blinaetl run is writing" in out.stderr
+    assert cfg.analytics_path.stat().st_mtime_ns == mtime
+    assert content_hashes(cfg.analytics_path) == before
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from blinaetl import pipeline
+    stage = sys.argv[4]
+    original = pipeline.STAGES[stage]
+    def die(*args, **kwargs):
+        if stage == "publish":
+            # die in the middle of publishing: after the new file is started, before the swap
+            import blinaetl.warehouse as wh
+            real_replace = os.replace
+            def killed_replace(src, dst):
+                os.kill(os.getpid(), signal.SIGKILL)
+            wh.os.replace = killed_replace
+            return original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+    pipeline.STAGES[stage] = die
+    cfg = pipeline.RunConfig(landing=Path(sys.argv[1]), warehouse=Path(sys.argv[2]), reports=Path(sys.argv[3]), demo=True)
+    pipeline.run_pipeline(cfg)
+    """
+)
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_run_killed_at_any_stage_leaves_the_published_database_intact(tmp_path, cohort, stage):
+    cfg = RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
+    run_pipeline(cfg)
+    before = content_hashes(cfg.analytics_path)
+    reader = duckdb.connect(str(cfg.analytics_path), read_only=True)
+    try:
+        killed = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                KILLER,
+                str(cohort),
+                str(cfg.warehouse),
+                str(cfg.reports),
+                stage,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        # a reader that had the old file open keeps working
+        assert reader.execute("SELECT count(*) FROM curated.patients").fetchone()[0] > 0
+    finally:
+        reader.close()
+    assert content_hashes(cfg.analytics_path) == before
+    assert not list(cfg.warehouse.glob(".*.building")) or stage == "publish"
+    # the next run succeeds (the lock died with the killed process) and cleans up
+    run_pipeline(
+        RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
+    )
+    assert content_hashes(cfg.analytics_path) == before
+    assert not list(cfg.warehouse.glob(".*.building*")), (
+        "leftovers of the killed run are cleaned up"
+    )
+
+
+def test_publish_swaps_while_a_reader_holds_the_old_file(tmp_path, cohort):
+    cfg = RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
+    run_pipeline(cfg)
+    reader = duckdb.connect(str(cfg.analytics_path), read_only=True)
+    try:
+        old_inode = os.stat(cfg.analytics_path).st_ino
+        run_pipeline(
+            RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
+        )
+        assert os.stat(cfg.analytics_path).st_ino != old_inode, "a new file was swapped in"
+        assert reader.execute("SELECT count(*) FROM curated.patients").fetchone()[0] == 40
+    finally:
+        reader.close()

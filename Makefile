@@ -48,6 +48,17 @@ format: $(VENV)/.synced
 	$(BIN)/ruff format .
 	$(BIN)/sqlfluff fix sql --disable-progress-bar
 
+## serve: start a Prefect server on 127.0.0.1:4200 if none answers, then serve the nightly
+## deployment of prefect.yaml with its schedule (Ctrl-C stops serving; the schedule stays active)
+serve: $(VENV)/.synced
+	@test -d $(DEMO)/landing || $(BIN)/blinaetl synth --patients 65 --seed 2017 --out $(DEMO)
+	BLINAETL_HOME=$(CURDIR) $(BIN)/python -m flows.serve --port $${PREFECT_PORT:-4200}
+
+## bench: pipeline benchmark at 1,000 / 10,000 / 100,000 patients (see docs/performance.md)
+bench: $(VENV)/.synced
+	$(BIN)/python benchmarks/pipeline_benchmark.py
+	$(BIN)/python benchmarks/assertion_benchmark.py
+
 ## dict: regenerate docs/data-dictionary.md from the published database
 dict: $(VENV)/.synced
 	$(BIN)/blinaetl dict --db warehouse/blina.duckdb --out docs/data-dictionary.md

@@ -72,9 +72,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.engine == "prefect":
         console.print("starting the Prefect flow (a temporary local server if none is set) ...")
-        from flows.pipeline import pipeline_flow
+        from flows.pipeline import with_task_runner
 
-        summary = pipeline_flow(
+        summary = with_task_runner(args.dask_address, args.dask_workers)(
             landing=str(cfg_kwargs["landing"]),
             warehouse=str(cfg_kwargs["warehouse"]),
             reports=str(cfg_kwargs["reports"]),
@@ -203,6 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("prefect", "core"),
         default="prefect",
         help="prefect: run as a Prefect flow (default); core: plain Python, no Prefect",
+    )
+    p.add_argument(
+        "--dask-workers",
+        type=int,
+        help="read and map files on a local Dask cluster of this many worker processes",
+    )
+    p.add_argument(
+        "--dask-address",
+        help="read and map files on an existing Dask cluster (scheduler address, e.g. tcp://host:8786); "
+        "also taken from BLINAETL_DASK_ADDRESS",
     )
     p.add_argument("--json", action="store_true", help="print the run summary as JSON on stdout")
     p.set_defaults(func=cmd_run)

@@ -8,7 +8,6 @@ file-level status and a message saying what is wrong and how to fix it; the othe
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -421,33 +420,38 @@ class ConservationError(AssertionError):
     """Rows read != rows loaded + rows quarantined for a file: a bug, never tolerated."""
 
 
-def ingest_landing(
-    landing: Path,
-    run_id: str,
-    secret: bytes,
-    sources_dir: Path | None = None,
-    contracts_dir: Path | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> IngestResult:
-    """Read, map and validate every file of the landing folder."""
-    from blinaetl.validate import validate_tables
+@dataclass(frozen=True)
+class FileJob:
+    """One landing file matched to its source mapping entry."""
 
-    say = progress or (lambda _m: None)
+    path: Path
+    rel: str
+    source_id: str
+    index: int  # position of the file entry in the source mapping
+
+
+@dataclass
+class Plan:
+    jobs: list[FileJob]
+    unmatched: list[dict]
+    sources: list[SourceMapping]
+    contracts: dict[str, Contract]
+
+
+def plan_files(
+    landing: Path, sources_dir: Path | None = None, contracts_dir: Path | None = None
+) -> Plan:
+    """Match every landing file to a source mapping; unmatched files become file rows."""
     contracts = load_contracts(contracts_dir)
     sources = load_sources(sources_dir, contracts)
-    file_rows: list[dict] = []
-    mapped: list[MappedFile] = []
-    found = discover(landing)
-    say(f"reading {len(found)} files")
-    matched: dict[tuple[str, int], list[tuple[Path, str]]] = {}
-    for path, rel in found:
+    jobs, unmatched = [], []
+    for path, rel in discover(landing):
         hit = match(rel, sources)
         if hit is None:
-            sha = hashlib.sha256(path.read_bytes()).hexdigest()
-            file_rows.append(
+            unmatched.append(
                 {
                     "path": rel,
-                    "sha256": sha,
+                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                     "source_id": None,
                     "table_name": None,
                     "rows_read": 0,
@@ -460,45 +464,84 @@ def ingest_landing(
             )
             continue
         source, fm = hit
-        matched.setdefault((source.source, source.files.index(fm)), []).append((path, rel))
+        jobs.append(FileJob(path, rel, source.source, source.files.index(fm)))
+    return Plan(jobs, unmatched, sources, contracts)
+
+
+def read_file(job: FileJob, plan: Plan, run_id: str) -> MappedFile | dict:
+    """Read and map one file: a MappedFile, or the file row of a file-level problem.
+
+    Independent of every other file, so it can run in parallel (the flow maps it over a task runner).
+    """
+    source = next(s for s in plan.sources if s.source == job.source_id)
+    fm = source.files[job.index]
+    try:
+        return read_and_map(job.path, job.rel, source, fm, plan.contracts[fm.table], run_id)
+    except FileProblem as problem:
+        return {
+            "path": job.rel,
+            "sha256": hashlib.sha256(job.path.read_bytes()).hexdigest(),
+            "source_id": source.source,
+            "table_name": fm.table,
+            "rows_read": 0,
+            "rows_loaded": 0,
+            "rows_quarantined": 0,
+            "status": problem.status,
+            "error": problem.message,
+            "fix": problem.fix,
+        }
+
+
+def ingest_landing(
+    landing: Path,
+    run_id: str,
+    secret: bytes,
+    sources_dir: Path | None = None,
+    contracts_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> IngestResult:
+    """Read, map and validate every file of the landing folder (sequentially)."""
+    say = progress or (lambda _m: None)
+    plan = plan_files(landing, sources_dir, contracts_dir)
+    say(f"reading {len(plan.jobs)} files")
+    outcomes = [read_file(job, plan, run_id) for job in plan.jobs]
+    say("validating")
+    return validate_files(plan, outcomes, secret)
+
+
+def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes) -> IngestResult:
+    """Choose the newest readable extract per source entry, validate, and account per file."""
+    from blinaetl.validate import validate_tables
+
+    contracts = plan.contracts
+    file_rows: list[dict] = list(plan.unmatched)
+    mapped: list[MappedFile] = []
     previous: dict[tuple[str, int], MappedFile] = {}
-    for (source_id, index), candidates in matched.items():
-        source = next(s for s in sources if s.source == source_id)
-        fm = source.files[index]
+    by_entry: dict[tuple[str, int], list[tuple[FileJob, MappedFile | dict]]] = {}
+    for job, outcome in zip(plan.jobs, outcomes, strict=True):
+        by_entry.setdefault((job.source_id, job.index), []).append((job, outcome))
+    for key, items in by_entry.items():
         # cumulative refreshes: the newest readable extract is loaded, older ones superseded
-        ordered = sorted(
-            candidates, key=lambda c: (_extract_date(c[1]) or dt.date.min, c[1]), reverse=True
+        items.sort(
+            key=lambda it: (_extract_date(it[0].rel) or dt.date.min, it[0].rel), reverse=True
         )
         active: MappedFile | None = None
-        for path, rel in ordered:
-            sha = hashlib.sha256(path.read_bytes()).hexdigest()
-            if active is not None:
-                file_rows.append(_superseded_row(rel, sha, source.source, fm.table, active.path))
-                if (source_id, index) not in previous:
-                    with contextlib.suppress(FileProblem):
-                        previous[(source_id, index)] = read_and_map(
-                            path, rel, source, fm, contracts[fm.table], run_id
-                        )
+        for job, outcome in items:
+            if active is None:
+                if isinstance(outcome, MappedFile):
+                    active = outcome
+                    mapped.append(outcome)
+                else:
+                    file_rows.append(outcome)
                 continue
-            try:
-                active = read_and_map(path, rel, source, fm, contracts[fm.table], run_id)
-                mapped.append(active)
-            except FileProblem as problem:
-                file_rows.append(
-                    {
-                        "path": rel,
-                        "sha256": sha,
-                        "source_id": source.source,
-                        "table_name": fm.table,
-                        "rows_read": 0,
-                        "rows_loaded": 0,
-                        "rows_quarantined": 0,
-                        "status": problem.status,
-                        "error": problem.message,
-                        "fix": problem.fix,
-                    }
+            sha = outcome.sha256 if isinstance(outcome, MappedFile) else outcome["sha256"]
+            file_rows.append(
+                _superseded_row(
+                    job.rel, sha, job.source_id, contracts_table(plan, job), active.path
                 )
-    say("validating")
+            )
+            if key not in previous and isinstance(outcome, MappedFile):
+                previous[key] = outcome
     frames: dict[str, list[pl.DataFrame]] = {t: [] for t in contracts}
     for m in mapped:
         frames[m.mapping.table].append(m.frame)
@@ -569,6 +612,11 @@ def ingest_landing(
         files=files,
         dq_results=outcome.dq_results,
     )
+
+
+def contracts_table(plan: Plan, job: FileJob) -> str:
+    source = next(s for s in plan.sources if s.source == job.source_id)
+    return source.files[job.index].table
 
 
 def _superseded_row(rel: str, sha: str, source_id: str, table: str, newer: str) -> dict:

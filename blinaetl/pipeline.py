@@ -68,6 +68,24 @@ class RunConfig:
         return self.reports / self.run_id
 
 
+RUN_CONFIG_KEYS = {"landing", "warehouse", "reports", "demo", "definitions"}
+
+
+def load_run_config(path: Path) -> dict[str, Any]:
+    """Values of a run-config YAML file; unknown keys are an error naming the file."""
+    import yaml
+
+    if not path.is_file():
+        raise FileNotFoundError(f"run config {path} does not exist (cwd: {Path.cwd()})")
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    unknown = set(doc) - RUN_CONFIG_KEYS
+    if unknown:
+        raise KeyError(
+            f"run config {path}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(RUN_CONFIG_KEYS))}"
+        )
+    return doc
+
+
 def new_run_id(now: dt.datetime | None = None) -> str:
     """Sortable, unique run id: UTC time to the microsecond plus the process id."""
     t = now or dt.datetime.now(dt.UTC)

@@ -15,18 +15,30 @@ from typing import Any
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from blinaetl import ingest as ingestion
 from blinaetl import pipeline as core
+from blinaetl.privacy import resolve_secret
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
 
 
-@task(name="ingest-and-validate", cache_policy=NO_CACHE, **IO_RETRIES)
-def ingest(cfg: core.RunConfig) -> Any:
-    result = core.stage_ingest(cfg)
+@task(name="plan-files", cache_policy=NO_CACHE, **IO_RETRIES)
+def plan_files(cfg: core.RunConfig) -> ingestion.Plan:
+    return ingestion.plan_files(cfg.landing, cfg.sources_dir, cfg.contracts_dir)
+
+
+@task(name="read-file", cache_policy=NO_CACHE, **IO_RETRIES)
+def read_file(job: ingestion.FileJob, plan: ingestion.Plan, run_id: str) -> Any:
+    return ingestion.read_file(job, plan, run_id)
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate(plan: ingestion.Plan, outcomes: list[Any], demo: bool) -> Any:
+    result = ingestion.validate_files(plan, outcomes, resolve_secret(demo))
     get_run_logger().info(
         "read %d files: %d rows loaded, %d quarantined",
         result.files.height,
@@ -34,6 +46,16 @@ def ingest(cfg: core.RunConfig) -> Any:
         int(result.files["rows_quarantined"].sum()),
     )
     return result
+
+
+def ingest(cfg: core.RunConfig) -> Any:
+    """Plan, read every file as its own task (in parallel on the task runner), validate."""
+    resolve_secret(cfg.demo)  # fail closed before any file is read
+    if not cfg.landing.is_dir():
+        raise FileNotFoundError(f"landing folder {cfg.landing} does not exist")
+    plan = plan_files(cfg)
+    futures = read_file.map(plan.jobs, unmapped(plan), unmapped(cfg.run_id))
+    return validate(plan, [f.result() for f in futures], cfg.demo)
 
 
 @task(name="load-restricted", cache_policy=NO_CACHE)
@@ -98,14 +120,27 @@ def pipeline_flow(
     reports: str = "reports",
     demo: bool = False,
     definitions: dict[str, Any] | None = None,
+    config: str | None = None,
 ) -> dict[str, Any]:
-    """Ingest, validate, load, harmonize, curate, publish and report one landing folder."""
+    """Ingest, validate, load, harmonize, curate, publish and report one landing folder.
+
+    `config` names a run-config YAML (see config/demo.yaml) whose values replace the others.
+    """
+    settings = {
+        "landing": landing,
+        "warehouse": warehouse,
+        "reports": reports,
+        "demo": demo,
+        "definitions": definitions or {},
+    }
+    if config:
+        settings |= core.load_run_config(Path(config))
     cfg = core.RunConfig(
-        landing=Path(landing),
-        warehouse=Path(warehouse),
-        reports=Path(reports),
-        demo=demo,
-        definitions=definitions or {},
+        landing=Path(settings["landing"]),
+        warehouse=Path(settings["warehouse"]),
+        reports=Path(settings["reports"]),
+        demo=bool(settings["demo"]),
+        definitions=settings["definitions"] or {},
     )
     summary, result = core.run_pipeline(
         cfg,
@@ -124,6 +159,22 @@ def pipeline_flow(
         description="blinaetl run summary",
     )
     return summary.as_dict()
+
+
+def with_task_runner(dask_address: str | None = None, dask_workers: int | None = None):
+    """The flow on a Dask cluster (an address, or a local cluster of n workers), else as is."""
+    address = dask_address or os.environ.get("BLINAETL_DASK_ADDRESS")
+    if not address and not dask_workers:
+        return pipeline_flow
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        runner = DaskTaskRunner(address=address)
+    else:
+        runner = DaskTaskRunner(
+            cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1, "processes": True}
+        )
+    return pipeline_flow.with_options(task_runner=runner)
 
 
 if __name__ == "__main__":

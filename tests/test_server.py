@@ -1,0 +1,171 @@
+"""A real Prefect server on loopback: the scheduled deployment, a triggered run, Dask workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.serve import healthy, start_server, stop_server
+
+pytestmark = pytest.mark.server
+
+DEPLOYMENT = "blinaetl-pipeline/nightly"
+CHECK = r"""
+import json
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+
+with get_client(sync_client=True) as client:
+    dep = client.read_deployment_by_name("blinaetl-pipeline/nightly")
+    schedules = [{"cron": s.schedule.cron, "active": s.active} for s in dep.schedules]
+    paused = dep.paused
+run = run_deployment(name="blinaetl-pipeline/nightly", timeout=300, poll_interval=2)
+print(json.dumps({"schedules": schedules, "paused": paused, "state": run.state.type.value}))
+"""
+DASK_RUN = r"""
+import json, sys
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from flows.pipeline import with_task_runner
+
+landing, wh, rp = sys.argv[1:4]
+flow = with_task_runner(dask_workers=2)
+state = flow(landing=landing, warehouse=wh, reports=rp, demo=True, return_state=True)
+flow_run_id = state.state_details.flow_run_id
+with get_client(sync_client=True) as client:
+    runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    read_tasks = [r for r in runs if r.name.startswith("read-file")]
+print(json.dumps({"state": state.type.value, "runner": type(flow.task_runner).__name__, "read_tasks": len(read_tasks), "completed": sum(r.state.is_completed() for r in read_tasks)}))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect_home")
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env.pop("PREFECT_API_URL", None)
+    server = start_server("127.0.0.1", port, env=env)
+    api = f"http://127.0.0.1:{port}/api"
+    yield api, {**env, "PREFECT_API_URL": api}
+    stop_server(server)
+    deadline = time.monotonic() + 30
+    while healthy(api) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not healthy(api), "the server the test started is stopped"
+
+
+def _wait_for_deployment(env: dict, deadline: float) -> None:
+    probe = f"from prefect.client.orchestration import get_client\nwith get_client(sync_client=True) as c: c.read_deployment_by_name({DEPLOYMENT!r})"
+    while time.monotonic() < deadline:
+        if (
+            subprocess.run(
+                [sys.executable, "-c", probe], env=env, capture_output=True, check=False
+            ).returncode
+            == 0
+        ):
+            return
+        time.sleep(2)
+    raise TimeoutError("the deployment was not registered in time")
+
+
+def _patients(db: Path) -> int:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM curated.patients").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_scheduled_deployment_served_and_triggered(tmp_path, demo_run, prefect_server):
+    cohort, _, _ = demo_run
+    api, env = prefect_server
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"landing: {cohort / 'landing'}\nwarehouse: {tmp_path / 'wh'}\nreports: {tmp_path / 'rp'}\ndemo: true\n"
+    )
+    port = api.rsplit(":", 1)[1].split("/")[0]
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "flows.serve", "--port", port, "--config", str(config)],
+        env={k: v for k, v in env.items() if k != "PREFECT_API_URL"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_deployment(env, time.monotonic() + 120)
+        out = subprocess.run(
+            [sys.executable, "-c", CHECK],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        assert result["schedules"] == [{"cron": "0 2 * * *", "active": True}]
+        assert result["paused"] is False
+        assert result["state"] == "COMPLETED"
+        assert _patients(tmp_path / "wh" / "blina.duckdb") == 65
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGINT)
+            try:
+                serve.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(serve.pid, signal.SIGKILL)
+    assert "starting a Prefect server" not in (serve.stdout.read() if serve.stdout else ""), (
+        "reused the running server"
+    )
+    # not paused on shutdown
+    probe = f"from prefect.client.orchestration import get_client\nwith get_client(sync_client=True) as c: print(c.read_deployment_by_name({DEPLOYMENT!r}).paused)"
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "False"
+    )
+
+
+def test_flow_on_a_dask_local_cluster_with_two_workers(tmp_path, demo_run, prefect_server):
+    cohort, _, _ = demo_run
+    _, env = prefect_server
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            DASK_RUN,
+            str(cohort / "landing"),
+            str(tmp_path / "wh"),
+            str(tmp_path / "rp"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["runner"] == "DaskTaskRunner"
+    assert result["state"] == "COMPLETED"
+    n_files = len([p for p in (cohort / "landing").rglob("*") if p.is_file()])
+    assert result["read_tasks"] == result["completed"] == n_files
+    assert _patients(tmp_path / "wh" / "blina.duckdb") == 65

@@ -36,7 +36,7 @@ from pathlib import Path
 from blinaetl.pipeline import RunConfig, run_pipeline
 landing, work = Path(sys.argv[1]), Path(sys.argv[2])
 t0 = time.perf_counter()
-cfg = RunConfig(landing=landing, warehouse=work / "warehouse", reports=work / "reports", demo=True)
+cfg = RunConfig(landing=landing, warehouse=work / "warehouse", reports=work / "reports", demo=True, gx=False)
 summary, result = run_pipeline(cfg)
 total = time.perf_counter() - t0
 rows = int(result.files["rows_read"].sum())

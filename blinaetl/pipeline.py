@@ -47,6 +47,7 @@ class RunConfig:
     contracts_dir: Path | None = None
     run_id: str = ""
     allow_dates: bool = False
+    gx: bool = True  # Great Expectations checkpoint and Data Docs in the report stage
 
     def __post_init__(self) -> None:
         self.landing = Path(self.landing)
@@ -204,7 +205,13 @@ def stage_report(cfg: RunConfig, result: Any, timings: dict[str, float]) -> Path
     from blinaetl.report import write_run_report
     from blinaetl.study_report import write_study_report
 
-    out = write_run_report(cfg, result, timings)
+    cfg.report_dir.mkdir(parents=True, exist_ok=True)
+    gx_summary = None
+    if cfg.gx:
+        from blinaetl.gx_checks import run_gx_checkpoint
+
+        gx_summary = run_gx_checkpoint(cfg.analytics_path, cfg.report_dir)
+    out = write_run_report(cfg, result, timings, gx_summary)
     write_study_report(cfg.analytics_path, out)
     return out
 

@@ -155,7 +155,9 @@ def _steward_listings(cfg: Any) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def write_run_report(cfg: Any, result: Any, timings: dict[str, float]) -> Path:
+def write_run_report(
+    cfg: Any, result: Any, timings: dict[str, float], gx_summary: dict[str, Any] | None = None
+) -> Path:
     """Write the run's report folder: manifest, DQ results, queries, snapshot and index.html."""
     import duckdb
 
@@ -180,6 +182,7 @@ def write_run_report(cfg: Any, result: Any, timings: dict[str, float]) -> Path:
     snapshot.write_parquet(out / SNAPSHOT)
     changes = changes_since_previous(cfg.reports, cfg.run_id, snapshot)
     manifest = build_manifest(cfg, result, timings)
+    manifest["great_expectations"] = gx_summary
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     dq = result.dq_results.sort(["table_name", "check_id"])
     (out / "dq_results.json").write_text(
@@ -206,6 +209,7 @@ def write_run_report(cfg: Any, result: Any, timings: dict[str, float]) -> Path:
         listings=_steward_listings(cfg),
         disappeared=result.disappeared.height,
         has_data_docs=(out / "data_docs" / "index.html").exists(),
+        gx=gx_summary,
     )
     (out / "index.html").write_text(html, encoding="utf-8")
     return out

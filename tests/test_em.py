@@ -155,6 +155,8 @@ def test_unmapped_site_terms_are_listed_with_counts():
     un = find_unmapped_terms(_reports(texts))
     assert un.filter(pl.col("term") == "tongue").rows() == [("tongue", 2, 2)]
     assert "spleen" not in un["term"].to_list()
+    cut = find_unmapped_terms(_reports(["Leukemic involvement of the cervical lymph nodes."]))
+    assert cut.height == 0, "the start of a known multi-word term is not listed"
 
 
 # --- SQL: CNS status, findings, patient flags --------------------------------------------

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -110,6 +111,28 @@ def warehouse_lock(cfg: RunConfig) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+log = logging.getLogger("blinaetl")
+
+
+@contextlib.contextmanager
+def run_log(cfg: RunConfig) -> Iterator[Path]:
+    """Log this run to reports/<run_id>/run.log (counts and file names only, never values)."""
+    cfg.report_dir.mkdir(parents=True, exist_ok=True)
+    path = cfg.report_dir / "run.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield path
+    except Exception as exc:
+        log.error("run failed in a stage: %s", type(exc).__name__)
+        raise
+    finally:
+        log.removeHandler(handler)
+        handler.close()
 
 
 # --- stages -------------------------------------------------------------------------------
@@ -266,14 +289,28 @@ def run_pipeline(
 
     def timed(name: str, *args: Any) -> Any:
         progress(f"{name} ...")
+        log.info("stage %s started", name)
         t0 = time.perf_counter()
         out = run[name](cfg, *args)
         timings[name] = time.perf_counter() - t0
+        log.info("stage %s finished in %.2f s", name, timings[name])
         return out
 
-    with warehouse_lock(cfg):
+    from blinaetl.privacy import resolve_secret
+
+    resolve_secret(cfg.demo)  # fail closed: without the key nothing is read or written
+    with warehouse_lock(cfg), run_log(cfg):
+        log.info("run %s: landing %s", cfg.run_id, cfg.landing)
         result = timed("ingest")
+        log.info(
+            "%d files: %d rows read, %d loaded, %d quarantined",
+            result.files.height,
+            int(result.files["rows_read"].sum()),
+            int(result.files["rows_loaded"].sum()),
+            int(result.files["rows_quarantined"].sum()),
+        )
         loaded = timed("load", result)
+        log.info("staged rows per table: %s", loaded)
         timed("extract_text")
         timed("transform")
         timed("publish")

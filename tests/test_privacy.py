@@ -119,6 +119,13 @@ def test_no_identifier_in_any_report_file(demo_run):
         assert not hits, f"{path.name}: {len(hits)} identifier(s)"
 
 
+def test_run_log_is_written_and_holds_no_identifier(demo_run):
+    cohort, _, (summary, _) = demo_run
+    log = (summary.report_dir / "run.log").read_text()
+    assert "stage publish finished" in log and "rows read" in log
+    assert not [i for i in _identifiers(cohort) if i in log]
+
+
 def test_restricted_zone_does_hold_the_identifiers(demo_run):
     """The scan is meaningful: the same identifiers are present where they are allowed."""
     cohort, cfg, _ = demo_run

@@ -549,8 +549,11 @@ def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes)
         t: (pl.concat(fs, how="vertical_relaxed") if fs else _empty_mapped(contracts[t]))
         for t, fs in frames.items()
     }
+    # one keyed hash per distinct (site, MRN) of the whole run, joined to every table
+    pairs = pl.concat([f.select("site", "mrn") for f in combined.values()]).unique().drop_nulls()
+    keys = pairs.with_columns(patient_keys(pairs["site"], pairs["mrn"], secret))
     for t, frame in combined.items():
-        combined[t] = frame.with_columns(patient_keys(frame["site"], frame["mrn"], secret))
+        combined[t] = frame.join(keys, on=["site", "mrn"], how="left", maintain_order="left")
     outcome = validate_tables(combined, contracts)
     # per-file accounting
     q_per_file = outcome.quarantine_rows.group_by("_source_file").agg(pl.len().alias("q"))

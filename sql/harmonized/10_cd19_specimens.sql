@@ -47,26 +47,30 @@ with_cutoffs AS (
     LEFT JOIN ref.cd19_lab_cutoffs AS c ON s.source_id = c.source_id
 ),
 
+distinct_clauses AS (
+    -- reports repeat a handful of wordings: match the lexicon once per distinct clause
+    SELECT DISTINCT cd19_clause
+    FROM with_cutoffs
+    WHERE cd19_clause <> ''
+),
+
 text_rules AS (
     SELECT
-        w._source_file,
-        w._source_row,
+        d.cd19_clause,
         lx.rule_id,
         lx.cd19_class,
         -- any matching entry that marks partial expression sets the flag, whichever decides
-        bool_or(lx.partial::BOOLEAN) OVER (PARTITION BY w._source_file, w._source_row) AS text_partial,
+        bool_or(lx.partial::BOOLEAN) OVER (PARTITION BY d.cd19_clause) AS text_partial,
         row_number() OVER (
-            PARTITION BY w._source_file, w._source_row ORDER BY lx.priority, lx.rule_id
+            PARTITION BY d.cd19_clause ORDER BY lx.priority, lx.rule_id
         ) AS rule_rank
-    FROM with_cutoffs AS w
-    INNER JOIN ref.cd19_lexicon AS lx ON regexp_matches(w.cd19_clause, lx.pattern)
-    WHERE w.cd19_clause <> ''
+    FROM distinct_clauses AS d
+    INNER JOIN ref.cd19_lexicon AS lx ON regexp_matches(d.cd19_clause, lx.pattern)
 ),
 
 text_evidence AS (
     SELECT
-        _source_file,
-        _source_row,
+        cd19_clause,
         rule_id AS text_rule_id,
         cd19_class AS text_class,
         text_partial
@@ -104,8 +108,7 @@ classified AS (
             WHEN n.mfi_ratio >= n.moderate_upper THEN 'NUM_MFI_STRONG'
         END AS numeric_rule_id
     FROM numeric_evidence AS n
-    LEFT JOIN text_evidence AS te
-        ON n._source_file = te._source_file AND n._source_row = te._source_row
+    LEFT JOIN text_evidence AS te ON n.cd19_clause = te.cd19_clause
 )
 
 SELECT

@@ -13,11 +13,19 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import yaml
 
 from blinaetl.resources import contracts_dir
 
 FIELD_TYPES = {"string", "date", "int", "float", "bool"}
+POLARS_TYPES = {
+    "string": pl.Utf8,
+    "date": pl.Date,
+    "int": pl.Int64,
+    "float": pl.Float64,
+    "bool": pl.Boolean,
+}
 DUCKDB_TYPES = {
     "string": "VARCHAR",
     "date": "DATE",
@@ -25,7 +33,8 @@ DUCKDB_TYPES = {
     "float": "DOUBLE",
     "bool": "BOOLEAN",
 }
-KAHN_CATEGORIES = {
+# Kahn 2016 categories, in the order reports list them
+KAHN_CATEGORIES = (
     "conformance.value",
     "conformance.relational",
     "conformance.computational",
@@ -33,7 +42,7 @@ KAHN_CATEGORIES = {
     "plausibility.uniqueness",
     "plausibility.atemporal",
     "plausibility.temporal",
-}
+)
 SEVERITIES = {"error", "warning"}
 
 # Lineage and bookkeeping columns every staged row carries, with their DuckDB types.

@@ -18,18 +18,11 @@ from pathlib import Path
 
 import polars as pl
 
-from blinaetl.contracts import LINEAGE_COLUMNS, Contract, load_contracts
+from blinaetl.contracts import LINEAGE_COLUMNS, POLARS_TYPES, Contract, load_contracts
 from blinaetl.privacy import patient_keys
 from blinaetl.sources import FileMapping, SourceMapping, load_sources, match
 
 RAW_PREFIX = "__raw__"
-POLARS_TYPES = {
-    "string": pl.Utf8,
-    "date": pl.Date,
-    "int": pl.Int64,
-    "float": pl.Float64,
-    "bool": pl.Boolean,
-}
 TRUE_WORDS = {"true", "t", "yes", "y", "1"}
 FALSE_WORDS = {"false", "f", "no", "n", "0"}
 EXTRACT_DATE_RE = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})")

@@ -18,17 +18,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 import blinaetl
 from blinaetl import sqlrun
+from blinaetl.contracts import KAHN_CATEGORIES
 
 STATUS_ORDER = ("error", "not_applicable", "failed", "passed")
-KAHN_ORDER = (
-    "conformance.value",
-    "conformance.relational",
-    "conformance.computational",
-    "completeness",
-    "plausibility.uniqueness",
-    "plausibility.atemporal",
-    "plausibility.temporal",
-)
+KAHN_ORDER = KAHN_CATEGORIES
 
 
 def code_version() -> dict[str, str]:

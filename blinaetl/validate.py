@@ -16,17 +16,10 @@ from dataclasses import dataclass
 import pandera.polars as pa
 import polars as pl
 
-from blinaetl.contracts import LINEAGE_COLUMNS, CheckSpec, Contract
+from blinaetl.contracts import LINEAGE_COLUMNS, POLARS_TYPES, CheckSpec, Contract
 
 RAW = "__raw__"
 ORDER = ("patients", "treatments", "outcomes", "assessments", "flow_results", "imaging_reports")
-POLARS_TYPES = {
-    "string": pl.Utf8,
-    "date": pl.Date,
-    "int": pl.Int64,
-    "float": pl.Float64,
-    "bool": pl.Boolean,
-}
 
 
 class CheckConfigError(ValueError):

@@ -61,3 +61,27 @@ def restricted_db(
 def run_models(con: duckdb.DuckDBPyConnection, layers: tuple[str, ...] = ("harmonized",)) -> None:
     for layer in layers:
         sqlrun.run_layer(con, layer)
+
+
+def one_patient(day0: str = "2015-03-01", key: str = "k0") -> dict[str, list[dict[str, Any]]]:
+    """Staging rows of one patient (site S) whose blinatumomab cycle 1 starts on `day0`."""
+    return {
+        "patients": [
+            {
+                "mrn": "M0",
+                "site": "S",
+                "patient_key": key,
+                "birth_date": "1970-01-01",
+                "diagnosis_date": "2014-01-01",
+            }
+        ],
+        "treatments": [
+            {
+                "mrn": "M0",
+                "patient_key": key,
+                "treatment": "blinatumomab",
+                "cycle": 1,
+                "start_date": day0,
+            }
+        ],
+    }

@@ -11,7 +11,7 @@ from benchmarks.assertion_benchmark import evaluate
 from blinaetl.resources import sql_dir
 from blinaetl.synth.phrases import EM_SITE_TERMS, EM_TEMPLATES, LATERAL_GROUPS
 from blinaetl.text import assertion, assertions, extract_em_mentions, find_unmapped_terms
-from tests.sqlfixtures import insert_rows, restricted_db
+from tests.sqlfixtures import insert_rows, one_patient, restricted_db
 
 HARMONIZED = sql_dir() / "harmonized"
 DAY0 = dt.date(2015, 3, 1)
@@ -169,24 +169,7 @@ def _db(
 ):
     con = restricted_db(
         {
-            "patients": [
-                {
-                    "mrn": "M0",
-                    "site": "S",
-                    "patient_key": "k0",
-                    "birth_date": "1970-01-01",
-                    "diagnosis_date": "2014-01-01",
-                }
-            ],
-            "treatments": [
-                {
-                    "mrn": "M0",
-                    "patient_key": "k0",
-                    "treatment": "blinatumomab",
-                    "cycle": 1,
-                    "start_date": DAY0.isoformat(),
-                }
-            ],
+            **one_patient(DAY0.isoformat()),
             "assessments": [
                 {
                     "mrn": "M0",

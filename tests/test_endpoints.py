@@ -12,7 +12,7 @@ from lifelines import KaplanMeierFitter
 
 from blinaetl import sqlrun
 from blinaetl.resources import sql_dir
-from tests.sqlfixtures import insert_rows, restricted_db
+from tests.sqlfixtures import insert_rows, one_patient, restricted_db
 
 ENDPOINTS = sql_dir() / "endpoints"
 HARMONIZED = sql_dir() / "harmonized"
@@ -184,24 +184,7 @@ def test_aval_never_negative():
 def _category(blasts, anc, plt, em_days: list[int] | None = None, day: int = 28) -> str | None:
     con = restricted_db(
         {
-            "patients": [
-                {
-                    "mrn": "M0",
-                    "site": "S",
-                    "patient_key": "k0",
-                    "birth_date": "1970-01-01",
-                    "diagnosis_date": "2014-01-01",
-                }
-            ],
-            "treatments": [
-                {
-                    "mrn": "M0",
-                    "patient_key": "k0",
-                    "treatment": "blinatumomab",
-                    "cycle": 1,
-                    "start_date": DAY0.isoformat(),
-                }
-            ],
+            **one_patient(DAY0.isoformat()),
             "assessments": [
                 {
                     "mrn": "M0",

@@ -69,6 +69,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         "demo": args.demo,
         "definitions": _definitions(args.definitions),
     }
+    if args.skip_unchanged:
+        from blinaetl.pipeline import RunConfig, unchanged_since_last_run
+
+        previous = unchanged_since_last_run(RunConfig(**cfg_kwargs))
+        if previous:
+            console.print(f"nothing changed since run {previous}: skipped (--skip-unchanged)")
+            return EXIT_OK
     start = time.perf_counter()
     if args.engine == "prefect":
         console.print("starting the Prefect flow (a temporary local server if none is set) ...")
@@ -203,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("prefect", "core"),
         default="prefect",
         help="prefect: run as a Prefect flow (default); core: plain Python, no Prefect",
+    )
+    p.add_argument(
+        "--skip-unchanged",
+        action="store_true",
+        help="do nothing (exit 0) when no landing file or definition changed since the last run",
     )
     p.add_argument(
         "--dask-workers",

@@ -49,6 +49,7 @@ class RunConfig:
     run_id: str = ""
     allow_dates: bool = False
     gx: bool = True  # Great Expectations checkpoint and Data Docs in the report stage
+    skip_unchanged: bool = False  # skip the run when no landing file or definition changed
 
     def __post_init__(self) -> None:
         self.landing = Path(self.landing)
@@ -70,7 +71,7 @@ class RunConfig:
         return self.reports / self.run_id
 
 
-RUN_CONFIG_KEYS = {"landing", "warehouse", "reports", "demo", "definitions"}
+RUN_CONFIG_KEYS = {"landing", "warehouse", "reports", "demo", "definitions", "skip_unchanged"}
 
 
 def load_run_config(path: Path) -> dict[str, Any]:
@@ -242,6 +243,37 @@ def stage_report(cfg: RunConfig, result: Any, timings: dict[str, float]) -> Path
 # --- the whole run ------------------------------------------------------------------------
 
 
+def inputs_fingerprint(cfg: RunConfig) -> str:
+    """Hash of every landing file's path and bytes and of the definitions in force."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in cfg.landing.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(cfg.landing).as_posix().encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    digest.update(
+        json.dumps(
+            sqlrun.load_definitions(overrides=cfg.definitions), sort_keys=True, default=str
+        ).encode()
+    )
+    return digest.hexdigest()
+
+
+def unchanged_since_last_run(cfg: RunConfig) -> str | None:
+    """Run id of the latest published run with the same inputs, if the analytics file exists."""
+    if not cfg.analytics_path.exists() or not cfg.reports.is_dir():
+        return None
+    manifests = sorted(cfg.reports.glob("*/manifest.json"))
+    if not manifests:
+        return None
+    last = json.loads(manifests[-1].read_text())
+    return last["run_id"] if last.get("inputs_fingerprint") == inputs_fingerprint(cfg) else None
+
+
+class RunSkipped(Exception):
+    """Nothing changed since the last run and the config asked to skip such runs."""
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -299,6 +331,12 @@ def run_pipeline(
     from blinaetl.privacy import resolve_secret
 
     resolve_secret(cfg.demo)  # fail closed: without the key nothing is read or written
+    if cfg.skip_unchanged:
+        previous = unchanged_since_last_run(cfg)
+        if previous:
+            raise RunSkipped(
+                f"no landing file or definition changed since run {previous}; nothing to do"
+            )
     with warehouse_lock(cfg), run_log(cfg):
         log.info("run %s: landing %s", cfg.run_id, cfg.landing)
         result = timed("ingest")

@@ -7,7 +7,6 @@ folder, rows by their row number, patients by their pseudonymous key.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -58,13 +57,10 @@ def build_manifest(cfg: Any, result: Any, timings: dict[str, float]) -> dict[str
         "status",
         "error",
     ).sort("path")
+    from blinaetl.pipeline import inputs_fingerprint
+
     defs = sqlrun.load_definitions(overrides=cfg.definitions)
-    fingerprint = hashlib.sha256(
-        json.dumps(
-            [_records(files.select("path", "sha256")), {k: v["value"] for k, v in defs.items()}],
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()
+    fingerprint = inputs_fingerprint(cfg)
     return {
         "run_id": cfg.run_id,
         "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -140,11 +136,16 @@ def _steward_listings(cfg: Any) -> dict[str, list[dict[str, Any]]]:
         em = con.execute(
             "SELECT term, n_mentions, n_reports FROM harmonized.em_unmapped_terms ORDER BY n_mentions DESC, term LIMIT 50"
         ).fetchall()
+        discordant = con.execute(
+            "SELECT reported_response, derived_category, count(*) FROM harmonized.response_discordance "
+            "GROUP BY ALL ORDER BY 3 DESC, 1, 2"
+        ).fetchall()
     finally:
         con.close()
     return {
         "cd19_unreadable": [{"source_id": a, "descriptor": b, "n": c} for a, b, c in cd19],
         "em_unmapped": [{"term": a, "n_mentions": b, "n_reports": c} for a, b, c in em],
+        "response_discordance": [{"reported": a, "derived": b, "n": c} for a, b, c in discordant],
     }
 
 

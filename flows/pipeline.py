@@ -121,6 +121,7 @@ def pipeline_flow(
     demo: bool = False,
     definitions: dict[str, Any] | None = None,
     config: str | None = None,
+    skip_unchanged: bool = False,
 ) -> dict[str, Any]:
     """Ingest, validate, load, harmonize, curate, publish and report one landing folder.
 
@@ -132,6 +133,7 @@ def pipeline_flow(
         "reports": reports,
         "demo": demo,
         "definitions": definitions or {},
+        "skip_unchanged": skip_unchanged,
     }
     if config:
         settings |= core.load_run_config(Path(config))
@@ -141,18 +143,23 @@ def pipeline_flow(
         reports=Path(settings["reports"]),
         demo=bool(settings["demo"]),
         definitions=settings["definitions"] or {},
+        skip_unchanged=bool(settings["skip_unchanged"]),
     )
-    summary, result = core.run_pipeline(
-        cfg,
-        stages={
-            "ingest": ingest,
-            "load": load,
-            "extract_text": extract_text,
-            "transform": transform,
-            "publish": publish,
-            "report": report,
-        },
-    )
+    try:
+        summary, result = core.run_pipeline(
+            cfg,
+            stages={
+                "ingest": ingest,
+                "load": load,
+                "extract_text": extract_text,
+                "transform": transform,
+                "publish": publish,
+                "report": report,
+            },
+        )
+    except core.RunSkipped as skipped:
+        get_run_logger().info("%s", skipped)
+        return {"skipped": True, "reason": str(skipped)}
     create_markdown_artifact(
         key="blinaetl-run-summary",
         markdown=_summary_markdown(summary, result),

@@ -170,3 +170,37 @@ def test_publish_swaps_while_a_reader_holds_the_old_file(tmp_path, cohort):
         assert reader.execute("SELECT count(*) FROM curated.patients").fetchone()[0] == 40
     finally:
         reader.close()
+
+
+def test_run_with_no_changed_input_can_be_skipped(tmp_path, cohort):
+    from blinaetl.pipeline import RunSkipped
+
+    cfg = RunConfig(
+        landing=cohort,
+        warehouse=tmp_path / "wh",
+        reports=tmp_path / "rp",
+        demo=True,
+        skip_unchanged=True,
+    )
+    run_pipeline(cfg)
+    with pytest.raises(RunSkipped, match="nothing to do"):
+        run_pipeline(
+            RunConfig(
+                landing=cohort,
+                warehouse=tmp_path / "wh",
+                reports=tmp_path / "rp",
+                demo=True,
+                skip_unchanged=True,
+            )
+        )
+    assert len(list((tmp_path / "rp").iterdir())) == 1, "the skipped run wrote no report"
+    changed = RunConfig(
+        landing=cohort,
+        warehouse=tmp_path / "wh",
+        reports=tmp_path / "rp",
+        demo=True,
+        skip_unchanged=True,
+        definitions={"hct_landmark_day": 120},
+    )
+    run_pipeline(changed)  # a changed definition is a change
+    assert len(list((tmp_path / "rp").iterdir())) == 2

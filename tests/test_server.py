@@ -41,10 +41,13 @@ landing, wh, rp = sys.argv[1:4]
 flow = with_task_runner(dask_workers=2)
 state = flow(landing=landing, warehouse=wh, reports=rp, demo=True, return_state=True)
 flow_run_id = state.state_details.flow_run_id
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 with get_client(sync_client=True) as client:
     runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
     read_tasks = [r for r in runs if r.name.startswith("read-file")]
-print(json.dumps({"state": state.type.value, "runner": type(flow.task_runner).__name__, "read_tasks": len(read_tasks), "completed": sum(r.state.is_completed() for r in read_tasks)}))
+    arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["blinaetl-run-summary"])))
+    artifact = next((a.data for a in arts if a.flow_run_id == flow_run_id), None)
+print(json.dumps({"state": state.type.value, "runner": type(flow.task_runner).__name__, "read_tasks": len(read_tasks), "completed": sum(r.state.is_completed() for r in read_tasks), "artifact": artifact}))
 """
 
 
@@ -169,3 +172,11 @@ def test_flow_on_a_dask_local_cluster_with_two_workers(tmp_path, demo_run, prefe
     n_files = len([p for p in (cohort / "landing").rglob("*") if p.is_file()])
     assert result["read_tasks"] == result["completed"] == n_files
     assert _patients(tmp_path / "wh" / "blina.duckdb") == 65
+    # the run's Prefect artifact: a summary table and the report path, and no identifier
+    artifact = result["artifact"]
+    assert "| file | table | read | loaded | quarantined | status |" in artifact
+    assert "index.html" in artifact
+    ids = {
+        v for v in (cohort / "truth" / "identifiers.txt").read_text().splitlines() if len(v) >= 5
+    }
+    assert not [i for i in ids if i in artifact]

@@ -68,6 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "reports": Path(args.reports),
         "demo": args.demo,
         "definitions": _definitions(args.definitions),
+        "date_shift": args.date_shift,
+        "secret_block": args.secret_block,
     }
     if args.skip_unchanged:
         from blinaetl.pipeline import RunConfig, unchanged_since_last_run
@@ -87,6 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             reports=str(cfg_kwargs["reports"]),
             demo=args.demo,
             definitions=cfg_kwargs["definitions"],
+            date_shift=args.date_shift,
+            secret_block=args.secret_block,
         )
     else:
         cfg = pipeline.RunConfig(**cfg_kwargs)
@@ -203,6 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo",
         action="store_true",
         help="demo mode: use the labelled demo key when BLINAETL_SECRET_KEY is not set",
+    )
+    p.add_argument(
+        "--secret-block",
+        help="name of a Prefect Secret block holding the pseudonymisation key "
+        "(BLINAETL_SECRET_KEY, when set, wins)",
+    )
+    p.add_argument(
+        "--date-shift",
+        action="store_true",
+        help="also publish curated.patient_dates: each patient's dates moved by one keyed "
+        "shift of up to date_shift_max_days (default 365) days; off by default",
     )
     p.add_argument("--definitions", help="YAML file overriding named definitions")
     p.add_argument(

@@ -125,6 +125,7 @@ def validate_frame(frame: Any, report_dir: Path) -> dict[str, Any]:
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage reporting off this machine
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     scratch = report_dir / "_gx_run"
@@ -134,6 +135,8 @@ def validate_frame(frame: Any, report_dir: Path) -> dict[str, Any]:
     )
     try:
         context = gx.get_context(mode="file", project_root_dir=str(scratch))
+        # no tqdm bars in the run's output (they bury the stage log lines)
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
         result = context.checkpoints.get(CHECKPOINT).run(batch_parameters={"dataframe": frame})
         site = scratch / PROJECT_DIR / "uncommitted" / "data_docs" / "local_site"
         target = report_dir / "data_docs"

@@ -47,7 +47,8 @@ class RunConfig:
     sources_dir: Path | None = None
     contracts_dir: Path | None = None
     run_id: str = ""
-    allow_dates: bool = False
+    date_shift: bool = False  # publish curated.patient_dates with per-patient shifted dates
+    secret_block: str | None = None  # Prefect Secret block holding the key (env var wins)
     gx: bool = True  # Great Expectations checkpoint and Data Docs in the report stage
     skip_unchanged: bool = False  # skip the run when no landing file or definition changed
 
@@ -58,9 +59,16 @@ class RunConfig:
         if not self.run_id:
             self.run_id = new_run_id()
 
+    def secret(self) -> bytes:
+        """The pseudonymisation key (fail closed); resolved on each use, never stored."""
+        from blinaetl.privacy import resolve_secret
+
+        return resolve_secret(self.demo, self.secret_block)
+
     @property
     def restricted_path(self) -> Path:
-        return self.warehouse / "restricted.duckdb"
+        # in a folder of its own (0700): DuckDB's WAL and spill files beside it hold identifiers too
+        return self.warehouse / "restricted" / "restricted.duckdb"
 
     @property
     def analytics_path(self) -> Path:
@@ -71,7 +79,16 @@ class RunConfig:
         return self.reports / self.run_id
 
 
-RUN_CONFIG_KEYS = {"landing", "warehouse", "reports", "demo", "definitions", "skip_unchanged"}
+RUN_CONFIG_KEYS = {
+    "landing",
+    "warehouse",
+    "reports",
+    "demo",
+    "definitions",
+    "skip_unchanged",
+    "date_shift",
+    "secret_block",
+}
 
 
 def load_run_config(path: Path) -> dict[str, Any]:
@@ -142,14 +159,13 @@ def run_log(cfg: RunConfig) -> Iterator[Path]:
 def stage_ingest(cfg: RunConfig, progress: Progress | None = None) -> Any:
     """Read, map and validate every landing file; returns an `IngestResult`."""
     from blinaetl.ingest import ingest_landing
-    from blinaetl.privacy import resolve_secret
 
     if not cfg.landing.is_dir():
         raise FileNotFoundError(
             f"landing folder {cfg.landing} does not exist; point --landing at the folder "
             "holding the site extracts (make run generates a demo one)"
         )
-    secret = resolve_secret(demo=cfg.demo)
+    secret = cfg.secret()
     return ingest_landing(
         cfg.landing,
         run_id=cfg.run_id,
@@ -203,14 +219,38 @@ def stage_extract_text(cfg: RunConfig) -> int:
 
 
 def stage_transform(cfg: RunConfig, layers: tuple[str, ...] = ("harmonized", "curated")) -> dict:
-    """Install definitions and vocabularies, then run the SQL layers in the restricted db."""
+    """Install definitions and vocabularies, then run the SQL layers in the restricted db.
+
+    In date-shift mode the per-patient shifts are computed (restricted zone only) and the
+    `date_shift` layer adds `curated.patient_dates`.
+    """
+    definitions = sqlrun.load_definitions(overrides=cfg.definitions)
     con = warehouse.connect_restricted(cfg.restricted_path)
     try:
-        sqlrun.install_definitions(con, sqlrun.load_definitions(overrides=cfg.definitions))
+        sqlrun.install_definitions(con, definitions)
         sqlrun.load_vocab(con)
-        return {layer: sqlrun.run_layer(con, layer) for layer in layers}
+        ran = {layer: sqlrun.run_layer(con, layer) for layer in layers}
+        if cfg.date_shift:
+            max_days = con.execute("SELECT def_num('date_shift_max_days')").fetchall()[0][0]
+            write_date_shifts(con, cfg.secret(), int(max_days))
+            ran["date_shift"] = sqlrun.run_layer(con, "date_shift")
+        return ran
     finally:
         con.close()
+
+
+def write_date_shifts(con: duckdb.DuckDBPyConnection, secret: bytes, max_days: int) -> int:
+    """`harmonized.date_shift`: one keyed shift per patient of the timeline (restricted zone)."""
+    from blinaetl.privacy import date_shifts
+
+    keys = con.sql("SELECT patient_key FROM harmonized.patient_timeline").pl()["patient_key"]
+    shifts = date_shifts(keys, secret, max_days)
+    con.register("_shifts", shifts)
+    try:
+        con.execute("CREATE OR REPLACE TABLE harmonized.date_shift AS SELECT * FROM _shifts")
+    finally:
+        con.unregister("_shifts")
+    return shifts.height
 
 
 def stage_publish(cfg: RunConfig) -> Path:
@@ -218,7 +258,7 @@ def stage_publish(cfg: RunConfig) -> Path:
     con = warehouse.connect_restricted(cfg.restricted_path)
     try:
         return warehouse.publish(
-            con, cfg.analytics_path, build_tag=cfg.run_id, allow_dates=cfg.allow_dates
+            con, cfg.analytics_path, build_tag=cfg.run_id, date_shift=cfg.date_shift
         )
     finally:
         con.close()
@@ -244,18 +284,18 @@ def stage_report(cfg: RunConfig, result: Any, timings: dict[str, float]) -> Path
 
 
 def inputs_fingerprint(cfg: RunConfig) -> str:
-    """Hash of every landing file's path and bytes and of the definitions in force."""
+    """Hash of every landing file's path and bytes, the definitions in force and the mode."""
     import hashlib
 
     digest = hashlib.sha256()
     for path in sorted(p for p in cfg.landing.rglob("*") if p.is_file()):
         digest.update(path.relative_to(cfg.landing).as_posix().encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
-    digest.update(
-        json.dumps(
-            sqlrun.load_definitions(overrides=cfg.definitions), sort_keys=True, default=str
-        ).encode()
-    )
+    settings = {
+        "definitions": sqlrun.load_definitions(overrides=cfg.definitions),
+        "date_shift": cfg.date_shift,
+    }
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
@@ -328,9 +368,7 @@ def run_pipeline(
         log.info("stage %s finished in %.2f s", name, timings[name])
         return out
 
-    from blinaetl.privacy import resolve_secret
-
-    resolve_secret(cfg.demo)  # fail closed: without the key nothing is read or written
+    cfg.secret()  # fail closed: without the key nothing is read or written
     if cfg.skip_unchanged:
         previous = unchanged_since_last_run(cfg)
         if previous:

@@ -1,8 +1,14 @@
 """Pseudonymous patient keys from a secret: keyed HMAC-SHA256 of (site, MRN).
 
-The secret comes from `BLINAETL_SECRET_KEY`. Demo mode (synthetic data only) falls back to a
+The secret comes from `BLINAETL_SECRET_KEY` or, when a run names one, from a Prefect Secret
+block (`secret_block` in the run config). Demo mode (synthetic data only) falls back to a
 constant key that says it is not secret; outside demo mode a missing secret stops the run
 before any file is read (fail closed).
+
+The optional date-shift mode moves every calendar date of a patient by the same number of days,
+derived from a second keyed hash of the patient key (`date_shift_days`): without the secret the
+shift cannot be recomputed from the published key, and intervals between a patient's dates are
+kept exactly.
 """
 
 from __future__ import annotations
@@ -22,22 +28,52 @@ class MissingSecretError(RuntimeError):
     """No secret key outside demo mode."""
 
 
-def resolve_secret(demo: bool) -> bytes:
-    """The pseudonymisation key: from the environment, else the demo key in demo mode."""
+MIN_SECRET_CHARS = 16
+GENERATE_HINT = 'python -c "import secrets; print(secrets.token_hex(32))"'
+
+
+def _checked(value: str, where: str) -> bytes:
+    if len(value) < MIN_SECRET_CHARS:
+        raise MissingSecretError(
+            f"{where} is shorter than {MIN_SECRET_CHARS} characters; use at least 32 random "
+            f"bytes, e.g. {GENERATE_HINT}"
+        )
+    return value.encode("utf-8")
+
+
+def secret_from_block(name: str) -> str:
+    """The value of a Prefect Secret block (needs the Prefect API the run talks to)."""
+    try:
+        from prefect.blocks.system import Secret
+
+        value = Secret.load(name).get()
+    except Exception as exc:  # block missing, API unreachable, wrong block type
+        raise MissingSecretError(
+            f"could not read the Prefect Secret block {name!r} ({type(exc).__name__}); create it "
+            f"with `prefect block create secret` or Secret(value=...).save({name!r}), check "
+            "PREFECT_API_URL, or set BLINAETL_SECRET_KEY instead. Nothing was read or written."
+        ) from None
+    if not isinstance(value, str) or not value:
+        raise MissingSecretError(
+            f"the Prefect Secret block {name!r} holds no text value; store the key as a string"
+        )
+    return value
+
+
+def resolve_secret(demo: bool, secret_block: str | None = None) -> bytes:
+    """The pseudonymisation key, first found of: the environment variable, the named Prefect
+    Secret block, the demo key (demo mode only). Otherwise the run stops (fail closed)."""
     value = os.environ.get(SECRET_ENV, "")
     if value:
-        if len(value) < 16:
-            raise MissingSecretError(
-                f"{SECRET_ENV} is shorter than 16 characters; use at least 32 random bytes, e.g. "
-                'python -c "import secrets; print(secrets.token_hex(32))"'
-            )
-        return value.encode("utf-8")
+        return _checked(value, SECRET_ENV)
+    if secret_block:
+        return _checked(secret_from_block(secret_block), f"Prefect Secret block {secret_block!r}")
     if demo:
         return DEMO_KEY
     raise MissingSecretError(
         f"no pseudonymisation key: set {SECRET_ENV} (at least 32 random bytes, e.g. "
-        'python -c "import secrets; print(secrets.token_hex(32))") or run with --demo on '
-        "synthetic data only. Nothing was read or written."
+        f"{GENERATE_HINT}), name a Prefect Secret block (secret_block in the run config, "
+        "--secret-block), or run with --demo on synthetic data only. Nothing was read or written."
     )
 
 
@@ -60,3 +96,34 @@ def patient_keys(site: pl.Series, mrn: pl.Series, secret: bytes) -> pl.Series:
         keys, on=["site", "mrn"], how="left", maintain_order="left", nulls_equal=False
     )
     return joined["patient_key"].alias("patient_key")
+
+
+DATE_SHIFT_CONTEXT = "date-shift"
+
+
+def date_shift_days(secret: bytes, patient_key: str, max_days: int) -> int:
+    """Per-patient date shift in days: in [-max_days, -1] or [1, max_days], never 0.
+
+    A keyed hash of the patient key (not the key itself), so analysts who hold the published key
+    but not the secret cannot undo the shift.
+    """
+    if max_days < 1:
+        raise ValueError(f"date_shift_max_days must be at least 1, got {max_days}")
+    digest = hmac.new(
+        secret, f"{DATE_SHIFT_CONTEXT}{SEPARATOR}{patient_key}".encode(), hashlib.sha256
+    ).digest()
+    magnitude = int.from_bytes(digest[:8], "big") % max_days + 1
+    return magnitude if digest[8] & 1 else -magnitude
+
+
+def date_shifts(patient_keys: pl.Series, secret: bytes, max_days: int) -> pl.DataFrame:
+    """`patient_key, shift_days` for each distinct non-null key."""
+    keys = patient_keys.drop_nulls().unique().sort()
+    return pl.DataFrame(
+        {
+            "patient_key": keys,
+            "shift_days": pl.Series(
+                [date_shift_days(secret, k, max_days) for k in keys], dtype=pl.Int32
+            ),
+        }
+    )

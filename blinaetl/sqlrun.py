@@ -18,7 +18,14 @@ import yaml
 from blinaetl.contracts import Contract, staging_ddl
 from blinaetl.resources import schemas_dir, sql_dir, vocab_dir
 
-LAYERS = ("harmonized", "curated", "endpoints")
+# layer folder under sql/ -> the schema its models write (date_shift runs only in date-shift mode)
+LAYER_SCHEMAS = {
+    "harmonized": "harmonized",
+    "curated": "curated",
+    "date_shift": "curated",
+    "endpoints": "endpoints",
+}
+LAYERS = tuple(LAYER_SCHEMAS)
 
 
 class SqlModelError(RuntimeError):
@@ -108,7 +115,7 @@ def model_files(layer: str, root: Path | None = None) -> list[Path]:
 
 def run_layer(con: duckdb.DuckDBPyConnection, layer: str, root: Path | None = None) -> list[str]:
     """Execute the models of one layer in order; returns the model file names run."""
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {LAYER_SCHEMAS[layer]}")
     ran = []
     for path in model_files(layer, root):
         try:

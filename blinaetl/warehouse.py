@@ -20,6 +20,8 @@ from blinaetl import sqlrun
 from blinaetl.contracts import Contract
 
 FORBIDDEN_PUBLISHED_TYPES = ("DATE", "TIMESTAMP", "TIME", "INTERVAL")
+# the only published table that may hold (shifted) calendar dates, and only in date-shift mode
+DATE_SHIFT_TABLES = ("patient_dates",)
 
 QUARANTINE_DDL = (
     "CREATE OR REPLACE TABLE quarantine.rows (_source_id VARCHAR, _source_file VARCHAR, "
@@ -40,11 +42,14 @@ def _owner_only(path: Path) -> None:
 
 
 def connect_restricted(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open (creating) the restricted database with owner-only file permissions (0600).
+    """Open (creating) the restricted database: its folder 0700, the file 0600.
 
-    The folder stays traversable because the analytics database lives beside it.
+    The folder holds nothing else, so the write-ahead log and DuckDB's spill directory, which
+    appear beside the database with the process umask and hold the same identifiers, are out of
+    other users' reach too.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
     con = duckdb.connect(str(path))
     _owner_only(path)
     return con
@@ -105,15 +110,20 @@ def _published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in rows]
 
 
-def check_publishable(con: duckdb.DuckDBPyConnection, allow_dates: bool = False) -> None:
-    """Refuse to publish a curated table with a calendar-date column or without comments."""
+def check_publishable(con: duckdb.DuckDBPyConnection, date_shift: bool = False) -> None:
+    """Refuse to publish a curated table with a calendar-date column or without comments.
+
+    In date-shift mode the tables of `DATE_SHIFT_TABLES` (shifted dates) may hold dates; no
+    other table may, in any mode.
+    """
     problems = []
     cols = con.execute(
         "SELECT table_name, column_name, data_type, comment FROM duckdb_columns() "
         "WHERE database_name = current_database() AND schema_name = 'curated'"
     ).fetchall()
     for table, column, dtype, comment in cols:
-        if not allow_dates and dtype.upper().startswith(FORBIDDEN_PUBLISHED_TYPES):
+        dates_allowed = date_shift and table in DATE_SHIFT_TABLES
+        if not dates_allowed and dtype.upper().startswith(FORBIDDEN_PUBLISHED_TYPES):
             problems.append(f"curated.{table}.{column} has type {dtype} (dates may identify)")
         if not comment:
             problems.append(f"curated.{table}.{column} has no COMMENT")
@@ -137,14 +147,14 @@ def publish(
     restricted: duckdb.DuckDBPyConnection,
     analytics_path: Path,
     build_tag: str,
-    allow_dates: bool = False,
+    date_shift: bool = False,
 ) -> Path:
     """Build the analytics database from `curated.*` and swap it in atomically.
 
     The new file is built beside the live one (same filesystem), checkpointed and closed, then
     `os.replace`d over it. Any failure removes the partial file and leaves the live one as it was.
     """
-    check_publishable(restricted, allow_dates=allow_dates)
+    check_publishable(restricted, date_shift=date_shift)
     analytics_path.parent.mkdir(parents=True, exist_ok=True)
     building = analytics_path.with_name(f".{analytics_path.name}.{build_tag}.building")
     # leftovers of killed runs (the caller holds the single-writer lock, so none is in use)

@@ -21,7 +21,6 @@ from prefect.cache_policies import NO_CACHE
 
 from blinaetl import ingest as ingestion
 from blinaetl import pipeline as core
-from blinaetl.privacy import resolve_secret
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
 
@@ -37,8 +36,8 @@ def read_file(job: ingestion.FileJob, plan: ingestion.Plan, run_id: str) -> Any:
 
 
 @task(name="validate", cache_policy=NO_CACHE)
-def validate(plan: ingestion.Plan, outcomes: list[Any], demo: bool) -> Any:
-    result = ingestion.validate_files(plan, outcomes, resolve_secret(demo))
+def validate(plan: ingestion.Plan, outcomes: list[Any], cfg: core.RunConfig) -> Any:
+    result = ingestion.validate_files(plan, outcomes, cfg.secret())
     get_run_logger().info(
         "read %d files: %d rows loaded, %d quarantined",
         result.files.height,
@@ -50,12 +49,12 @@ def validate(plan: ingestion.Plan, outcomes: list[Any], demo: bool) -> Any:
 
 def ingest(cfg: core.RunConfig) -> Any:
     """Plan, read every file as its own task (in parallel on the task runner), validate."""
-    resolve_secret(cfg.demo)  # fail closed before any file is read
+    cfg.secret()  # fail closed before any file is read
     if not cfg.landing.is_dir():
         raise FileNotFoundError(f"landing folder {cfg.landing} does not exist")
     plan = plan_files(cfg)
     futures = read_file.map(plan.jobs, unmapped(plan), unmapped(cfg.run_id))
-    return validate(plan, [f.result() for f in futures], cfg.demo)
+    return validate(plan, [f.result() for f in futures], cfg)
 
 
 @task(name="load-restricted", cache_policy=NO_CACHE)
@@ -122,6 +121,8 @@ def pipeline_flow(
     definitions: dict[str, Any] | None = None,
     config: str | None = None,
     skip_unchanged: bool = False,
+    date_shift: bool = False,
+    secret_block: str | None = None,
 ) -> dict[str, Any]:
     """Ingest, validate, load, harmonize, curate, publish and report one landing folder.
 
@@ -134,6 +135,8 @@ def pipeline_flow(
         "demo": demo,
         "definitions": definitions or {},
         "skip_unchanged": skip_unchanged,
+        "date_shift": date_shift,
+        "secret_block": secret_block,
     }
     if config:
         settings |= core.load_run_config(Path(config))
@@ -144,6 +147,8 @@ def pipeline_flow(
         demo=bool(settings["demo"]),
         definitions=settings["definitions"] or {},
         skip_unchanged=bool(settings["skip_unchanged"]),
+        date_shift=bool(settings["date_shift"]),
+        secret_block=settings["secret_block"] or None,
     )
     try:
         summary, result = core.run_pipeline(

@@ -61,7 +61,7 @@ def test_run_without_secret_stops_before_writing(tmp_path, demo_run):
     assert out.returncode == 1
     assert "BLINAETL_SECRET_KEY" in out.stderr
     assert "Traceback" not in out.stderr
-    assert not (tmp_path / "wh" / "restricted.duckdb").exists()
+    assert not (tmp_path / "wh" / "restricted").exists()
     assert not (tmp_path / "rp").exists()
 
 
@@ -78,6 +78,8 @@ def test_keys_stable_for_a_secret_and_different_for_another():
 def test_restricted_database_is_owner_only_and_analytics_is_readable(demo_run):
     _, cfg, _ = demo_run
     assert stat.S_IMODE(cfg.restricted_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(cfg.restricted_path.parent.stat().st_mode) == 0o700
+    assert cfg.restricted_path.parent != cfg.analytics_path.parent
     assert stat.S_IMODE(cfg.analytics_path.stat().st_mode) & 0o044 == 0o044
 
 
@@ -136,3 +138,161 @@ def test_restricted_zone_does_hold_the_identifiers(demo_run):
     finally:
         con.close()
     assert set(truth["mrn"]) == mrns
+
+
+# --- date-shift mode ------------------------------------------------------------------------
+
+
+def test_date_shift_is_keyed_nonzero_bounded_and_stable():
+    from blinaetl.privacy import date_shift_days, date_shifts
+
+    keys = [f"{i:064x}" for i in range(2000)]
+    a = [date_shift_days(b"a" * 32, k, 365) for k in keys]
+    assert all(1 <= abs(s) <= 365 for s in a), "never 0, never beyond the bound"
+    assert a == [date_shift_days(b"a" * 32, k, 365) for k in keys], "stable for a secret"
+    b = [date_shift_days(b"b" * 32, k, 365) for k in keys]
+    assert sum(x == y for x, y in zip(a, b, strict=True)) < 20, "another secret, other shifts"
+    assert min(a) < -300 and max(a) > 300 and 900 < sum(s > 0 for s in a) < 1100
+    assert all(1 <= abs(date_shift_days(b"a" * 32, k, 1)) <= 1 for k in keys[:50])
+    with pytest.raises(ValueError, match="at least 1"):
+        date_shift_days(b"a" * 32, keys[0], 0)
+    frame = date_shifts(pl.Series([keys[3], None, keys[1], keys[3]]), b"a" * 32, 365)
+    assert frame["patient_key"].to_list() == [keys[1], keys[3]], "one row per distinct key"
+    assert frame["shift_days"].to_list() == [a[1], a[3]]
+
+
+def test_default_mode_publishes_no_patient_dates(demo_run):
+    _, cfg, _ = demo_run
+    con = duckdb.connect(str(cfg.analytics_path), read_only=True)
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    finally:
+        con.close()
+    assert "patients" in tables and "patient_dates" not in tables
+
+
+def test_publish_refuses_dates_outside_the_date_shift_table():
+    from blinaetl.warehouse import PublishError, check_publishable
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA curated")
+    con.execute("CREATE TABLE curated.patient_dates (patient_key VARCHAR, start_date DATE)")
+    con.execute("COMMENT ON TABLE curated.patient_dates IS 'shifted'")
+    for col in ("patient_key", "start_date"):
+        con.execute(f"COMMENT ON COLUMN curated.patient_dates.{col} IS 'c'")
+    with pytest.raises(PublishError, match=r"patient_dates\.start_date has type DATE"):
+        check_publishable(con, date_shift=False)
+    check_publishable(con, date_shift=True)  # allowed there in date-shift mode
+    con.execute("CREATE TABLE curated.other (seen TIMESTAMP)")
+    con.execute("COMMENT ON TABLE curated.other IS 'x'")
+    con.execute("COMMENT ON COLUMN curated.other.seen IS 'x'")
+    with pytest.raises(PublishError, match=r"curated\.other\.seen has type TIMESTAMP"):
+        check_publishable(con, date_shift=True)
+
+
+@pytest.fixture(scope="module")
+def shifted_run(tmp_path_factory, demo_run):
+    from blinaetl.pipeline import RunConfig, run_pipeline
+
+    cohort, _, _ = demo_run
+    root = tmp_path_factory.mktemp("date_shift")
+    cfg = RunConfig(
+        landing=cohort / "landing",
+        warehouse=root / "wh",
+        reports=root / "rp",
+        demo=True,
+        gx=False,
+        date_shift=True,
+    )
+    run_pipeline(cfg)
+    return cohort, cfg
+
+
+def test_date_shift_mode_moves_each_patients_dates_by_one_hidden_shift(shifted_run, monkeypatch):
+    from blinaetl.privacy import date_shift_days
+
+    _, cfg = shifted_run
+    con = duckdb.connect(str(cfg.analytics_path), read_only=True)
+    try:
+        cols = con.execute(
+            "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() "
+            "WHERE schema_name IN ('curated', 'endpoints')"
+        ).fetchall()
+        dated = {(s, t) for s, t, _, d in cols if d.upper().startswith(("DATE", "TIMESTAMP"))}
+        assert dated == {("curated", "patient_dates")}
+        assert not [c for c in cols if "shift" in c[2]], "the shift itself is not published"
+        published = con.sql(
+            "SELECT d.*, p.response_day, p.hct_day, p.relapse_day, p.os_days, p.died "
+            "FROM curated.patient_dates AS d JOIN curated.patients AS p USING (patient_key)"
+        ).pl()
+        n_patients = con.execute("SELECT count(*) FROM curated.patients").fetchone()[0]
+    finally:
+        con.close()
+    con = duckdb.connect(str(cfg.restricted_path), read_only=True)
+    try:
+        true_dates = con.sql(
+            "SELECT patient_key, day0_date, diagnosis_date AS true_diagnosis_date "
+            "FROM harmonized.patient_timeline"
+        ).pl()
+    finally:
+        con.close()
+    assert published.height == n_patients == true_dates.height
+    both = published.join(true_dates, on="patient_key")
+    assert both.height == n_patients
+    for row in both.iter_rows(named=True):
+        shift = (row["start_date"] - row["day0_date"]).days
+        assert shift == date_shift_days(DEMO_KEY, row["patient_key"], 365)
+        assert shift != 0 and abs(shift) <= 365
+        assert (row["diagnosis_date"] - row["true_diagnosis_date"]).days == shift
+        start = row["start_date"]
+        for date_col, day_col in (
+            ("response_date", "response_day"),
+            ("hct_date", "hct_day"),
+            ("relapse_date", "relapse_day"),
+        ):
+            if row[day_col] is None:
+                assert row[date_col] is None
+            else:
+                assert (row[date_col] - start).days == row[day_col]
+        end = row["death_date"] if row["died"] else row["last_known_alive_date"]
+        assert (end - start).days == row["os_days"]
+        assert (row["death_date"] is None) == (not row["died"])
+    shifts = {(r["start_date"] - r["day0_date"]).days for r in both.iter_rows(named=True)}
+    assert len(shifts) > n_patients // 2, "shifts differ between patients"
+
+
+def test_date_shift_mode_leaks_no_true_date_or_identifier(shifted_run):
+    """Shifted dates never equal the patient's own true dates; other identifiers stay out."""
+    cohort, cfg = shifted_run
+    con = duckdb.connect(str(cfg.analytics_path), read_only=True)
+    try:
+        shifted = con.sql("SELECT * FROM curated.patient_dates").pl()
+        text_columns = con.execute(
+            "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
+            "WHERE schema_name IN ('curated', 'endpoints') AND data_type = 'VARCHAR'"
+        ).fetchall()
+        strings = [
+            v[0]
+            for schema, table, column in text_columns
+            for v in con.execute(
+                f'SELECT DISTINCT "{column}" FROM {schema}.{table} WHERE "{column}" IS NOT NULL'
+            ).fetchall()
+        ]
+    finally:
+        con.close()
+    con = duckdb.connect(str(cfg.restricted_path), read_only=True)
+    try:
+        real = con.sql(
+            "SELECT t.patient_key, t.day0_date, t.diagnosis_date, t.birth_date, t.death_date "
+            "FROM harmonized.patient_timeline AS t"
+        ).pl()
+    finally:
+        con.close()
+    joined = shifted.join(real, on="patient_key", suffix="_true")
+    for row in joined.iter_rows(named=True):
+        own_true = {row["day0_date"], row["diagnosis_date_true"], row["birth_date"]}
+        own_true.add(row["death_date_true"])
+        published = {row[c] for c in shifted.columns if c.endswith("_date")} - {None}
+        assert not published & (own_true - {None})
+    blob = "\n".join(strings)
+    assert strings and not [i for i in _identifiers(cohort) if i in blob]

@@ -180,3 +180,57 @@ def test_flow_on_a_dask_local_cluster_with_two_workers(tmp_path, demo_run, prefe
         v for v in (cohort / "truth" / "identifiers.txt").read_text().splitlines() if len(v) >= 5
     }
     assert not [i for i in ids if i in artifact]
+
+
+SECRET_BLOCK_RUN = r"""
+import json, sys
+from pathlib import Path
+from prefect.blocks.system import Secret
+from blinaetl.pipeline import RunConfig, run_pipeline
+from blinaetl.privacy import MissingSecretError, resolve_secret
+
+landing, wh, rp, value = sys.argv[1:5]
+Secret(value=value).save("blinaetl-test-key", overwrite=True)
+out = {"resolved": resolve_secret(demo=False, secret_block="blinaetl-test-key").decode()}
+try:
+    resolve_secret(demo=False, secret_block="no-such-block")
+except MissingSecretError as exc:
+    out["missing"] = str(exc)
+cfg = RunConfig(landing=Path(landing), warehouse=Path(wh), reports=Path(rp), demo=False,
+                secret_block="blinaetl-test-key", gx=False)
+summary, _ = run_pipeline(cfg)
+out["analytics"] = str(summary.analytics_path)
+print(json.dumps(out))
+"""
+
+
+def test_key_from_a_prefect_secret_block(tmp_path, demo_run, prefect_server):
+    """Outside demo mode, with no environment key, the run takes its key from a Secret block."""
+    import polars as pl
+
+    from blinaetl.privacy import patient_keys
+
+    cohort, _, _ = demo_run
+    _, env = prefect_server
+    env = {k: v for k, v in env.items() if k != "BLINAETL_SECRET_KEY"}
+    value = "block-held-key-" + "7f" * 16
+    out = subprocess.run(
+        [sys.executable, "-c", SECRET_BLOCK_RUN, str(cohort / "landing"), str(tmp_path / "wh"),
+         str(tmp_path / "rp"), value],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    assert doc["resolved"] == value
+    assert "no-such-block" in doc["missing"] and value not in doc["missing"]
+    assert "Nothing was read or written" in doc["missing"]
+    truth = pl.read_csv(cohort / "truth" / "patients.csv", infer_schema=False)
+    expected = set(patient_keys(truth["site"], truth["mrn"], value.encode()))
+    con = duckdb.connect(doc["analytics"], read_only=True)
+    try:
+        published = {
+            r[0] for r in con.execute("SELECT patient_key FROM curated.patients").fetchall()
+        }
+    finally:
+        con.close()
+    assert published == expected, "keys are the HMAC under the block's secret"

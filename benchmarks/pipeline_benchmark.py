@@ -5,8 +5,10 @@
     .venv/bin/python benchmarks/pipeline_benchmark.py --landing DIR    # an existing landing folder
 
 For each size it generates a cohort (unless given), then in a fresh child process runs the
-pipeline core (ingest to publish plus the run report, no Prefect server, no GX) and measures
-each stage, the total, the child's peak RSS and rows per second. The floor is DuckDB reading
+pipeline (no Prefect server, no GX) and measures each stage, the child's peak RSS and rows per
+second. The core total is ingest to publish, as the issue defines it (the time from landing
+files to a published analytics database, module imports included); the steward report written
+after publishing is timed as its own column and added in `with_report_s`. The floor is DuckDB reading
 every landing file once into a table, in another fresh process on the same files (XLSX through
 fastexcel into DuckDB, as DuckDB's own Excel reader is an extension that cannot be downloaded
 here). Prints a table and writes JSON with `ratio = core_total / floor` and the scaling exponent
@@ -38,11 +40,12 @@ landing, work = Path(sys.argv[1]), Path(sys.argv[2])
 t0 = time.perf_counter()
 cfg = RunConfig(landing=landing, warehouse=work / "warehouse", reports=work / "reports", demo=True, gx=False)
 summary, result = run_pipeline(cfg)
-total = time.perf_counter() - t0
+with_report = time.perf_counter() - t0
+core = with_report - summary.timings["report"]  # landing files to published database
 rows = int(result.files["rows_read"].sum())
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"total_s": total, "stages_s": summary.timings, "rows_read": rows,
-                  "peak_rss_bytes": rss}))
+print(json.dumps({"total_s": core, "with_report_s": with_report, "stages_s": summary.timings,
+                  "rows_read": rows, "peak_rss_bytes": rss}))
 """
 
 FLOOR_CHILD = r"""
@@ -131,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             cur["scaling_exponent"] = math.log(cur["total_s"] / prev["total_s"]) / math.log(
                 cur["patients"] / prev["patients"]
             )
-    stages = sorted({s for r in results for s in r["stages_s"]})
-    header = ["patients", "rows", *stages, "total_s", "floor_s", "ratio", "rss_MiB"]
+    stages = list(results[0]["stages_s"])  # pipeline order
+    header = ["patients", "rows", *stages, "core_s", "+report_s", "floor_s", "ratio", "rss_MiB"]
     header += ["rows/s", "exp"]
     print(" | ".join(f"{h:>12}" for h in header))
     for r in results:
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             r["rows_read"],
             *[f"{r['stages_s'].get(s, 0):.2f}" for s in stages],
             f"{r['total_s']:.2f}",
+            f"{r['with_report_s']:.2f}",
             f"{r['floor_s']:.2f}",
             f"{r['ratio']:.2f}",
             f"{r['peak_rss_bytes'] / 2**20:.0f}",

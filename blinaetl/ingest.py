@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -493,11 +494,19 @@ def ingest_landing(
     contracts_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> IngestResult:
-    """Read, map and validate every file of the landing folder (sequentially)."""
+    """Read, map and validate every file of the landing folder.
+
+    Files are read on a small thread pool (polars and fastexcel parse outside the GIL); the
+    outcomes keep the plan's order, so the result does not depend on which file finished first.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     say = progress or (lambda _m: None)
     plan = plan_files(landing, sources_dir, contracts_dir)
     say(f"reading {len(plan.jobs)} files")
-    outcomes = [read_file(job, plan, run_id) for job in plan.jobs]
+    workers = max(1, min(len(plan.jobs), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = list(pool.map(lambda job: read_file(job, plan, run_id), plan.jobs))
     say("validating")
     return validate_files(plan, outcomes, secret)
 

@@ -47,7 +47,17 @@ with get_client(sync_client=True) as client:
     read_tasks = [r for r in runs if r.name.startswith("read-file")]
     arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["blinaetl-run-summary"])))
     artifact = next((a.data for a in arts if a.flow_run_id == flow_run_id), None)
-print(json.dumps({"state": state.type.value, "runner": type(flow.task_runner).__name__, "read_tasks": len(read_tasks), "completed": sum(r.state.is_completed() for r in read_tasks), "artifact": artifact}))
+print(json.dumps({"state": state.type.value, "runner": type(flow.task_runner).__name__, "read_tasks": len(read_tasks), "completed": sum(r.state.is_completed() for r in read_tasks), "artifact": artifact, "flow_run_id": str(flow_run_id)}))
+"""
+RUN_LOGS = r"""
+import json, sys
+from uuid import UUID
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+with get_client(sync_client=True) as client:
+    logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(sys.argv[1])])))
+print(json.dumps([entry.message for entry in logs]))
 """
 
 
@@ -159,7 +169,7 @@ def test_flow_on_a_dask_local_cluster_with_two_workers(tmp_path, demo_run, prefe
             str(tmp_path / "wh"),
             str(tmp_path / "rp"),
         ],
-        env=env,
+        env={**env, "PREFECT_LOGGING_LEVEL": "INFO"},  # ship the flow's INFO logs to the server
         capture_output=True,
         text=True,
         timeout=600,
@@ -180,6 +190,15 @@ def test_flow_on_a_dask_local_cluster_with_two_workers(tmp_path, demo_run, prefe
         v for v in (cohort / "truth" / "identifiers.txt").read_text().splitlines() if len(v) >= 5
     }
     assert not [i for i in ids if i in artifact]
+    # the run's logs as the Prefect server stores them: present, and no identifier
+    logs = subprocess.run(
+        [sys.executable, "-c", RUN_LOGS, result["flow_run_id"]],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    messages = json.loads(logs.stdout.strip().splitlines()[-1])
+    assert any("rows loaded" in m for m in messages), messages[:5]
+    joined = "\n".join(messages)
+    assert not [i for i in ids if i in joined]
 
 
 SECRET_BLOCK_RUN = r"""

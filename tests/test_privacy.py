@@ -190,6 +190,21 @@ def test_publish_refuses_dates_outside_the_date_shift_table():
         check_publishable(con, date_shift=True)
 
 
+def _read(db: Path, sql: str) -> pl.DataFrame:
+    """One query on a database file opened read-only."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.sql(sql).pl()
+    finally:
+        con.close()
+
+
+PUBLISHED_COLUMNS = (
+    "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() "
+    "WHERE schema_name IN ('curated', 'endpoints')"
+)
+
+
 @pytest.fixture(scope="module")
 def shifted_run(tmp_path_factory, demo_run):
     from blinaetl.pipeline import RunConfig, run_pipeline
@@ -208,34 +223,25 @@ def shifted_run(tmp_path_factory, demo_run):
     return cohort, cfg
 
 
-def test_date_shift_mode_moves_each_patients_dates_by_one_hidden_shift(shifted_run, monkeypatch):
+def test_date_shift_mode_moves_each_patients_dates_by_one_hidden_shift(shifted_run):
     from blinaetl.privacy import date_shift_days
 
     _, cfg = shifted_run
-    con = duckdb.connect(str(cfg.analytics_path), read_only=True)
-    try:
-        cols = con.execute(
-            "SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() "
-            "WHERE schema_name IN ('curated', 'endpoints')"
-        ).fetchall()
-        dated = {(s, t) for s, t, _, d in cols if d.upper().startswith(("DATE", "TIMESTAMP"))}
-        assert dated == {("curated", "patient_dates")}
-        assert not [c for c in cols if "shift" in c[2]], "the shift itself is not published"
-        published = con.sql(
-            "SELECT d.*, p.response_day, p.hct_day, p.relapse_day, p.os_days, p.died "
-            "FROM curated.patient_dates AS d JOIN curated.patients AS p USING (patient_key)"
-        ).pl()
-        n_patients = con.execute("SELECT count(*) FROM curated.patients").fetchone()[0]
-    finally:
-        con.close()
-    con = duckdb.connect(str(cfg.restricted_path), read_only=True)
-    try:
-        true_dates = con.sql(
-            "SELECT patient_key, day0_date, diagnosis_date AS true_diagnosis_date "
-            "FROM harmonized.patient_timeline"
-        ).pl()
-    finally:
-        con.close()
+    cols = _read(cfg.analytics_path, PUBLISHED_COLUMNS).rows()
+    dated = {(s, t) for s, t, _, d in cols if d.upper().startswith(("DATE", "TIMESTAMP"))}
+    assert dated == {("curated", "patient_dates")}
+    assert not [c for c in cols if "shift" in c[2]], "the shift itself is not published"
+    published = _read(
+        cfg.analytics_path,
+        "SELECT d.*, p.response_day, p.hct_day, p.relapse_day, p.os_days, p.died "
+        "FROM curated.patient_dates AS d JOIN curated.patients AS p USING (patient_key)",
+    )
+    n_patients = _read(cfg.analytics_path, "SELECT * FROM curated.patients").height
+    true_dates = _read(
+        cfg.restricted_path,
+        "SELECT patient_key, day0_date, diagnosis_date AS true_diagnosis_date "
+        "FROM harmonized.patient_timeline",
+    )
     assert published.height == n_patients == true_dates.height
     both = published.join(true_dates, on="patient_key")
     assert both.height == n_patients
@@ -264,30 +270,25 @@ def test_date_shift_mode_moves_each_patients_dates_by_one_hidden_shift(shifted_r
 def test_date_shift_mode_leaks_no_true_date_or_identifier(shifted_run):
     """Shifted dates never equal the patient's own true dates; other identifiers stay out."""
     cohort, cfg = shifted_run
-    con = duckdb.connect(str(cfg.analytics_path), read_only=True)
-    try:
-        shifted = con.sql("SELECT * FROM curated.patient_dates").pl()
-        text_columns = con.execute(
-            "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
-            "WHERE schema_name IN ('curated', 'endpoints') AND data_type = 'VARCHAR'"
-        ).fetchall()
-        strings = [
-            v[0]
-            for schema, table, column in text_columns
-            for v in con.execute(
-                f'SELECT DISTINCT "{column}" FROM {schema}.{table} WHERE "{column}" IS NOT NULL'
-            ).fetchall()
-        ]
-    finally:
-        con.close()
-    con = duckdb.connect(str(cfg.restricted_path), read_only=True)
-    try:
-        real = con.sql(
-            "SELECT t.patient_key, t.day0_date, t.diagnosis_date, t.birth_date, t.death_date "
-            "FROM harmonized.patient_timeline AS t"
-        ).pl()
-    finally:
-        con.close()
+    shifted = _read(cfg.analytics_path, "SELECT * FROM curated.patient_dates")
+    text_columns = [
+        (schema, table, column)
+        for schema, table, column, dtype in _read(cfg.analytics_path, PUBLISHED_COLUMNS).rows()
+        if dtype == "VARCHAR"
+    ]
+    strings = [
+        value
+        for schema, table, column in text_columns
+        for value in _read(
+            cfg.analytics_path,
+            f'SELECT DISTINCT "{column}" AS v FROM {schema}.{table} WHERE "{column}" IS NOT NULL',
+        )["v"]
+    ]
+    real = _read(
+        cfg.restricted_path,
+        "SELECT patient_key, day0_date, diagnosis_date, birth_date, death_date "
+        "FROM harmonized.patient_timeline",
+    )
     joined = shifted.join(real, on="patient_key", suffix="_true")
     for row in joined.iter_rows(named=True):
         own_true = {row["day0_date"], row["diagnosis_date_true"], row["birth_date"]}

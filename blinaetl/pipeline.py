@@ -224,10 +224,9 @@ def stage_transform(cfg: RunConfig, layers: tuple[str, ...] = ("harmonized", "cu
     In date-shift mode the per-patient shifts are computed (restricted zone only) and the
     `date_shift` layer adds `curated.patient_dates`.
     """
-    definitions = sqlrun.load_definitions(overrides=cfg.definitions)
     con = warehouse.connect_restricted(cfg.restricted_path)
     try:
-        sqlrun.install_definitions(con, definitions)
+        sqlrun.install_definitions(con, sqlrun.load_definitions(overrides=cfg.definitions))
         sqlrun.load_vocab(con)
         ran = {layer: sqlrun.run_layer(con, layer) for layer in layers}
         if cfg.date_shift:

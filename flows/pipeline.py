@@ -48,8 +48,10 @@ def validate(plan: ingestion.Plan, outcomes: list[Any], cfg: core.RunConfig) -> 
 
 
 def ingest(cfg: core.RunConfig) -> Any:
-    """Plan, read every file as its own task (in parallel on the task runner), validate."""
-    cfg.secret()  # fail closed before any file is read
+    """Plan, read every file as its own task (in parallel on the task runner), validate.
+
+    `run_pipeline` has already checked the key (fail closed) before calling this stage.
+    """
     if not cfg.landing.is_dir():
         raise FileNotFoundError(f"landing folder {cfg.landing} does not exist")
     plan = plan_files(cfg)

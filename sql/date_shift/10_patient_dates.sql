@@ -5,8 +5,8 @@ CREATE OR REPLACE TABLE curated.patient_dates AS
 WITH shifted_origin AS (
     SELECT
         t.patient_key,
-        t.day0_date + s.shift_days::INTEGER AS start_date,
-        t.diagnosis_date + s.shift_days::INTEGER AS diagnosis_date
+        t.day0_date + s.shift_days AS start_date,
+        t.diagnosis_date + s.shift_days AS diagnosis_date
     FROM harmonized.patient_timeline AS t
     INNER JOIN harmonized.date_shift AS s ON t.patient_key = s.patient_key
 )

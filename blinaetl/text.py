@@ -171,29 +171,26 @@ def split_sentences(reports: pl.DataFrame, text_col: str = "report_text") -> pl.
     )
 
 
-def extract_em_mentions(reports: pl.DataFrame) -> pl.DataFrame:
-    """EM site mentions of every report, with site group, ICD-O-3, laterality and assertion.
+def lowered_sentences(reports: pl.DataFrame) -> pl.DataFrame:
+    """`split_sentences` plus `_lc`, the lower-case sentence every reader below matches on."""
+    return split_sentences(reports).with_columns(pl.col("sentence").str.to_lowercase().alias("_lc"))
 
-    Input: `staging.imaging_reports` columns (patient_key, site, _source_file, _source_row,
-    report_date, modality, report_text). Mentions in sentences without any disease word
-    (e.g. "degenerative changes of the spine") are not EM statements and are left out.
+
+def _mentions_per_wording(wordings: pl.Series) -> pl.DataFrame:
+    """Mentions of each distinct lower-case sentence: `_lc`, term, code, laterality, assertion.
+
+    Everything a mention holds depends on its sentence alone, so the regexes run once per
+    distinct wording and are joined back to every sentence that reads the same (radiology
+    reports repeat their sentences; the CD19 lexicon is matched the same way).
     """
     pat = _patterns()
-    if reports.height == 0:
-        return _empty_mentions()
-    sentences = split_sentences(reports).with_columns(
-        pl.col("sentence").str.to_lowercase().alias("_lc")
-    )
-    sentences = sentences.filter(pl.col("_lc").str.contains(pat["context"]))
-    mentions = (
-        sentences.with_columns(pl.col("_lc").str.extract_all(pat["terms"]).alias("term"))
+    return (
+        pl.DataFrame({"_lc": wordings.unique()})
+        .filter(pl.col("_lc").str.contains(pat["context"]))
+        .with_columns(pl.col("_lc").str.extract_all(pat["terms"]).alias("term"))
         .explode("term")
         .filter(pl.col("term").is_not_null())
-        .unique(
-            subset=["_source_file", "_source_row", "sentence_no", "term"],
-            keep="first",
-            maintain_order=True,
-        )
+        .unique(subset=["_lc", "term"])
         .join(site_terms().select("term", "site_group", "icdo3"), on="term", how="left")
         .with_columns(pl.col("_lc").str.find(r"\b" + pl.col("term") + r"\b").alias("_pos"))
         .with_columns(
@@ -202,13 +199,46 @@ def extract_em_mentions(reports: pl.DataFrame) -> pl.DataFrame:
             .str.slice(pl.col("_pos") + pl.col("term").str.len_chars())
             .alias("_suffix"),
         )
-        .with_columns(
+        .select(
+            "_lc",
+            "term",
+            "site_group",
+            "icdo3",
             _assertion_expr(pl.col("_prefix"), pl.col("_suffix")).alias("assertion"),
             _laterality_expr(pl.col("_prefix"), pl.col("_suffix")).alias("laterality"),
         )
     )
-    return mentions.select(MENTION_COLUMNS).sort(
-        ["_source_file", "_source_row", "sentence_no", "term"]
+
+
+def extract_em_mentions(
+    reports: pl.DataFrame, sentences: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """EM site mentions of every report, with site group, ICD-O-3, laterality and assertion.
+
+    Input: `staging.imaging_reports` columns (patient_key, site, _source_file, _source_row,
+    report_date, modality, report_text), and optionally its `lowered_sentences` when the caller
+    has them already. Mentions in sentences without any disease word (e.g. "degenerative
+    changes of the spine") are not EM statements and are left out. A term found twice in one
+    sentence is one mention.
+    """
+    if reports.height == 0:
+        return _empty_mentions()
+    if sentences is None:
+        sentences = lowered_sentences(reports)
+    found = _mentions_per_wording(sentences["_lc"])
+    return (
+        sentences.join(found, on="_lc", how="inner")
+        .select(MENTION_COLUMNS)
+        .sort(["_source_file", "_source_row", "sentence_no", "term"])
+    )
+
+
+def read_em_text(reports: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`extract_em_mentions` and `find_unmapped_terms` of the same reports, split once."""
+    sentences = lowered_sentences(reports) if reports.height else None
+    return (
+        extract_em_mentions(reports, sentences),
+        find_unmapped_terms(reports, sentences),
     )
 
 
@@ -260,21 +290,27 @@ def assertion(sentence: str, target: str) -> str:
         raise ValueError(f"target {target!r} does not occur in the sentence") from None
 
 
-def find_unmapped_terms(reports: pl.DataFrame) -> pl.DataFrame:
-    """Candidate site phrases in disease wording that match no vocabulary term, with counts."""
+def find_unmapped_terms(
+    reports: pl.DataFrame, sentences: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Candidate site phrases in disease wording that match no vocabulary term, with counts.
+
+    Like the mentions, the candidates are read once per distinct sentence wording and counted
+    over every sentence that reads the same.
+    """
     pat = _patterns()
     schema = {"term": pl.Utf8, "n_mentions": pl.Int64, "n_reports": pl.Int64}
     if reports.height == 0:
         return pl.DataFrame(schema=schema)
+    if sentences is None:
+        sentences = lowered_sentences(reports)
     candidate = (
         r"(?:infiltration|involvement|deposits?|mass|lesions?|relapse|recurrence) "
         r"(?:of|in|involving) (?:the )?((?:left |right |bilateral )?[a-z-]+(?: [a-z-]+)?)"
     )
-    sentences = split_sentences(reports).with_columns(
-        pl.col("sentence").str.to_lowercase().alias("_lc")
-    )
-    found = (
-        sentences.with_columns(pl.col("_lc").str.extract_all(candidate).alias("_hit"))
+    per_wording = (
+        pl.DataFrame({"_lc": sentences["_lc"].unique()})
+        .with_columns(pl.col("_lc").str.extract_all(candidate).alias("_hit"))
         .explode("_hit")
         .filter(pl.col("_hit").is_not_null())
         .with_columns(pl.col("_hit").str.extract(candidate, 1).alias("term"))
@@ -285,7 +321,10 @@ def find_unmapped_terms(reports: pl.DataFrame) -> pl.DataFrame:
         .filter(
             ~pl.col("term").str.contains(r"^(?:a|an|the|this|that|disease|leukemi|extramedullary)")
         )
+        .select("_lc", "term")
     )
+    # one row per hit: a wording with two hits counts twice wherever it occurs
+    found = sentences.select("_source_file", "_source_row", "_lc").join(per_wording, on="_lc")
     return (
         found.group_by("term")
         .agg(

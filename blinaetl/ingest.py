@@ -44,6 +44,7 @@ class MappedFile:
     source: SourceMapping
     mapping: FileMapping
     frame: pl.DataFrame  # canonical typed + raw columns + lineage (no patient_key yet)
+    raw: pl.DataFrame  # the delivered columns as read (text) and `_source_row`, for the quarantine
     note: str = ""
 
 
@@ -83,25 +84,32 @@ def _read_text_table(data: bytes, fm: FileMapping, rel: str) -> pl.DataFrame:
     text = _decode(data, fm.encoding, rel)
     if text.startswith("\ufeff"):
         text = text[1:]
-    lines = text.split("\n")
-    body = [ln for ln in lines[fm.header_row - 1 :]]
-    if not body or not body[0].strip():
+    # the header is on line `header_row`: skip the lines above it as raw lines
+    start = 0
+    for _ in range(fm.header_row - 1):
+        newline = text.find("\n", start)
+        start = len(text) if newline < 0 else newline + 1
+    first_end = text.find("\n", start)
+    if not text[start : len(text) if first_end < 0 else first_end].strip():
         raise FileProblem(
             "rejected",
             f"{rel}: is empty (no header on line {fm.header_row})",
             "send the extract again with its header row and data",
         )
     sep = fm.delimiter
+    # utf-8 without a byte-order mark and nothing to skip: the bytes are parsed as delivered
+    untouched = start == 0 and fm.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    body = data if untouched and not data.startswith(b"\xef\xbb\xbf") else text[start:].encode()
     try:
         frame = pl.read_csv(
-            io.BytesIO("\n".join(body).encode("utf-8")),
+            io.BytesIO(body),
             separator=sep,
             infer_schema=False,
             has_header=True,
             raise_if_empty=False,
         )
     except pl.exceptions.PolarsError as exc:
-        header_line = _find_header_line(lines[:30], fm)
+        header_line = _find_header_line(text.split("\n", 30)[:30], fm)
         if header_line is not None and header_line != fm.header_row:
             raise FileProblem(
                 "rejected",
@@ -120,7 +128,7 @@ def _read_text_table(data: bytes, fm: FileMapping, rel: str) -> pl.DataFrame:
     )
     # a truncated last line: fewer fields than the header and no closing newline
     if frame.height and not text.endswith(("\n", "\r")):
-        last = lines[-1]
+        last = text[text.rfind("\n") + 1 :]
         n_fields = len(
             next(
                 iter(
@@ -234,7 +242,10 @@ def _norm(expr: pl.Expr) -> pl.Expr:
 def map_frame(
     raw: pl.DataFrame, source: SourceMapping, fm: FileMapping, contract: Contract, rel: str
 ) -> tuple[pl.DataFrame, str]:
-    """Canonical typed columns + `__raw__<field>` text + `_raw_json`; returns (frame, note)."""
+    """Canonical typed columns + `__raw__<field>` text + `_content_hash`; returns (frame, note).
+
+    `_content_hash` hashes the delivered cells of the row (duplicate rows, stable query ids).
+    """
     delivered = [c for c in raw.columns if not c.startswith("_")]
     mapped_sources = set(fm.columns.values())
     missing = [
@@ -308,11 +319,9 @@ def map_frame(
                 .otherwise(None)
             )
         typed.append(value.cast(POLARS_TYPES[f.type]).alias(f.name))
-    raw_json = pl.struct([pl.col(c) for c in delivered]).struct.json_encode().alias("_raw_json")
     frame = frame.with_columns(
         [
             *typed,
-            raw_json,
             pl.concat_str([pl.col(c).fill_null("\x00") for c in delivered], separator="\x1f")
             .hash(7)
             .alias("_content_hash"),
@@ -358,11 +367,13 @@ def read_and_map(
         "_file_sha256",
         "_extract_date",
         "_run_id",
-        "_raw_json",
         "_content_hash",
         "_truncated",
     ]
-    return MappedFile(rel, sha, source, fm, frame.select(keep), note)
+    delivered = [c for c in raw.columns if not c.startswith("_")]
+    return MappedFile(
+        rel, sha, source, fm, frame.select(keep), raw.select(*delivered, "_source_row"), note
+    )
 
 
 def discover(landing: Path) -> list[tuple[Path, str]]:
@@ -488,6 +499,22 @@ def read_file(job: FileJob, plan: Plan, run_id: str) -> MappedFile | dict:
         }
 
 
+def preload_validation() -> None:
+    """Import the validator (pandera and pandas, about half a second) on a background thread.
+
+    Called before the files are read: the readers parse outside the GIL, so the import overlaps
+    with them instead of following them. `validate_files` imports the same module, which waits
+    for this import to finish if it is still running.
+    """
+    import sys
+    import threading
+
+    if "blinaetl.validate" not in sys.modules:
+        threading.Thread(
+            target=__import__, args=("blinaetl.validate",), name="import-validator", daemon=True
+        ).start()
+
+
 def ingest_landing(
     landing: Path,
     run_id: str,
@@ -504,6 +531,7 @@ def ingest_landing(
     from concurrent.futures import ThreadPoolExecutor
 
     say = progress or (lambda _m: None)
+    preload_validation()
     plan = plan_files(landing, sources_dir, contracts_dir)
     say(f"reading {len(plan.jobs)} files")
     workers = max(1, min(len(plan.jobs), os.cpu_count() or 1))
@@ -559,6 +587,7 @@ def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes)
     for t, frame in combined.items():
         combined[t] = frame.join(keys, on=["site", "mrn"], how="left", maintain_order="left")
     outcome = validate_tables(combined, contracts)
+    quarantine_rows = with_raw_json(outcome.quarantine_rows, mapped)
     # per-file accounting
     q_per_file = outcome.quarantine_rows.group_by("_source_file").agg(pl.len().alias("q"))
     loaded_per_file = (
@@ -614,10 +643,35 @@ def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes)
     return IngestResult(
         disappeared=disappeared,
         tables=outcome.tables,
-        quarantine_rows=outcome.quarantine_rows,
+        quarantine_rows=quarantine_rows,
         quarantine_failures=outcome.quarantine_failures,
         files=files,
         dq_results=outcome.dq_results,
+    )
+
+
+def with_raw_json(quarantine_rows: pl.DataFrame, mapped: list[MappedFile]) -> pl.DataFrame:
+    """`raw_json`: each quarantined row as delivered (its file's own columns, as text).
+
+    Built for the quarantined rows only, file by file, since each file has its own columns.
+    """
+    parts = []
+    for m in mapped:
+        rows = quarantine_rows.filter(pl.col("_source_file") == m.path).select("_source_row")
+        if rows.height == 0:
+            continue
+        delivered = [c for c in m.raw.columns if c != "_source_row"]
+        parts.append(
+            m.raw.join(rows, on="_source_row", how="semi").select(
+                pl.lit(m.path).alias("_source_file"),
+                "_source_row",
+                pl.struct(delivered).struct.json_encode().alias("raw_json"),
+            )
+        )
+    schema = {"_source_file": pl.Utf8, "_source_row": pl.Int64, "raw_json": pl.Utf8}
+    raw_json = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+    return quarantine_rows.join(
+        raw_json, on=["_source_file", "_source_row"], how="left", maintain_order="left"
     )
 
 
@@ -700,7 +754,6 @@ def _empty_mapped(contract: Contract) -> pl.DataFrame:
         "_file_sha256": pl.Utf8,
         "_extract_date": pl.Date,
         "_run_id": pl.Utf8,
-        "_raw_json": pl.Utf8,
         "_content_hash": pl.UInt64,
         "_truncated": pl.Boolean,
     }

@@ -194,25 +194,29 @@ def stage_load(cfg: RunConfig, result: Any) -> dict[str, int]:
         con.close()
 
 
-def stage_extract_text(cfg: RunConfig) -> int:
-    """EM site mentions with their assertion, from the imaging report text."""
-    from blinaetl.text import extract_em_mentions, find_unmapped_terms
+def stage_extract_text(cfg: RunConfig, result: Any) -> int:
+    """EM site mentions with their assertion, from the imaging report text of the loaded rows.
 
+    Reads the validated `imaging_reports` of the ingest result (the rows `staging.imaging_reports`
+    holds), so the text is not read back from the database.
+    """
+    from blinaetl.text import read_em_text
+
+    reports = result.tables["imaging_reports"].select(
+        "patient_key",
+        "site",
+        "_source_file",
+        "_source_row",
+        "report_date",
+        "modality",
+        "report_text",
+    )
+    mentions, unmapped = read_em_text(reports)
     con = warehouse.connect_restricted(cfg.restricted_path)
     try:
-        reports = con.sql(
-            "SELECT patient_key, site, _source_file, _source_row, report_date, modality, "
-            "report_text FROM staging.imaging_reports"
-        ).pl()
-        mentions = extract_em_mentions(reports)
-        unmapped = find_unmapped_terms(reports)
         con.execute("CREATE SCHEMA IF NOT EXISTS harmonized")
-        for name, frame in (("em_mentions", mentions), ("em_unmapped_terms", unmapped)):
-            con.register("_frame", frame)
-            try:
-                con.execute(f"CREATE OR REPLACE TABLE harmonized.{name} AS SELECT * FROM _frame")
-            finally:
-                con.unregister("_frame")
+        warehouse.write_frame(con, "harmonized.em_mentions", mentions, replace=True)
+        warehouse.write_frame(con, "harmonized.em_unmapped_terms", unmapped, replace=True)
         return mentions.height
     finally:
         con.close()
@@ -244,11 +248,7 @@ def write_date_shifts(con: duckdb.DuckDBPyConnection, secret: bytes, max_days: i
 
     keys = con.sql("SELECT patient_key FROM harmonized.patient_timeline").pl()["patient_key"]
     shifts = date_shifts(keys, secret, max_days)
-    con.register("_shifts", shifts)
-    try:
-        con.execute("CREATE OR REPLACE TABLE harmonized.date_shift AS SELECT * FROM _shifts")
-    finally:
-        con.unregister("_shifts")
+    warehouse.write_frame(con, "harmonized.date_shift", shifts, replace=True)
     return shifts.height
 
 
@@ -386,7 +386,7 @@ def run_pipeline(
         )
         loaded = timed("load", result)
         log.info("staged rows per table: %s", loaded)
-        timed("extract_text")
+        timed("extract_text", result)
         timed("transform")
         timed("publish")
         report_dir = timed("report", result, timings)

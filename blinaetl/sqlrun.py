@@ -85,17 +85,14 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
 
 def load_vocab(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> list[str]:
     """Load every `*.csv` of the vocabulary folder as `ref.<stem>`; returns the table names."""
+    from blinaetl.warehouse import write_frame  # warehouse imports this module
+
     src = folder or vocab_dir()
     con.execute("CREATE SCHEMA IF NOT EXISTS ref")
     names = []
     for path in sorted(src.glob("*.csv")):
         name = path.stem
-        frame = pl.read_csv(path, infer_schema_length=None)
-        con.register("_vocab", frame)
-        try:
-            con.execute(f"CREATE OR REPLACE TABLE ref.{name} AS SELECT * FROM _vocab")
-        finally:
-            con.unregister("_vocab")
+        write_frame(con, f"ref.{name}", pl.read_csv(path, infer_schema_length=None), replace=True)
         names.append(name)
     return names
 

@@ -106,12 +106,18 @@ CHECK_TYPES: dict[str, Callable[[CheckSpec, Contract], pl.Expr]] = {
 class Context:
     """Patient facts other tables are checked against, keyed by (site, mrn)."""
 
-    patients: pl.DataFrame  # site, mrn, _dx, _birth
-    deaths: pl.DataFrame  # site, mrn, _death
-    starts: pl.DataFrame  # site, mrn, _b0
+    facts: pl.DataFrame  # site, mrn (unique), _known, _dx, _birth, _death, _b0
+
+
+HELPERS = ("_is_copy", "_known", "_dx", "_birth", "_death", "_b0")
 
 
 def _with_helpers(frame: pl.DataFrame, ctx: Context | None) -> pl.DataFrame:
+    """The frame plus the helper columns the cross-record checks read.
+
+    The patient facts are looked up with one join of the (site, mrn) columns alone and set
+    beside the frame, so the wide frame itself is never copied by a join.
+    """
     frame = frame.with_columns(
         (~pl.struct("_source_file", "_content_hash").is_first_distinct()).alias("_is_copy")
     )
@@ -123,17 +129,15 @@ def _with_helpers(frame: pl.DataFrame, ctx: Context | None) -> pl.DataFrame:
             pl.lit(None, pl.Date).alias("_death"),
             pl.lit(None, pl.Date).alias("_b0"),
         )
-    keys = ["site", "mrn"]
-    return (
-        frame.join(
-            ctx.patients.with_columns(pl.lit(True).alias("_known")),
-            on=keys,
-            how="left",
-            maintain_order="left",
-        )
-        .join(ctx.deaths, on=keys, how="left", maintain_order="left")
-        .join(ctx.starts, on=keys, how="left", maintain_order="left")
-        .with_columns(pl.col("_known").fill_null(False))
+    facts = frame.select("site", "mrn").join(
+        ctx.facts, on=["site", "mrn"], how="left", maintain_order="left"
+    )
+    return frame.with_columns(
+        facts["_known"].fill_null(False),
+        facts["_dx"],
+        facts["_birth"],
+        facts["_death"],
+        facts["_b0"],
     )
 
 
@@ -152,22 +156,15 @@ def compile_schema(contract: Contract, checks: list[CheckSpec]) -> pa.DataFrameS
     return pa.DataFrameSchema(columns=columns, checks=pandera_checks, name=contract.table)
 
 
-def _check_columns(work: pl.DataFrame) -> list[str]:
-    """Columns pandera needs: it copies whole failing rows, so leave bulky bookkeeping out."""
-    return [
-        c
-        for c in work.columns
-        if c
-        not in (
-            "_raw_json",
-            "_content_hash",
-            "_source_file",
-            "_source_id",
-            "_file_sha256",
-            "_run_id",
-            "_extract_date",
-        )
-    ]
+def _check_columns(contract: Contract, checks: list[CheckSpec], work: pl.DataFrame) -> list[str]:
+    """Columns pandera needs: the typed fields and whatever a check reads, nothing else.
+
+    pandera copies whole failing rows into its failure cases, so the frame it checks stays narrow.
+    """
+    read = {"_idx", *contract.field_names}
+    for check in checks:
+        read.update(CHECK_TYPES[check.check](check, contract).meta.root_names())
+    return [c for c in work.columns if c in read]
 
 
 @dataclass
@@ -194,7 +191,7 @@ def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None)
     schema = compile_schema(contract, runnable)
     failing = pl.DataFrame(schema={"_idx": pl.Int64, "check_id": pl.Utf8})
     try:
-        schema.validate(work.select(_check_columns(work)), lazy=True)
+        schema.validate(work.select(_check_columns(contract, runnable, work)), lazy=True)
     except pa.errors.SchemaErrors as err:
         fc = err.failure_cases
         failing = (
@@ -231,28 +228,26 @@ def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None)
         },
     )
     fails = failing.join(spec, on="check_id")
-    error_idx = fails.filter(pl.col("severity") == "error").select("_idx").unique()
+    error_idx = fails.filter(pl.col("severity") == "error")["_idx"].unique()
     warn = (
         fails.filter(pl.col("severity") == "warning")
         .group_by("_idx")
         .agg(pl.col("check_id").sort().alias("_warnings"))
     )
-    quarantined = work.join(error_idx, on="_idx", how="semi")
-    loaded = (
-        work.join(error_idx, on="_idx", how="anti")
-        .join(warn, on="_idx", how="left")
-        .with_columns(pl.col("_warnings").fill_null(pl.lit([], pl.List(pl.Utf8))))
-    )
-    lineage = list(LINEAGE_COLUMNS)
-    loaded = loaded.select([*contract.field_names, *lineage])
-    qrows = quarantined.select(
+    is_error = pl.col("_idx").is_in(error_idx.implode())
+    stored = [*contract.field_names, *(c for c in LINEAGE_COLUMNS if c != "_warnings")]
+    loaded = work.select(*stored, "_idx").filter(~is_error)
+    warnings = loaded.select("_idx").join(warn, on="_idx", how="left", maintain_order="left")
+    loaded = loaded.with_columns(
+        warnings["_warnings"].fill_null(pl.lit([], pl.List(pl.Utf8)))
+    ).select(*contract.field_names, *LINEAGE_COLUMNS)
+    qrows = work.filter(is_error).select(
         "_source_id",
         "_source_file",
         "_source_row",
         pl.lit(contract.table).alias("table_name"),
         "site",
         "patient_key",
-        pl.col("_raw_json").alias("raw_json"),
     )
     # row_hash: the delivered content of the row, so a query keeps its id across extracts
     row_ids = work.select(
@@ -348,7 +343,14 @@ def _context(patients: pl.DataFrame, frames: dict[str, pl.DataFrame]) -> Context
         if trt is not None
         else pl.DataFrame(schema={"site": pl.Utf8, "mrn": pl.Utf8, "_b0": pl.Date})
     )
-    return Context(pats, deaths, starts)
+    keys = ["site", "mrn"]
+    facts = (
+        pats.with_columns(pl.lit(True).alias("_known"))
+        .join(deaths, on=keys, how="left")
+        .join(starts, on=keys, how="left")
+        .select(*keys, "_known", "_dx", "_birth", "_death", "_b0")
+    )
+    return Context(facts)
 
 
 def validate_tables(

@@ -54,6 +54,7 @@ def ingest(cfg: core.RunConfig) -> Any:
     """
     if not cfg.landing.is_dir():
         raise FileNotFoundError(f"landing folder {cfg.landing} does not exist")
+    ingestion.preload_validation()
     plan = plan_files(cfg)
     futures = read_file.map(plan.jobs, unmapped(plan), unmapped(cfg.run_id))
     return validate(plan, [f.result() for f in futures], cfg)
@@ -67,8 +68,8 @@ def load(cfg: core.RunConfig, result: Any) -> dict[str, int]:
 
 
 @task(name="extract-em-mentions", cache_policy=NO_CACHE)
-def extract_text(cfg: core.RunConfig) -> int:
-    n = core.stage_extract_text(cfg)
+def extract_text(cfg: core.RunConfig, result: Any) -> int:
+    n = core.stage_extract_text(cfg, result)
     get_run_logger().info("EM site mentions found: %d", n)
     return n
 

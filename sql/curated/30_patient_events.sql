@@ -9,30 +9,37 @@ WITH deaths AS (
     WHERE t.death_date IS NOT NULL
 ),
 
-last_known AS (
+known_dates AS (
+    -- the latest date per patient over outcomes, assessments and treatment starts (one
+    -- aggregate, then one join to the timeline)
     SELECT
         patient_key,
-        max(study_day) AS study_day
+        max(known_date) AS last_date
     FROM (
         SELECT
-            o.patient_key,
-            date_diff('day', t.day0_date, o.event_date) AS study_day
-        FROM staging.outcomes AS o
-        INNER JOIN harmonized.patient_timeline AS t ON o.patient_key = t.patient_key
+            patient_key,
+            event_date AS known_date
+        FROM staging.outcomes
         UNION ALL
         SELECT
-            a.patient_key,
-            date_diff('day', t.day0_date, a.assessment_date) AS study_day
-        FROM staging.assessments AS a
-        INNER JOIN harmonized.patient_timeline AS t ON a.patient_key = t.patient_key
+            patient_key,
+            assessment_date AS known_date
+        FROM staging.assessments
         UNION ALL
         SELECT
-            tr.patient_key,
-            date_diff('day', t.day0_date, tr.start_date) AS study_day
-        FROM staging.treatments AS tr
-        INNER JOIN harmonized.patient_timeline AS t ON tr.patient_key = t.patient_key
-    ) AS known_days
+            patient_key,
+            start_date AS known_date
+        FROM staging.treatments
+    ) AS all_dates
     GROUP BY patient_key
+),
+
+last_known AS (
+    SELECT
+        k.patient_key,
+        date_diff('day', t.day0_date, k.last_date) AS study_day
+    FROM known_dates AS k
+    INNER JOIN harmonized.patient_timeline AS t ON k.patient_key = t.patient_key
 )
 
 SELECT

@@ -28,28 +28,32 @@ candidates AS (
 ),
 
 chosen AS (
+    -- per patient and parameter the candidate that sorts first: events before censoring, the
+    -- earliest event or the latest censoring day, then source_order (NULL days sort last)
     SELECT
-        *,
-        row_number() OVER (
-            PARTITION BY param, patient_key
-            ORDER BY
+        param,
+        patient_key,
+        arg_min(
+            { 'start_day': start_day, 'adt_day': adt_day, 'cnsr': cnsr, 'description': description },
+            (
                 CASE role WHEN 'event' THEN 0 ELSE 1 END,
                 CASE role WHEN 'event' THEN adt_day ELSE -adt_day END,
                 source_order
+            )
         ) AS pick
     FROM candidates
+    GROUP BY param, patient_key
 )
 
 SELECT
-    param,
-    patient_key,
-    start_day,
-    adt_day - start_day AS aval_days,
-    cnsr,
-    description AS event_desc
-FROM chosen
-WHERE pick = 1
-ORDER BY param, patient_key;
+    c.param,
+    c.patient_key,
+    c.pick.start_day,
+    c.pick.adt_day - c.pick.start_day AS aval_days,
+    c.pick.cnsr,
+    c.pick.description AS event_desc
+FROM chosen AS c
+ORDER BY c.param, c.patient_key;
 
 COMMENT ON TABLE curated.time_to_event IS 'One row per patient and time-to-event parameter (ADTTE-like), from curated.tte_sources and curated.patient_events.';
 COMMENT ON COLUMN curated.time_to_event.param IS 'Parameter code (OS, EFS, RFS).';

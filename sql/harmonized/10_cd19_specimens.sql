@@ -8,49 +8,34 @@ WITH default_cutoffs AS (
     WHERE source_id = '*'
 ),
 
-specimens AS (
-    SELECT
-        f.patient_key,
-        f._source_id AS source_id,
-        f._source_file,
-        f._source_row,
-        f.specimen_id,
-        f.specimen_type,
-        f.collection_date,
-        f.blasts_pct,
-        f.cd19_pct_positive,
-        f.cd19_mfi,
-        f.ref_mfi,
-        f.cd19_descriptor,
-        date_diff('day', t.day0_date, f.collection_date) AS study_day,
-        lower(trim(regexp_replace(coalesce(f.cd19_descriptor, ''), '\s+', ' ', 'g'))) AS descriptor_norm
-    FROM staging.flow_results AS f
-    INNER JOIN harmonized.patient_timeline AS t ON f.patient_key = t.patient_key
+descriptors AS (
+    -- reports repeat a handful of wordings: normalise and read each distinct wording once
+    SELECT DISTINCT cd19_descriptor
+    FROM staging.flow_results
 ),
 
-with_cutoffs AS (
+normalized_descriptors AS (
     SELECT
-        s.*,
-        coalesce(c.pct_positive_cutoff, d.pct_positive_cutoff) AS pct_cutoff,
-        coalesce(c.dim_upper, d.dim_upper) AS dim_upper,
-        coalesce(c.moderate_upper, d.moderate_upper) AS moderate_upper,
-        coalesce(c.partial_below_pct, d.partial_below_pct) AS partial_below_pct,
-        coalesce(c.precedence, d.precedence) AS precedence,
+        cd19_descriptor,
+        lower(trim(regexp_replace(coalesce(cd19_descriptor, ''), '\s+', ' ', 'g'))) AS descriptor_norm
+    FROM descriptors
+),
+
+descriptor_clauses AS (
+    SELECT
+        cd19_descriptor,
         -- the clause about CD19 ("cd19 negative" out of "cd19 negative, cd22 positive")
         CASE
-            WHEN s.descriptor_norm LIKE '%cd19%'
-                THEN regexp_extract(s.descriptor_norm, '[^,;]*cd19[^,;]*')
-            ELSE s.descriptor_norm
+            WHEN descriptor_norm LIKE '%cd19%'
+                THEN regexp_extract(descriptor_norm, '[^,;]*cd19[^,;]*')
+            ELSE descriptor_norm
         END AS cd19_clause
-    FROM specimens AS s
-    CROSS JOIN default_cutoffs AS d
-    LEFT JOIN ref.cd19_lab_cutoffs AS c ON s.source_id = c.source_id
+    FROM normalized_descriptors
 ),
 
 distinct_clauses AS (
-    -- reports repeat a handful of wordings: match the lexicon once per distinct clause
     SELECT DISTINCT cd19_clause
-    FROM with_cutoffs
+    FROM descriptor_clauses
     WHERE cd19_clause <> ''
 ),
 
@@ -78,37 +63,66 @@ text_evidence AS (
     WHERE rule_rank = 1
 ),
 
-numeric_evidence AS (
+descriptor_evidence AS (
+    -- per distinct wording: its CD19 clause, a percentage written in it and the lexicon reading
     SELECT
-        w.*,
-        coalesce(
-            w.cd19_pct_positive,
-            try_cast(nullif(regexp_extract(w.cd19_clause, '(\d+(?:\.\d+)?)\s*%', 1), '') AS DOUBLE)
-        ) AS pct_positive,
-        CASE WHEN w.ref_mfi > 0 THEN w.cd19_mfi / w.ref_mfi END AS mfi_ratio
-    FROM with_cutoffs AS w
+        dc.cd19_descriptor,
+        dc.cd19_clause,
+        try_cast(nullif(regexp_extract(dc.cd19_clause, '(\d+(?:\.\d+)?)\s*%', 1), '') AS DOUBLE) AS text_pct,
+        te.text_class,
+        te.text_rule_id,
+        te.text_partial
+    FROM descriptor_clauses AS dc
+    LEFT JOIN text_evidence AS te ON dc.cd19_clause = te.cd19_clause
 ),
 
 classified AS (
     SELECT
-        n.*,
-        te.text_class,
-        te.text_rule_id,
-        te.text_partial,
+        f.patient_key,
+        f._source_id AS source_id,
+        f._source_file,
+        f._source_row,
+        f.specimen_id,
+        f.specimen_type,
+        f.collection_date,
+        f.blasts_pct,
+        f.cd19_pct_positive,
+        f.cd19_descriptor,
+        date_diff('day', t.day0_date, f.collection_date) AS study_day,
+        coalesce(c.pct_positive_cutoff, d.pct_positive_cutoff) AS pct_cutoff,
+        coalesce(c.dim_upper, d.dim_upper) AS dim_upper,
+        coalesce(c.moderate_upper, d.moderate_upper) AS moderate_upper,
+        coalesce(c.partial_below_pct, d.partial_below_pct) AS partial_below_pct,
+        coalesce(c.precedence, d.precedence) AS precedence,
+        de.cd19_clause,
+        coalesce(f.cd19_pct_positive, de.text_pct) AS pct_positive,
+        CASE WHEN f.ref_mfi > 0 THEN f.cd19_mfi / f.ref_mfi END AS mfi_ratio,
+        de.text_class,
+        de.text_rule_id,
+        de.text_partial
+    FROM staging.flow_results AS f
+    INNER JOIN harmonized.patient_timeline AS t ON f.patient_key = t.patient_key
+    INNER JOIN descriptor_evidence AS de ON f.cd19_descriptor IS NOT DISTINCT FROM de.cd19_descriptor
+    CROSS JOIN default_cutoffs AS d
+    LEFT JOIN ref.cd19_lab_cutoffs AS c ON f._source_id = c.source_id
+),
+
+numeric_evidence AS (
+    SELECT
+        *,
         CASE
-            WHEN n.cd19_pct_positive < n.pct_cutoff THEN 'negative'
-            WHEN n.mfi_ratio < n.dim_upper THEN 'dim'
-            WHEN n.mfi_ratio < n.moderate_upper THEN 'moderate'
-            WHEN n.mfi_ratio >= n.moderate_upper THEN 'strong'
+            WHEN cd19_pct_positive < pct_cutoff THEN 'negative'
+            WHEN mfi_ratio < dim_upper THEN 'dim'
+            WHEN mfi_ratio < moderate_upper THEN 'moderate'
+            WHEN mfi_ratio >= moderate_upper THEN 'strong'
         END AS numeric_class,
         CASE
-            WHEN n.cd19_pct_positive < n.pct_cutoff THEN 'NUM_PCT_NEG'
-            WHEN n.mfi_ratio < n.dim_upper THEN 'NUM_MFI_DIM'
-            WHEN n.mfi_ratio < n.moderate_upper THEN 'NUM_MFI_MODERATE'
-            WHEN n.mfi_ratio >= n.moderate_upper THEN 'NUM_MFI_STRONG'
+            WHEN cd19_pct_positive < pct_cutoff THEN 'NUM_PCT_NEG'
+            WHEN mfi_ratio < dim_upper THEN 'NUM_MFI_DIM'
+            WHEN mfi_ratio < moderate_upper THEN 'NUM_MFI_MODERATE'
+            WHEN mfi_ratio >= moderate_upper THEN 'NUM_MFI_STRONG'
         END AS numeric_rule_id
-    FROM numeric_evidence AS n
-    LEFT JOIN text_evidence AS te ON n.cd19_clause = te.cd19_clause
+    FROM classified
 )
 
 SELECT
@@ -141,4 +155,4 @@ SELECT
     precedence,
     _source_file,
     _source_row
-FROM classified;
+FROM numeric_evidence;

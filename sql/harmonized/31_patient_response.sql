@@ -35,6 +35,7 @@ best AS (
 timeline_days AS (
     SELECT
         t.patient_key,
+        t.day0_date,
         coalesce(b.best_response, 'NE') AS best_response,
         list_contains(c.categories, coalesce(b.best_response, 'NE')) AS responder,
         b.response_day,
@@ -49,24 +50,23 @@ timeline_days AS (
 transplants AS (
     SELECT
         tr.patient_key,
-        min(date_diff('day', t.day0_date, tr.start_date)) AS hct_day
+        min(date_diff('day', d.day0_date, tr.start_date)) AS hct_day
     FROM staging.treatments AS tr
-    INNER JOIN harmonized.patient_timeline AS t ON tr.patient_key = t.patient_key
-    WHERE tr.treatment = 'allo_hct' AND tr.start_date > t.day0_date
+    INNER JOIN timeline_days AS d ON tr.patient_key = d.patient_key
+    WHERE tr.treatment = 'allo_hct' AND tr.start_date > d.day0_date
     GROUP BY tr.patient_key
 ),
 
 relapses AS (
     SELECT
         o.patient_key,
-        min(date_diff('day', t.day0_date, o.event_date)) AS relapse_day
+        min(date_diff('day', d.day0_date, o.event_date)) AS relapse_day
     FROM staging.outcomes AS o
-    INNER JOIN harmonized.patient_timeline AS t ON o.patient_key = t.patient_key
     INNER JOIN timeline_days AS d ON o.patient_key = d.patient_key
     WHERE
         o.event = 'relapse'
         AND d.responder
-        AND date_diff('day', t.day0_date, o.event_date) > d.response_day
+        AND date_diff('day', d.day0_date, o.event_date) > d.response_day
     GROUP BY o.patient_key
 ),
 
@@ -92,11 +92,10 @@ marrow_failure AS (
     SELECT DISTINCT o.patient_key
     FROM outcomes_joined AS o
     INNER JOIN staging.assessments AS a ON o.patient_key = a.patient_key
-    INNER JOIN harmonized.patient_timeline AS t ON o.patient_key = t.patient_key
     WHERE
         o.failure_day IS NOT NULL
         AND a.marrow_blasts_pct > def_num('response_marrow_blasts_max_pct')
-        AND abs(date_diff('day', t.day0_date, a.assessment_date) - o.failure_day)
+        AND abs(date_diff('day', o.day0_date, a.assessment_date) - o.failure_day)
         <= def_num('failure_em_window_days')
 ),
 

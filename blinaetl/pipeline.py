@@ -222,21 +222,30 @@ def stage_extract_text(cfg: RunConfig, result: Any) -> int:
         con.close()
 
 
-def stage_transform(cfg: RunConfig, layers: tuple[str, ...] = ("harmonized", "curated")) -> dict:
-    """Install definitions and vocabularies, then run the SQL layers in the restricted db.
+def stage_transform(cfg: RunConfig) -> dict:
+    """Harmonize in the restricted database, then curate into the run's new analytics file.
 
-    In date-shift mode the per-patient shifts are computed (restricted zone only) and the
-    `date_shift` layer adds `curated.patient_dates`.
+    Definitions and vocabularies are installed, the `harmonized` models run in the restricted
+    database, and the `curated` models write their tables straight into the new analytics file
+    (`warehouse.building`), which is checked against the analytics contract before the stage
+    ends; `stage_publish` swaps it in. In date-shift mode the per-patient shifts are computed
+    (restricted zone only) and the `date_shift` layer adds `curated.patient_dates`.
     """
+    definitions = sqlrun.load_definitions(overrides=cfg.definitions)
     con = warehouse.connect_restricted(cfg.restricted_path)
     try:
-        sqlrun.install_definitions(con, sqlrun.load_definitions(overrides=cfg.definitions))
+        sqlrun.install_definitions(con, definitions)
         sqlrun.load_vocab(con)
-        ran = {layer: sqlrun.run_layer(con, layer) for layer in layers}
+        ran = {"harmonized": sqlrun.run_layer(con, "harmonized")}
         if cfg.date_shift:
             max_days = con.execute("SELECT def_num('date_shift_max_days')").fetchall()[0][0]
             write_date_shifts(con, cfg.secret(), int(max_days))
-            ran["date_shift"] = sqlrun.run_layer(con, "date_shift")
+        with warehouse.building(con, cfg.analytics_path, cfg.run_id):
+            sqlrun.install_definitions(con, definitions)  # published with the curated tables
+            ran["curated"] = sqlrun.run_layer(con, "curated")
+            if cfg.date_shift:
+                ran["date_shift"] = sqlrun.run_layer(con, "date_shift")
+            warehouse.check_publishable(con, date_shift=cfg.date_shift)
         return ran
     finally:
         con.close()
@@ -253,14 +262,8 @@ def write_date_shifts(con: duckdb.DuckDBPyConnection, secret: bytes, max_days: i
 
 
 def stage_publish(cfg: RunConfig) -> Path:
-    """Build the analytics database and swap it in atomically."""
-    con = warehouse.connect_restricted(cfg.restricted_path)
-    try:
-        return warehouse.publish(
-            con, cfg.analytics_path, build_tag=cfg.run_id, date_shift=cfg.date_shift
-        )
-    finally:
-        con.close()
+    """Add the endpoint views to the run's new analytics file and swap it in atomically."""
+    return warehouse.publish(cfg.analytics_path, build_tag=cfg.run_id)
 
 
 def stage_report(cfg: RunConfig, result: Any, timings: dict[str, float]) -> Path:

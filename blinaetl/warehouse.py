@@ -2,7 +2,8 @@
 
 The restricted database (identifiers, lineage, quarantine, harmonized intermediates) is written
 with owner-only permissions. The analytics database holds only `curated.*` tables and
-`endpoints.*` views; it is built as a new file beside the live one and swapped in with
+`endpoints.*` views; it is built as a new file beside the live one (the curated models write
+into it directly, `building`) and swapped in with
 `os.replace`, so a reader never sees a half-built database and a failed run leaves the last
 published one intact (stack-notes: DuckDB 2.0 publishing).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -108,14 +110,6 @@ def load_staging(
     }
 
 
-def _published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    rows = con.execute(
-        "SELECT table_name FROM duckdb_tables() "
-        "WHERE database_name = current_database() AND schema_name = 'curated' ORDER BY 1"
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
 def check_publishable(con: duckdb.DuckDBPyConnection, date_shift: bool = False) -> None:
     """Refuse to publish a curated table with a calendar-date column or without comments.
 
@@ -149,62 +143,80 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def publish(
-    restricted: duckdb.DuckDBPyConnection,
-    analytics_path: Path,
-    build_tag: str,
-    date_shift: bool = False,
-) -> Path:
-    """Build the analytics database from `curated.*` and swap it in atomically.
+def building_path(analytics_path: Path, build_tag: str) -> Path:
+    """The new analytics file of a run, built beside the live one (same filesystem)."""
+    return analytics_path.with_name(f".{analytics_path.name}.{build_tag}.building")
 
-    The new file is built beside the live one (same filesystem), checkpointed and closed, then
-    `os.replace`d over it. Any failure removes the partial file and leaves the live one as it was.
+
+def _remove_build(building: Path) -> None:
+    building.unlink(missing_ok=True)
+    building.with_name(building.name + ".wal").unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def building(
+    restricted: duckdb.DuckDBPyConnection, analytics_path: Path, build_tag: str
+) -> Iterator[Path]:
+    """Build the run's new analytics file from the restricted database, on its connection.
+
+    Inside the block the new file is the connection's default database, so a model's
+    `CREATE TABLE curated.x` writes there directly (the curated tables are written once, in the
+    file that is published), while `staging.*`, `harmonized.*` and `ref.*` are read from the
+    restricted database through the search path. Leftover build files of killed runs are
+    removed first (the caller holds the single-writer lock, so none is in use); on failure the
+    partial file is removed and the live analytics file is untouched.
     """
-    check_publishable(restricted, date_shift=date_shift)
     analytics_path.parent.mkdir(parents=True, exist_ok=True)
-    building = analytics_path.with_name(f".{analytics_path.name}.{build_tag}.building")
-    # leftovers of killed runs (the caller holds the single-writer lock, so none is in use)
     for stale in analytics_path.parent.glob(f".{analytics_path.name}.*.building*"):
         stale.unlink(missing_ok=True)
-    tables = _published_tables(restricted)
+    path = building_path(analytics_path, build_tag)
+    home = restricted.execute("SELECT current_database()").fetchall()[0][0]
+    restricted.execute(f"ATTACH {_sql_str(str(path))} AS analytics_build")
     try:
-        restricted.execute(f"ATTACH {_sql_str(str(building))} AS analytics_build")
+        restricted.execute("USE analytics_build")
+        restricted.execute("CREATE SCHEMA curated")  # the search path names existing schemas only
+        restricted.execute(
+            "SET search_path = 'analytics_build.main,analytics_build.curated,"
+            f"{home}.staging,{home}.harmonized,{home}.ref'"
+        )
+        yield path
+    except BaseException:
+        _detach(restricted, home)
+        _remove_build(path)
+        raise
+    _detach(restricted, home)
+
+
+def _detach(con: duckdb.DuckDBPyConnection, home: str) -> None:
+    con.execute("RESET search_path")
+    con.execute(f"USE {home}")
+    con.execute("DETACH analytics_build")
+
+
+def publish(analytics_path: Path, build_tag: str) -> Path:
+    """Finish the run's new analytics file and swap it in atomically.
+
+    The file `building` wrote (definitions and macros, curated tables, checked by
+    `check_publishable`) gets the endpoint views, is checkpointed and closed, then `os.replace`d
+    over the live file. Any failure removes the new file and leaves the live one as it was.
+    """
+    path = building_path(analytics_path, build_tag)
+    if not path.exists():
+        raise PublishError(
+            f"no analytics file was built for run {build_tag} ({path.name}); run the transform "
+            "stage first"
+        )
+    try:
+        con = duckdb.connect(str(path))
         try:
-            restricted.execute("CREATE SCHEMA analytics_build.curated")
-            for t in tables:
-                restricted.execute(
-                    f"CREATE TABLE analytics_build.curated.{t} AS "
-                    f"SELECT * FROM curated.{t} ORDER BY ALL"
-                )
-            comments = restricted.execute(
-                "SELECT table_name, NULL AS column_name, comment FROM duckdb_tables() "
-                "WHERE database_name = current_database() AND schema_name = 'curated' "
-                "UNION ALL "
-                "SELECT table_name, column_name, comment FROM duckdb_columns() "
-                "WHERE database_name = current_database() AND schema_name = 'curated'"
-            ).fetchall()
-            for table, column, comment in comments:
-                target = f"analytics_build.curated.{table}"
-                if column is None:
-                    restricted.execute(f"COMMENT ON TABLE {target} IS {_sql_str(comment)}")
-                else:
-                    restricted.execute(
-                        f'COMMENT ON COLUMN {target}."{column}" IS {_sql_str(comment)}'
-                    )
-        finally:
-            restricted.execute("DETACH analytics_build")
-        con = duckdb.connect(str(building))
-        try:
-            sqlrun.install_macros(con)
             sqlrun.run_layer(con, "endpoints")
             con.execute("CHECKPOINT")
         finally:
             con.close()
-        building.chmod(0o644)
-        os.replace(building, analytics_path)
+        path.chmod(0o644)
+        os.replace(path, analytics_path)
     except BaseException:
-        building.unlink(missing_ok=True)
-        building.with_name(building.name + ".wal").unlink(missing_ok=True)
+        _remove_build(path)
         raise
     return analytics_path
 

@@ -20,7 +20,7 @@ LEFT JOIN harmonized.cd19_baseline AS b
     ON s._source_file = b._source_file AND s._source_row = b._source_row
 LEFT JOIN harmonized.cd19_at_failure AS f
     ON s._source_file = f._source_file AND s._source_row = f._source_row
-ORDER BY s.patient_key, s.study_day, s.specimen_type, s.cd19_class;
+ORDER BY ALL;
 
 COMMENT ON TABLE curated.cd19_specimens IS 'One row per flow-cytometry specimen: harmonized CD19 class with the evidence and rule that decided it (docs/cd19.md).';
 COMMENT ON COLUMN curated.cd19_specimens.patient_key IS 'Pseudonymous patient key (keyed HMAC of site and MRN).';

@@ -11,7 +11,7 @@ SELECT
     counts_as_present,
     finding_source
 FROM harmonized.em_findings
-ORDER BY patient_key, study_day, site_group, assertion, evidence_source, icdo3, laterality;
+ORDER BY ALL;
 
 COMMENT ON TABLE curated.em_findings IS 'One row per extramedullary finding: a site mention in a report (with its assertion) or CSF CNS3.';
 COMMENT ON COLUMN curated.em_findings.patient_key IS 'Pseudonymous patient key (keyed HMAC of site and MRN).';

@@ -80,7 +80,7 @@ SELECT
     'last_contact' AS source,
     study_day
 FROM last_known
-ORDER BY patient_key, source;
+ORDER BY ALL;
 
 COMMENT ON TABLE curated.patient_events IS 'Candidate days per patient by source (study_start, response, nonresponse, relapse, death, last_contact) for the time-to-event parameters.';
 COMMENT ON COLUMN curated.patient_events.patient_key IS 'Pseudonymous patient key (keyed HMAC of site and MRN).';

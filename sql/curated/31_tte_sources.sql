@@ -9,7 +9,7 @@ SELECT
     cnsr::INTEGER AS cnsr,
     description::VARCHAR AS description
 FROM ref.tte_sources
-ORDER BY param, source_order;
+ORDER BY ALL;
 
 COMMENT ON TABLE curated.tte_sources IS 'Time-to-event parameter definitions: start, event and censoring sources (admiral-style), edited in schemas/vocab/tte_sources.csv.';
 COMMENT ON COLUMN curated.tte_sources.param IS 'Parameter code (OS, EFS, RFS).';

@@ -53,7 +53,7 @@ SELECT
     c.pick.cnsr,
     c.pick.description AS event_desc
 FROM chosen AS c
-ORDER BY c.param, c.patient_key;
+ORDER BY ALL;
 
 COMMENT ON TABLE curated.time_to_event IS 'One row per patient and time-to-event parameter (ADTTE-like), from curated.tte_sources and curated.patient_events.';
 COMMENT ON COLUMN curated.time_to_event.param IS 'Parameter code (OS, EFS, RFS).';

@@ -67,7 +67,7 @@ LEFT JOIN harmonized.cd19_baseline AS cb ON t.patient_key = cb.patient_key
 LEFT JOIN harmonized.patient_response AS r ON t.patient_key = r.patient_key
 LEFT JOIN harmonized.cd19_at_failure AS cf ON t.patient_key = cf.patient_key
 LEFT JOIN tte_wide AS tte ON t.patient_key = tte.patient_key
-ORDER BY t.patient_key;
+ORDER BY ALL;
 
 COMMENT ON TABLE curated.patients IS 'One row per patient treated with blinatumomab: baseline, response, failure, transplant and survival (docs/derivations.md). Days are study days from cycle 1 start (day 0).';
 COMMENT ON COLUMN curated.patients.patient_key IS 'Pseudonymous patient key: keyed HMAC-SHA256 of site and MRN.';

@@ -21,7 +21,8 @@ SELECT
     CASE WHEN p.died THEN o.start_date + p.os_days::INTEGER END AS death_date,
     CASE WHEN NOT p.died THEN o.start_date + p.os_days::INTEGER END AS last_known_alive_date
 FROM curated.patients AS p
-INNER JOIN shifted_origin AS o ON p.patient_key = o.patient_key;
+INNER JOIN shifted_origin AS o ON p.patient_key = o.patient_key
+ORDER BY ALL;
 
 COMMENT ON TABLE curated.patient_dates IS 'Date-shift mode only: patient milestones as shifted calendar dates. Every date of a patient moves by one keyed shift of 1 to date_shift_max_days days, earlier or later; the shift is not published and cannot be derived from patient_key without the secret. Intervals equal the study-day differences of curated.patients.';
 COMMENT ON COLUMN curated.patient_dates.patient_key IS 'Pseudonymous patient key, as in curated.patients.';

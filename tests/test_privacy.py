@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import stat
 import subprocess
@@ -73,6 +75,20 @@ def test_keys_stable_for_a_secret_and_different_for_another():
     b = patient_keys(site, mrn, b"y" * 32)
     assert set(a).isdisjoint(set(b))
     assert all(len(k) == 64 for k in a)
+
+
+@pytest.mark.parametrize("key_length", [1, 32, 63, 64, 65, 200])
+def test_keys_are_the_standard_hmac_sha256_of_site_separator_mrn(key_length):
+    secret = bytes(range(256))[:key_length] if key_length <= 256 else b"k" * key_length
+    site = pl.Series(["SITE01", "SITE02", "SITE01", None, "SITE01"])
+    mrn = pl.Series(["MRN-0001", "MRN-0001", "Müller 7", "MRN-9", None])
+    expected = [
+        hmac.new(secret, f"{s}\x1f{m}".encode(), hashlib.sha256).hexdigest()
+        if s is not None and m is not None
+        else None
+        for s, m in zip(site, mrn, strict=True)
+    ]
+    assert patient_keys(site, mrn, secret).to_list() == expected
 
 
 def test_restricted_database_is_owner_only_and_analytics_is_readable(demo_run):

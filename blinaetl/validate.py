@@ -200,6 +200,7 @@ def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None)
             )
             .select(pl.col("index").cast(pl.Int64).alias("_idx"), pl.col("check").alias("check_id"))
             .unique()
+            .sort("_idx", "check_id")  # row order, so the quarantine tables are the same each run
         )
         schema_level = fc.filter(~pl.col("check").is_in([c.id for c in runnable]))
         if schema_level.height:
@@ -227,7 +228,7 @@ def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None)
             "threshold": pl.Float64,
         },
     )
-    fails = failing.join(spec, on="check_id")
+    fails = failing.join(spec, on="check_id", how="left", maintain_order="left")
     error_idx = fails.filter(pl.col("severity") == "error")["_idx"].unique()
     warn = (
         fails.filter(pl.col("severity") == "warning")
@@ -259,7 +260,7 @@ def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None)
         "patient_key",
         pl.col("_content_hash").cast(pl.Utf8).alias("row_hash"),
     )
-    failures = fails.join(row_ids, on="_idx").select(
+    failures = fails.join(row_ids, on="_idx", how="left", maintain_order="left").select(
         "_source_id",
         "_source_file",
         "_source_row",

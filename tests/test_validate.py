@@ -309,3 +309,20 @@ def test_failure_messages_carry_no_values():
     text = " ".join(failures["message"]) + " ".join(str(v) for v in failures.rows())
     assert secret_mrn not in text
     assert "999" not in " ".join(failures["message"])
+
+
+def test_failures_are_listed_in_file_row_order_then_check_id_every_run():
+    """Quarantine tables come out in one order (row, then check), whatever the join threads do."""
+    bad = [
+        {**ASSESSMENT, "platelets_10e9l": "-5"},
+        ASSESSMENT,
+        {**ASSESSMENT, "mrn": "UNKNOWN", "platelets_10e9l": "-5"},
+        {**ASSESSMENT, "marrow_blasts_pct": "140", "platelets_10e9l": "-5"},
+    ] * 50
+    first, _ = run({"assessments": bad})
+    rows = first.select("_source_row", "check_id")
+    assert rows.height > 100
+    assert rows.equals(rows.sort("_source_row", "check_id"))
+    for _ in range(3):
+        again, _ = run({"assessments": bad})
+        assert again.equals(first)

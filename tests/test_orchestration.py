@@ -32,6 +32,32 @@ def content_hashes(db: Path) -> dict[str, str]:
         con.close()
 
 
+def test_frames_written_side_by_side_keep_their_rows_and_order(tmp_path):
+    import polars as pl
+
+    from blinaetl.warehouse import write_frames
+
+    frames = {
+        f"t{i}": pl.DataFrame(
+            {
+                "n": pl.int_range(rows, 0, -1, eager=True),
+                "s": pl.int_range(0, rows, eager=True).cast(pl.Utf8) + f"-{i}",
+            }
+        )
+        for i, rows in enumerate([300_000, 5, 120_000, 0, 70_000])
+    }
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        for name in frames:
+            con.execute(f"CREATE TABLE {name} (s VARCHAR, n BIGINT)")
+        write_frames(con, list(frames.items()))
+        for name, frame in frames.items():
+            back = con.sql(f"SELECT n, s FROM {name} ORDER BY rowid").pl()
+            assert back.equals(frame), name
+    finally:
+        con.close()
+
+
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> Path:
     from blinaetl.synth import generate

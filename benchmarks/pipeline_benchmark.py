@@ -11,8 +11,11 @@ files to a published analytics database, module imports included); the steward r
 after publishing is timed as its own column and added in `with_report_s`. The floor is DuckDB reading
 every landing file once into a table, in another fresh process on the same files (XLSX through
 fastexcel into DuckDB, as DuckDB's own Excel reader is an extension that cannot be downloaded
-here). Prints a table and writes JSON with `ratio = core_total / floor` and the scaling exponent
-between consecutive sizes.
+here), into an in-memory database; the file floor (`floor_file_s`, context only) does the same
+into a database file, which is what the pipeline has to do. Each size is run `--repeat` times
+(floors and core interleaved) and the fastest run of each counts. Prints a table and the issue's
+targets judged at the largest size, and writes JSON with `ratio = core_total / floor` and the
+scaling exponent between consecutive sizes.
 """
 
 from __future__ import annotations
@@ -52,8 +55,8 @@ FLOOR_CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 import duckdb
-landing = Path(sys.argv[1])
-con = duckdb.connect()
+landing, target = Path(sys.argv[1]), sys.argv[2]
+con = duckdb.connect(target)
 t0 = time.perf_counter()
 rows = 0
 for i, path in enumerate(sorted(p for p in landing.rglob("*") if p.is_file())):
@@ -72,6 +75,7 @@ for i, path in enumerate(sorted(p for p in landing.rglob("*") if p.is_file())):
     else:
         continue
     rows += con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+con.close()  # a database file is checkpointed here
 total = time.perf_counter() - t0
 print(json.dumps({"floor_s": total, "rows": rows,
                   "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
@@ -91,15 +95,64 @@ def _child(code: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench_landing(landing: Path, work: Path) -> dict:
-    floor = _child(FLOOR_CHILD, str(landing))
-    core = _child(CORE_CHILD, str(landing), str(work))
+TARGETS = {"ratio": 4.0, "peak_rss_gib": 3.0, "scaling_exponent": 1.1}
+
+
+def bench_landing(landing: Path, work: Path, repeat: int = 1) -> dict:
+    """Floor, file floor and core, each `repeat` times interleaved; the fastest of each counts.
+
+    Timings on a shared two-core machine vary by 10-20% from run to run; the minimum is the
+    least disturbed measurement of the same work. Peak RSS is the largest of the core runs.
+    """
+    floors, file_floors, cores = [], [], []
+    for i in range(repeat):
+        floors.append(_child(FLOOR_CHILD, str(landing), ":memory:")["floor_s"])
+        db = work / f"floor_{i}.duckdb"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        file_floors.append(_child(FLOOR_CHILD, str(landing), str(db))["floor_s"])
+        db.unlink(missing_ok=True)
+        cores.append(_child(CORE_CHILD, str(landing), str(work / f"run_{i}")))
+    core = min(cores, key=lambda c: c["total_s"])
+    floor, file_floor = min(floors), min(file_floors)
     return {
         **core,
-        "floor_s": floor["floor_s"],
-        "ratio": core["total_s"] / floor["floor_s"],
+        "peak_rss_bytes": max(c["peak_rss_bytes"] for c in cores),
+        "core_runs_s": [c["total_s"] for c in cores],
+        "floor_s": floor,
+        "floor_runs_s": floors,
+        "floor_file_s": file_floor,
+        "ratio": core["total_s"] / floor,
+        "ratio_file": core["total_s"] / file_floor,
         "rows_per_s": core["rows_read"] / core["total_s"],
     }
+
+
+def verdict(results: list[dict]) -> list[tuple[str, str, bool]]:
+    """The issue's targets, judged at the largest size measured."""
+    last = max(results, key=lambda r: r["rows_read"])
+    rss_gib = last["peak_rss_bytes"] / 2**30
+    out = [
+        (
+            f"core at most {TARGETS['ratio']:g}x the floor",
+            f"{last['ratio']:.2f}x",
+            last["ratio"] <= TARGETS["ratio"],
+        ),
+        (
+            f"peak RSS at most {TARGETS['peak_rss_gib']:g} GiB",
+            f"{rss_gib:.2f} GiB",
+            rss_gib <= TARGETS["peak_rss_gib"],
+        ),
+    ]
+    if "scaling_exponent" in last:
+        exp = last["scaling_exponent"]
+        out.append(
+            (
+                f"scaling exponent at most {TARGETS['scaling_exponent']:g}",
+                f"{exp:.2f}",
+                exp <= TARGETS["scaling_exponent"],
+            )
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,12 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--out", type=Path, default=HERE / "out" / "pipeline_benchmark.json")
     ap.add_argument("--workdir", type=Path, help="keep cohorts and databases here")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs per size; the fastest counts (default 3)"
+    )
     args = ap.parse_args(argv)
 
     work_root = args.workdir or Path(tempfile.mkdtemp(prefix="blinaetl-bench-"))
     results = []
     if args.landing:
-        r = bench_landing(args.landing, work_root / "given")
+        r = bench_landing(args.landing, work_root / "given", args.repeat)
         results.append({"patients": None, **r})
     else:
         from blinaetl.synth import generate
@@ -125,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (cohort / "landing").is_dir():
                 generate(cohort, n_patients=n, seed=args.seed)
             synth_s = time.perf_counter() - t0
-            r = bench_landing(cohort / "landing", work_root / f"run_{n}")
+            r = bench_landing(cohort / "landing", work_root / f"run_{n}", args.repeat)
             results.append({"patients": n, "synth_s": synth_s, **r})
             print(f"... {n} patients done", file=sys.stderr)
 
@@ -135,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                 cur["patients"] / prev["patients"]
             )
     stages = list(results[0]["stages_s"])  # pipeline order
-    header = ["patients", "rows", *stages, "core_s", "+report_s", "floor_s", "ratio", "rss_MiB"]
-    header += ["rows/s", "exp"]
+    header = ["patients", "rows", *stages, "core_s", "+report_s", "floor_s", "ratio"]
+    header += ["floor_file_s", "ratio_file", "rss_MiB", "rows/s", "exp"]
     print(" | ".join(f"{h:>12}" for h in header))
     for r in results:
         cells = [
@@ -147,12 +203,19 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['with_report_s']:.2f}",
             f"{r['floor_s']:.2f}",
             f"{r['ratio']:.2f}",
+            f"{r['floor_file_s']:.2f}",
+            f"{r['ratio_file']:.2f}",
             f"{r['peak_rss_bytes'] / 2**20:.0f}",
             f"{r['rows_per_s']:.0f}",
             f"{r.get('scaling_exponent', float('nan')):.2f}",
         ]
         print(" | ".join(f"{c!s:>12}" for c in cells))
+    targets = verdict(results)
+    for name, value, met in targets:
+        print(f"target: {name}: {value}: {'met' if met else 'NOT met'}")
     doc = {
+        "targets": [{"target": n, "measured": v, "met": m} for n, v, m in targets],
+        "repeat": args.repeat,
         "machine": {
             "platform": platform.platform(),
             "python": platform.python_version(),

@@ -54,9 +54,11 @@ serve: $(VENV)/.synced
 	@test -d $(DEMO)/landing || $(BIN)/blinaetl synth --patients 65 --seed 2017 --out $(DEMO)
 	BLINAETL_HOME=$(CURDIR) $(BIN)/python -m flows.serve --port $${PREFECT_PORT:-4200}
 
-## bench: pipeline benchmark at 1,000 / 10,000 / 100,000 patients (see docs/performance.md)
+## bench: pipeline benchmark at 1,000 / 10,000 / 100,000 patients, the demo path (make run warm,
+## core) and the assertion benchmark (see docs/performance.md)
 bench: $(VENV)/.synced
 	$(BIN)/python benchmarks/pipeline_benchmark.py
+	$(BIN)/python benchmarks/demo_benchmark.py
 	$(BIN)/python benchmarks/assertion_benchmark.py
 
 ## dict: regenerate docs/data-dictionary.md from the published database

@@ -18,6 +18,15 @@ import yaml
 
 from blinaetl.resources import contracts_dir
 
+# libyaml's loader when PyYAML has it (about 8x faster than the pure-Python one), same documents
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document of a file, with the safe loader (no Python objects)."""
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
+
+
 FIELD_TYPES = {"string", "date", "int", "float", "bool"}
 POLARS_TYPES = {
     "string": pl.Utf8,
@@ -192,7 +201,7 @@ def _implied_checks(table: str, prefix: str, fields: tuple[FieldSpec, ...]) -> l
 def _load(path: Path) -> Contract:
     where = f"contract {path.name}"
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = read_yaml(path)
     except yaml.YAMLError as exc:
         raise ContractError(f"{where}: not valid YAML ({exc})") from exc
     try:

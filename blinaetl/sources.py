@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from blinaetl.contracts import Contract, load_contracts
+from blinaetl.contracts import Contract, load_contracts, read_yaml
 from blinaetl.resources import sources_dir
 
 FORMATS = {"csv", "tsv", "xlsx", "parquet"}
@@ -124,7 +124,7 @@ def load_source(path: Path, contracts: dict[str, Contract] | None = None) -> Sou
     contracts = contracts or load_contracts()
     where = f"source mapping {path.name}"
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path)
     except yaml.YAMLError as exc:
         raise MappingError(f"{where}: not valid YAML ({exc})") from exc
     if not isinstance(raw, dict):

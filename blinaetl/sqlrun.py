@@ -13,9 +13,8 @@ from typing import Any
 
 import duckdb
 import polars as pl
-import yaml
 
-from blinaetl.contracts import Contract, staging_ddl
+from blinaetl.contracts import Contract, read_yaml, staging_ddl
 from blinaetl.resources import schemas_dir, sql_dir, vocab_dir
 
 # layer folder under sql/ -> the schema its models write (date_shift runs only in date-shift mode)
@@ -40,7 +39,7 @@ def load_definitions(
     An override must name a known definition: a typo must not silently keep the default.
     """
     src = path or schemas_dir() / "definitions.yaml"
-    doc = yaml.safe_load(src.read_text(encoding="utf-8"))["definitions"]
+    doc = read_yaml(src)["definitions"]
     defs = {name: {"value": d["value"], "description": d["description"]} for name, d in doc.items()}
     for name, value in (overrides or {}).items():
         if name not in defs:

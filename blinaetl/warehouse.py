@@ -87,7 +87,7 @@ def write_frames(con: duckdb.DuckDBPyConnection, writes: list[tuple[str, pl.Data
     """Append each frame to its (existing) table, several tables at once.
 
     DuckDB compresses and writes one append mostly on one thread, so appends to different
-    tables run side by side, each on its own cursor (one per core, the largest first): 1.8 s
+    tables run side by side, each on its own cursor (one per core, the largest first): 1.7-1.8 s
     instead of 2.5 s for the staging tables of 100,000 patients on two cores. Each table's rows
     keep their order.
     """

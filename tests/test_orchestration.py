@@ -230,3 +230,44 @@ def test_run_with_no_changed_input_can_be_skipped(tmp_path, cohort):
     )
     run_pipeline(changed)  # a changed definition is a change
     assert len(list((tmp_path / "rp").iterdir())) == 2
+
+
+def test_a_curated_table_refused_at_transform_publishes_nothing_and_leaves_no_build_file(
+    tmp_path, cohort, monkeypatch
+):
+    from blinaetl import warehouse
+
+    cfg = RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
+    run_pipeline(cfg)
+    before = content_hashes(cfg.analytics_path)
+    checked = []
+
+    def refuse(con, date_shift=False):
+        # the curated tables are checked in the new file, which holds them, not in the live one
+        checked.append(con.execute("SELECT count(*) FROM curated.patients").fetchone()[0])
+        raise warehouse.PublishError("curated.patients.x has no COMMENT")
+
+    monkeypatch.setattr(warehouse, "check_publishable", refuse)
+    with pytest.raises(warehouse.PublishError, match="has no COMMENT"):
+        run_pipeline(
+            RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
+        )
+    assert checked == [40]
+    assert content_hashes(cfg.analytics_path) == before
+    assert not list(cfg.warehouse.glob(".*.building*"))
+    restricted = duckdb.connect(str(cfg.restricted_path), read_only=True)
+    try:
+        in_restricted = restricted.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'curated'"
+        ).fetchall()
+    finally:
+        restricted.close()
+    assert in_restricted == [("definitions",)], "curated tables are built in the new file only"
+
+
+def test_publish_without_a_built_file_says_to_run_the_transform(tmp_path):
+    from blinaetl.warehouse import PublishError, publish
+
+    with pytest.raises(PublishError, match=r"no analytics file was built for run r1.*transform"):
+        publish(tmp_path / "blina.duckdb", build_tag="r1")
+    assert not (tmp_path / "blina.duckdb").exists()

@@ -3,9 +3,9 @@
 The restricted database (identifiers, lineage, quarantine, harmonized intermediates) is written
 with owner-only permissions. The analytics database holds only `curated.*` tables and
 `endpoints.*` views; it is built as a new file beside the live one (the curated models write
-into it directly, `building`) and swapped in with
-`os.replace`, so a reader never sees a half-built database and a failed run leaves the last
-published one intact (stack-notes: DuckDB 2.0 publishing).
+into it directly, `building`) and swapped in with `os.replace`, so a reader never sees a
+half-built database and a failed run leaves the last published one intact (stack-notes:
+DuckDB 2.0 publishing).
 """
 
 from __future__ import annotations

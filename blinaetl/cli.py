@@ -61,6 +61,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from blinaetl import pipeline
+    from blinaetl.config import RunConfig
 
     cfg_kwargs = {
         "landing": Path(args.landing),
@@ -72,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "secret_block": args.secret_block,
     }
     if args.skip_unchanged:
-        from blinaetl.pipeline import RunConfig, unchanged_since_last_run
+        from blinaetl.ingest.fingerprint import unchanged_since_last_run
 
         previous = unchanged_since_last_run(RunConfig(**cfg_kwargs))
         if previous:
@@ -81,9 +82,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.engine == "prefect":
         console.print("starting the Prefect flow (a temporary local server if none is set) ...")
-        from flows.pipeline import with_task_runner
+        from blinaetl.engines import load_engine
 
-        summary = with_task_runner(args.dask_address, args.dask_workers)(
+        flow = load_engine("prefect")(args.dask_address, args.dask_workers)
+        summary = flow(
             landing=str(cfg_kwargs["landing"]),
             warehouse=str(cfg_kwargs["warehouse"]),
             reports=str(cfg_kwargs["reports"]),
@@ -93,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             secret_block=args.secret_block,
         )
     else:
-        cfg = pipeline.RunConfig(**cfg_kwargs)
+        cfg = RunConfig(**cfg_kwargs)
         with console.status("running the pipeline ..."):
             summary = pipeline.run_pipeline(cfg, progress=_progress(start))[0].as_dict()
     report = Path(summary["report_dir"]) / "index.html"
@@ -112,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from blinaetl.warehouse import open_analytics
+    from blinaetl.warehouse.database import open_analytics
 
     con = open_analytics(Path(args.db))
     try:
@@ -146,7 +148,7 @@ def _print_query(con, sql: str) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from blinaetl.study_report import write_study_report
+    from blinaetl.reports.study import write_study_report
 
     path, _ = write_study_report(Path(args.db), Path(args.out))
     console.print(f"wrote {path}")
@@ -154,7 +156,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_dict(args: argparse.Namespace) -> int:
-    from blinaetl.dictionary import write_data_dictionary
+    from blinaetl.reports.dictionary import write_data_dictionary
 
     out = write_data_dictionary(Path(args.db), Path(args.out))
     console.print(f"wrote {out}")

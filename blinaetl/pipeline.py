@@ -8,21 +8,22 @@ without Prefect.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from blinaetl import sqlrun, warehouse
-from blinaetl.contracts import load_contracts
+from blinaetl.config import RunConfig
+from blinaetl.ingest.fingerprint import unchanged_since_last_run
+from blinaetl.validate.contracts import load_contracts
+from blinaetl.warehouse import database as warehouse
+from blinaetl.warehouse import frames, models
 
 Progress = Callable[[str], None]
 
@@ -33,83 +34,6 @@ def _quiet(_: str) -> None:
 
 class RunLockedError(RuntimeError):
     """Another run holds the warehouse; this run changed nothing."""
-
-
-@dataclass
-class RunConfig:
-    """Everything a run needs; all paths may be relative to the working directory."""
-
-    landing: Path
-    warehouse: Path = Path("warehouse")
-    reports: Path = Path("reports")
-    demo: bool = False
-    definitions: dict[str, Any] = field(default_factory=dict)
-    sources_dir: Path | None = None
-    contracts_dir: Path | None = None
-    run_id: str = ""
-    date_shift: bool = False  # publish curated.patient_dates with per-patient shifted dates
-    secret_block: str | None = None  # Prefect Secret block holding the key (env var wins)
-    gx: bool = True  # Great Expectations checkpoint and Data Docs in the report stage
-    skip_unchanged: bool = False  # skip the run when no landing file or definition changed
-
-    def __post_init__(self) -> None:
-        self.landing = Path(self.landing)
-        self.warehouse = Path(self.warehouse)
-        self.reports = Path(self.reports)
-        if not self.run_id:
-            self.run_id = new_run_id()
-
-    def secret(self) -> bytes:
-        """The pseudonymisation key (fail closed); resolved on each use, never stored."""
-        from blinaetl.privacy import resolve_secret
-
-        return resolve_secret(self.demo, self.secret_block)
-
-    @property
-    def restricted_path(self) -> Path:
-        # in a folder of its own (0700): DuckDB's WAL and spill files beside it hold identifiers too
-        return self.warehouse / "restricted" / "restricted.duckdb"
-
-    @property
-    def analytics_path(self) -> Path:
-        return self.warehouse / "blina.duckdb"
-
-    @property
-    def report_dir(self) -> Path:
-        return self.reports / self.run_id
-
-
-RUN_CONFIG_KEYS = {
-    "landing",
-    "warehouse",
-    "reports",
-    "demo",
-    "definitions",
-    "skip_unchanged",
-    "date_shift",
-    "secret_block",
-}
-
-
-def load_run_config(path: Path) -> dict[str, Any]:
-    """Values of a run-config YAML file; unknown keys are an error naming the file."""
-    import yaml
-
-    if not path.is_file():
-        raise FileNotFoundError(f"run config {path} does not exist (cwd: {Path.cwd()})")
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    unknown = set(doc) - RUN_CONFIG_KEYS
-    if unknown:
-        raise KeyError(
-            f"run config {path}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(RUN_CONFIG_KEYS))}"
-        )
-    return doc
-
-
-def new_run_id(now: dt.datetime | None = None) -> str:
-    """Sortable, unique run id: UTC time to the microsecond plus the process id."""
-    t = now or dt.datetime.now(dt.UTC)
-    return t.strftime("%Y%m%dT%H%M%S") + f"{t.microsecond:06d}Z-{os.getpid()}"
 
 
 @contextlib.contextmanager
@@ -158,7 +82,7 @@ def run_log(cfg: RunConfig) -> Iterator[Path]:
 
 def stage_ingest(cfg: RunConfig, progress: Progress | None = None) -> Any:
     """Read, map and validate every landing file; returns an `IngestResult`."""
-    from blinaetl.ingest import ingest_landing
+    from blinaetl.ingest.landing import ingest_landing
 
     if not cfg.landing.is_dir():
         raise FileNotFoundError(
@@ -215,8 +139,8 @@ def stage_extract_text(cfg: RunConfig, result: Any) -> int:
     con = warehouse.connect_restricted(cfg.restricted_path)
     try:
         con.execute("CREATE SCHEMA IF NOT EXISTS harmonized")
-        warehouse.write_frame(con, "harmonized.em_mentions", mentions, replace=True)
-        warehouse.write_frame(con, "harmonized.em_unmapped_terms", unmapped, replace=True)
+        frames.write_frame(con, "harmonized.em_mentions", mentions, replace=True)
+        frames.write_frame(con, "harmonized.em_unmapped_terms", unmapped, replace=True)
         return mentions.height
     finally:
         con.close()
@@ -231,20 +155,20 @@ def stage_transform(cfg: RunConfig) -> dict:
     ends; `stage_publish` swaps it in. In date-shift mode the per-patient shifts are computed
     (restricted zone only) and the `date_shift` layer adds `curated.patient_dates`.
     """
-    definitions = sqlrun.load_definitions(overrides=cfg.definitions)
+    definitions = models.load_definitions(overrides=cfg.definitions)
     con = warehouse.connect_restricted(cfg.restricted_path)
     try:
-        sqlrun.install_definitions(con, definitions)
-        sqlrun.load_vocab(con)
-        ran = {"harmonized": sqlrun.run_layer(con, "harmonized")}
+        models.install_definitions(con, definitions)
+        models.load_vocab(con)
+        ran = {"harmonized": models.run_layer(con, "harmonized")}
         if cfg.date_shift:
             max_days = con.execute("SELECT def_num('date_shift_max_days')").fetchall()[0][0]
             write_date_shifts(con, cfg.secret(), int(max_days))
         with warehouse.building(con, cfg.analytics_path, cfg.run_id):
-            sqlrun.install_definitions(con, definitions)  # published with the curated tables
-            ran["curated"] = sqlrun.run_layer(con, "curated")
+            models.install_definitions(con, definitions)  # published with the curated tables
+            ran["curated"] = models.run_layer(con, "curated")
             if cfg.date_shift:
-                ran["date_shift"] = sqlrun.run_layer(con, "date_shift")
+                ran["date_shift"] = models.run_layer(con, "date_shift")
             warehouse.check_publishable(con, date_shift=cfg.date_shift)
         return ran
     finally:
@@ -257,7 +181,7 @@ def write_date_shifts(con: duckdb.DuckDBPyConnection, secret: bytes, max_days: i
 
     keys = con.sql("SELECT patient_key FROM harmonized.patient_timeline").pl()["patient_key"]
     shifts = date_shifts(keys, secret, max_days)
-    warehouse.write_frame(con, "harmonized.date_shift", shifts, replace=True)
+    frames.write_frame(con, "harmonized.date_shift", shifts, replace=True)
     return shifts.height
 
 
@@ -268,13 +192,13 @@ def stage_publish(cfg: RunConfig) -> Path:
 
 def stage_report(cfg: RunConfig, result: Any, timings: dict[str, float]) -> Path:
     """Write the run's report folder: steward report, manifest, DQ results, study report."""
-    from blinaetl.report import write_run_report
-    from blinaetl.study_report import write_study_report
+    from blinaetl.reports.steward import write_run_report
+    from blinaetl.reports.study import write_study_report
 
     cfg.report_dir.mkdir(parents=True, exist_ok=True)
     gx_summary = None
     if cfg.gx:
-        from blinaetl.gx_checks import run_gx_checkpoint
+        from blinaetl.reports.gx import run_gx_checkpoint
 
         gx_summary = run_gx_checkpoint(cfg.analytics_path, cfg.report_dir)
     out = write_run_report(cfg, result, timings, gx_summary)
@@ -283,33 +207,6 @@ def stage_report(cfg: RunConfig, result: Any, timings: dict[str, float]) -> Path
 
 
 # --- the whole run ------------------------------------------------------------------------
-
-
-def inputs_fingerprint(cfg: RunConfig) -> str:
-    """Hash of every landing file's path and bytes, the definitions in force and the mode."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in sorted(p for p in cfg.landing.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(cfg.landing).as_posix().encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    settings = {
-        "definitions": sqlrun.load_definitions(overrides=cfg.definitions),
-        "date_shift": cfg.date_shift,
-    }
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-def unchanged_since_last_run(cfg: RunConfig) -> str | None:
-    """Run id of the latest published run with the same inputs, if the analytics file exists."""
-    if not cfg.analytics_path.exists() or not cfg.reports.is_dir():
-        return None
-    manifests = sorted(cfg.reports.glob("*/manifest.json"))
-    if not manifests:
-        return None
-    last = json.loads(manifests[-1].read_text())
-    return last["run_id"] if last.get("inputs_fingerprint") == inputs_fingerprint(cfg) else None
 
 
 class RunSkipped(Exception):

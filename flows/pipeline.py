@@ -19,8 +19,9 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from blinaetl import ingest as ingestion
 from blinaetl import pipeline as core
+from blinaetl.config import load_run_config
+from blinaetl.ingest import landing as ingestion
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
 
@@ -142,7 +143,7 @@ def pipeline_flow(
         "secret_block": secret_block,
     }
     if config:
-        settings |= core.load_run_config(Path(config))
+        settings |= load_run_config(Path(config))
     cfg = core.RunConfig(
         landing=Path(settings["landing"]),
         warehouse=Path(settings["warehouse"]),

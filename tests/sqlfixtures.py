@@ -12,8 +12,8 @@ from typing import Any
 
 import duckdb
 
-from blinaetl import sqlrun
-from blinaetl.contracts import load_contracts
+from blinaetl.validate.contracts import load_contracts
+from blinaetl.warehouse import models
 
 EM_MENTIONS_DDL = """
 CREATE OR REPLACE TABLE harmonized.em_mentions (
@@ -46,9 +46,9 @@ def restricted_db(
     (`harmonized.em_mentions`).
     """
     con = duckdb.connect()
-    sqlrun.create_staging(con, load_contracts())
-    sqlrun.install_definitions(con, sqlrun.load_definitions(overrides=definitions))
-    sqlrun.load_vocab(con)
+    models.create_staging(con, load_contracts())
+    models.install_definitions(con, models.load_definitions(overrides=definitions))
+    models.load_vocab(con)
     con.execute("CREATE SCHEMA IF NOT EXISTS harmonized")
     con.execute(EM_MENTIONS_DDL)
     con.execute(EM_UNMAPPED_DDL)
@@ -60,7 +60,7 @@ def restricted_db(
 
 def run_models(con: duckdb.DuckDBPyConnection, layers: tuple[str, ...] = ("harmonized",)) -> None:
     for layer in layers:
-        sqlrun.run_layer(con, layer)
+        models.run_layer(con, layer)
 
 
 def one_patient(day0: str = "2015-03-01", key: str = "k0") -> dict[str, list[dict[str, Any]]]:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from lifelines import KaplanMeierFitter
 
-from blinaetl import sqlrun
 from blinaetl.resources import sql_dir
+from blinaetl.warehouse import models
 from tests.sqlfixtures import insert_rows, one_patient, restricted_db
 
 ENDPOINTS = sql_dir() / "endpoints"
@@ -22,7 +22,7 @@ DAY0 = dt.date(2015, 3, 1)
 
 def _km_sql(times: np.ndarray, events: np.ndarray) -> list[tuple]:
     con = duckdb.connect()
-    sqlrun.install_definitions(con, sqlrun.load_definitions())
+    models.install_definitions(con, models.load_definitions())
     con.execute("CREATE SCHEMA endpoints")
     con.execute(
         "CREATE TABLE endpoints.km_input (param VARCHAR, patient_key VARCHAR, stratum VARCHAR, time_days INTEGER, event INTEGER)"

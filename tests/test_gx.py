@@ -6,7 +6,7 @@ import json
 
 import duckdb
 
-from blinaetl.gx_checks import SUITE, validate_frame
+from blinaetl.reports.gx import SUITE, validate_frame
 
 
 def test_checkpoint_runs_in_the_flow_and_writes_data_docs(demo_run):

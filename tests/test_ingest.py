@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from blinaetl.ingest import ingest_landing
+from blinaetl.ingest.landing import ingest_landing
+from blinaetl.ingest.sources import MappingError, load_source
 from blinaetl.privacy import DEMO_KEY
-from blinaetl.sources import MappingError, load_source
 
 PATIENTS_CSV = (
     "MRN,patient_name,birth_date,sex,diagnosis_date,ph_status,prior_lines,prior_hct\n"

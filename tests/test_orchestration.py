@@ -35,7 +35,7 @@ def content_hashes(db: Path) -> dict[str, str]:
 def test_frames_written_side_by_side_keep_their_rows_and_order(tmp_path):
     import polars as pl
 
-    from blinaetl.warehouse import write_frames
+    from blinaetl.warehouse.frames import write_frames
 
     frames = {
         f"t{i}": pl.DataFrame(
@@ -131,7 +131,7 @@ KILLER = textwrap.dedent(
     def die(*args, **kwargs):
         if stage == "publish":
             # die in the middle of publishing: after the new file is started, before the swap
-            import blinaetl.warehouse as wh
+            import blinaetl.warehouse.database as wh
             real_replace = os.replace
             def killed_replace(src, dst):
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -235,7 +235,7 @@ def test_run_with_no_changed_input_can_be_skipped(tmp_path, cohort):
 def test_a_curated_table_refused_at_transform_publishes_nothing_and_leaves_no_build_file(
     tmp_path, cohort, monkeypatch
 ):
-    from blinaetl import warehouse
+    from blinaetl.warehouse import database as warehouse
 
     cfg = RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
     run_pipeline(cfg)
@@ -266,7 +266,7 @@ def test_a_curated_table_refused_at_transform_publishes_nothing_and_leaves_no_bu
 
 
 def test_publish_without_a_built_file_says_to_run_the_transform(tmp_path):
-    from blinaetl.warehouse import PublishError, publish
+    from blinaetl.warehouse.database import PublishError, publish
 
     with pytest.raises(PublishError, match=r"no analytics file was built for run r1.*transform"):
         publish(tmp_path / "blina.duckdb", build_tag="r1")

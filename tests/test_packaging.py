@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from blinaetl.dictionary import write_data_dictionary
+from blinaetl.reports.dictionary import write_data_dictionary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def test_wheel_carries_schemas_and_sql_and_finds_them(tmp_path):
         "blinaetl/_resources/schemas/vocab/cd19_lexicon.csv",
         "blinaetl/_resources/schemas/sources/site01_clinical.yaml",
         "blinaetl/_resources/sql/curated/90_patients.sql",
-        "blinaetl/templates/steward_report.html.j2",
+        "blinaetl/reports/templates/steward_report.html.j2",
         "flows/pipeline.py",
     ):
         assert required in names, required
@@ -44,7 +44,7 @@ def test_wheel_carries_schemas_and_sql_and_finds_them(tmp_path):
     zipfile.ZipFile(wheel).extractall(unpacked)
     probe = (
         "from blinaetl.resources import resource_root, sql_dir; "
-        "from blinaetl.contracts import load_contracts; "
+        "from blinaetl.validate.contracts import load_contracts; "
         "print(resource_root()); print(len(load_contracts())); print(len(list(sql_dir().rglob('*.sql'))))"
     )
     out = subprocess.run(

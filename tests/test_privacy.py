@@ -188,7 +188,7 @@ def test_default_mode_publishes_no_patient_dates(demo_run):
 
 
 def test_publish_refuses_dates_outside_the_date_shift_table():
-    from blinaetl.warehouse import PublishError, check_publishable
+    from blinaetl.warehouse.database import PublishError, check_publishable
 
     con = duckdb.connect()
     con.execute("CREATE SCHEMA curated")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from blinaetl.study_report import compute, two_by_two
+from blinaetl.reports.study import compute, two_by_two
 
 
 def test_two_by_two_counts_and_fisher_p():

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from blinaetl.sources import load_sources
+from blinaetl.ingest.sources import load_sources
 from blinaetl.synth import generate
 from blinaetl.synth.phrases import CD19_PHRASES, EM_FILLER, EM_TEMPLATES
 from blinaetl.synth.render import DEFECT_RATES, n_defects

@@ -6,11 +6,11 @@ import pandera.polars as pa
 import polars as pl
 import pytest
 
-from blinaetl.contracts import load_contracts
-from blinaetl.ingest import map_frame
+from blinaetl.ingest.landing import map_frame
+from blinaetl.ingest.sources import FileMapping, SourceMapping
 from blinaetl.privacy import DEMO_KEY, patient_keys
-from blinaetl.sources import FileMapping, SourceMapping
-from blinaetl.validate import CHECK_TYPES, compile_schema, validate_tables
+from blinaetl.validate.contracts import load_contracts
+from blinaetl.validate.executor import CHECK_TYPES, compile_schema, validate_tables
 
 CONTRACTS = load_contracts()
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pandera.polars as pa
 import polars as pl
 
-from blinaetl.contracts import LINEAGE_COLUMNS, POLARS_TYPES, CheckSpec, Contract
+from blinaetl.validate.contracts import LINEAGE_COLUMNS, POLARS_TYPES, CheckSpec, Contract
 
 RAW = "__raw__"
 ORDER = ("patients", "treatments", "outcomes", "assessments", "flow_results", "imaging_reports")

@@ -16,8 +16,9 @@ import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 import blinaetl
-from blinaetl import sqlrun
-from blinaetl.contracts import KAHN_CATEGORIES
+from blinaetl.ingest.fingerprint import inputs_fingerprint
+from blinaetl.validate.contracts import KAHN_CATEGORIES
+from blinaetl.warehouse import models
 
 STATUS_ORDER = ("error", "not_applicable", "failed", "passed")
 KAHN_ORDER = KAHN_CATEGORIES
@@ -57,9 +58,8 @@ def build_manifest(cfg: Any, result: Any, timings: dict[str, float]) -> dict[str
         "status",
         "error",
     ).sort("path")
-    from blinaetl.pipeline import inputs_fingerprint
 
-    defs = sqlrun.load_definitions(overrides=cfg.definitions)
+    defs = models.load_definitions(overrides=cfg.definitions)
     fingerprint = inputs_fingerprint(cfg)
     return {
         "run_id": cfg.run_id,
@@ -155,7 +155,7 @@ def write_run_report(
     """Write the run's report folder: manifest, DQ results, queries, snapshot and index.html."""
     import duckdb
 
-    from blinaetl.queries import (
+    from blinaetl.reports.queries import (
         apply_lifecycle,
         current_discrepancies,
         previous_listing,
@@ -190,7 +190,8 @@ def write_run_report(
         .head(15)
     )
     env = Environment(
-        loader=PackageLoader("blinaetl", "templates"), autoescape=select_autoescape(["html"])
+        loader=PackageLoader("blinaetl.reports", "templates"),
+        autoescape=select_autoescape(["html"]),
     )
     html = env.get_template("steward_report.html.j2").render(
         manifest=manifest,

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from blinaetl.contracts import Contract, load_contracts, read_yaml
 from blinaetl.resources import sources_dir
+from blinaetl.validate.contracts import Contract, load_contracts, read_yaml
 
 FORMATS = {"csv", "tsv", "xlsx", "parquet"}
 ENCODINGS = {"utf-8", "utf8", "latin-1", "latin1", "iso-8859-1", "cp1252"}

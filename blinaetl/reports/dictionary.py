@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from blinaetl.contracts import load_contracts
+from blinaetl.validate.contracts import load_contracts
 
 
 def _cell(text: object) -> str:

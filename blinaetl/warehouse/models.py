@@ -14,8 +14,9 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from blinaetl.contracts import Contract, read_yaml, staging_ddl
 from blinaetl.resources import schemas_dir, sql_dir, vocab_dir
+from blinaetl.validate.contracts import Contract, read_yaml, staging_ddl
+from blinaetl.warehouse.frames import write_frame
 
 # layer folder under sql/ -> the schema its models write (date_shift runs only in date-shift mode)
 LAYER_SCHEMAS = {
@@ -84,7 +85,6 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
 
 def load_vocab(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> list[str]:
     """Load every `*.csv` of the vocabulary folder as `ref.<stem>`; returns the table names."""
-    from blinaetl.warehouse import write_frame  # warehouse imports this module
 
     src = folder or vocab_dir()
     con.execute("CREATE SCHEMA IF NOT EXISTS ref")

@@ -18,8 +18,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from blinaetl import sqlrun
-from blinaetl.contracts import Contract
+from blinaetl.validate.contracts import Contract
+from blinaetl.warehouse import models
+from blinaetl.warehouse.frames import write_frame, write_frames
 
 FORBIDDEN_PUBLISHED_TYPES = ("DATE", "TIMESTAMP", "TIME", "INTERVAL")
 # the only published table that may hold (shifted) calendar dates, and only in date-shift mode
@@ -63,49 +64,6 @@ def reset_restricted(path: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def write_frame(
-    con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, replace: bool = False
-) -> None:
-    """Write a polars frame to `table`: `CREATE OR REPLACE TABLE` (replace) or `INSERT BY NAME`.
-
-    The frame is handed to DuckDB as Arrow, which DuckDB scans on all its threads; a polars
-    frame handed over as such is converted and scanned on one (about 2.5x slower at 600,000 rows).
-    """
-    if not replace and frame.height == 0:
-        return
-    con.register("_frame", frame.to_arrow())
-    try:
-        if replace:
-            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _frame")
-        else:
-            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")
-    finally:
-        con.unregister("_frame")
-
-
-def write_frames(con: duckdb.DuckDBPyConnection, writes: list[tuple[str, pl.DataFrame]]) -> None:
-    """Append each frame to its (existing) table, several tables at once.
-
-    DuckDB compresses and writes one append mostly on one thread, so appends to different
-    tables run side by side, each on its own cursor (one per core, the largest first): 1.7-1.8 s
-    instead of 2.5 s for the staging tables of 100,000 patients on two cores. Each table's rows
-    keep their order.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    def append(item: tuple[str, pl.DataFrame]) -> None:
-        cursor = con.cursor()
-        try:
-            write_frame(cursor, *item)
-        finally:
-            cursor.close()
-
-    largest_first = sorted(writes, key=lambda w: -w[1].estimated_size())
-    workers = max(1, min(len(writes), os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(append, largest_first))
-
-
 def load_staging(
     con: duckdb.DuckDBPyConnection,
     contracts: dict[str, Contract],
@@ -116,7 +74,7 @@ def load_staging(
     dq_results: pl.DataFrame,
 ) -> dict[str, int]:
     """Write validated rows, quarantine and run metadata; returns rows loaded per table."""
-    sqlrun.create_staging(con, contracts)
+    models.create_staging(con, contracts)
     con.execute("CREATE SCHEMA IF NOT EXISTS quarantine")
     for ddl in QUARANTINE_DDL:
         con.execute(ddl)
@@ -236,7 +194,7 @@ def publish(analytics_path: Path, build_tag: str) -> Path:
     try:
         con = duckdb.connect(str(path))
         try:
-            sqlrun.run_layer(con, "endpoints")
+            models.run_layer(con, "endpoints")
             con.execute("CHECKPOINT")
         finally:
             con.close()

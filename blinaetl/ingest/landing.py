@@ -19,9 +19,9 @@ from pathlib import Path
 
 import polars as pl
 
-from blinaetl.contracts import LINEAGE_COLUMNS, POLARS_TYPES, Contract, load_contracts
+from blinaetl.ingest.sources import FileMapping, SourceMapping, load_sources, match
 from blinaetl.privacy import patient_keys
-from blinaetl.sources import FileMapping, SourceMapping, load_sources, match
+from blinaetl.validate.contracts import LINEAGE_COLUMNS, POLARS_TYPES, Contract, load_contracts
 
 RAW_PREFIX = "__raw__"
 TRUE_WORDS = {"true", "t", "yes", "y", "1"}
@@ -509,9 +509,12 @@ def preload_validation() -> None:
     import sys
     import threading
 
-    if "blinaetl.validate" not in sys.modules:
+    if "blinaetl.validate.executor" not in sys.modules:
         threading.Thread(
-            target=__import__, args=("blinaetl.validate",), name="import-validator", daemon=True
+            target=__import__,
+            args=("blinaetl.validate.executor",),
+            name="import-validator",
+            daemon=True,
         ).start()
 
 
@@ -543,7 +546,7 @@ def ingest_landing(
 
 def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes) -> IngestResult:
     """Choose the newest readable extract per source entry, validate, and account per file."""
-    from blinaetl.validate import validate_tables
+    from blinaetl.validate.executor import validate_tables
 
     contracts = plan.contracts
     file_rows: list[dict] = list(plan.unmatched)

@@ -246,7 +246,8 @@ def write_study_report(analytics: Path, out_dir: Path) -> tuple[Path, dict[str, 
         con.close()
     numbers = compute(patients)
     env = Environment(
-        loader=PackageLoader("blinaetl", "templates"), autoescape=select_autoescape(["html"])
+        loader=PackageLoader("blinaetl.reports", "templates"),
+        autoescape=select_autoescape(["html"]),
     )
     html = env.get_template("study_report.html.j2").render(
         numbers=numbers, figures=km_figures(km), definitions=definitions

@@ -1,7 +1,7 @@
 """Great Expectations: cohort-level expectations on `curated.patients`, with Data Docs per run.
 
 The GX project lives in the repository (`gx/`: expectation suite, validation definition,
-checkpoint), generated from `SUITE` by `python -m blinaetl.gx_checks build`. A run copies it into
+checkpoint), generated from `SUITE` by `python -m blinaetl.reports.gx build`. A run copies it into
 a scratch folder, validates a pandas frame pulled from the analytics database (GX has no working
 DuckDB source here; stack-notes), and copies the rendered Data Docs into the run's report folder.
 Results use the SUMMARY format with no partial unexpected values, so no raw value is written.
@@ -168,4 +168,4 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["build"]:
         print(build_project(Path.cwd()))
     else:
-        print("usage: python -m blinaetl.gx_checks build   (run from the repository root)")
+        print("usage: python -m blinaetl.reports.gx build   (run from the repository root)")

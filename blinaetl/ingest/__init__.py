@@ -1,0 +1,1 @@
+"""Ingest: read landing files, map site layouts onto the contracts, add lineage."""

@@ -1,0 +1,34 @@
+"""Fingerprint of a run's inputs, to skip runs whose landing files and definitions did not change."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from blinaetl.config import RunConfig
+from blinaetl.warehouse import models
+
+
+def inputs_fingerprint(cfg: RunConfig) -> str:
+    """Hash of every landing file's path and bytes, the definitions in force and the mode."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in cfg.landing.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(cfg.landing).as_posix().encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    settings = {
+        "definitions": models.load_definitions(overrides=cfg.definitions),
+        "date_shift": cfg.date_shift,
+    }
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def unchanged_since_last_run(cfg: RunConfig) -> str | None:
+    """Run id of the latest published run with the same inputs, if the analytics file exists."""
+    if not cfg.analytics_path.exists() or not cfg.reports.is_dir():
+        return None
+    manifests = sorted(cfg.reports.glob("*/manifest.json"))
+    if not manifests:
+        return None
+    last = json.loads(manifests[-1].read_text())
+    return last["run_id"] if last.get("inputs_fingerprint") == inputs_fingerprint(cfg) else None

@@ -1,0 +1,1 @@
+"""Reports: steward report, query listing, study report, Great Expectations, data dictionary."""

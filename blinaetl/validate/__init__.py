@@ -1,0 +1,1 @@
+"""Validate: the extract contracts (declarations) and the executor that runs their checks."""

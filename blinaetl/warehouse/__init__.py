@@ -1,0 +1,1 @@
+"""Warehouse: DuckDB connections, staging frames, the SQL model runner and atomic publish."""

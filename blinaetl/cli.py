@@ -71,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "definitions": _definitions(args.definitions),
         "date_shift": args.date_shift,
         "secret_block": args.secret_block,
+        "sources_dir": Path(args.sources) if args.sources else None,
     }
     if args.skip_unchanged:
         from blinaetl.ingest.fingerprint import unchanged_since_last_run
@@ -93,6 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             definitions=cfg_kwargs["definitions"],
             date_shift=args.date_shift,
             secret_block=args.secret_block,
+            sources=args.sources,
         )
     else:
         cfg = RunConfig(**cfg_kwargs)
@@ -222,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
         "shift of up to date_shift_max_days (default 365) days; off by default",
     )
     p.add_argument("--definitions", help="YAML file overriding named definitions")
+    p.add_argument(
+        "--sources",
+        help="folder of the source mappings (*.yaml) to use instead of the bundled ones "
+        "(also taken from BLINAETL_SOURCES)",
+    )
     p.add_argument(
         "--engine",
         choices=("prefect", "core"),

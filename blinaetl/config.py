@@ -18,7 +18,7 @@ class RunConfig:
     reports: Path = Path("reports")
     demo: bool = False
     definitions: dict[str, Any] = field(default_factory=dict)
-    sources_dir: Path | None = None
+    sources_dir: Path | None = None  # mapping folder; else $BLINAETL_SOURCES, else bundled
     contracts_dir: Path | None = None
     run_id: str = ""
     date_shift: bool = False  # publish curated.patient_dates with per-patient shifted dates
@@ -62,6 +62,7 @@ RUN_CONFIG_KEYS = {
     "skip_unchanged",
     "date_shift",
     "secret_block",
+    "sources",
 }
 
 

@@ -127,6 +127,7 @@ def pipeline_flow(
     skip_unchanged: bool = False,
     date_shift: bool = False,
     secret_block: str | None = None,
+    sources: str | None = None,
 ) -> dict[str, Any]:
     """Ingest, validate, load, harmonize, curate, publish and report one landing folder.
 
@@ -141,6 +142,7 @@ def pipeline_flow(
         "skip_unchanged": skip_unchanged,
         "date_shift": date_shift,
         "secret_block": secret_block,
+        "sources": sources,
     }
     if config:
         settings |= load_run_config(Path(config))
@@ -153,6 +155,7 @@ def pipeline_flow(
         skip_unchanged=bool(settings["skip_unchanged"]),
         date_shift=bool(settings["date_shift"]),
         secret_block=settings["secret_block"] or None,
+        sources_dir=Path(settings["sources"]) if settings.get("sources") else None,
     )
     try:
         summary, result = core.run_pipeline(

@@ -6,14 +6,19 @@ import hashlib
 import json
 
 from blinaetl.config import RunConfig
+from blinaetl.ingest.sources import resolve_sources_dir
 from blinaetl.warehouse import models
 
 
 def inputs_fingerprint(cfg: RunConfig) -> str:
-    """Hash of every landing file's path and bytes, the definitions in force and the mode."""
+    """Hash of every landing file's path and bytes, the source mappings, the definitions in
+    force and the mode."""
     digest = hashlib.sha256()
     for path in sorted(p for p in cfg.landing.rglob("*") if p.is_file()):
         digest.update(path.relative_to(cfg.landing).as_posix().encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for path in sorted(resolve_sources_dir(cfg.sources_dir).glob("*.yaml")):
+        digest.update(path.name.encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     settings = {
         "definitions": models.load_definitions(overrides=cfg.definitions),

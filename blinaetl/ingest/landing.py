@@ -304,7 +304,9 @@ def map_frame(
             value = col.str.strptime(pl.Date, fm.date_format, strict=False)
         elif f.type == "int":
             num = col.str.replace_all(",", "").cast(pl.Float64, strict=False)
-            value = pl.when(num == num.round(0)).then(num).otherwise(None).cast(pl.Int64)
+            # whole and within BIGINT ("inf" and 1e30 parse as floats but are no whole number)
+            whole = num.is_finite() & (num == num.round(0)) & (num.abs() < 2.0**62)
+            value = pl.when(whole).then(num).otherwise(None).cast(pl.Int64)
         elif f.type == "float":
             value = col.str.replace_all(",", "").cast(pl.Float64, strict=False)
             if f.name in fm.units:
@@ -391,6 +393,7 @@ class IngestResult:
     disappeared: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema=DISAPPEARED_SCHEMA)
     )
+    mappings: list[dict] = field(default_factory=list)  # each mapping file's source, path, hash
 
     @property
     def needs_attention(self) -> bool:
@@ -623,7 +626,9 @@ def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes)
                 "this is a bug in blinaetl, please report it"
             )
         status = "loaded"
-        if quarantined:
+        if quarantined and not loaded:
+            status = "quarantined"
+        elif quarantined:
             status = "partially_quarantined"
         elif w.get(m.path) or m.note:
             status = "loaded_with_warnings"
@@ -644,6 +649,10 @@ def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes)
     files = pl.DataFrame(file_rows, schema=FILE_SCHEMA).sort("path")
     disappeared = _disappeared(mapped, previous, contracts, secret)
     return IngestResult(
+        mappings=[
+            {"source_id": s.source, "path": str(s.path.resolve()), "sha256": s.sha256}
+            for s in plan.sources
+        ],
         disappeared=disappeared,
         tables=outcome.tables,
         quarantine_rows=quarantine_rows,

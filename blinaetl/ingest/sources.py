@@ -8,6 +8,8 @@ the run with a message naming the mapping file and the key instead of silently l
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,7 @@ class SourceMapping:
     lab: str | None
     files: tuple[FileMapping, ...]
     path: Path
+    sha256: str = ""
 
 
 def _file_mapping(raw: dict, where: str, contracts: dict[str, Contract]) -> FileMapping:
@@ -125,6 +128,8 @@ def load_source(path: Path, contracts: dict[str, Contract] | None = None) -> Sou
     where = f"source mapping {path.name}"
     try:
         raw = read_yaml(path)
+    except FileNotFoundError as exc:
+        raise MappingError(f"{where}: the file {path} does not exist") from exc
     except yaml.YAMLError as exc:
         raise MappingError(f"{where}: not valid YAML ({exc})") from exc
     if not isinstance(raw, dict):
@@ -165,13 +170,43 @@ def load_source(path: Path, contracts: dict[str, Contract] | None = None) -> Sou
         lab=raw.get("lab"),
         files=files,
         path=path,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
     )
+
+
+SOURCES_ENV = "BLINAETL_SOURCES"
+
+
+def resolve_sources_dir(directory: Path | str | None = None) -> Path:
+    """The mapping folder of a run: the one given (--sources, run config), else $BLINAETL_SOURCES,
+    else the bundled `schemas/sources/`. A folder that is named but missing or empty is an error.
+    """
+    if directory:
+        folder, said = (
+            Path(directory),
+            "the mapping folder given (--sources or 'sources' in the run config)",
+        )
+    elif os.environ.get(SOURCES_ENV):
+        folder, said = Path(os.environ[SOURCES_ENV]), f"${SOURCES_ENV}"
+    else:
+        return sources_dir()
+    if not folder.is_dir():
+        raise MappingError(
+            f"{said} is {folder}, which is not a folder (cwd: {Path.cwd()}); point it at the "
+            "folder holding the site's mapping files (*.yaml), or unset it to use the bundled ones"
+        )
+    if not any(folder.glob("*.yaml")):
+        raise MappingError(
+            f"{said} is {folder}, which holds no mapping file (*.yaml); put the site's mappings "
+            "there (docs/onboarding.md), or unset it to use the bundled ones"
+        )
+    return folder
 
 
 def load_sources(
     directory: Path | None = None, contracts: dict[str, Contract] | None = None
 ) -> list[SourceMapping]:
-    folder = directory or sources_dir()
+    folder = resolve_sources_dir(directory)
     sources = [load_source(p, contracts) for p in sorted(folder.glob("*.yaml"))]
     ids = [s.source for s in sources]
     dupes = {i for i in ids if ids.count(i) > 1}

@@ -69,6 +69,7 @@ def build_manifest(cfg: Any, result: Any, timings: dict[str, float]) -> dict[str
         "inputs_fingerprint": fingerprint,
         "definitions": {k: v["value"] for k, v in sorted(defs.items())},
         "files": _records(files),
+        "source_mappings": list(getattr(result, "mappings", [])),
         "totals": {
             "files": files.height,
             "rows_read": int(files["rows_read"].sum()),

@@ -174,7 +174,11 @@ def _implied_checks(table: str, prefix: str, fields: tuple[FieldSpec, ...]) -> l
             )
         if f.type != "string":
             what = {
-                "date": "a date in the format the site's mapping declares",
+                "date": (
+                    "a date in the format the site's mapping declares in 'date_format' "
+                    "(ISO %Y-%m-%d, e.g. 2024-01-31, when it declares none); the delivered "
+                    "value is shown in the quarantined row (quarantine.rows.raw_json)"
+                ),
                 "int": "a whole number",
                 "float": "a number",
                 "bool": "yes/no (true/false, 1/0, Y/N)",
@@ -188,7 +192,12 @@ def _implied_checks(table: str, prefix: str, fields: tuple[FieldSpec, ...]) -> l
                     threshold=0,
                     message=(
                         f"'{f.name}' must be {what}; the delivered value cannot be read. "
-                        "Correct the value or the date format in the site's mapping."
+                        + (
+                            "Correct the value, or set 'date_format' in the site's mapping to "
+                            "the format the site uses (e.g. '%d/%m/%Y')."
+                            if f.type == "date"
+                            else "Correct the value in the extract."
+                        )
                     ),
                     table=table,
                     column=f.name,

@@ -6,9 +6,13 @@
     blinaetl report  write the reproduction report of the seed study's analyses
     blinaetl dict    write the data dictionary of the analytics database
 
-Exit status of `run`: 0 published and nothing needs attention; 3 published, but files or
-checks need a steward's attention (see the report); 2 bad usage or configuration; 1 the run
-failed and the last published database is unchanged.
+Exit status, every command: 0 done; 1 failed (for `run`: the last published database is
+unchanged; for `sql`: a query failed); 2 bad usage or configuration (an unknown option or value,
+a missing file or folder, no pseudonymisation key, a bad mapping, contract or definition).
+`run` only: 3 published, but files or checks need a steward's attention (see the report);
+4 publication refused by the publish gate: the new build loses a site, table or source, too many
+patients, or a whole file, and the last published database stays live (the report says why and
+how to override with --accept-drop).
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION, EXIT_REFUSED = 0, 1, 2, 3, 4
+EXIT_STATUS_HELP = (
+    "Exit status: 0 done; 1 failed; 2 bad usage or configuration (option, missing file, no key)."
+)
 
 console = Console(stderr=True, highlight=False)
 
@@ -31,6 +38,26 @@ def _progress(start: float):
         console.print(f"[dim]{time.perf_counter() - start:7.1f}s[/dim]  {message}")
 
     return show
+
+
+def _at_least(minimum: int, why: str = ""):
+    """argparse type: a whole number of at least `minimum` (a clear message otherwise, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}{why}, got {value}")
+        return value
+
+    return parse
+
+
+# the generator needs every laboratory and site to receive patients; checked for 10, 12 and
+# 25 seeds each (smaller cohorts fail on some seeds)
+MIN_SYNTH_PATIENTS = 10
 
 
 def _definitions(path: str | None) -> dict:
@@ -119,39 +146,44 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from blinaetl.warehouse.database import open_analytics
 
     con = open_analytics(Path(args.db))
+    ok = True
     try:
-        queries = [args.query] if args.query else None
-        if queries is None:
+        if not args.query:
             console.print(f"{args.db} (read-only). End each query with ';', Ctrl-D to quit.")
             buffer = ""
             for line in sys.stdin:
                 buffer += line
                 if buffer.strip().endswith(";"):
-                    _print_query(con, buffer)
+                    ok = _print_query(con, buffer) and ok
                     buffer = ""
-            return EXIT_OK
-        for q in queries:
-            _print_query(con, q)
+            if buffer.strip():
+                ok = _print_query(con, buffer) and ok
+        else:
+            ok = _print_query(con, args.query)
     finally:
         con.close()
-    return EXIT_OK
+    return EXIT_OK if ok else EXIT_FAILED
 
 
-def _print_query(con, sql: str) -> None:
+def _print_query(con, sql: str) -> bool:
+    """Run one query and print its rows as CSV; False (and the error on stderr) if it failed."""
     import duckdb
 
     try:
         rel = con.sql(sql)
+        if rel is not None:
+            print(rel.pl().write_csv(separator=","), end="")
     except duckdb.Error as exc:
-        console.print(f"[red]{exc}[/red]")
-        return
-    if rel is not None:
-        print(rel.pl().write_csv(separator=","), end="")
+        console.print(f"[red]blinaetl sql: {exc}[/red]")
+        return False
+    return True
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from blinaetl.reports.study import write_study_report
+    from blinaetl.warehouse.database import open_analytics
 
+    open_analytics(Path(args.db)).close()  # a missing database: a clear message, exit 2
     path, _ = write_study_report(Path(args.db), Path(args.out))
     console.print(f"wrote {path}")
     return EXIT_OK
@@ -159,7 +191,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_dict(args: argparse.Namespace) -> int:
     from blinaetl.reports.dictionary import write_data_dictionary
+    from blinaetl.warehouse.database import open_analytics
 
+    open_analytics(Path(args.db)).close()  # a missing database: a clear message, exit 2
     out = write_data_dictionary(Path(args.db), Path(args.out))
     console.print(f"wrote {out}")
     return EXIT_OK
@@ -173,8 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
             "blinatumomab-treated R/R B-ALL patients into an analysis-ready DuckDB database."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run `blinaetl COMMAND --help` for a command's options.",
+        epilog="Run `blinaetl COMMAND --help` for a command's options. "
+        + EXIT_STATUS_HELP
+        + " `run` also exits 3 (published, needs attention) and 4 (publication refused).",
     )
+    from blinaetl import __version__
+
+    parser.add_argument("--version", action="version", version=f"blinaetl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -185,8 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
             "OUT/landing (two clinical sites, two flow laboratories, imaging reports, with "
             "documented defects) and the ground truth in OUT/truth."
         ),
+        epilog=EXIT_STATUS_HELP,
     )
-    p.add_argument("--patients", type=int, default=65, help="number of patients (default 65)")
+    p.add_argument(
+        "--patients",
+        type=_at_least(MIN_SYNTH_PATIENTS, " (every site and laboratory needs patients)"),
+        default=65,
+        help=f"number of patients, at least {MIN_SYNTH_PATIENTS} (default 65)",
+    )
     p.add_argument("--seed", type=int, default=2017, help="random seed (default 2017)")
     p.add_argument("--out", default="demo", help="output folder (default ./demo)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -242,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dask-workers",
-        type=int,
+        type=_at_least(1),
         help="read and map files on a local Dask cluster of this many worker processes",
     )
     p.add_argument(
@@ -257,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sql",
         help="query the analytics database read-only",
         description="Open the analytics database read-only and run a query (or read from stdin).",
+        epilog="Exit status: 0 every query ran; 1 a query failed (its error on stderr); "
+        "2 bad usage or no database.",
     )
     p.add_argument("query", nargs="?", help="SQL query; omit to read queries from stdin")
     p.add_argument("--db", default="warehouse/blina.duckdb", help="analytics database file")
@@ -270,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
             "exact test, EM risk at failure, failure patterns, Kaplan-Meier plots) from the "
             "analytics database and write study_report.html."
         ),
+        epilog=EXIT_STATUS_HELP,
     )
     p.add_argument("--db", default="warehouse/blina.duckdb", help="analytics database file")
     p.add_argument("--out", default="reports/study", help="output folder")
@@ -279,11 +327,34 @@ def build_parser() -> argparse.ArgumentParser:
         "dict",
         help="write the data dictionary",
         description="Generate the data dictionary (Markdown) from the table and column comments.",
+        epilog=EXIT_STATUS_HELP,
     )
     p.add_argument("--db", default="warehouse/blina.duckdb", help="analytics database file")
     p.add_argument("--out", default="docs/data-dictionary.md", help="output Markdown file")
     p.set_defaults(func=cmd_dict)
     return parser
+
+
+def _configuration_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad usage or configuration (exit 2), not a failed run."""
+    from blinaetl.config import RunConfigError
+    from blinaetl.engines import EngineNotFoundError
+    from blinaetl.ingest.sources import MappingError
+    from blinaetl.privacy import MissingSecretError
+    from blinaetl.validate.contracts import ContractError
+    from blinaetl.validate.executor import CheckConfigError
+
+    return (
+        FileNotFoundError,
+        NotADirectoryError,
+        KeyError,
+        MissingSecretError,
+        MappingError,
+        ContractError,
+        CheckConfigError,
+        EngineNotFoundError,
+        RunConfigError,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,11 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print("interrupted; the last published database is unchanged")
         return EXIT_FAILED
     except Exception as exc:  # one clear line instead of a traceback; details with --debug
-        from blinaetl.pipeline import RunLockedError
-
-        code = EXIT_USAGE if isinstance(exc, (FileNotFoundError, KeyError)) else EXIT_FAILED
-        if isinstance(exc, RunLockedError):
-            code = EXIT_FAILED
+        code = EXIT_USAGE if isinstance(exc, _configuration_errors()) else EXIT_FAILED
         console.print(f"[bold red]blinaetl {args.command}: {exc}[/bold red]")
         if "BLINAETL_DEBUG" in __import__("os").environ:
             console.print_exception()

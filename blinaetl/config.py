@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Any
 
 
+class RunConfigError(ValueError):
+    """A run setting has a value it cannot take (a configuration problem: exit status 2)."""
+
+
 @dataclass
 class RunConfig:
     """Everything a run needs; all paths may be relative to the working directory."""
@@ -25,11 +29,22 @@ class RunConfig:
     secret_block: str | None = None  # Prefect Secret block holding the key (env var wins)
     gx: bool = True  # Great Expectations checkpoint and Data Docs in the report stage
     skip_unchanged: bool = False  # skip the run when no landing file or definition changed
+    # publish gate (blinaetl/warehouse/gate.py): the largest fall in patients, overall or at one
+    # site, that is published without being accepted, and the findings accepted for this run
+    max_patient_drop_pct: float = 10.0
+    accept_drop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.landing = Path(self.landing)
         self.warehouse = Path(self.warehouse)
         self.reports = Path(self.reports)
+        self.accept_drop = tuple(self.accept_drop or ())
+        self.max_patient_drop_pct = float(self.max_patient_drop_pct)
+        if not 0 <= self.max_patient_drop_pct <= 100:
+            raise RunConfigError(
+                f"max_patient_drop_pct must be a percentage from 0 to 100, got "
+                f"{self.max_patient_drop_pct:g}"
+            )
         if not self.run_id:
             self.run_id = new_run_id()
 
@@ -63,6 +78,8 @@ RUN_CONFIG_KEYS = {
     "date_shift",
     "secret_block",
     "sources",
+    "max_patient_drop_pct",
+    "accept_drop",
 }
 
 

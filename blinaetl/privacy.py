@@ -29,17 +29,18 @@ class MissingSecretError(RuntimeError):
     """No secret key outside demo mode."""
 
 
-MIN_SECRET_CHARS = 16
+MIN_SECRET_BYTES = 32  # the key as used (UTF-8 bytes); the message below says the same
 GENERATE_HINT = 'python -c "import secrets; print(secrets.token_hex(32))"'
 
 
 def _checked(value: str, where: str) -> bytes:
-    if len(value) < MIN_SECRET_CHARS:
+    key = value.encode("utf-8")
+    if len(key) < MIN_SECRET_BYTES:
         raise MissingSecretError(
-            f"{where} is shorter than {MIN_SECRET_CHARS} characters; use at least 32 random "
-            f"bytes, e.g. {GENERATE_HINT}"
+            f"{where} is {len(key)} bytes long, shorter than {MIN_SECRET_BYTES} bytes; use a key "
+            f"of at least {MIN_SECRET_BYTES} random bytes, e.g. {GENERATE_HINT} (64 characters)"
         )
-    return value.encode("utf-8")
+    return key
 
 
 def secret_from_block(name: str) -> str:

@@ -33,7 +33,7 @@ def test_missing_secret_fails_closed(monkeypatch):
 
 def test_short_secret_is_refused(monkeypatch):
     monkeypatch.setenv("BLINAETL_SECRET_KEY", "short")
-    with pytest.raises(MissingSecretError, match="shorter than 16"):
+    with pytest.raises(MissingSecretError, match="shorter than 32 bytes"):
         resolve_secret(demo=False)
 
 
@@ -60,7 +60,7 @@ def test_run_without_secret_stops_before_writing(tmp_path, demo_run):
         env=env,
         check=False,
     )
-    assert out.returncode == 1
+    assert out.returncode == 2, "a missing key is a configuration problem (docs: exit 2)"
     assert "BLINAETL_SECRET_KEY" in out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "wh" / "restricted").exists()

@@ -14,7 +14,9 @@ def inputs_fingerprint(cfg: RunConfig) -> str:
     """Hash of every landing file's path and bytes, the source mappings, the definitions in
     force and the mode."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in cfg.landing.rglob("*") if p.is_file()):
+    root = cfg.landing.resolve()
+    inside = (p for p in cfg.landing.rglob("*") if p.resolve().is_relative_to(root))
+    for path in sorted(p for p in inside if p.is_file()):  # links out of the folder: never read
         digest.update(path.relative_to(cfg.landing).as_posix().encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     for path in sorted(resolve_sources_dir(cfg.sources_dir).glob("*.yaml")):

@@ -378,9 +378,79 @@ def read_and_map(
     )
 
 
+LINK_FIX = (
+    "put the file itself in the landing folder (links that leave the landing folder, and links "
+    "to folders, are never followed)"
+)
+
+
+def landing_path(landing: Path, rel: str) -> Path:
+    """The file `rel` of the landing folder, resolved; a `FileProblem` when it leaves the folder.
+
+    A path with `..` or an absolute path, a symbolic link (at any depth) whose target lies outside
+    the landing folder, a link to a folder and a link to nothing are refused before a byte is
+    read. Links that stay inside the landing folder are read.
+    """
+    parts = Path(rel).parts
+    if Path(rel).is_absolute() or ".." in parts:
+        raise FileProblem(
+            "rejected",
+            f"{rel}: the path leaves the landing folder ('..' or an absolute path); not read",
+            LINK_FIX,
+        )
+    full = landing / rel
+    root = landing.resolve()
+    target = full.resolve()
+    if not target.is_relative_to(root):
+        raise FileProblem(
+            "rejected",
+            f"{rel}: is a symbolic link to a file outside the landing folder; not read",
+            LINK_FIX,
+        )
+    if target.is_dir():
+        raise FileProblem(
+            "rejected", f"{rel}: is a symbolic link to a folder; not followed", LINK_FIX
+        )
+    if not target.is_file():
+        raise FileProblem(
+            "rejected",
+            f"{rel}: is a symbolic link to nothing (or to something that is not a file); not read",
+            LINK_FIX,
+        )
+    return target
+
+
 def discover(landing: Path) -> list[tuple[Path, str]]:
-    files = sorted(p for p in landing.rglob("*") if p.is_file() and not p.name.startswith("."))
-    return [(p, p.relative_to(landing).as_posix()) for p in files]
+    """Every entry of the landing folder to account for: files, and links (to files or folders).
+
+    Folders are walked without following links; `landing_path` decides whether a link is read.
+    """
+    found = []
+    for folder, dirs, names in os.walk(landing, followlinks=False):
+        base = Path(folder)
+        links = [d for d in dirs if (base / d).is_symlink()]
+        dirs[:] = sorted(d for d in dirs if d not in links)
+        for name in [*names, *links]:
+            p = base / name
+            if name.startswith(".") or not (p.is_symlink() or p.is_file()):
+                continue
+            found.append((p, p.relative_to(landing).as_posix()))
+    return sorted(found, key=lambda item: item[1])
+
+
+def _refused_row(rel: str, problem: FileProblem) -> dict:
+    return {
+        "path": rel,
+        "sha256": None,
+        "source_id": None,
+        "table_name": None,
+        "rows_read": 0,
+        "rows_loaded": 0,
+        "rows_quarantined": 0,
+        "status": problem.status,
+        "error": problem.message,
+        "fix": problem.fix,
+    }
 
 
 @dataclass
@@ -394,6 +464,15 @@ class IngestResult:
         default_factory=lambda: pl.DataFrame(schema=DISAPPEARED_SCHEMA)
     )
     mappings: list[dict] = field(default_factory=list)  # each mapping file's source, path, hash
+    source_sites: dict[str, str] = field(default_factory=dict)  # clinical source -> its site
+
+    @property
+    def delivered_sites(self) -> set[str]:
+        """Sites of the clinical sources that delivered a file read in this run."""
+        read = self.files.filter(~pl.col("status").is_in(["superseded", "unmatched"]))
+        return {
+            self.source_sites[s] for s in read["source_id"].drop_nulls() if s in self.source_sites
+        }
 
     @property
     def needs_attention(self) -> bool:
@@ -446,6 +525,7 @@ class Plan:
     unmatched: list[dict]
     sources: list[SourceMapping]
     contracts: dict[str, Contract]
+    landing: Path | None = None  # when set, each file's path is checked again before reading
 
 
 def plan_files(
@@ -456,6 +536,11 @@ def plan_files(
     sources = load_sources(sources_dir, contracts)
     jobs, unmatched = [], []
     for path, rel in discover(landing):
+        try:
+            path = landing_path(landing, rel)
+        except FileProblem as problem:
+            unmatched.append(_refused_row(rel, problem))
+            continue
         hit = match(rel, sources)
         if hit is None:
             unmatched.append(
@@ -475,7 +560,7 @@ def plan_files(
             continue
         source, fm = hit
         jobs.append(FileJob(path, rel, source.source, source.files.index(fm)))
-    return Plan(jobs, unmatched, sources, contracts)
+    return Plan(jobs, unmatched, sources, contracts, landing)
 
 
 def read_file(job: FileJob, plan: Plan, run_id: str) -> MappedFile | dict:
@@ -485,6 +570,14 @@ def read_file(job: FileJob, plan: Plan, run_id: str) -> MappedFile | dict:
     """
     source = next(s for s in plan.sources if s.source == job.source_id)
     fm = source.files[job.index]
+    if plan.landing is not None:
+        try:  # again at reading time: the folder may have changed since it was planned
+            landing_path(plan.landing, job.rel)
+        except FileProblem as problem:
+            return _refused_row(job.rel, problem) | {
+                "source_id": source.source,
+                "table_name": fm.table,
+            }
     try:
         return read_and_map(job.path, job.rel, source, fm, plan.contracts[fm.table], run_id)
     except FileProblem as problem:
@@ -653,6 +746,7 @@ def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes)
             {"source_id": s.source, "path": str(s.path.resolve()), "sha256": s.sha256}
             for s in plan.sources
         ],
+        source_sites={s.source: s.site for s in plan.sources if s.kind == "clinical" and s.site},
         disappeared=disappeared,
         tables=outcome.tables,
         quarantine_rows=quarantine_rows,

@@ -145,11 +145,53 @@ def previous_listing(reports: Path, run_id: str) -> pl.DataFrame | None:
     )
     if not earlier:
         return None
-    return pl.read_csv(earlier[-1] / "queries.csv", schema_overrides=QUERY_SCHEMA)
+    return csv_unescape(pl.read_csv(earlier[-1] / "queries.csv", schema_overrides=QUERY_SCHEMA))
+
+
+# OWASP "CSV Injection": a cell starting with one of these is run as a formula by spreadsheet
+# programs. Such cells get a leading single quote in the CSV (and so do cells that already start
+# with quotes before one, so that reading the listing back gives the text as written).
+FORMULA_START = r"^'*[=+\-@\t\r\x00]"
+
+
+def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
+    """Text cells that a spreadsheet would evaluate, prefixed with `'` (OWASP CSV injection)."""
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(FORMULA_START))
+        .then(pl.lit("'") + pl.col(c))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c, dtype in frame.schema.items()
+        if dtype == pl.Utf8
+    )
+
+
+def csv_unescape(frame: pl.DataFrame) -> pl.DataFrame:
+    """The text as written before `csv_safe`: one leading `'` removed where it added one."""
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains("^'" + FORMULA_START[1:]))
+        .then(pl.col(c).str.slice(1))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c, dtype in frame.schema.items()
+        if dtype == pl.Utf8
+    )
 
 
 def write_queries(listing: pl.DataFrame, out_dir: Path) -> None:
-    listing.write_csv(out_dir / "queries.csv")
-    listing.write_excel(
-        out_dir / "queries.xlsx", worksheet="queries", autofit=True, freeze_panes=(1, 0)
+    """queries.csv (every field quoted, formula-like cells escaped) and queries.xlsx.
+
+    In the workbook every text cell is written as a string cell, never as a formula or a link,
+    so it shows the text as delivered and nothing in it runs when the file is opened.
+    """
+    import xlsxwriter
+
+    csv_safe(listing).write_csv(out_dir / "queries.csv", quote_style="always")
+    workbook = xlsxwriter.Workbook(
+        str(out_dir / "queries.xlsx"),
+        {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False},
     )
+    try:
+        listing.write_excel(workbook, worksheet="queries", autofit=True, freeze_panes=(1, 0))
+    finally:
+        workbook.close()

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 import blinaetl
 from blinaetl.ingest.fingerprint import inputs_fingerprint
+from blinaetl.reports.html import template_env
 from blinaetl.validate.contracts import KAHN_CATEGORIES
 from blinaetl.warehouse import models
 
@@ -57,6 +57,7 @@ def build_manifest(cfg: Any, result: Any, timings: dict[str, float]) -> dict[str
         "rows_quarantined",
         "status",
         "error",
+        "fix",
     ).sort("path")
 
     defs = models.load_definitions(overrides=cfg.definitions)
@@ -150,6 +151,27 @@ def _steward_listings(cfg: Any) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def top_failing_checks(dq: pl.DataFrame, limit: int = 15) -> pl.DataFrame:
+    """Checks whose status is `error` or `failed`, errors first, then by violating rows.
+
+    A check that found violating rows but stayed within its threshold has passed (DQD
+    semantics) and is not listed here; the report counts such checks beside the table.
+    """
+    status_rank = {s: i for i, s in enumerate(STATUS_ORDER)}
+    return (
+        dq.filter(pl.col("status").is_in(["error", "failed"]))
+        .with_columns(pl.col("status").replace_strict(status_rank, default=9).alias("_rank"))
+        .sort(["_rank", "rows_failed", "check_id"], descending=[False, True, False])
+        .drop("_rank")
+        .head(limit)
+    )
+
+
+def render_steward_html(**context: Any) -> str:
+    """The steward report page; every value is HTML-escaped (file names, messages, terms)."""
+    return template_env().get_template("steward_report.html.j2").render(**context)
+
+
 def write_run_report(
     cfg: Any, result: Any, timings: dict[str, float], gx_summary: dict[str, Any] | None = None
 ) -> Path:
@@ -183,22 +205,15 @@ def write_run_report(
     (out / "dq_results.json").write_text(
         json.dumps(_records(dq), indent=2) + "\n", encoding="utf-8"
     )
-    status_rank = {s: i for i, s in enumerate(STATUS_ORDER)}
-    top_failing = (
-        dq.filter(pl.col("rows_failed") > 0)
-        .with_columns(pl.col("status").replace_strict(status_rank, default=9).alias("_rank"))
-        .sort(["_rank", "rows_failed"], descending=[False, True])
-        .head(15)
-    )
-    env = Environment(
-        loader=PackageLoader("blinaetl.reports", "templates"),
-        autoescape=select_autoescape(["html"]),
-    )
-    html = env.get_template("steward_report.html.j2").render(
+    top_failing = top_failing_checks(dq)
+    html = render_steward_html(
         manifest=manifest,
         kahn_groups=_summarise_checks(dq),
         checks=_records(dq),
         top_failing=_records(top_failing),
+        passed_with_violations=dq.filter(
+            (pl.col("status") == "passed") & (pl.col("rows_failed") > 0)
+        ).height,
         status_order=STATUS_ORDER,
         queries={s: int((listing["status"] == s).sum()) for s in ("new", "open", "resolved")},
         changes=changes,

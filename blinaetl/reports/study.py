@@ -16,8 +16,9 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from jinja2 import Environment, PackageLoader, select_autoescape
 from scipy.stats import fisher_exact
+
+from blinaetl.reports.html import template_env
 
 PREDICTORS: dict[str, str] = {
     "bm_blasts_gt50": "Marrow blasts > 50%",
@@ -245,10 +246,7 @@ def write_study_report(analytics: Path, out_dir: Path) -> tuple[Path, dict[str, 
     finally:
         con.close()
     numbers = compute(patients)
-    env = Environment(
-        loader=PackageLoader("blinaetl.reports", "templates"),
-        autoescape=select_autoescape(["html"]),
-    )
+    env = template_env()
     html = env.get_template("study_report.html.j2").render(
         numbers=numbers, figures=km_figures(km), definitions=definitions
     )

@@ -47,7 +47,10 @@ def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def build_manifest(cfg: Any, result: Any, timings: dict[str, float]) -> dict[str, Any]:
-    files = result.files.select(
+    files = result.files
+    if "fix" not in files.columns:  # file listings built by hand (tests, older callers)
+        files = files.with_columns(pl.lit(None, pl.Utf8).alias("fix"))
+    files = files.select(
         "path",
         "sha256",
         "source_id",

@@ -53,10 +53,6 @@ PYTHON_TABLES_DDL = (
 
 _TEST_KEYS = {"name", "rule", "definitions", "given", "expect"}
 _EXPECT_KEYS = {"columns", "rows", "ordered"}
-_OUTPUT = re.compile(
-    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW)\s+([A-Za-z_][\w]*\.[A-Za-z_][\w]*)",
-    re.IGNORECASE | re.MULTILINE,
-)
 
 
 class TestsFileError(ValueError):
@@ -115,19 +111,12 @@ def find_tests_files(sql_root: Path) -> list[Path]:
     return sorted(sql_root.glob(f"*/*{TESTS_SUFFIX}"))
 
 
-def model_output(model_file: Path) -> str:
-    """The schema-qualified table or view the model creates (its first CREATE statement)."""
-    match = _OUTPUT.search(_strip_comments(model_file.read_text(encoding="utf-8")))
-    if not match:
-        raise TestsFileError(
-            f"{model_file}: no `CREATE [OR REPLACE] TABLE|VIEW schema.name` found; a model must "
-            "create one schema-qualified table or view"
-        )
-    return match.group(1).lower()
-
-
-def _strip_comments(sql: str) -> str:
-    return re.sub(r"--[^\n]*", "", sql)
+def read_model(model_file: Path) -> models.Model:
+    """The model a tests file tests: its output and the tables it reads."""
+    try:
+        return models.read_model(model_file.parent.name, model_file)
+    except models.SqlModelError as exc:
+        raise TestsFileError(str(exc)) from exc
 
 
 def load_tests_file(path: Path) -> list[ModelTest]:
@@ -430,7 +419,8 @@ def _literal(value: Any) -> str:
 
 def run_model_test(test: ModelTest, sql_root: Path) -> None:
     """Run one test; raises ModelTestFailure (differing rows) or TestsFileError (bad test)."""
-    output = model_output(test.model_file)
+    model = read_model(test.model_file)
+    output = model.output
     header = (
         f"{test.tests_file} :: {test.name}\n  rule: {test.rule}\n"
         f"  model: {test.model_file.parent.name}/{test.model_file.name} -> {output}"
@@ -441,8 +431,11 @@ def run_model_test(test: ModelTest, sql_root: Path) -> None:
         raise TestsFileError(f"{test.where}: {exc.args[0]}") from exc
     try:
         for table, rows in test.given.items():
-            if table == output:
-                raise TestsFileError(f"{test.where}: given names the model's own output {output}")
+            if table not in model.reads:
+                raise TestsFileError(
+                    f"{test.where}: given {table}, which {model.name} does not read; it reads "
+                    f"{', '.join(sorted(model.reads))}"
+                )
             insert_given(con, table, rows, test.where)
         try:
             con.execute(test.model_file.read_text(encoding="utf-8"))

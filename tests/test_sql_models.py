@@ -233,7 +233,7 @@ def test_harness_refuses_malformed_tests_files(tmp_path, body, message):
         (
             "staging.assesments: [{patient_key: p1}]",
             "rows: []",
-            "given table staging.assesments does not exist",
+            "given staging.assesments, which harmonized/50_toy_scores.sql does not read",
         ),
         (
             "staging.assessments: [{patient_key: p1, assessment_date: not-a-date}]",
@@ -282,13 +282,13 @@ def test_harness_yaml_booleans_are_yaml_1_2(tmp_path):
 
 def test_harness_upstream_tables_exist_empty_and_a_given_view_becomes_a_table(tmp_path):
     root = tmp_path / "sql"
-    (root / "harmonized").mkdir(parents=True)
+    (root / "curated").mkdir(parents=True)
     (root / "endpoints").mkdir(parents=True)
-    (root / "harmonized" / "10_up.sql").write_text(
-        "CREATE OR REPLACE TABLE harmonized.up AS SELECT patient_key, 1 AS one FROM staging.patients;\n"
+    (root / "curated" / "10_up.sql").write_text(
+        "CREATE OR REPLACE TABLE curated.up AS SELECT patient_key, 1 AS one FROM staging.patients;\n"
     )
     (root / "endpoints" / "10_v.sql").write_text(
-        "CREATE OR REPLACE VIEW endpoints.v AS SELECT patient_key, one FROM harmonized.up;\n"
+        "CREATE OR REPLACE VIEW endpoints.v AS SELECT patient_key, one FROM curated.up;\n"
     )
     (root / "endpoints" / "20_w.sql").write_text(
         "CREATE OR REPLACE VIEW endpoints.w AS\nSELECT count(*) AS n, sum(one) AS s FROM endpoints.v;\n"

@@ -1,13 +1,20 @@
 """Run the declarative parts in DuckDB: definitions, vocabularies and the SQL model layers.
 
-SQL models live in `sql/<layer>/<NN>_<model>.sql`, one model per file, executed per layer in
-file-name order. Named definitions (`schemas/definitions.yaml`, overridable per run) are
-published as `curated.definitions` and read in SQL through the macros `def_num(name)` and
-`def_text(name)`; vocabularies (`schemas/vocab/*.csv`) become `ref.<file stem>` tables.
+SQL models live in `sql/<layer>/<NN>_<model>.sql`, one model per file. Each model creates one
+schema-qualified table or view and reads others by their schema-qualified names
+(`staging.x`, `ref.x`, `harmonized.x`, `curated.x`, `endpoints.x`); the run order within a
+layer is computed from those references (file names only break ties), and before any model
+runs the whole model graph is checked: a cycle, a read of a table no model creates, or a read
+across layers the build cannot serve is an error naming the model. Named definitions
+(`schemas/definitions.yaml`, overridable per run) are published as `curated.definitions` and
+read in SQL through the macros `def_num(name)` and `def_text(name)`; vocabularies
+(`schemas/vocab/*.csv`) become `ref.<file stem>` tables.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,19 +111,186 @@ def create_staging(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract
 
 
 def model_files(layer: str, root: Path | None = None) -> list[Path]:
+    """The model files of a layer, in file-name order."""
     if layer not in LAYERS:
         raise ValueError(f"unknown SQL layer {layer!r}; layers are {', '.join(LAYERS)}")
     return sorted(((root or sql_dir()) / layer).glob("*.sql"))
 
 
+# --- the model graph ---------------------------------------------------------------------------
+
+# tables that exist before the models run and are written by Python stages or by this module
+PYTHON_TABLES = frozenset(
+    {
+        "curated.definitions",
+        "harmonized.em_mentions",
+        "harmonized.em_unmapped_terms",
+        "harmonized.date_shift",
+    }
+)
+# schemas whose tables the models create (a read of one of these must name a model's output)
+MODEL_SCHEMAS = frozenset(LAYER_SCHEMAS.values())
+# schemas a layer's models may read: endpoints run on the published analytics file alone
+LAYER_READS = {
+    "harmonized": frozenset({"staging", "ref", "harmonized"}),
+    "curated": frozenset({"staging", "ref", "harmonized", "curated"}),
+    "date_shift": frozenset({"staging", "ref", "harmonized", "curated"}),
+    "endpoints": frozenset({"curated", "endpoints"}),
+}
+OPTIONAL_LAYERS = frozenset({"date_shift"})  # run only in date-shift mode: nothing else reads it
+
+_SCHEMAS = "|".join(sorted(MODEL_SCHEMAS | {"staging", "ref"}))
+_QUALIFIED = re.compile(rf"(?<![\w.\"])({_SCHEMAS})\s*\.\s*([A-Za-z_]\w*)", re.IGNORECASE)
+_CREATES = re.compile(
+    r"\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    r"([A-Za-z_]\w*)\s*\.\s*([A-Za-z_]\w*)",
+    re.IGNORECASE,
+)
+_NOISE = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Model:
+    """One SQL model: its layer, file, the table or view it creates and the tables it reads."""
+
+    layer: str
+    path: Path
+    output: str
+    reads: frozenset[str]
+
+    @property
+    def name(self) -> str:
+        return f"{self.layer}/{self.path.name}"
+
+
+def strip_sql_noise(sql: str) -> str:
+    """The SQL without comments and string literals (their text names no table)."""
+    return _NOISE.sub(" ", sql)
+
+
+def read_model(layer: str, path: Path) -> Model:
+    """Parse a model file: the one schema-qualified table or view it creates, the names it reads."""
+    code = strip_sql_noise(path.read_text(encoding="utf-8"))
+    created = {f"{a}.{b}".lower() for a, b in _CREATES.findall(code)}
+    if len(created) != 1:
+        found = ", ".join(sorted(created)) or "none"
+        raise SqlModelError(
+            f"SQL model {layer}/{path.name} must create exactly one schema-qualified table or "
+            f"view (CREATE OR REPLACE TABLE|VIEW schema.name); found {found}"
+        )
+    (output,) = created
+    if output.split(".")[0] != LAYER_SCHEMAS[layer]:
+        raise SqlModelError(
+            f"SQL model {layer}/{path.name} creates {output}; models of sql/{layer}/ create "
+            f"tables in the {LAYER_SCHEMAS[layer]} schema"
+        )
+    reads = {f"{a}.{b}".lower() for a, b in _QUALIFIED.findall(code)} - {output}
+    return Model(layer=layer, path=path, output=output, reads=frozenset(reads))
+
+
+def discover_models(root: Path | None = None) -> list[Model]:
+    """Every model of every layer, in layer then file-name order."""
+    return [read_model(layer, path) for layer in LAYERS for path in model_files(layer, root)]
+
+
+def check_model_graph(all_models: list[Model]) -> None:
+    """Fail before anything runs on a doubly created table, a read of a table no model or stage
+    creates, a read the model's layer cannot serve, or a cycle; the message names the model."""
+    producers: dict[str, Model] = {}
+    for model in all_models:
+        if model.output in producers:
+            raise SqlModelError(
+                f"SQL models {producers[model.output].name} and {model.name} both create "
+                f"{model.output}; one model per table"
+            )
+        producers[model.output] = model
+    rank = {layer: i for i, layer in enumerate(LAYERS)}
+    for model in all_models:
+        for name in sorted(model.reads):
+            schema = name.split(".")[0]
+            if schema not in LAYER_READS[model.layer]:
+                raise SqlModelError(
+                    f"SQL model {model.name} reads {name}, but {model.layer} models read only "
+                    f"{', '.join(sorted(LAYER_READS[model.layer]))} (the database they run in "
+                    "holds nothing else)"
+                )
+            if schema not in MODEL_SCHEMAS or name in PYTHON_TABLES:
+                continue
+            upstream = producers.get(name)
+            if upstream is None:
+                raise SqlModelError(
+                    f"SQL model {model.name} reads {name}, which no SQL model creates (missing "
+                    "upstream: add the model or fix the name)"
+                )
+            if rank[upstream.layer] > rank[model.layer] or (
+                upstream.layer in OPTIONAL_LAYERS and upstream.layer != model.layer
+            ):
+                raise SqlModelError(
+                    f"SQL model {model.name} reads {name}, created by {upstream.name}, which runs "
+                    f"after the {model.layer} layer or only in date-shift mode"
+                )
+    for layer in LAYERS:
+        order_models([m for m in all_models if m.layer == layer])
+
+
+def order_models(layer_models: list[Model]) -> list[Model]:
+    """The models in an order where each runs after the models it reads (ties by file name).
+
+    Raises SqlModelError naming the models of a cycle.
+    """
+    outputs = {m.output: m for m in layer_models}
+    waiting = {m.name: {outputs[r].name for r in m.reads if r in outputs} for m in layer_models}
+    by_name = {m.name: m for m in layer_models}
+    ordered: list[Model] = []
+    while waiting:
+        ready = sorted(name for name, needs in waiting.items() if not needs)
+        if not ready:
+            cycle = ", ".join(sorted(waiting))
+            raise SqlModelError(
+                f"SQL models read each other in a cycle (none can run first): {cycle}; "
+                "each reads an output of another"
+            )
+        first = ready[0]  # one at a time: the file-name order wherever the references allow
+        ordered.append(by_name[first])
+        del waiting[first]
+        for needs in waiting.values():
+            needs.discard(first)
+    return ordered
+
+
+def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    try:
+        con.execute(f"DESCRIBE {name}")
+    except duckdb.Error:
+        return False
+    return True
+
+
 def run_layer(con: duckdb.DuckDBPyConnection, layer: str, root: Path | None = None) -> list[str]:
-    """Execute the models of one layer in order; returns the model file names run."""
+    """Execute the models of one layer in dependency order; returns the model file names run.
+
+    The whole model graph is checked first (`check_model_graph`), then every table the layer
+    reads from outside it must exist in the connection; nothing runs if either check fails.
+    """
+    if layer not in LAYERS:
+        raise ValueError(f"unknown SQL layer {layer!r}; layers are {', '.join(LAYERS)}")
+    all_models = discover_models(root)
+    check_model_graph(all_models)
+    ordered = order_models([m for m in all_models if m.layer == layer])
+    made_here = {m.output for m in ordered}
+    for model in ordered:
+        for name in sorted(model.reads - made_here):
+            if not _exists(con, name):
+                raise SqlModelError(
+                    f"SQL model {model.name} reads {name}, which this database lacks (run the "
+                    "stages and layers before this one first)"
+                )
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {LAYER_SCHEMAS[layer]}")
     ran = []
-    for path in model_files(layer, root):
+    for model in ordered:
         try:
-            con.execute(path.read_text(encoding="utf-8"))
+            con.execute(model.path.read_text(encoding="utf-8"))
         except duckdb.Error as exc:
-            raise SqlModelError(f"SQL model {layer}/{path.name} failed: {exc}") from exc
-        ran.append(path.name)
+            raise SqlModelError(f"SQL model {model.name} failed: {exc}") from exc
+        ran.append(model.path.name)
     return ran

@@ -425,6 +425,12 @@ def run_model_test(test: ModelTest, sql_root: Path) -> None:
         f"{test.tests_file} :: {test.name}\n  rule: {test.rule}\n"
         f"  model: {test.model_file.parent.name}/{test.model_file.name} -> {output}"
     )
+    unused = sorted(set(test.definitions) - model.definitions)
+    if unused:
+        raise TestsFileError(
+            f"{test.where}: definitions {unused} are overridden but {model.name} does not read "
+            f"them; it reads {', '.join(sorted(model.definitions)) or 'none'}"
+        )
     try:
         con = open_database(sql_root, test.definitions)
     except KeyError as exc:  # an unknown definition override

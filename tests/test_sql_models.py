@@ -266,7 +266,9 @@ def test_harness_unknown_definition_override_is_an_error(tmp_path):
         tmp_path,
         "tests:\n  - name: bad\n    rule: toy\n    definitions: {no_such_definition: 1}\n    expect: {rows: []}\n",
     )
-    with pytest.raises(h.TestsFileError, match="unknown definition 'no_such_definition'"):
+    with pytest.raises(
+        h.TestsFileError, match=r"definitions \['no_such_definition'\] are overridden but"
+    ):
         h.run_model_test(test, tmp_path / "sql")
 
 

@@ -39,22 +39,55 @@ class SqlModelError(RuntimeError):
     """A SQL model failed; the message names the model file."""
 
 
+class DefinitionError(KeyError):
+    """A definition override or default is unknown, of the wrong kind or not an allowed value."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def load_definitions(
     path: Path | None = None, overrides: dict[str, Any] | None = None
 ) -> dict[str, dict[str, Any]]:
     """Named definitions with their values and descriptions, defaults first, then overrides.
 
-    An override must name a known definition: a typo must not silently keep the default.
+    An override must name a known definition (a typo must not silently keep the default), be a
+    number where the default is a number, and be one of the definition's `allowed:` values where
+    it lists them (the values the models implement).
     """
     src = path or schemas_dir() / "definitions.yaml"
     doc = read_yaml(src)["definitions"]
     defs = {name: {"value": d["value"], "description": d["description"]} for name, d in doc.items()}
+    for name, d in doc.items():
+        check_definition_value(name, d["value"], d, f"{src.name} (default)")
     for name, value in (overrides or {}).items():
         if name not in defs:
             known = ", ".join(sorted(defs))
-            raise KeyError(f"unknown definition {name!r} in the run's overrides; known: {known}")
+            raise DefinitionError(
+                f"unknown definition {name!r} in the run's overrides; known: {known}"
+            )
+        check_definition_value(name, value, doc[name], "the run's overrides")
         defs[name] = {**defs[name], "value": value}
     return defs
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_definition_value(name: str, value: Any, spec: dict[str, Any], where: str) -> None:
+    """Refuse a value of another kind than the default, or outside the `allowed:` list."""
+    if _is_number(spec["value"]) and not _is_number(value):
+        raise DefinitionError(
+            f"definition {name} in {where} must be a number (as its default "
+            f"{spec['value']!r}), got {value!r}"
+        )
+    allowed = spec.get("allowed")
+    if allowed is not None and value not in allowed:
+        raise DefinitionError(
+            f"definition {name} in {where} is {value!r}; the models implement only "
+            f"{', '.join(map(repr, allowed))}"
+        )
 
 
 def install_definitions(con: duckdb.DuckDBPyConnection, defs: dict[str, dict[str, Any]]) -> None:
@@ -79,15 +112,27 @@ def install_definitions(con: duckdb.DuckDBPyConnection, defs: dict[str, dict[str
     install_macros(con)
 
 
+UNKNOWN_DEFINITION_HINT = "add it to schemas/definitions.yaml or fix the name in the model"
+
+
 def install_macros(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(
-        "CREATE OR REPLACE MACRO def_num(n) AS "
-        "(SELECT CAST(value AS DOUBLE) FROM curated.definitions WHERE name = n)"
-    )
-    con.execute(
-        "CREATE OR REPLACE MACRO def_text(n) AS "
-        "(SELECT value FROM curated.definitions WHERE name = n)"
-    )
+    """`def_num(name)` (the value as DOUBLE) and `def_text(name)` (as text).
+
+    An unknown name is an error raised through DuckDB's `error()` where the macro is evaluated,
+    never a NULL that would fall to a CASE's ELSE branch (a model over no rows may not evaluate
+    it: `check_definitions_used` checks the names the models write before they run).
+    """
+    for macro, value in (("def_num", "CAST(value AS DOUBLE)"), ("def_text", "value")):
+        message = (
+            f"'unknown definition \"' || coalesce(n, 'NULL') || '\" in {macro}(): "
+            f"{UNKNOWN_DEFINITION_HINT}'"
+        )
+        con.execute(
+            f"CREATE OR REPLACE MACRO {macro}(n) AS CASE "
+            "WHEN (SELECT count(*) FROM curated.definitions WHERE name = n) = 1 "
+            f"THEN (SELECT {value} FROM curated.definitions WHERE name = n) "
+            f"ELSE error({message}) END"
+        )
 
 
 def load_vocab(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> list[str]:
@@ -146,6 +191,8 @@ _CREATES = re.compile(
     r"([A-Za-z_]\w*)\s*\.\s*([A-Za-z_]\w*)",
     re.IGNORECASE,
 )
+_DEFINITION_USE = re.compile(r"\bdef_(?:num|text)\s*\(\s*'([^']*)'\s*\)", re.IGNORECASE)
+_LINE_COMMENT = re.compile(r"--[^\n]*")
 _NOISE = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.DOTALL)
 
 
@@ -157,6 +204,7 @@ class Model:
     path: Path
     output: str
     reads: frozenset[str]
+    definitions: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -185,7 +233,28 @@ def read_model(layer: str, path: Path) -> Model:
             f"tables in the {LAYER_SCHEMAS[layer]} schema"
         )
     reads = {f"{a}.{b}".lower() for a, b in _QUALIFIED.findall(code)} - {output}
-    return Model(layer=layer, path=path, output=output, reads=frozenset(reads))
+    used = set(_DEFINITION_USE.findall(_LINE_COMMENT.sub(" ", path.read_text(encoding="utf-8"))))
+    return Model(
+        layer=layer, path=path, output=output, reads=frozenset(reads), definitions=frozenset(used)
+    )
+
+
+def check_definitions_used(all_models: list[Model], known: set[str]) -> None:
+    """Fail when a model names a definition (`def_num('x')`, `def_text('x')`) that is not known."""
+    for model in all_models:
+        unknown = sorted(model.definitions - known)
+        if unknown:
+            raise SqlModelError(
+                f"SQL model {model.name} uses definition(s) {', '.join(map(repr, unknown))}, "
+                f"which curated.definitions lacks: {UNKNOWN_DEFINITION_HINT}"
+            )
+
+
+def installed_definitions(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Names in the connection's `curated.definitions` (empty when it has none)."""
+    if not _exists(con, "curated.definitions"):
+        return set()
+    return {r[0] for r in con.execute("SELECT name FROM curated.definitions").fetchall()}
 
 
 def discover_models(root: Path | None = None) -> list[Model]:
@@ -269,13 +338,15 @@ def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 def run_layer(con: duckdb.DuckDBPyConnection, layer: str, root: Path | None = None) -> list[str]:
     """Execute the models of one layer in dependency order; returns the model file names run.
 
-    The whole model graph is checked first (`check_model_graph`), then every table the layer
-    reads from outside it must exist in the connection; nothing runs if either check fails.
+    The whole model graph is checked first (`check_model_graph`) and every definition a model
+    names must be installed, then every table the layer reads from outside it must exist in the
+    connection; nothing runs if a check fails.
     """
     if layer not in LAYERS:
         raise ValueError(f"unknown SQL layer {layer!r}; layers are {', '.join(LAYERS)}")
     all_models = discover_models(root)
     check_model_graph(all_models)
+    check_definitions_used(all_models, installed_definitions(con))
     ordered = order_models([m for m in all_models if m.layer == layer])
     made_here = {m.output for m in ordered}
     for model in ordered:

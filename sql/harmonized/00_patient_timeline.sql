@@ -1,13 +1,27 @@
 -- One row per patient with a blinatumomab cycle 1: the study-day origin (day 0) and the
 -- patient-level dates later models measure against. Restricted zone: holds calendar dates.
 CREATE OR REPLACE TABLE harmonized.patient_timeline AS
-WITH cycle1 AS (
+WITH origin AS (
+    -- definition study_day_origin: the models implement one origin, the start of blinatumomab
+    -- cycle 1; any other value is refused rather than silently ignored
     SELECT
-        patient_key,
-        min(start_date) AS day0_date
-    FROM staging.treatments
-    WHERE treatment = 'blinatumomab' AND cycle = 1
-    GROUP BY patient_key
+        CASE
+            WHEN def_text('study_day_origin') = 'blinatumomab_cycle1_start' THEN 'blinatumomab'
+            ELSE error(
+                'definition study_day_origin = "' || def_text('study_day_origin')
+                || '" is not implemented; the only origin is blinatumomab_cycle1_start'
+            )
+        END AS origin_treatment
+),
+
+cycle1 AS (
+    SELECT
+        t.patient_key,
+        min(t.start_date) AS day0_date
+    FROM staging.treatments AS t
+    INNER JOIN origin ON t.treatment = origin.origin_treatment
+    WHERE t.cycle = 1
+    GROUP BY t.patient_key
 ),
 
 deaths AS (

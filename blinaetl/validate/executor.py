@@ -179,6 +179,20 @@ class TableOutcome:
 def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None) -> TableOutcome:
     """Run every check of the contract on the frame; split loaded from quarantined rows."""
     work = _with_helpers(frame, ctx).with_columns(pl.int_range(pl.len()).alias("_idx"))
+    runnable, broken = find_runnable_checks(contract, work)
+    failing = run_checks(contract, runnable, work)
+    spec = describe_checks(contract)
+    fails = failing.join(spec, on="check_id", how="left", maintain_order="left")
+    loaded, qrows = split_rows(work, fails, contract)
+    failures = list_failures(work, fails, contract)
+    dq = compute_dq_status(spec, failing, {c.id for c, _ in broken}, work.height, contract.table)
+    return TableOutcome(loaded, qrows, failures, dq)
+
+
+def find_runnable_checks(
+    contract: Contract, work: pl.DataFrame
+) -> tuple[list[CheckSpec], list[tuple[CheckSpec, str]]]:
+    """The checks that compile on the frame's columns, and the others with the reason."""
     runnable, broken = [], []
     for check in contract.checks:
         if check.check not in CHECK_TYPES:
@@ -189,27 +203,47 @@ def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None)
             runnable.append(check)
         except (pl.exceptions.PolarsError, CheckConfigError, KeyError) as exc:
             broken.append((check, f"{type(exc).__name__}"))
+    return runnable, broken
+
+
+def run_checks(contract: Contract, runnable: list[CheckSpec], work: pl.DataFrame) -> pl.DataFrame:
+    """`_idx, check_id` of every failing row and check, in row order then check id."""
     schema = compile_schema(contract, runnable)
     failing = pl.DataFrame(schema={"_idx": pl.Int64, "check_id": pl.Utf8})
     try:
         schema.validate(work.select(_check_columns(contract, runnable, work)), lazy=True)
     except pa.errors.SchemaErrors as err:
         fc = err.failure_cases
+        ids = [c.id for c in runnable]
         failing = (
-            fc.filter(
-                pl.col("index").is_not_null() & pl.col("check").is_in([c.id for c in runnable])
-            )
+            fc.filter(pl.col("index").is_not_null() & pl.col("check").is_in(ids))
             .select(pl.col("index").cast(pl.Int64).alias("_idx"), pl.col("check").alias("check_id"))
             .unique()
             .sort("_idx", "check_id")  # row order, so the quarantine tables are the same each run
         )
-        schema_level = fc.filter(~pl.col("check").is_in([c.id for c in runnable]))
+        schema_level = fc.filter(~pl.col("check").is_in(ids))
         if schema_level.height:
             raise RuntimeError(
                 f"table {contract.table}: typed columns do not match the contract "
                 f"({schema_level['check'].unique().to_list()}); this is a bug in blinaetl"
             ) from None
-    spec = pl.DataFrame(
+    return failing
+
+
+SPEC_SCHEMA = {
+    "check_id": pl.Utf8,
+    "column_name": pl.Utf8,
+    "kahn": pl.Utf8,
+    "severity": pl.Utf8,
+    "message": pl.Utf8,
+    "check_type": pl.Utf8,
+    "threshold": pl.Float64,
+}
+
+
+def describe_checks(contract: Contract) -> pl.DataFrame:
+    """One row per declared check: id, column, Kahn category, severity, message, type, threshold."""
+    return pl.DataFrame(
         {
             "check_id": [c.id for c in contract.checks],
             "column_name": [c.column for c in contract.checks],
@@ -219,17 +253,15 @@ def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None)
             "check_type": [c.check for c in contract.checks],
             "threshold": [float(c.threshold) for c in contract.checks],
         },
-        schema={
-            "check_id": pl.Utf8,
-            "column_name": pl.Utf8,
-            "kahn": pl.Utf8,
-            "severity": pl.Utf8,
-            "message": pl.Utf8,
-            "check_type": pl.Utf8,
-            "threshold": pl.Float64,
-        },
+        schema=SPEC_SCHEMA,
     )
-    fails = failing.join(spec, on="check_id", how="left", maintain_order="left")
+
+
+def split_rows(
+    work: pl.DataFrame, fails: pl.DataFrame, contract: Contract
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(loaded rows with their warning check ids, quarantined rows) by the failing checks'
+    severity: a row failing an error check is quarantined, one failing only warnings loads."""
     error_idx = fails.filter(pl.col("severity") == "error")["_idx"].unique()
     warn = (
         fails.filter(pl.col("severity") == "warning")
@@ -251,6 +283,11 @@ def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None)
         "site",
         "patient_key",
     )
+    return loaded, qrows
+
+
+def list_failures(work: pl.DataFrame, fails: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """One row per failing row and check, located by source, file and row (never by value)."""
     # row_hash: the delivered content of the row, so a query keeps its id across extracts
     row_ids = work.select(
         "_idx",
@@ -261,7 +298,7 @@ def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None)
         "patient_key",
         pl.col("_content_hash").cast(pl.Utf8).alias("row_hash"),
     )
-    failures = fails.join(row_ids, on="_idx", how="left", maintain_order="left").select(
+    return fails.join(row_ids, on="_idx", how="left", maintain_order="left").select(
         "_source_id",
         "_source_file",
         "_source_row",
@@ -275,14 +312,21 @@ def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None)
         "severity",
         "message",
     )
-    n = work.height
+
+
+def compute_dq_status(
+    spec: pl.DataFrame, failing: pl.DataFrame, broken_ids: set[str], n_rows: int, table: str
+) -> pl.DataFrame:
+    """DQD results per check: rows checked and failed, percent failed and the status, which is
+    `error` for a check that could not run, `not_applicable` on a table without rows, `failed`
+    when the percent failed is above the threshold and `passed` otherwise (clean checks too)."""
     counts = failing.group_by("check_id").agg(pl.len().alias("rows_failed"))
     dq = (
         spec.join(counts, on="check_id", how="left")
         .with_columns(
-            pl.lit(contract.table).alias("table_name"),
+            pl.lit(table).alias("table_name"),
             pl.col("rows_failed").fill_null(0).cast(pl.Int64),
-            pl.lit(n, pl.Int64).alias("rows_checked"),
+            pl.lit(n_rows, pl.Int64).alias("rows_checked"),
         )
         .with_columns(
             pl.when(pl.col("rows_checked") > 0)
@@ -291,8 +335,7 @@ def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None)
             .alias("pct_failed")
         )
     )
-    broken_ids = {c.id for c, _ in broken}
-    dq = dq.with_columns(
+    return dq.with_columns(
         pl.when(pl.col("check_id").is_in(list(broken_ids)))
         .then(pl.lit("error"))
         .when(pl.col("rows_checked") == 0)
@@ -314,7 +357,6 @@ def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None)
         "pct_failed",
         "status",
     )
-    return TableOutcome(loaded, qrows, failures, dq)
 
 
 @dataclass

@@ -105,7 +105,7 @@ def stage_load(cfg: RunConfig, result: Any) -> dict[str, int]:
     warehouse.reset_restricted(cfg.restricted_path)
     con = warehouse.connect_restricted(cfg.restricted_path)
     try:
-        return warehouse.load_staging(
+        loaded = warehouse.load_staging(
             con,
             load_contracts(cfg.contracts_dir),
             result.tables,
@@ -114,6 +114,9 @@ def stage_load(cfg: RunConfig, result: Any) -> dict[str, int]:
             result.files,
             result.dq_results,
         )
+        # fields the sites' mappings declare not collected (staging.not_collected exists empty)
+        frames.write_frame(con, "staging.not_collected", result.not_collected)
+        return loaded
     finally:
         con.close()
 

@@ -213,4 +213,464 @@ def test_mapping_file_that_does_not_exist_names_it(tmp_path):
         load_source(tmp_path / "nope.yaml")
 
 
-_ = dt
+# --- 2. fields a site did not collect -------------------------------------------------------
+
+NC_CSV = "MRN,birth_date,sex,diagnosis_date,prior_hct\nP001,1970-01-01,F,2014-01-01,no\nP002,1965-05-05,M,2013-03-03,yes\n"
+NC_MAPPING = mapping(
+    """
+    - table: patients
+      glob: "clinical/T1/patients_*.csv"
+      format: csv
+      columns: {mrn: MRN, birth_date: birth_date, sex: sex, diagnosis_date: diagnosis_date, prior_hct: prior_hct}
+      not_collected: [ph_status, prior_lines]
+    """
+)
+
+
+def test_not_collected_fields_are_null_and_reported_not_applicable_at_that_site(tmp_path):
+    rel = "clinical/T1/patients_2026-01-01.csv"
+    landing, sources = setup(tmp_path, NC_MAPPING, {rel: NC_CSV})
+    result = run(landing, sources)
+    pats = result.tables["patients"]
+    assert pats.height == 2 and result.quarantine_rows.height == 0
+    assert pats["ph_status"].to_list() == [None, None]
+    assert pats["prior_lines"].to_list() == [None, None]
+    assert pats["prior_hct"].to_list() == [False, True]
+    assert file_row(result, rel)["status"] == "loaded"
+    nc = result.not_collected.select("site", "table_name", "field_name", "rows_delivered")
+    assert nc.rows() == [("T1", "patients", "ph_status", 2), ("T1", "patients", "prior_lines", 2)]
+    dq = result.dq_results.filter(pl.col("check_id").str.contains("@"))
+    assert sorted(dq.select("check_id", "status", "rows_checked").rows()) == [
+        ("PAT_PH_STATUS_REQUIRED@T1", "not_applicable", 2),
+        ("PAT_PRIOR_LINES_REQUIRED@T1", "not_applicable", 2),
+    ]
+    assert dq["kahn"].unique().to_list() == ["completeness"]
+
+
+def test_not_collected_at_one_site_does_not_excuse_an_empty_value_at_another(tmp_path):
+    other = mapping(
+        f"""
+        - table: patients
+          glob: "clinical/T2/patients_*.csv"
+          format: csv
+          columns: {PATIENTS_COLUMNS}
+        """,
+        site="site: T2",
+    ).replace("source: t_site", "source: t2_site")
+    landing, sources = setup(tmp_path, NC_MAPPING, {"clinical/T1/patients_1.csv": NC_CSV})
+    (sources / "t2.yaml").write_text(other)
+    empty_ph = PATIENTS_CSV.replace(",negative,", ",,")
+    path = landing / "clinical/T2/patients_1.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(empty_ph)
+    result = run(landing, sources)
+    fails = result.quarantine_failures.filter(pl.col("site") == "T2")
+    assert fails["check_id"].to_list() == ["PAT_PH_STATUS_REQUIRED"]
+    assert result.tables["patients"].filter(pl.col("site") == "T1").height == 2
+    status = dict(result.dq_results.select("check_id", "status").iter_rows())
+    assert status["PAT_PH_STATUS_REQUIRED"] == "failed"
+    assert status["PAT_PH_STATUS_REQUIRED@T1"] == "not_applicable"
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ("not_collected: [ph_status, prior_lines]", None),
+        (
+            "not_collected: [ph_status, colour]",
+            r"t.yaml, files\[0\].*'not_collected' names field\(s\) colour",
+        ),
+        ("not_collected: [mrn]", r"'not_collected' names key field\(s\) mrn"),
+        ("not_collected: ph_status", r"'not_collected' must be a list"),
+    ],
+)
+def test_bad_not_collected_is_refused_at_load_time(tmp_path, change, words):
+    path = tmp_path / "t.yaml"
+    text = NC_MAPPING.replace("not_collected: [ph_status, prior_lines]", change)
+    if "mrn]" in change:
+        text = text.replace("{mrn: MRN, ", "{")
+    path.write_text(text)
+    if words is None:
+        assert load_source(path).files[0].not_collected == ("ph_status", "prior_lines")
+        return
+    with pytest.raises(MappingError, match=words):
+        load_source(path)
+
+
+def test_not_collected_and_mapped_at_once_is_refused(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        NC_MAPPING.replace("prior_hct: prior_hct}", "prior_hct: prior_hct, ph_status: Ph}")
+    )
+    with pytest.raises(MappingError, match=r"ph_status are in 'not_collected' and in 'columns'"):
+        load_source(path)
+
+
+def test_required_field_neither_mapped_nor_declared_names_not_collected_as_a_way(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        NC_MAPPING.replace("not_collected: [ph_status, prior_lines]", "not_collected: [ph_status]")
+    )
+    with pytest.raises(MappingError, match=r"prior_lines .*not_collected"):
+        load_source(path)
+
+
+# --- 3. row shaping -------------------------------------------------------------------------
+
+PATIENTS_FILE = {"clinical/T1/patients_2026-01-01.csv": PATIENTS_CSV}
+PATIENTS_ENTRY = f"""
+- table: patients
+  glob: "clinical/T1/patients_*.csv"
+  format: csv
+  columns: {PATIENTS_COLUMNS}
+"""
+
+
+def test_where_keeps_only_the_declared_rows_and_says_how_many_it_left_out(tmp_path):
+    ds = (
+        "USUBJID,DSCAT,DSDECOD,DSSTDTC\n"
+        "P001,PROTOCOL MILESTONE,INFORMED CONSENT OBTAINED,2014-01-05\n"
+        "P001,DISPOSITION EVENT,DEATH,2015-02-01\n"
+        "P002,DISPOSITION EVENT,COMPLETED,2015-03-01\n"
+        "P002,DISPOSITION EVENT,DEATH,2016-04-01\n"
+        "P002,,DEATH,2016-04-02\n"
+    )
+    text = mapping(
+        PATIENTS_ENTRY
+        + """
+- table: outcomes
+  glob: "clinical/T1/ds_*.csv"
+  format: csv
+  where: {DSCAT: DISPOSITION EVENT, DSDECOD: {in: [DEATH]}}
+  columns: {mrn: USUBJID, event: DSDECOD, event_date: DSSTDTC}
+  codes: {event: {DEATH: death}}
+"""
+    )
+    rel = "clinical/T1/ds_2026-01-01.csv"
+    landing, sources = setup(tmp_path, text, {**PATIENTS_FILE, rel: ds})
+    result = run(landing, sources)
+    out = result.tables["outcomes"].sort("_source_row")
+    assert out.select("mrn", "event", "event_date", "_source_row").rows() == [
+        ("P001", "death", dt.date(2015, 2, 1), 3),
+        ("P002", "death", dt.date(2016, 4, 1), 5),
+    ]
+    f = file_row(result, rel)
+    assert (f["rows_read"], f["rows_loaded"], f["rows_quarantined"]) == (2, 2, 0)
+    assert "3 of 5 delivered row(s) left out by the mapping's 'where'" in f["error"]
+
+
+@pytest.mark.parametrize(
+    ("where", "kept"),
+    [
+        ("{DSCAT: {not_equals: A}}", [3, 4]),  # an empty cell is not A
+        ("{DSCAT: {not_in: [A, B]}}", [4]),
+        ("{DSCAT: {present: false}}", [4]),
+        ("{DSCAT: {present: true}}", [2, 3]),
+        ("{DSCAT: {matches: '^[AB]$'}}", [2, 3]),
+        ("{DSCAT: [A, B], X: '1'}", [2]),
+    ],
+)
+def test_where_operators(tmp_path, where, kept):
+    data = "MRN,DSCAT,X,DT\nP001,A,1,2015-01-01\nP002,B,2,2015-01-02\nP001,,1,2015-01-03\n"
+    text = mapping(
+        PATIENTS_ENTRY
+        + f"""
+- table: outcomes
+  glob: "clinical/T1/o_*.csv"
+  format: csv
+  where: {where}
+  columns: {{mrn: MRN, event_date: DT}}
+  constants: {{event: last_contact}}
+"""
+    )
+    landing, sources = setup(tmp_path, text, {**PATIENTS_FILE, "clinical/T1/o_1.csv": data})
+    result = run(landing, sources)
+    assert sorted(result.tables["outcomes"]["_source_row"].to_list()) == kept
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("where: {A: {like: x}}", r"'where' on column 'A' must have one operator of equals"),
+        ("where: {A: {in: x}}", r"'where' in on column 'A' needs a non-empty list"),
+        ("where: {A: {matches: '('}}", r"not a valid regular expression"),
+        ("where: {A: {present: maybe}}", r"present on column 'A' must be true or false"),
+        ("where: [A]", r"'where' must map column names"),
+        ("pivot: {key: [K], name: N}", r"'pivot' lacks value"),
+        ("pivot: {key: [K], name: N, value: N}", r"key, name and value must be different"),
+        ("pivot: {key: K, name: N, value: V, sum: true}", r"'pivot' has unknown key\(s\) sum"),
+        ("unpivot: {index: [K]}", r"'unpivot' lacks columns"),
+        ("unpivot: {index: [K], columns: [K, L]}", r"index and columns overlap \(K\)"),
+        (
+            "unpivot: {index: K, columns: L, keep_empty: sometimes}",
+            r"keep_empty' must be true or false",
+        ),
+        ("site_from: {codes: {a: b}}", r"'site_from' lacks column"),
+        ("site_from: {column: S, codes: []}", r"'site_from.codes' must map"),
+        (
+            "derived_dates: {event: {days: D, anchor: A}}",
+            r"'derived_dates' field 'event' is a string",
+        ),
+        ("derived_dates: {when: {days: D, anchor: A}}", r"names field 'when' that table"),
+        ("derived_dates: {event_date: {days: D}}", r"derived_dates.event_date.*lacks anchor"),
+        ("derived_dates: {event_date: {days: D, anchor: A, day_one: 1}}", r"day_one' must be true"),
+        (
+            "derived_dates: {event_date: {days: D, anchor: A}}",
+            r"derived in 'derived_dates' and also given",
+        ),
+        (
+            "pivot: {key: K, name: N, value: V}\nunpivot: {index: K, columns: L}",
+            r"cannot both be set",
+        ),
+    ],
+)
+def test_bad_shaping_spec_is_refused_at_load_time_naming_file_and_key(tmp_path, spec, words):
+    path = tmp_path / "site_x.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            source: x
+            kind: clinical
+            site: X
+            files:
+              - table: outcomes
+                glob: "o_*.csv"
+                format: csv
+                columns: {{mrn: MRN, event: EV, event_date: DT}}
+                {spec.replace(chr(10), chr(10) + " " * 16)}
+            """
+        )
+    )
+    with pytest.raises(MappingError, match=r"site_x.yaml, files\[0\]: .*" + words):
+        load_source(path)
+
+
+def test_where_on_a_column_the_file_lacks_rejects_the_file_naming_the_key(tmp_path):
+    text = mapping(PATIENTS_ENTRY.replace("format: csv", "format: csv\n  where: {STATUS: ok}"))
+    rel = "clinical/T1/patients_2026-01-01.csv"
+    landing, sources = setup(tmp_path, text, PATIENTS_FILE)
+    f = file_row(run(landing, sources), rel)
+    assert f["status"] == "rejected"
+    assert "'STATUS' named in 'where'" in f["error"] and "t.yaml" in f["fix"]
+
+
+LB_LONG = (
+    "USUBJID,LBDTC,LBTESTCD,LBSTRESN\n"
+    "P001,2014-02-01,PLAT,150\n"
+    "P001,2014-02-01,NEUT,2.5\n"
+    "P001,2014-03-01,PLAT,80\n"
+    "P002,2014-02-02,PLAT,40\n"
+    "P002,2014-02-02,PLAT,45\n"
+    "P002,2014-02-02,NEUT,0.9\n"
+    "P002,2014-02-09,,7\n"
+)
+PIVOT_ENTRY = """
+- table: assessments
+  glob: "clinical/T1/lb_*.csv"
+  format: csv
+  pivot: {key: [USUBJID, LBDTC], name: LBTESTCD, value: LBSTRESN}
+  columns: {mrn: USUBJID, assessment_date: LBDTC, platelets_10e9l: PLAT, anc_10e9l: NEUT}
+"""
+
+
+def test_pivot_long_to_wide_one_record_per_key_conflicts_quarantined(tmp_path):
+    rel = "clinical/T1/lb_2026-01-01.csv"
+    landing, sources = setup(
+        tmp_path, mapping(PATIENTS_ENTRY + PIVOT_ENTRY), {**PATIENTS_FILE, rel: LB_LONG}
+    )
+    result = run(landing, sources)
+    got = result.tables["assessments"].sort("_source_row")
+    assert got.select(
+        "mrn", "assessment_date", "platelets_10e9l", "anc_10e9l", "_source_row"
+    ).rows() == [
+        ("P001", dt.date(2014, 2, 1), 150.0, 2.5, 2),
+        ("P001", dt.date(2014, 3, 1), 80.0, None, 4),
+    ]
+    # P002 2014-02-02 has two different platelet counts: one record, quarantined as unreadable
+    q = result.quarantine_rows.filter(pl.col("_source_file") == rel)
+    assert q["_source_row"].to_list() == [5]
+    assert '"PLAT":"40 | 45"' in q["raw_json"][0]
+    f = file_row(result, rel)
+    assert (f["rows_read"], f["rows_loaded"], f["rows_quarantined"]) == (3, 2, 1)
+    assert "1 row(s) with an empty 'LBTESTCD' left out" in f["error"]
+    assert "1 cell(s) got more than one different 'LBSTRESN'" in f["error"]
+
+
+def test_pivot_missing_a_named_column_rejects_the_file(tmp_path):
+    rel = "clinical/T1/lb_2026-01-01.csv"
+    data = LB_LONG.replace("LBTESTCD", "TESTCD")
+    landing, sources = setup(
+        tmp_path, mapping(PATIENTS_ENTRY + PIVOT_ENTRY), {**PATIENTS_FILE, rel: data}
+    )
+    f = file_row(run(landing, sources), rel)
+    assert f["status"] == "rejected" and "'LBTESTCD' named in 'pivot'" in f["error"]
+
+
+def test_unpivot_wide_cycles_to_one_row_each_empty_cells_skipped(tmp_path):
+    wide = (
+        "MRN,C1 start,C2 start,C3 start,Note\nP001,2014-02-01,2014-03-01,,x\nP002,2014-02-05,,,y\n"
+    )
+    text = mapping(
+        PATIENTS_ENTRY
+        + """
+- table: treatments
+  glob: "clinical/T1/cycles_*.csv"
+  format: csv
+  unpivot: {index: [MRN], columns: ["C* start"], name: which, value: started}
+  columns: {mrn: MRN, cycle: which, start_date: started}
+  codes: {cycle: {C1 start: "1", C2 start: "2", C3 start: "3"}}
+  constants: {treatment: blinatumomab}
+"""
+    )
+    rel = "clinical/T1/cycles_2026-01-01.csv"
+    landing, sources = setup(tmp_path, text, {**PATIENTS_FILE, rel: wide})
+    result = run(landing, sources)
+    got = result.tables["treatments"].select("mrn", "cycle", "start_date", "_source_row")
+    assert got.rows() == [
+        ("P001", 1, dt.date(2014, 2, 1), 2),
+        ("P001", 2, dt.date(2014, 3, 1), 2),
+        ("P002", 1, dt.date(2014, 2, 5), 3),
+    ]
+    f = file_row(result, rel)
+    assert (f["rows_read"], f["rows_loaded"], f["rows_quarantined"]) == (3, 3, 0)
+    assert "2 row(s) x 3 column(s) gave 3 record(s); 3 empty cell(s) skipped" in f["error"]
+
+
+def test_unpivot_quarantine_shows_the_wide_row_as_delivered(tmp_path):
+    wide = "MRN,C1 start,C2 start\nP001,2014-02-01,2014-13-45\n"
+    text = mapping(
+        PATIENTS_ENTRY
+        + """
+- table: treatments
+  glob: "clinical/T1/cycles_*.csv"
+  format: csv
+  unpivot: {index: MRN, columns: [C1 start, C2 start], name: which, value: started}
+  columns: {mrn: MRN, cycle: which, start_date: started}
+  codes: {cycle: {C1 start: "1", C2 start: "2"}}
+  constants: {treatment: blinatumomab}
+"""
+    )
+    rel = "clinical/T1/cycles_2026-01-01.csv"
+    landing, sources = setup(tmp_path, text, {**PATIENTS_FILE, rel: wide})
+    result = run(landing, sources)
+    q = result.quarantine_rows.filter(pl.col("_source_file") == rel)
+    assert q.height == 1 and q["_source_row"].to_list() == [2]
+    assert '"C1 start":"2014-02-01"' in q["raw_json"][0] and "2014-13-45" in q["raw_json"][0]
+    assert result.tables["treatments"]["cycle"].to_list() == [1]
+
+
+SITES_CSV = (
+    "SITEID,SUBJID,BRTHDTC,SEX,DX\n"
+    "701,1001,1970-01-01,F,2014-01-01\n"
+    "702,1001,1965-05-05,M,2013-03-03\n"
+    "701,1002,1960-02-02,M,2013-04-04\n"
+)
+SITES_MAPPING = """
+source: t_multi
+kind: clinical
+files:
+  - table: patients
+    glob: "clinical/DM/dm_*.csv"
+    format: csv
+    site_from: {column: SITEID, codes: {"701": SITE71, "702": SITE72}}
+    columns: {mrn: SUBJID, birth_date: BRTHDTC, sex: SEX, diagnosis_date: DX}
+    not_collected: [ph_status, prior_lines, prior_hct]
+"""
+
+
+def test_site_from_a_column_through_a_code_map(tmp_path):
+    rel = "clinical/DM/dm_2026-01-01.csv"
+    landing, sources = setup(tmp_path, SITES_MAPPING, {rel: SITES_CSV})
+    result = run(landing, sources)
+    got = result.tables["patients"].sort("_source_row").select("site", "mrn")
+    assert got.rows() == [("SITE71", "1001"), ("SITE72", "1001"), ("SITE71", "1002")]
+    # same MRN at two sites: two patients (identity is site + MRN)
+    assert result.tables["patients"]["patient_key"].n_unique() == 3
+    nc = result.not_collected.filter(pl.col("field_name") == "ph_status")
+    assert sorted(nc.select("site", "rows_delivered").rows()) == [("SITE71", 2), ("SITE72", 1)]
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (
+            SITES_CSV.replace("702,", "799,"),
+            "site code(s) 799 in 'SITEID' are not in 'site_from.codes'",
+        ),
+        (SITES_CSV.replace("702,", ","), "1 row(s) have no site in 'SITEID' (rows 3)"),
+        (
+            SITES_CSV.replace("SITEID", "SITE"),
+            "column 'SITEID' named in 'site_from' is not in the file",
+        ),
+    ],
+)
+def test_site_from_unknown_or_missing_code_rejects_the_file(tmp_path, data, words):
+    rel = "clinical/DM/dm_2026-01-01.csv"
+    landing, sources = setup(tmp_path, SITES_MAPPING, {rel: data})
+    f = file_row(run(landing, sources), rel)
+    assert f["status"] == "rejected"
+    assert words in f["error"], f["error"]
+    assert "t.yaml" in f["fix"]
+
+
+def test_site_from_without_source_site_needs_it_on_every_file(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        SITES_MAPPING.replace(
+            '    site_from: {column: SITEID, codes: {"701": SITE71, "702": SITE72}}\n', ""
+        )
+    )
+    with pytest.raises(
+        MappingError,
+        match=r"m.yaml: a clinical source needs 'site'.*'site_from' on every file entry \(files\[0\]",
+    ):
+        load_source(path)
+
+
+FOLLOWUP = "MRN,DAYS,DXDATE\nP001,30,2014-01-01\nP002,-1,2013-06-01\nP002,0,2013-06-01\nP001,x,2014-01-01\nP001,,2014-01-01\n"
+
+
+@pytest.mark.parametrize(
+    ("day_one", "expected"),
+    [
+        # day 0 = anchor: 2014-01-01 + 30 = 2014-01-31; -1 = day before; 0 = the anchor
+        (
+            "false",
+            [
+                ("P001", dt.date(2014, 1, 31)),
+                ("P002", dt.date(2013, 5, 31)),
+                ("P002", dt.date(2013, 6, 1)),
+            ],
+        ),
+        # SDTM study days: day 1 = anchor, no day 0: day 30 = 2014-01-30, day -1 = 2013-05-31
+        ("true", [("P001", dt.date(2014, 1, 30)), ("P002", dt.date(2013, 5, 31))]),
+    ],
+)
+def test_derived_dates_from_a_day_offset_and_an_anchor_column(tmp_path, day_one, expected):
+    text = mapping(
+        PATIENTS_ENTRY
+        + f"""
+- table: outcomes
+  glob: "clinical/T1/fu_*.csv"
+  format: csv
+  columns: {{mrn: MRN}}
+  constants: {{event: last_contact}}
+  derived_dates: {{event_date: {{days: DAYS, anchor: DXDATE, day_one: {day_one}}}}}
+"""
+    )
+    rel = "clinical/T1/fu_2026-01-01.csv"
+    landing, sources = setup(tmp_path, text, {**PATIENTS_FILE, rel: FOLLOWUP})
+    result = run(landing, sources)
+    got = result.tables["outcomes"].sort("_source_row").select("mrn", "event_date")
+    assert got.rows() == expected
+    fails = dict(
+        result.quarantine_failures.filter(pl.col("_source_file") == rel)
+        .select("_source_row", "check_id")
+        .iter_rows()
+    )
+    assert fails[5] == "OUT_EVENT_DATE_TYPE"  # "x" days
+    assert fails[6] == "OUT_EVENT_DATE_REQUIRED"  # no days
+    if day_one == "true":
+        assert fails[4] == "OUT_EVENT_DATE_TYPE"  # there is no study day 0
+    f = file_row(result, rel)
+    assert "ignored" not in (f["error"] or ""), "DAYS and DXDATE are used, not ignored"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
+from blinaetl.ingest.shape import ShapeProblem, shape
 from blinaetl.ingest.sources import FileMapping, SourceMapping, load_sources, match
 from blinaetl.privacy import patient_keys
 from blinaetl.validate.contracts import LINEAGE_COLUMNS, POLARS_TYPES, Contract, load_contracts
@@ -248,6 +249,9 @@ def map_frame(
     """
     delivered = [c for c in raw.columns if not c.startswith("_")]
     mapped_sources = set(fm.columns.values())
+    mapped_sources |= {c for d in fm.derived_dates.values() for c in (d["days"], d["anchor"])}
+    if fm.site_from:
+        mapped_sources.add(fm.site_from["column"])
     missing = [
         f.name
         for f in contract.fields
@@ -277,10 +281,24 @@ def map_frame(
     absent_optional = [f for f, c in fm.columns.items() if c not in delivered]
     if absent_optional:
         notes.append(f"optional column(s) not delivered: {', '.join(absent_optional)}")
+    derived_missing = sorted(
+        {c for d in fm.derived_dates.values() for c in (d["days"], d["anchor"])} - set(delivered)
+    )
+    if derived_missing:
+        raise FileProblem(
+            "rejected",
+            f"{rel}: column(s) {', '.join(repr(c) for c in derived_missing)} named in "
+            "'derived_dates' are not in the file",
+            f"correct 'derived_dates' in the source mapping ({source.path.name}) or the header",
+        )
     exprs: list[pl.Expr] = []
     for f in contract.fields:
         src = fm.columns.get(f.name)
-        if src is not None and src in delivered:
+        if f.name in fm.not_collected:
+            text = pl.lit(None, pl.Utf8)  # the site never collected it: NULL, declared
+        elif f.name in fm.derived_dates:
+            text = pl.col(fm.derived_dates[f.name]["days"])
+        elif src is not None and src in delivered:
             text = pl.col(src)
         elif f.name in fm.constants:
             text = pl.lit(str(fm.constants[f.name]))
@@ -300,6 +318,8 @@ def map_frame(
         col = pl.col(RAW_PREFIX + f.name)
         if f.type == "string":
             value = col
+        elif f.name in fm.derived_dates:
+            value = _derived_date(fm.derived_dates[f.name], fm.date_format)
         elif f.type == "date":
             value = col.str.strptime(pl.Date, fm.date_format, strict=False)
         elif f.type == "int":
@@ -327,9 +347,60 @@ def map_frame(
             pl.concat_str([pl.col(c).fill_null("\x00") for c in delivered], separator="\x1f")
             .hash(7)
             .alias("_content_hash"),
+            # ",field,field," of the fields the site did not collect (read by the completeness checks)
+            pl.lit(
+                "," + ",".join(fm.not_collected) + "," if fm.not_collected else None, pl.Utf8
+            ).alias("_not_collected"),
         ]
     )
     return frame, "; ".join(notes)
+
+
+def _derived_date(spec: dict, date_format: str) -> pl.Expr:
+    """anchor date + day offset; with `day_one` (SDTM study days) day 1 is the anchor, no day 0."""
+    anchor = pl.col(spec["anchor"]).str.strptime(
+        pl.Date, spec["anchor_format"] or date_format, strict=False
+    )
+    num = pl.col(spec["days"]).str.replace_all(",", "").cast(pl.Float64, strict=False)
+    whole = num.is_finite() & (num == num.round(0)) & (num.abs() < 1e6)
+    days = pl.when(whole).then(num).otherwise(None).cast(pl.Int64)
+    if spec["day_one"]:
+        days = pl.when(days > 0).then(days - 1).when(days < 0).then(days).otherwise(None)
+    return anchor + pl.duration(days=days)
+
+
+def _site_expr(frame: pl.DataFrame, source: SourceMapping, fm: FileMapping, rel: str) -> pl.Expr:
+    """The rows' site: from the mapping's `site`, or from a column through `site_from.codes`."""
+    if fm.site_from is None:
+        return pl.col("patient_site") if source.kind == "flow" else pl.lit(source.site)
+    column, codes = fm.site_from["column"], fm.site_from["codes"]
+    fix = f"correct 'site_from' in the source mapping ({source.path.name})"
+    if column not in frame.columns:
+        raise FileProblem(
+            "rejected", f"{rel}: column '{column}' named in 'site_from' is not in the file", fix
+        )
+    values = frame[column]
+    if values.null_count():
+        rows = frame.filter(pl.col(column).is_null())["_source_row"].head(5).to_list()
+        raise FileProblem(
+            "rejected",
+            f"{rel}: {values.null_count()} row(s) have no site in '{column}' (rows "
+            f"{', '.join(map(str, rows))})",
+            "fill the site code in the extract, or leave those rows out with 'where' in "
+            f"{source.path.name}",
+        )
+    if codes is None:
+        return pl.col(column)
+    unknown = sorted(set(values.unique().to_list()) - set(codes))
+    if unknown:
+        raise FileProblem(
+            "rejected",
+            f"{rel}: site code(s) {', '.join(unknown[:10])} in '{column}' are not in "
+            "'site_from.codes'",
+            f"add them to 'site_from.codes' in {source.path.name} (or leave their rows out "
+            "with 'where')",
+        )
+    return pl.col(column).replace_strict(codes, return_dtype=pl.Utf8)
 
 
 def _extract_date(rel: str):
@@ -347,8 +418,17 @@ def read_and_map(
 ) -> MappedFile:
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     raw = read_raw(path, fm, rel)
+    shape_notes: list[str] = []
+    delivered_view = raw
+    if fm.shaped:
+        try:
+            shaped = shape(raw, fm, source, rel)
+        except ShapeProblem as problem:
+            raise FileProblem("rejected", problem.message, problem.fix) from problem
+        raw, delivered_view, shape_notes = shaped.frame, shaped.raw, shaped.notes
     frame, note = map_frame(raw, source, fm, contract, rel)
-    site_expr = pl.col("patient_site") if source.kind == "flow" else pl.lit(source.site)
+    note = "; ".join([*shape_notes, *([note] if note else [])])
+    site_expr = _site_expr(frame, source, fm, rel)
     frame = frame.with_columns(
         site_expr.cast(pl.Utf8).alias("site"),
         pl.lit(source.source).alias("_source_id"),
@@ -371,10 +451,17 @@ def read_and_map(
         "_run_id",
         "_content_hash",
         "_truncated",
+        "_not_collected",
     ]
-    delivered = [c for c in raw.columns if not c.startswith("_")]
+    delivered = [c for c in delivered_view.columns if not c.startswith("_")]
     return MappedFile(
-        rel, sha, source, fm, frame.select(keep), raw.select(*delivered, "_source_row"), note
+        rel,
+        sha,
+        source,
+        fm,
+        frame.select(keep),
+        delivered_view.select(*delivered, "_source_row"),
+        note,
     )
 
 
@@ -465,6 +552,9 @@ class IngestResult:
     )
     mappings: list[dict] = field(default_factory=list)  # each mapping file's source, path, hash
     source_sites: dict[str, str] = field(default_factory=dict)  # clinical source -> its site
+    not_collected: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=NOT_COLLECTED_SCHEMA)
+    )
 
     @property
     def delivered_sites(self) -> set[str]:
@@ -489,6 +579,15 @@ DISAPPEARED_SCHEMA = {
     "record_key": pl.Utf8,
     "previous_file": pl.Utf8,
     "current_file": pl.Utf8,
+}
+
+NOT_COLLECTED_SCHEMA = {
+    "source_id": pl.Utf8,
+    "site": pl.Utf8,
+    "table_name": pl.Utf8,
+    "field_name": pl.Utf8,
+    "source_file": pl.Utf8,
+    "rows_delivered": pl.Int64,
 }
 
 FILE_SCHEMA = {
@@ -741,7 +840,13 @@ def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes)
         )
     files = pl.DataFrame(file_rows, schema=FILE_SCHEMA).sort("path")
     disappeared = _disappeared(mapped, previous, contracts, secret)
+    not_collected = _not_collected(mapped)
     return IngestResult(
+        not_collected=not_collected,
+        dq_results=pl.concat(
+            [outcome.dq_results, _not_collected_dq(not_collected, contracts)],
+            how="vertical_relaxed",
+        ),
         mappings=[
             {"source_id": s.source, "path": str(s.path.resolve()), "sha256": s.sha256}
             for s in plan.sources
@@ -752,8 +857,77 @@ def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes)
         quarantine_rows=quarantine_rows,
         quarantine_failures=outcome.quarantine_failures,
         files=files,
-        dq_results=outcome.dq_results,
     )
+
+
+def _not_collected(mapped: list[MappedFile]) -> pl.DataFrame:
+    """One row per (file, site, field) the mapping declares not collected at that site."""
+    parts = [
+        m.frame.group_by("site")
+        .agg(pl.len().alias("rows_delivered"))
+        .join(pl.DataFrame({"field_name": list(m.mapping.not_collected)}), how="cross")
+        .select(
+            pl.lit(m.source.source).alias("source_id"),
+            "site",
+            pl.lit(m.mapping.table).alias("table_name"),
+            "field_name",
+            pl.lit(m.path).alias("source_file"),
+            pl.col("rows_delivered").cast(pl.Int64),
+        )
+        for m in mapped
+        if m.mapping.not_collected and m.frame.height
+    ]
+    if not parts:
+        return pl.DataFrame(schema=NOT_COLLECTED_SCHEMA)
+    return pl.concat(parts).sort("table_name", "site", "field_name", "source_file")
+
+
+def _not_collected_dq(not_collected: pl.DataFrame, contracts: dict[str, Contract]) -> pl.DataFrame:
+    """DQD results for required fields a site did not collect: `<check>@<site>`, not applicable."""
+    rows = []
+    per_site = not_collected.group_by("table_name", "site", "field_name", maintain_order=True).agg(
+        pl.col("rows_delivered").sum()
+    )
+    for table, site, field_name, n in per_site.iter_rows():
+        check = next(
+            (
+                c
+                for c in contracts[table].checks
+                if c.check == "not_null" and c.column == field_name
+            ),
+            None,
+        )
+        if check is None:  # an optional field: no completeness check to report
+            continue
+        rows.append(
+            {
+                "check_id": f"{check.id}@{site}",
+                "table_name": table,
+                "column_name": field_name,
+                "check_type": "not_collected",
+                "kahn": check.kahn,
+                "severity": check.severity,
+                "threshold": float(check.threshold),
+                "rows_checked": int(n),
+                "rows_failed": 0,
+                "pct_failed": None,
+                "status": "not_applicable",
+            }
+        )
+    schema = {
+        "check_id": pl.Utf8,
+        "table_name": pl.Utf8,
+        "column_name": pl.Utf8,
+        "check_type": pl.Utf8,
+        "kahn": pl.Utf8,
+        "severity": pl.Utf8,
+        "threshold": pl.Float64,
+        "rows_checked": pl.Int64,
+        "rows_failed": pl.Int64,
+        "pct_failed": pl.Float64,
+        "status": pl.Utf8,
+    }
+    return pl.DataFrame(rows, schema=schema)
 
 
 def with_raw_json(quarantine_rows: pl.DataFrame, mapped: list[MappedFile]) -> pl.DataFrame:
@@ -862,6 +1036,7 @@ def _empty_mapped(contract: Contract) -> pl.DataFrame:
         "_run_id": pl.Utf8,
         "_content_hash": pl.UInt64,
         "_truncated": pl.Boolean,
+        "_not_collected": pl.Utf8,
     }
     return pl.DataFrame(schema=schema)
 

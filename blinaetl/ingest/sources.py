@@ -34,7 +34,18 @@ FILE_KEYS = {
     "units",
     "codes",
     "constants",
+    "not_collected",
+    "where",
+    "pivot",
+    "unpivot",
+    "site_from",
+    "derived_dates",
 }
+WHERE_OPS = {"equals", "not_equals", "in", "not_in", "present", "matches"}
+PIVOT_KEYS = {"key", "name", "value"}
+UNPIVOT_KEYS = {"index", "columns", "name", "value", "keep_empty"}
+SITE_FROM_KEYS = {"column", "codes"}
+DERIVED_KEYS = {"days", "anchor", "anchor_format", "day_one"}
 SOURCE_KEYS = {"source", "kind", "site", "lab", "files"}
 
 
@@ -56,6 +67,17 @@ class FileMapping:
     units: dict[str, float] = field(default_factory=dict)
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     constants: dict[str, Any] = field(default_factory=dict)
+    not_collected: tuple[str, ...] = ()
+    # row shaping, applied in this order to the delivered columns (all text) before mapping
+    where: tuple[tuple[str, str, Any], ...] = ()  # (column, op, argument), all must hold
+    unpivot: dict[str, Any] | None = None  # index, columns, name, value, keep_empty
+    pivot: dict[str, Any] | None = None  # key (list), name, value
+    site_from: dict[str, Any] | None = None  # column, codes (optional)
+    derived_dates: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def shaped(self) -> bool:
+        return bool(self.where or self.unpivot or self.pivot)
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,172 @@ class SourceMapping:
     files: tuple[FileMapping, ...]
     path: Path
     sha256: str = ""
+
+
+def _names(value: Any, where: str, key: str) -> list[str]:
+    """A column name or a list of them, as a list of non-empty strings."""
+    items = value if isinstance(value, list) else [value]
+    if not items or any(not isinstance(v, (str, int)) or str(v) == "" for v in items):
+        raise MappingError(f"{where}: '{key}' must be a column name or a list of column names")
+    return [str(v) for v in items]
+
+
+def _spec(raw: Any, where: str, key: str, allowed: set[str], required: set[str]) -> dict:
+    if not isinstance(raw, dict):
+        raise MappingError(
+            f"{where}: '{key}' must be a mapping with keys {', '.join(sorted(allowed))}"
+        )
+    unknown = set(raw) - allowed
+    if unknown:
+        raise MappingError(
+            f"{where}: '{key}' has unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+    missing = sorted(required - set(raw))
+    if missing:
+        raise MappingError(f"{where}: '{key}' lacks {', '.join(missing)}")
+    return raw
+
+
+def _where(raw: Any, where: str) -> tuple[tuple[str, str, Any], ...]:
+    """`where: {COLUMN: value | [values] | {op: argument}}`: every condition must hold."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not raw:
+        raise MappingError(
+            f"{where}: 'where' must map column names to a value, a list of values or "
+            "{op: argument} (ops: " + ", ".join(sorted(WHERE_OPS)) + ")"
+        )
+    conditions = []
+    for column, cond in raw.items():
+        if isinstance(cond, dict):
+            if len(cond) != 1 or next(iter(cond)) not in WHERE_OPS:
+                raise MappingError(
+                    f"{where}: 'where' on column '{column}' must have one operator of "
+                    f"{', '.join(sorted(WHERE_OPS))}, got {', '.join(map(str, cond)) or 'none'}"
+                )
+            op, arg = next(iter(cond.items()))
+        elif isinstance(cond, list):
+            op, arg = "in", cond
+        else:
+            op, arg = "equals", cond
+        if op in ("in", "not_in"):
+            if not isinstance(arg, list) or not arg:
+                raise MappingError(
+                    f"{where}: 'where' {op} on column '{column}' needs a non-empty list"
+                )
+            arg = [str(a) for a in arg]
+        elif op == "present":
+            if not isinstance(arg, bool):
+                raise MappingError(
+                    f"{where}: 'where' present on column '{column}' must be true or false"
+                )
+        elif op == "matches":
+            import re
+
+            try:
+                re.compile(str(arg))
+            except re.error as exc:
+                raise MappingError(
+                    f"{where}: 'where' matches on column '{column}' is not a valid regular "
+                    f"expression ({exc})"
+                ) from exc
+            arg = str(arg)
+        else:
+            if arg is None or isinstance(arg, (dict, list)):
+                raise MappingError(
+                    f"{where}: 'where' {op} on column '{column}' needs one value "
+                    "(use present: false for an empty cell)"
+                )
+            arg = str(arg)
+        conditions.append((str(column), op, arg))
+    return tuple(conditions)
+
+
+def _shaping(raw: dict, where: str, contract: Contract) -> dict[str, Any]:
+    """The row-shaping keys of a file entry, checked; names every bad key with its fix."""
+    out: dict[str, Any] = {"where": _where(raw.get("where"), where)}
+    if raw.get("pivot") is not None and raw.get("unpivot") is not None:
+        raise MappingError(
+            f"{where}: 'pivot' and 'unpivot' cannot both be set on one file entry; keep one"
+        )
+    if raw.get("pivot") is not None:
+        spec = _spec(raw["pivot"], where, "pivot", PIVOT_KEYS, PIVOT_KEYS)
+        key = _names(spec["key"], where, "pivot.key")
+        name = _names(spec["name"], where, "pivot.name")
+        value = _names(spec["value"], where, "pivot.value")
+        if len(name) != 1 or len(value) != 1:
+            raise MappingError(f"{where}: 'pivot' name and value must each be one column")
+        if name[0] in key or value[0] in key or name == value:
+            raise MappingError(f"{where}: 'pivot' key, name and value must be different columns")
+        out["pivot"] = {"key": key, "name": name[0], "value": value[0]}
+    if raw.get("unpivot") is not None:
+        spec = _spec(raw["unpivot"], where, "unpivot", UNPIVOT_KEYS, {"index", "columns"})
+        index = _names(spec["index"], where, "unpivot.index")
+        columns = _names(spec["columns"], where, "unpivot.columns")
+        if set(index) & set(columns):
+            raise MappingError(
+                f"{where}: 'unpivot' index and columns overlap "
+                f"({', '.join(sorted(set(index) & set(columns)))})"
+            )
+        keep = spec.get("keep_empty", False)
+        if not isinstance(keep, bool):
+            raise MappingError(f"{where}: 'unpivot.keep_empty' must be true or false")
+        out["unpivot"] = {
+            "index": index,
+            "columns": columns,
+            "name": str(spec.get("name", "column")),
+            "value": str(spec.get("value", "value")),
+            "keep_empty": keep,
+        }
+    if raw.get("site_from") is not None:
+        spec = _spec(raw["site_from"], where, "site_from", SITE_FROM_KEYS, {"column"})
+        codes = spec.get("codes")
+        if codes is not None and (not isinstance(codes, dict) or not codes):
+            raise MappingError(
+                f"{where}: 'site_from.codes' must map the file's site codes to site names"
+            )
+        out["site_from"] = {
+            "column": _names(spec["column"], where, "site_from.column")[0],
+            "codes": {str(k): str(v) for k, v in (codes or {}).items()} or None,
+        }
+    derived = raw.get("derived_dates") or {}
+    if not isinstance(derived, dict):
+        raise MappingError(
+            f"{where}: 'derived_dates' must map date fields to {{days: COLUMN, anchor: COLUMN}}"
+        )
+    out["derived_dates"] = {}
+    for name, spec in derived.items():
+        if name not in contract.field_names:
+            raise MappingError(
+                f"{where}: 'derived_dates' names field '{name}' that table "
+                f"'{contract.table}' does not have"
+            )
+        if contract.field(name).type != "date":
+            raise MappingError(
+                f"{where}: 'derived_dates' field '{name}' is a {contract.field(name).type}, "
+                "not a date"
+            )
+        spec = _spec(
+            spec,
+            where,
+            f"derived_dates.{name}",
+            DERIVED_KEYS,
+            {"days", "anchor"},
+        )
+        day_one = spec.get("day_one", False)
+        if not isinstance(day_one, bool):
+            raise MappingError(
+                f"{where}: 'derived_dates.{name}.day_one' must be true (SDTM study days: day 1 "
+                "is the anchor date, no day 0) or false (day 0 is the anchor date)"
+            )
+        out["derived_dates"][name] = {
+            "days": _names(spec["days"], where, f"derived_dates.{name}.days")[0],
+            "anchor": _names(spec["anchor"], where, f"derived_dates.{name}.anchor")[0],
+            "anchor_format": str(spec["anchor_format"]) if "anchor_format" in spec else None,
+            "day_one": day_one,
+        }
+    return out
 
 
 def _file_mapping(raw: dict, where: str, contracts: dict[str, Contract]) -> FileMapping:
@@ -94,6 +282,8 @@ def _file_mapping(raw: dict, where: str, contracts: dict[str, Contract]) -> File
     contract = contracts[table]
     names = set(contract.field_names)
     for key in ("columns", "units", "codes", "constants"):
+        if raw.get(key) is not None and not isinstance(raw[key], dict):
+            raise MappingError(f"{where}: '{key}' must map field names to values")
         bad = set(raw.get(key) or {}) - names
         if bad:
             raise MappingError(
@@ -105,6 +295,40 @@ def _file_mapping(raw: dict, where: str, contracts: dict[str, Contract]) -> File
     if header_row < 1:
         raise MappingError(f"{where}: header_row must be 1 or more")
     delimiter = raw.get("delimiter", "\t" if fmt == "tsv" else ",")
+    not_collected = raw.get("not_collected") or []
+    if not isinstance(not_collected, list):
+        raise MappingError(f"{where}: 'not_collected' must be a list of field names")
+    not_collected = [str(n) for n in not_collected]
+    bad = sorted(set(not_collected) - names)
+    if bad:
+        raise MappingError(
+            f"{where}: 'not_collected' names field(s) {', '.join(bad)} that table "
+            f"'{table}' does not have"
+        )
+    shaping = _shaping(raw, where, contract)
+    for key, given in (
+        ("columns", columns),
+        ("constants", constants),
+        ("derived_dates", shaping["derived_dates"]),
+    ):
+        both = sorted(set(not_collected) & set(given))
+        if both:
+            raise MappingError(
+                f"{where}: field(s) {', '.join(both)} are in 'not_collected' and in '{key}'; "
+                "a field the site did not collect has no column or constant: remove one of the two"
+            )
+    keyed = sorted(set(not_collected) & set(contract.key))
+    if keyed:
+        raise MappingError(
+            f"{where}: 'not_collected' names key field(s) {', '.join(keyed)} of '{table}'; "
+            "every row needs its key: map them in 'columns'"
+        )
+    both = sorted(set(shaping["derived_dates"]) & (set(columns) | set(constants)))
+    if both:
+        raise MappingError(
+            f"{where}: field(s) {', '.join(both)} are derived in 'derived_dates' and also "
+            "given in 'columns' or 'constants': keep one"
+        )
     return FileMapping(
         table=table,
         glob=str(raw["glob"]),
@@ -120,6 +344,8 @@ def _file_mapping(raw: dict, where: str, contracts: dict[str, Contract]) -> File
             k: {str(a): str(b) for a, b in v.items()} for k, v in (raw.get("codes") or {}).items()
         },
         constants=constants,
+        not_collected=tuple(not_collected),
+        **shaping,
     )
 
 
@@ -150,23 +376,34 @@ def load_source(path: Path, contracts: dict[str, Contract] | None = None) -> Sou
     )
     for i, fm in enumerate(files):
         contract = contracts[fm.table]
-        given = set(fm.columns) | set(fm.constants)
-        if raw.get("site"):
+        given = set(fm.columns) | set(fm.constants) | set(fm.not_collected)
+        given |= set(fm.derived_dates)
+        if raw.get("site") or fm.site_from:
             given.add("patient_site")
         missing = [f.name for f in contract.fields if f.required and f.name not in given]
         if missing:
             raise MappingError(
                 f"{where}, files[{i}]: required field(s) {', '.join(missing)} of '{fm.table}' "
-                "are neither mapped in 'columns' nor set in 'constants'"
+                "are neither mapped in 'columns' nor set in 'constants'; map the column "
+                "holding each, or, if the site never collected it, list it under "
+                "'not_collected' (it is then NULL and reported as not collected at the site)"
             )
-    if raw["kind"] != "flow" and not raw.get("site"):
+    if raw.get("site") is not None and not isinstance(raw["site"], (str, int)):
         raise MappingError(
-            f"{where}: a {raw['kind']} source needs 'site' (the patients' site code)"
+            f"{where}: 'site' must be one site code; to take the site from a column of the "
+            "file, set 'site_from: {column: COLUMN, codes: {...}}' on the file entry"
         )
+    if raw["kind"] != "flow" and not raw.get("site"):
+        lacking = [i for i, fm in enumerate(files) if not fm.site_from]
+        if lacking:
+            raise MappingError(
+                f"{where}: a {raw['kind']} source needs 'site' (the patients' site code), or "
+                f"'site_from' on every file entry (files[{lacking[0]}] has none)"
+            )
     return SourceMapping(
         source=str(raw["source"]),
         kind=raw["kind"],
-        site=raw.get("site"),
+        site=str(raw["site"]) if raw.get("site") is not None else None,
         lab=raw.get("lab"),
         files=files,
         path=path,

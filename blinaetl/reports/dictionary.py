@@ -59,7 +59,35 @@ def analytics_markdown(con: duckdb.DuckDBPyConnection) -> str:
         ).fetchall()
         lines += [f"| `{c}` | {t} | {_cell(m)} |" for c, t, m in cols]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines) + not_collected_markdown(con)
+
+
+def not_collected_markdown(con: duckdb.DuckDBPyConnection) -> str:
+    """Which site did not collect which field (`curated.site_fields_not_collected`), if any."""
+    has = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'curated' "
+        "AND table_name = 'site_fields_not_collected'"
+    ).fetchall()[0][0]
+    rows = (
+        con.execute(
+            "SELECT site, table_name, field_name, source_ids FROM "
+            "curated.site_fields_not_collected ORDER BY ALL"
+        ).fetchall()
+        if has
+        else []
+    )
+    lines = ["", "## Fields not collected by site", ""]
+    if not rows:
+        return "\n".join([*lines, "Every site collected every field of its extracts.", ""])
+    lines += [
+        "These fields are NULL for every patient of the site because the site never recorded "
+        "them (declared by `not_collected` in its source mapping); count them as missing.",
+        "",
+        "| site | table | field | declared by |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {_cell(a)} | `{_cell(b)}` | `{_cell(c)}` | {_cell(d)} |" for a, b, c, d in rows]
+    return "\n".join([*lines, ""])
 
 
 def write_data_dictionary(db: Path, out: Path) -> Path:

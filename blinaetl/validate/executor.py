@@ -65,8 +65,13 @@ def _years(check: CheckSpec, contract: Contract) -> pl.Expr:
 
 
 CHECK_TYPES: dict[str, Callable[[CheckSpec, Contract], pl.Expr]] = {
-    # required: a value was delivered (one that does not parse fails the TYPE check instead)
-    "not_null": lambda c, k: pl.col(RAW + c.column).is_not_null() | _col(c).is_not_null(),
+    # required: a value was delivered (one that does not parse fails the TYPE check instead),
+    # or the site's mapping declares the field not collected (reported per site instead)
+    "not_null": lambda c, k: (
+        pl.col(RAW + c.column).is_not_null()
+        | _col(c).is_not_null()
+        | pl.col("_not_collected").str.contains(f",{c.column},", literal=True).fill_null(False)
+    ),
     "parses": lambda c, k: pl.col(RAW + c.column).is_null() | _col(c).is_not_null(),
     "in_set": lambda c, k: _col(c).is_null() | _col(c).is_in(_allowed(c, k)),
     "in_range": lambda c, k: (
@@ -122,6 +127,8 @@ def _with_helpers(frame: pl.DataFrame, ctx: Context | None) -> pl.DataFrame:
     frame = frame.with_columns(
         (~pl.struct("_source_file", "_content_hash").is_first_distinct()).alias("_is_copy")
     )
+    if "_not_collected" not in frame.columns:  # frames not made by a mapping
+        frame = frame.with_columns(pl.lit(None, pl.Utf8).alias("_not_collected"))
     if ctx is None:
         return frame.with_columns(
             pl.lit(True).alias("_known"),

@@ -153,6 +153,14 @@ def create_staging(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract
     con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     for contract in contracts.values():
         con.execute(staging_ddl(contract))
+    con.execute(NOT_COLLECTED_DDL)
+
+
+# Fields a site's mapping declares not collected (`not_collected`), one row per file, site, field
+NOT_COLLECTED_DDL = """CREATE OR REPLACE TABLE staging.not_collected (
+  source_id VARCHAR, site VARCHAR, table_name VARCHAR, field_name VARCHAR,
+  source_file VARCHAR, rows_delivered BIGINT
+)"""
 
 
 def model_files(layer: str, root: Path | None = None) -> list[Path]:

@@ -1,0 +1,181 @@
+"""Row shaping declared in a source mapping: `where` filters, `unpivot` and `pivot`.
+
+Applied to the delivered columns (all text, as read) before the columns are mapped to the
+contract, in the order where -> unpivot -> pivot. Nothing is dropped unsaid: every row a filter
+leaves out, every empty cell an unpivot skips and every conflicting pair a pivot meets is
+counted in the file's note. Each shaped record keeps a `_source_row` (for a pivot, the first
+delivered row of its key) so the quarantine points at the file's own row numbers.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+import polars as pl
+
+from blinaetl.ingest.sources import FileMapping, SourceMapping
+
+CONFLICT_SEPARATOR = " | "
+
+
+class ShapeProblem(Exception):
+    """The file does not fit the mapping's shaping keys: message and fix, for a FileProblem."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.message, self.fix = message, fix
+
+
+@dataclass
+class Shaped:
+    frame: pl.DataFrame  # the records to map: delivered (or pivoted) text columns + `_` columns
+    raw: pl.DataFrame  # what a quarantined record shows as delivered, one row per `_source_row`
+    delivered_rows: int
+    notes: list[str]
+
+
+def _data_columns(frame: pl.DataFrame) -> list[str]:
+    return [c for c in frame.columns if not c.startswith("_")]
+
+
+def _require(frame: pl.DataFrame, columns: list[str], key: str, rel: str, source: SourceMapping):
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ShapeProblem(
+            f"{rel}: column(s) {', '.join(repr(c) for c in missing)} named in '{key}' of the "
+            f"mapping are not in the file (columns: {', '.join(_data_columns(frame))})",
+            f"correct '{key}' in the source mapping ({source.path.name}) or the file's header",
+        )
+
+
+def _condition(column: str, op: str, arg: object) -> pl.Expr:
+    col = pl.col(column)
+    if op == "equals":
+        return col.eq(arg).fill_null(False)
+    if op == "not_equals":
+        return col.ne_missing(arg)
+    if op == "in":
+        return col.is_in(list(arg)).fill_null(False)  # type: ignore[call-overload]
+    if op == "not_in":
+        return ~col.is_in(list(arg)).fill_null(False)  # type: ignore[call-overload]
+    if op == "present":
+        return col.is_not_null() if arg else col.is_null()
+    return col.str.contains(str(arg)).fill_null(False)  # matches
+
+
+def expand_columns(patterns: list[str], available: list[str]) -> list[str]:
+    """Column names, where a name with * or ? is a pattern matching the file's columns in order."""
+    out: list[str] = []
+    for p in patterns:
+        if any(ch in p for ch in "*?["):
+            out += [c for c in available if fnmatch.fnmatchcase(c, p) and c not in out]
+        elif p not in out:
+            out.append(p)
+    return out
+
+
+def shape(raw: pl.DataFrame, fm: FileMapping, source: SourceMapping, rel: str) -> Shaped:
+    """The records the mapping makes of the delivered rows, and what each one shows as delivered."""
+    notes: list[str] = []
+    frame = raw
+    delivered = raw.height
+    if fm.where:
+        _require(frame, [c for c, _, _ in fm.where], "where", rel, source)
+        keep = pl.all_horizontal([_condition(c, op, a) for c, op, a in fm.where])
+        frame = frame.filter(keep)
+        left_out = delivered - frame.height
+        said = "; ".join(f"{c} {op} {a}" for c, op, a in fm.where)
+        notes.append(
+            f"{left_out} of {delivered} delivered row(s) left out by the mapping's 'where' ({said})"
+        )
+    quarantine_view = frame
+    helpers = [c for c in frame.columns if c.startswith("_") and c != "_source_row"]
+    if fm.unpivot:
+        spec = fm.unpivot
+        columns = expand_columns(spec["columns"], _data_columns(frame))
+        if not columns:
+            raise ShapeProblem(
+                f"{rel}: no column of the file matches 'unpivot.columns' "
+                f"({', '.join(spec['columns'])})",
+                f"correct 'unpivot.columns' in the source mapping ({source.path.name})",
+            )
+        _require(frame, [*spec["index"], *columns], "unpivot", rel, source)
+        clash = [c for c in (spec["name"], spec["value"]) if c in frame.columns]
+        if clash:
+            raise ShapeProblem(
+                f"{rel}: 'unpivot' name/value {', '.join(clash)} is already a column of the file",
+                f"choose other 'unpivot.name' and 'unpivot.value' in {source.path.name}",
+            )
+        long = (
+            frame.select(*spec["index"], *columns, "_source_row", *helpers)
+            .with_row_index("_wide_row")
+            .unpivot(
+                on=columns,
+                index=["_wide_row", *spec["index"], "_source_row", *helpers],
+                variable_name=spec["name"],
+                value_name=spec["value"],
+            )
+        )
+        # row by row, each row's columns in the file's order
+        order = {c: i for i, c in enumerate(columns)}
+        long = long.with_columns(
+            pl.col(spec["name"]).replace_strict(order, return_dtype=pl.Int64).alias("_col_order")
+        ).sort("_wide_row", "_col_order", maintain_order=True)
+        cells = long.height
+        if not spec["keep_empty"]:
+            long = long.filter(pl.col(spec["value"]).is_not_null())
+        notes.append(
+            f"unpivot: {frame.height} row(s) x {len(columns)} column(s) gave {long.height} "
+            f"record(s); {cells - long.height} empty cell(s) skipped"
+        )
+        frame = long.drop("_wide_row", "_col_order")
+    if fm.pivot:
+        spec = fm.pivot
+        key, name, value = spec["key"], spec["name"], spec["value"]
+        _require(frame, [*key, name, value], "pivot", rel, source)
+        unnamed = frame.filter(pl.col(name).is_null()).height
+        if unnamed:
+            notes.append(
+                f"pivot: {unnamed} row(s) with an empty '{name}' left out (no column to put "
+                "their value in)"
+            )
+        named = frame.filter(pl.col(name).is_not_null())
+        clash = sorted(set(named[name].unique().to_list()) & set(key))
+        if clash:
+            raise ShapeProblem(
+                f"{rel}: pivot name value(s) {', '.join(clash)} are also key columns",
+                f"choose another 'pivot.name' column in {source.path.name}",
+            )
+        cells = named.group_by([*key, name], maintain_order=True).agg(
+            pl.col(value)
+            .drop_nulls()
+            .unique(maintain_order=True)
+            .str.join(CONFLICT_SEPARATOR)
+            .replace("", None)
+            .alias(value),
+            pl.col(value).drop_nulls().n_unique().alias("_n_values"),
+        )
+        conflicts = cells.filter(pl.col("_n_values") > 1).height
+        if conflicts:
+            notes.append(
+                f"pivot: {conflicts} cell(s) got more than one different '{value}' for the same "
+                f"key and '{name}'; their values are kept joined by '{CONFLICT_SEPARATOR.strip()}' "
+                "so the record fails its checks and is quarantined"
+            )
+        first = named.group_by(key, maintain_order=True).agg(
+            pl.col("_source_row").min(),
+            *[pl.col(h).max() for h in helpers],
+            pl.len().alias("_rows"),
+        )
+        if cells.height:
+            wide = cells.drop("_n_values").pivot(on=name, index=key, values=value)
+            frame = first.join(wide, on=key, how="left", nulls_equal=True, maintain_order="left")
+        else:
+            frame = first
+        frame = frame.drop("_rows").sort("_source_row")
+        notes.append(
+            f"pivot: {named.height} row(s) gave {frame.height} record(s) by {', '.join(key)}"
+        )
+        quarantine_view = frame
+    return Shaped(frame=frame, raw=quarantine_view, delivered_rows=delivered, notes=notes)

@@ -116,9 +116,28 @@ def stage_load(cfg: RunConfig, result: Any) -> dict[str, int]:
         )
         # fields the sites' mappings declare not collected (staging.not_collected exists empty)
         frames.write_frame(con, "staging.not_collected", result.not_collected)
+        warehouse_labels(con, result.column_labels, load_contracts(cfg.contracts_dir))
         return loaded
     finally:
         con.close()
+
+
+def warehouse_labels(con: duckdb.DuckDBPyConnection, labels: Any, contracts: dict) -> None:
+    """Variable labels of SAS/SPSS/Stata/Dataset-JSON files: `meta.column_labels`, and on each
+    staging column a COMMENT of the contract's description plus the labels it was delivered with."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS meta")
+    frames.write_frame(con, "meta.column_labels", labels, replace=True)
+    by_field: dict[tuple[str, str], list[str]] = {}
+    for row in labels.iter_rows(named=True):
+        said = f"'{row['label']}' ({row['source_id']})"
+        items = by_field.setdefault((row["table_name"], row["field_name"]), [])
+        if said not in items:
+            items.append(said)
+    for (table, name), said in by_field.items():
+        text = f"{contracts[table].field(name).description} Delivered as: {'; '.join(said)}."
+        con.execute(
+            f'COMMENT ON COLUMN staging.{table}."{name}" IS ' + "'" + text.replace("'", "''") + "'"
+        )
 
 
 def stage_extract_text(cfg: RunConfig, result: Any) -> int:

@@ -674,3 +674,197 @@ def test_derived_dates_from_a_day_offset_and_an_anchor_column(tmp_path, day_one,
         assert fails[4] == "OUT_EVENT_DATE_TYPE"  # there is no study day 0
     f = file_row(result, rel)
     assert "ignored" not in (f["error"] or ""), "DAYS and DXDATE are used, not ignored"
+
+
+# --- 4. SAS, SPSS, Stata, Dataset-JSON ------------------------------------------------------
+
+
+def _stat_frame():
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "PATID": ["P001", "P002"],
+            "NAME": ["Mxller, Jxrg", "Roe, Rick"],
+            "BRTHDT": [dt.date(1970, 1, 1), dt.date(1965, 5, 5)],
+            "SEX": ["F", "M"],
+            "DXDT": [dt.date(2014, 1, 1), dt.date(2013, 3, 3)],
+            "PH": ["negative", "positive"],
+            "PRIORL": [2.0, 1.0],
+            "PRIORHCT": ["no", "yes"],
+        }
+    )
+
+
+LABELS = {
+    "PATID": "Patient identifier",
+    "NAME": "Patient name",
+    "BRTHDT": "Date of birth",
+    "SEX": "Sex",
+    "DXDT": "Date of diagnosis",
+    "PH": "Philadelphia chromosome",
+    "PRIORL": "Number of prior lines",
+    "PRIORHCT": "Prior allogeneic HCT",
+}
+STAT_COLUMNS = (
+    "{mrn: PATID, patient_name: NAME, birth_date: BRTHDT, sex: SEX, diagnosis_date: DXDT, "
+    "ph_status: PH, prior_lines: PRIORL, prior_hct: PRIORHCT}"
+)
+
+
+def _write_stat(fmt: str, path: Path) -> None:
+    import pyreadstat
+
+    df = _stat_frame()
+    if fmt == "xpt":
+        pyreadstat.write_xport(df, str(path), column_labels=LABELS, table_name="DM")
+    elif fmt == "sas7bdat":
+        pyreadstat.write_sas7bdat(df, str(path), column_labels=LABELS)
+    elif fmt == "sav":
+        pyreadstat.write_sav(df, str(path), column_labels=LABELS)
+    else:
+        pyreadstat.write_dta(df, str(path), column_labels=LABELS)
+
+
+@pytest.mark.parametrize("fmt", ["xpt", "sas7bdat", "sav", "dta"])
+def test_statistical_package_files_load_by_mapping_with_labels(tmp_path, fmt):
+    rel = f"clinical/T1/patients_2026-01-01.{fmt}"
+    text = mapping(
+        f"""
+        - table: patients
+          glob: "clinical/T1/patients_*.{fmt}"
+          format: {fmt}
+          date_format: "%d.%m.%Y"
+          columns: {STAT_COLUMNS}
+        """
+    )
+    landing, sources = setup(tmp_path, text, {})
+    (landing / "clinical/T1").mkdir(parents=True)
+    _write_stat(fmt, landing / rel)
+    result = run(landing, sources)
+    f = file_row(result, rel)
+    assert (f["status"], f["rows_read"], f["rows_loaded"]) == ("loaded", 2, 2), f
+    got = result.tables["patients"].sort("_source_row")
+    assert got.select("mrn", "birth_date", "diagnosis_date", "prior_lines", "prior_hct").rows() == [
+        ("P001", dt.date(1970, 1, 1), dt.date(2014, 1, 1), 2, False),
+        ("P002", dt.date(1965, 5, 5), dt.date(2013, 3, 3), 1, True),
+    ]
+    assert got["_source_row"].to_list() == [1, 2]
+    labels = dict(result.column_labels.select("field_name", "label").iter_rows())
+    assert labels["diagnosis_date"] == "Date of diagnosis"
+    assert labels["prior_lines"] == "Number of prior lines"
+
+
+def test_a_declared_encoding_is_honoured_and_the_mappings_wins(tmp_path):
+    import pyreadstat
+
+    # SPSS declares UTF-8 in the file: read as such without any mapping key
+    df = _stat_frame()
+    df["NAME"] = ["Müller, Jörg", "Roe, Rick"]
+    sav, xpt = tmp_path / "p.sav", tmp_path / "p.xpt"
+    pyreadstat.write_sav(df, str(sav))
+    from blinaetl.ingest.readers import read_statistical
+
+    table = read_statistical(sav, "sav", "p.sav", "%Y-%m-%d", None)
+    assert table.frame["NAME"].to_list() == ["Müller, Jörg", "Roe, Rick"]
+    # an XPT declares no encoding: latin-1 bytes are read right when the mapping says latin-1
+    pyreadstat.write_xport(_stat_frame(), str(xpt))
+    data = xpt.read_bytes().replace(b"Mxller, Jxrg", "Müller, Jörg".encode("latin-1"))
+    xpt.write_bytes(data)
+    table = read_statistical(xpt, "xpt", "p.xpt", "%Y-%m-%d", "latin-1")
+    assert table.frame["NAME"][0] == "Müller, Jörg"
+
+
+def test_a_file_that_is_not_its_declared_format_is_rejected_with_the_fix(tmp_path):
+    rel = "clinical/T1/patients_2026-01-01.sas7bdat"
+    text = mapping(
+        f"""
+        - table: patients
+          glob: "clinical/T1/patients_*.sas7bdat"
+          format: sas7bdat
+          columns: {STAT_COLUMNS}
+        """
+    )
+    landing, sources = setup(tmp_path, text, {rel: PATIENTS_CSV})
+    f = file_row(run(landing, sources), rel)
+    assert f["status"] == "rejected" and "not a readable SAS7BDAT file" in f["error"]
+    assert "format" in f["fix"]
+
+
+def test_dataset_json_1_1_loads(tmp_path):
+    import json
+
+    doc = {
+        "datasetJSONVersion": "1.1.0",
+        "name": "DM",
+        "columns": [
+            {
+                "itemOID": "IT.DM.USUBJID",
+                "name": "USUBJID",
+                "label": "Unique Subject Identifier",
+                "dataType": "string",
+            },
+            {
+                "itemOID": "IT.DM.BRTHDTC",
+                "name": "BRTHDTC",
+                "label": "Date/Time of Birth",
+                "dataType": "date",
+            },
+            {"itemOID": "IT.DM.SEX", "name": "SEX", "label": "Sex", "dataType": "string"},
+            {"itemOID": "IT.DM.AGE", "name": "AGE", "label": "Age", "dataType": "integer"},
+        ],
+        "rows": [["P001", "1970-01-01", "F", 44], ["P002", "1965-05-05", "M", None]],
+    }
+    path = tmp_path / "dm.json"
+    path.write_text(json.dumps(doc))
+    from blinaetl.ingest.readers import ReaderError, read_dataset_json
+
+    table = read_dataset_json(path, "dm.json", "%Y-%m-%d")
+    assert table.frame.rows() == [
+        ("P001", "1970-01-01", "F", "44", 1),
+        ("P002", "1965-05-05", "M", None, 2),
+    ]
+    assert table.labels["BRTHDTC"] == "Date/Time of Birth"
+    doc["rows"][1] = ["P002"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ReaderError, match=r"record\(s\) 2 do not have 4 values"):
+        read_dataset_json(path, "dm.json", "%Y-%m-%d")
+
+
+def test_labels_become_staging_column_comments():
+    import duckdb
+
+    from blinaetl.ingest.landing import LABELS_SCHEMA
+    from blinaetl.pipeline import warehouse_labels
+    from blinaetl.validate.contracts import load_contracts
+    from blinaetl.warehouse import models
+
+    con = duckdb.connect()
+    models.create_staging(con, load_contracts())
+    labels = pl.DataFrame(
+        [
+            {
+                "source_id": "a",
+                "source_file": "f",
+                "table_name": "patients",
+                "field_name": "sex",
+                "delivered_column": "SEX",
+                "label": "Sex of subject",
+            },
+            {
+                "source_id": "b",
+                "source_file": "g",
+                "table_name": "patients",
+                "field_name": "sex",
+                "delivered_column": "GENDER",
+                "label": "Patient's gender",
+            },
+        ],
+        schema=LABELS_SCHEMA,
+    )
+    warehouse_labels(con, labels, load_contracts())
+    comment = con.execute(
+        "SELECT comment FROM duckdb_columns() WHERE table_name = 'patients' AND column_name = 'sex'"
+    ).fetchall()[0][0]
+    assert comment.endswith("Delivered as: 'Sex of subject' (a); 'Patient's gender' (b).")
+    assert con.execute("SELECT count(*) FROM meta.column_labels").fetchall()[0][0] == 2

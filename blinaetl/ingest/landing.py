@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
+from blinaetl.ingest import readers
 from blinaetl.ingest.shape import ShapeProblem, shape
 from blinaetl.ingest.sources import FileMapping, SourceMapping, load_sources, match
 from blinaetl.privacy import patient_keys
@@ -47,6 +48,7 @@ class MappedFile:
     frame: pl.DataFrame  # canonical typed + raw columns + lineage (no patient_key yet)
     raw: pl.DataFrame  # the delivered columns as read (text) and `_source_row`, for the quarantine
     note: str = ""
+    labels: dict[str, str] = field(default_factory=dict)  # field -> label the file gave its column
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -216,12 +218,30 @@ def _read_parquet(path: Path, rel: str) -> pl.DataFrame:
     return frame.with_columns((pl.int_range(pl.len()) + 1).cast(pl.Int64).alias("_source_row"))
 
 
-def read_raw(path: Path, fm: FileMapping, rel: str) -> pl.DataFrame:
-    """All delivered columns as text (empty -> null) plus `_source_row`."""
+def read_raw(path: Path, fm: FileMapping, rel: str, labels: dict | None = None) -> pl.DataFrame:
+    """All delivered columns as text (empty -> null) plus `_source_row`.
+
+    `labels`, when given, receives the variable labels a SAS, SPSS, Stata or Dataset-JSON file
+    carries (column -> label).
+    """
     data = path.read_bytes()
     if not data.strip():
         raise FileProblem("rejected", f"{rel}: is empty (0 data bytes)", "send the extract again")
-    if fm.format in ("csv", "tsv"):
+    if fm.format in readers.STAT_FORMATS or fm.format in readers.JSON_FORMATS:
+        try:
+            table = (
+                readers.read_dataset_json(path, rel, fm.date_format)
+                if fm.format in readers.JSON_FORMATS
+                else readers.read_statistical(
+                    path, fm.format, rel, fm.date_format, fm.encoding if fm.encoding_set else None
+                )
+            )
+        except readers.ReaderError as problem:
+            raise FileProblem("rejected", problem.message, problem.fix) from problem
+        frame = table.frame
+        if labels is not None:
+            labels.update(table.labels)
+    elif fm.format in ("csv", "tsv"):
         frame = _read_text_table(data, fm, rel)
     elif fm.format == "xlsx":
         frame = _read_xlsx(path, fm, rel)
@@ -417,7 +437,8 @@ def read_and_map(
     path: Path, rel: str, source: SourceMapping, fm: FileMapping, contract: Contract, run_id: str
 ) -> MappedFile:
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    raw = read_raw(path, fm, rel)
+    labels: dict[str, str] = {}
+    raw = read_raw(path, fm, rel, labels)
     shape_notes: list[str] = []
     delivered_view = raw
     if fm.shaped:
@@ -462,6 +483,7 @@ def read_and_map(
         frame.select(keep),
         delivered_view.select(*delivered, "_source_row"),
         note,
+        {f: labels[c] for f, c in fm.columns.items() if c in labels},
     )
 
 
@@ -555,6 +577,7 @@ class IngestResult:
     not_collected: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema=NOT_COLLECTED_SCHEMA)
     )
+    column_labels: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LABELS_SCHEMA))
 
     @property
     def delivered_sites(self) -> set[str]:
@@ -579,6 +602,15 @@ DISAPPEARED_SCHEMA = {
     "record_key": pl.Utf8,
     "previous_file": pl.Utf8,
     "current_file": pl.Utf8,
+}
+
+LABELS_SCHEMA = {
+    "source_id": pl.Utf8,
+    "source_file": pl.Utf8,
+    "table_name": pl.Utf8,
+    "field_name": pl.Utf8,
+    "delivered_column": pl.Utf8,
+    "label": pl.Utf8,
 }
 
 NOT_COLLECTED_SCHEMA = {
@@ -841,7 +873,20 @@ def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes)
     files = pl.DataFrame(file_rows, schema=FILE_SCHEMA).sort("path")
     disappeared = _disappeared(mapped, previous, contracts, secret)
     not_collected = _not_collected(mapped)
+    labels = [
+        {
+            "source_id": m.source.source,
+            "source_file": m.path,
+            "table_name": m.mapping.table,
+            "field_name": f,
+            "delivered_column": m.mapping.columns[f],
+            "label": label,
+        }
+        for m in mapped
+        for f, label in m.labels.items()
+    ]
     return IngestResult(
+        column_labels=pl.DataFrame(labels, schema=LABELS_SCHEMA),
         not_collected=not_collected,
         dq_results=pl.concat(
             [outcome.dq_results, _not_collected_dq(not_collected, contracts)],

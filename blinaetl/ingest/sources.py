@@ -19,7 +19,7 @@ import yaml
 from blinaetl.resources import sources_dir
 from blinaetl.validate.contracts import Contract, load_contracts, read_yaml
 
-FORMATS = {"csv", "tsv", "xlsx", "parquet"}
+FORMATS = {"csv", "tsv", "xlsx", "parquet", "xpt", "sas7bdat", "sav", "dta", "dataset-json"}
 ENCODINGS = {"utf-8", "utf8", "latin-1", "latin1", "iso-8859-1", "cp1252"}
 FILE_KEYS = {
     "table",
@@ -67,6 +67,7 @@ class FileMapping:
     units: dict[str, float] = field(default_factory=dict)
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     constants: dict[str, Any] = field(default_factory=dict)
+    encoding_set: bool = False  # the mapping names the encoding (wins over a file's own)
     not_collected: tuple[str, ...] = ()
     # row shaping, applied in this order to the delivered columns (all text) before mapping
     where: tuple[tuple[str, str, Any], ...] = ()  # (column, op, argument), all must hold
@@ -344,6 +345,7 @@ def _file_mapping(raw: dict, where: str, contracts: dict[str, Contract]) -> File
             k: {str(a): str(b) for a, b in v.items()} for k, v in (raw.get("codes") or {}).items()
         },
         constants=constants,
+        encoding_set="encoding" in raw,
         not_collected=tuple(not_collected),
         **shaping,
     )

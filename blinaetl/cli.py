@@ -5,10 +5,12 @@
     blinaetl sql     query the published analytics database, read-only
     blinaetl report  write the reproduction report of the seed study's analyses
     blinaetl dict    write the data dictionary of the analytics database
+    blinaetl check-mapping  validate a source mapping, preview what it makes of a landing folder
 
 Exit status, every command: 0 done; 1 failed (for `run`: the last published database is
 unchanged; for `sql`: a query failed); 2 bad usage or configuration (an unknown option or value,
 a missing file or folder, no pseudonymisation key, a bad mapping, contract or definition).
+`check-mapping`: 3 a file would be rejected or rows quarantined.
 `run` only: 3 published, but files or checks need a steward's attention (see the report);
 4 publication refused by the publish gate: the new build loses a site, table or source, too many
 patients, or a whole file, and the last published database stays live (the report says why and
@@ -199,6 +201,19 @@ def cmd_dict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check_mapping(args: argparse.Namespace) -> int:
+    from blinaetl.ingest.check import check_mapping, render
+
+    check = check_mapping(
+        Path(args.mapping),
+        Path(args.landing) if args.landing else None,
+        rows=args.rows,
+        show_identifiers=args.show_identifiers,
+    )
+    print(render(check))
+    return EXIT_ATTENTION if check.needs_attention else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blinaetl",
@@ -332,6 +347,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default="warehouse/blina.duckdb", help="analytics database file")
     p.add_argument("--out", default="docs/data-dictionary.md", help="output Markdown file")
     p.set_defaults(func=cmd_dict)
+
+    p = sub.add_parser(
+        "check-mapping",
+        help="validate a source mapping and preview what it makes of a landing folder",
+        description=(
+            "Check a source mapping file (every key, against the contracts) and, with "
+            "--landing, read each file entry's newest matching file, shape, map and validate "
+            "it as a run would, without writing anything, and show the first records. "
+            "Exit status: 0 valid (and every file loaded), 2 the mapping is invalid, 3 a file "
+            "was rejected, rows would be quarantined or an entry matched no file."
+        ),
+    )
+    p.add_argument("mapping", help="the mapping file (YAML)")
+    p.add_argument("--landing", help="landing folder holding the site's files")
+    p.add_argument("--rows", type=int, default=5, help="records to show per file (default 5)")
+    p.add_argument(
+        "--show-identifiers",
+        action="store_true",
+        help="show MRNs, names, birth dates and accession numbers (masked by default)",
+    )
+    p.set_defaults(func=cmd_check_mapping)
     return parser
 
 

@@ -868,3 +868,50 @@ def test_labels_become_staging_column_comments():
     ).fetchall()[0][0]
     assert comment.endswith("Delivered as: 'Sex of subject' (a); 'Patient's gender' (b).")
     assert con.execute("SELECT count(*) FROM meta.column_labels").fetchall()[0][0] == 2
+
+
+# --- 7. check-mapping -----------------------------------------------------------------------
+
+
+def test_check_mapping_previews_masked_records_and_counts_without_writing(tmp_path, capsys):
+    from blinaetl.cli import main
+
+    bad = PATIENTS_CSV + "P003,1971-01-01,Q,2015-01-01,negative,0,no\n"
+    text = mapping(PATIENTS_ENTRY)
+    landing, sources = setup(tmp_path, text, {"clinical/T1/patients_2026-01-01.csv": bad})
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code = main(["check-mapping", str(sources / "t.yaml"), "--landing", str(landing)])
+    out = capsys.readouterr().out
+    assert code == 3  # a row would be quarantined
+    assert "mapping " in out and "is valid: source t_site (clinical), site T1" in out
+    assert "3 rows read = 2 loaded + 1 quarantined" in out
+    assert "1 row(s) fail PAT_SEX_SET" in out
+    assert "P001" not in out and "1970-01-01" not in out, "identifiers masked"
+    assert "negative" in out and "***" in out
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    main(
+        ["check-mapping", str(sources / "t.yaml"), "--landing", str(landing), "--show-identifiers"]
+    )
+    assert "P001" in capsys.readouterr().out
+
+
+def test_check_mapping_of_a_bad_mapping_exits_2_naming_file_and_key(tmp_path, capsys):
+    from blinaetl.cli import main
+
+    path = tmp_path / "site9.yaml"
+    path.write_text(
+        mapping(PATIENTS_ENTRY.replace("format: csv", "format: csv\n  pivot: {key: K}"))
+    )
+    assert main(["check-mapping", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "site9.yaml, files[0]" in err and "'pivot' lacks" in err
+
+
+def test_check_mapping_without_landing_and_with_an_entry_matching_nothing(tmp_path, capsys):
+    from blinaetl.cli import main
+
+    landing, sources = setup(tmp_path, mapping(PATIENTS_ENTRY), {})
+    assert main(["check-mapping", str(sources / "t.yaml")]) == 0
+    assert "files were not read" in capsys.readouterr().out
+    assert main(["check-mapping", str(sources / "t.yaml"), "--landing", str(landing)]) == 3
+    assert "no landing file matches 'clinical/T1/patients_*.csv'" in capsys.readouterr().out

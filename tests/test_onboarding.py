@@ -915,3 +915,124 @@ def test_check_mapping_without_landing_and_with_an_entry_matching_nothing(tmp_pa
     assert "files were not read" in capsys.readouterr().out
     assert main(["check-mapping", str(sources / "t.yaml"), "--landing", str(landing)]) == 3
     assert "no landing file matches 'clinical/T1/patients_*.csv'" in capsys.readouterr().out
+
+
+# --- 5. REDCap ------------------------------------------------------------------------------
+
+REDCAP = Path(__file__).parent / "onboarding" / "redcap"
+RECORDS = "redcap/SITE05/records_2026-01-01.csv"
+
+
+def test_redcap_export_instruments_events_and_choices_by_mapping_alone(tmp_path):
+    import shutil
+
+    shutil.copytree(REDCAP, tmp_path / "p")
+    result = run(tmp_path / "p" / "landing", tmp_path / "p" / "sources")
+    pats = result.tables["patients"].sort("mrn")
+    assert pats.select(
+        "mrn", "birth_date", "sex", "ph_status", "prior_lines", "prior_hct", "site"
+    ).rows() == [
+        ("101", dt.date(1970, 1, 1), "F", "negative", 2, False, "SITE05"),
+        ("102", dt.date(1965, 5, 5), "M", "positive", 1, True, "SITE05"),
+        ("103", dt.date(1980, 2, 2), "U", "unknown", 0, False, "SITE05"),
+    ]
+    trt = result.tables["treatments"].sort("mrn", "cycle")
+    assert trt.select("mrn", "treatment", "cycle", "start_date", "end_date").rows() == [
+        ("101", "blinatumomab", 1, dt.date(2014, 2, 1), dt.date(2014, 3, 1)),
+        ("101", "blinatumomab", 2, dt.date(2014, 3, 15), dt.date(2014, 4, 12)),
+        ("102", "blinatumomab", 1, dt.date(2013, 5, 1), dt.date(2013, 5, 29)),
+        ("103", "blinatumomab", 1, dt.date(2015, 7, 1), None),
+    ]
+    out = result.tables["outcomes"].sort("mrn", "event_date")
+    assert out.select("mrn", "event", "event_date").rows() == [
+        ("101", "relapse", dt.date(2014, 8, 1)),
+        ("102", "last_contact", dt.date(2013, 12, 1)),
+        ("102", "death", dt.date(2014, 1, 10)),
+    ]
+    assert result.quarantine_rows.height == 0
+    files = {r["path"]: r for r in result.files.iter_rows(named=True)}
+    assert files[RECORDS + "#enrolment"]["rows_loaded"] == 3
+    assert (
+        "7 of 10 row(s) are not of instrument 'enrolment'" in files[RECORDS + "#enrolment"]["error"]
+    )
+    assert files[RECORDS + "#cycles"]["rows_loaded"] == 4
+    assert files[RECORDS + "#followup"]["rows_loaded"] == 3
+    assert files["redcap/SITE05/dictionary_2026-01-01.csv"]["status"] == "dictionary"
+    assert not result.needs_attention
+    # lineage: the row number of the export a person sees (header = line 1)
+    assert sorted(result.tables["outcomes"]["_source_row"].to_list()) == [5, 8, 9]
+
+
+def test_redcap_checkboxes_and_coded_choices_through_the_dictionary():
+    from blinaetl.ingest.landing import read_raw
+    from blinaetl.ingest.redcap import apply_redcap, parse_choices
+
+    assert parse_choices("1, Chemotherapy | 2, Inotuzumab, ozogamicin") == {
+        "1": "Chemotherapy",
+        "2": "Inotuzumab, ozogamicin",
+    }
+    source = load_source(REDCAP / "sources" / "site05_redcap.yaml")
+    fm = source.files[0]
+    raw = read_raw(REDCAP / "landing" / RECORDS, fm, RECORDS)
+    frame, delivered, _ = apply_redcap(raw, fm, source, REDCAP / "landing", RECORDS)
+    assert frame["prior_tx"].to_list() == ["Chemotherapy; Inotuzumab, ozogamicin", "CAR-T", None]
+    assert frame["sex"].to_list() == ["Female", "Male", "Unknown"]
+    assert frame["prior_hct"].to_list() == ["No", "Yes", "No"]
+    assert delivered["sex"].to_list() == ["2", "1", "3"], "the quarantine shows the codes sent"
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ("instrument: enrolment,", "instrument: enrol,"),
+        ('dictionary_*.csv", instrument: enrolment', 'dict_*.csv", instrument: enrolment'),
+    ],
+)
+def test_redcap_unknown_instrument_or_missing_dictionary_rejects_with_fix(tmp_path, edit, words):
+    import shutil
+
+    shutil.copytree(REDCAP, tmp_path / "p")
+    path = tmp_path / "p" / "sources" / "site05_redcap.yaml"
+    path.write_text(path.read_text().replace(edit, words))
+    result = run(tmp_path / "p" / "landing", tmp_path / "p" / "sources")
+    f = file_row(result, RECORDS + ("#enrol" if "enrol," in words else "#enrolment"))
+    assert f["status"] == "rejected"
+    assert ("'enrol' is not a form" if "enrol," in words else "no data dictionary matches") in f[
+        "error"
+    ]
+    assert "site05_redcap.yaml" in f["fix"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("redcap: {instrument: x}", r"'redcap' lacks dictionary"),
+        (
+            "redcap: {dictionary: d.csv, instrument: x, repeating: often}",
+            r"'redcap.repeating' must be true",
+        ),
+        (
+            "redcap: {dictionary: d.csv, instrument: x, arms: [1]}",
+            r"'redcap' has unknown key\(s\) arms",
+        ),
+    ],
+)
+def test_bad_redcap_spec_is_refused_at_load_time(tmp_path, spec, words):
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        mapping(
+            f"""
+            - table: outcomes
+              glob: "x_*.csv"
+              format: csv
+              {spec}
+              columns: {{mrn: record_id, event: e, event_date: d}}
+            """
+        )
+    )
+    with pytest.raises(MappingError, match=r"r.yaml, files\[0\]: " + words):
+        load_source(path)
+    path.write_text(path.read_text().replace("format: csv", "format: xlsx"))
+    if "repeating" in words:
+        with pytest.raises(MappingError, match=r"'redcap' reads REDCap's CSV export"):
+            load_source(path)

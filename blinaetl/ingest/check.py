@@ -71,7 +71,10 @@ def check_mapping(
             continue
         # the newest extract, as a run loads it
         p, rel = max(hits, key=lambda h: (_extract_date(h[1]) or dt.date.min, h[1]))
-        jobs.append(FileJob(p, rel, source.source, index))
+        part = fm.redcap["instrument"] if fm.redcap else ""
+        if part and sum(1 for e in source.files if e.redcap and e.redcap["instrument"] == part) > 1:
+            part = f"{part}.{index}"
+        jobs.append(FileJob(p, rel, source.source, index, part))
     plan = Plan(jobs, [], [source], contracts)
     outcomes = [read_file(job, plan, "check-mapping") for job in jobs]
     ingest = validate_files(plan, outcomes, secrets.token_bytes(32))
@@ -95,7 +98,7 @@ def check_mapping(
     for job in jobs:
         fm = source.files[job.index]
         contract = contracts[fm.table]
-        table = ingest.tables[fm.table].filter(pl.col("_source_file") == job.rel)
+        table = ingest.tables[fm.table].filter(pl.col("_source_file") == job.name)
         preview = (
             table.sort("_source_row")
             .head(rows)
@@ -108,7 +111,7 @@ def check_mapping(
                     for f in contract.identifier_fields
                 ]
             )
-        result.previews[job.rel] = preview
+        result.previews[job.name] = preview
     return result
 
 

@@ -9,6 +9,7 @@ file-level status and a message saying what is wrong and how to fix it; the othe
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import hashlib
 import io
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from blinaetl.ingest import readers
+from blinaetl.ingest.redcap import RedcapProblem, apply_redcap
 from blinaetl.ingest.shape import ShapeProblem, shape
 from blinaetl.ingest.sources import FileMapping, SourceMapping, load_sources, match
 from blinaetl.privacy import patient_keys
@@ -441,12 +443,21 @@ def read_and_map(
     raw = read_raw(path, fm, rel, labels)
     shape_notes: list[str] = []
     delivered_view = raw
+    if fm.redcap:
+        real_rel = rel.split("#", 1)[0]
+        landing = Path(str(path)[: -len(real_rel)]) if str(path).endswith(real_rel) else path.parent
+        try:
+            raw, delivered_view, shape_notes = apply_redcap(raw, fm, source, landing, rel)
+        except RedcapProblem as problem:
+            raise FileProblem("rejected", problem.message, problem.fix) from problem
     if fm.shaped:
         try:
             shaped = shape(raw, fm, source, rel)
         except ShapeProblem as problem:
             raise FileProblem("rejected", problem.message, problem.fix) from problem
-        raw, delivered_view, shape_notes = shaped.frame, shaped.raw, shaped.notes
+        raw, shape_notes = shaped.frame, [*shape_notes, *shaped.notes]
+        if not fm.redcap:
+            delivered_view = shaped.raw
     frame, note = map_frame(raw, source, fm, contract, rel)
     note = "; ".join([*shape_notes, *([note] if note else [])])
     site_expr = _site_expr(frame, source, fm, rel)
@@ -648,6 +659,12 @@ class FileJob:
     rel: str
     source_id: str
     index: int  # position of the file entry in the source mapping
+    part: str = ""  # the instrument, when one REDCap export feeds several entries
+
+    @property
+    def name(self) -> str:
+        """The file as its records name it: `path#instrument` for a part of a REDCap export."""
+        return f"{self.rel}#{self.part}" if self.part else self.rel
 
 
 @dataclass
@@ -673,6 +690,32 @@ def plan_files(
             unmatched.append(_refused_row(rel, problem))
             continue
         hit = match(rel, sources)
+        dictionary_of = next(
+            (
+                (src, fm)
+                for src in sources
+                for fm in src.files
+                if fm.redcap and fnmatch.fnmatchcase(rel, fm.redcap["dictionary"])
+            ),
+            None,
+        )
+        if hit is None and dictionary_of is not None:
+            src, fm = dictionary_of
+            unmatched.append(
+                {
+                    "path": rel,
+                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                    "source_id": src.source,
+                    "table_name": None,
+                    "rows_read": 0,
+                    "rows_loaded": 0,
+                    "rows_quarantined": 0,
+                    "status": "dictionary",
+                    "error": None,
+                    "fix": None,
+                }
+            )
+            continue
         if hit is None:
             unmatched.append(
                 {
@@ -690,6 +733,18 @@ def plan_files(
             )
             continue
         source, fm = hit
+        if fm.redcap:  # one export, one job per instrument entry of the same source
+            parts = [
+                (i, e)
+                for i, e in enumerate(source.files)
+                if e.redcap and fnmatch.fnmatchcase(rel, e.glob)
+            ]
+            for i, e in parts:
+                part = e.redcap["instrument"]
+                if sum(1 for _, o in parts if o.redcap["instrument"] == part) > 1:
+                    part = f"{part}.{i}"
+                jobs.append(FileJob(path, rel, source.source, i, part))
+            continue
         jobs.append(FileJob(path, rel, source.source, source.files.index(fm)))
     return Plan(jobs, unmatched, sources, contracts, landing)
 
@@ -710,10 +765,10 @@ def read_file(job: FileJob, plan: Plan, run_id: str) -> MappedFile | dict:
                 "table_name": fm.table,
             }
     try:
-        return read_and_map(job.path, job.rel, source, fm, plan.contracts[fm.table], run_id)
+        return read_and_map(job.path, job.name, source, fm, plan.contracts[fm.table], run_id)
     except FileProblem as problem:
         return {
-            "path": job.rel,
+            "path": job.name,
             "sha256": hashlib.sha256(job.path.read_bytes()).hexdigest(),
             "source_id": source.source,
             "table_name": fm.table,
@@ -799,7 +854,7 @@ def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes)
             sha = outcome.sha256 if isinstance(outcome, MappedFile) else outcome["sha256"]
             file_rows.append(
                 _superseded_row(
-                    job.rel, sha, job.source_id, contracts_table(plan, job), active.path
+                    job.name, sha, job.source_id, contracts_table(plan, job), active.path
                 )
             )
             if key not in previous and isinstance(outcome, MappedFile):

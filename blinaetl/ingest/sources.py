@@ -40,7 +40,9 @@ FILE_KEYS = {
     "unpivot",
     "site_from",
     "derived_dates",
+    "redcap",
 }
+REDCAP_KEYS = {"dictionary", "instrument", "repeating", "events"}
 WHERE_OPS = {"equals", "not_equals", "in", "not_in", "present", "matches"}
 PIVOT_KEYS = {"key", "name", "value"}
 UNPIVOT_KEYS = {"index", "columns", "name", "value", "keep_empty"}
@@ -75,6 +77,7 @@ class FileMapping:
     pivot: dict[str, Any] | None = None  # key (list), name, value
     site_from: dict[str, Any] | None = None  # column, codes (optional)
     derived_dates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    redcap: dict[str, Any] | None = None  # dictionary (glob), instrument, repeating, events
 
     @property
     def shaped(self) -> bool:
@@ -224,6 +227,25 @@ def _shaping(raw: dict, where: str, contract: Contract) -> dict[str, Any]:
         raise MappingError(
             f"{where}: 'derived_dates' must map date fields to {{days: COLUMN, anchor: COLUMN}}"
         )
+    if raw.get("redcap") is not None:
+        spec = _spec(raw["redcap"], where, "redcap", REDCAP_KEYS, {"dictionary", "instrument"})
+        if str(raw.get("format", "")).lower() != "csv":
+            raise MappingError(f"{where}: 'redcap' reads REDCap's CSV export: set 'format: csv'")
+        repeating = spec.get("repeating", False)
+        if not isinstance(repeating, bool):
+            raise MappingError(
+                f"{where}: 'redcap.repeating' must be true (a repeating instrument: one row "
+                "per instance) or false"
+            )
+        events = spec.get("events")
+        if events is not None:
+            events = _names(events, where, "redcap.events")
+        out["redcap"] = {
+            "dictionary": _names(spec["dictionary"], where, "redcap.dictionary")[0],
+            "instrument": _names(spec["instrument"], where, "redcap.instrument")[0],
+            "repeating": repeating,
+            "events": events,
+        }
     out["derived_dates"] = {}
     for name, spec in derived.items():
         if name not in contract.field_names:

@@ -25,10 +25,12 @@ def _km_sql(times: np.ndarray, events: np.ndarray) -> list[tuple]:
     models.install_definitions(con, models.load_definitions())
     con.execute("CREATE SCHEMA endpoints")
     con.execute(
-        "CREATE TABLE endpoints.km_input (param VARCHAR, patient_key VARCHAR, stratum VARCHAR, time_days INTEGER, event INTEGER)"
+        "CREATE TABLE endpoints.km_input (param VARCHAR, stratum_variable VARCHAR, "
+        "stratum_value VARCHAR, origin_day INTEGER, patient_key VARCHAR, time_days INTEGER, "
+        "event INTEGER)"
     )
     con.executemany(
-        "INSERT INTO endpoints.km_input VALUES ('OS', ?, 'overall', ?, ?)",
+        "INSERT INTO endpoints.km_input VALUES ('OS', 'overall', 'all', 0, ?, ?, ?)",
         [(f"p{i}", int(t), int(e)) for i, (t, e) in enumerate(zip(times, events, strict=True))],
     )
     con.execute((ENDPOINTS / "21_km.sql").read_text())

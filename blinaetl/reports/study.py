@@ -188,24 +188,25 @@ def compute(patients: pl.DataFrame) -> dict[str, Any]:
     }
 
 
-def _km_png(km: pl.DataFrame, param: str, strata: list[str], title: str) -> str | None:
+def _km_png(km: pl.DataFrame, param: str, strata: tuple[str, list[str]], title: str) -> str | None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    part = km.filter((pl.col("param") == param) & pl.col("stratum").is_in(strata))
+    variable, values = strata
+    part = km.filter((pl.col("param") == param) & (pl.col("stratum_variable") == variable))
     if part.is_empty():
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    for stratum in strata:
-        s = part.filter(pl.col("stratum") == stratum).sort("time_days")
+    for stratum in values:
+        s = part.filter(pl.col("stratum_value") == stratum).sort("time_days")
         if s.is_empty():
             continue
         times = [0, *s["time_days"].to_list()]
         surv = [1.0, *s["survival"].to_list()]
         n0 = s["n_risk"][0]
-        ax.step(times, surv, where="post", label=f"{stratum} (n={n0})")
+        ax.step(times, surv, where="post", label=f"{variable}={stratum} (n={n0})")
         cens = s.filter(pl.col("n_censor") > 0)
         ax.plot(cens["time_days"], cens["survival"], "|", color=ax.lines[-1].get_color())
     ax.set_ylim(0, 1.02)
@@ -225,8 +226,8 @@ def km_figures(km: pl.DataFrame) -> list[dict[str, str]]:
     figures = []
     for param, label in (("OS", "Overall survival"), ("EFS", "Event-free survival")):
         for strata, by in (
-            (["responder=true", "responder=false"], "by response"),
-            (["hct_by_landmark=true", "hct_by_landmark=false"], "by HCT before the landmark"),
+            (("responder", ["true", "false"]), "by response"),
+            (("hct_in_cr_by_landmark", ["true", "false"]), "by HCT before the landmark"),
         ):
             png = _km_png(km, param, strata, f"{label} {by}")
             if png:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -418,15 +419,18 @@ def test_landmark_set_rebuilt_by_hand(db):
         )
 
 
-# --- the given/expect files of these views (sql/endpoints/*.tests.yaml), run here until the
-# --- shared model-test runner covers them; types come from the tables built above
+# --- hand-worked cases through the whole chain from curated.* (tests/survival_chain/*.yaml, in
+# --- the given/expect format; the model files' own cases in sql/endpoints/ give each model's
+# --- direct inputs and run in tests/test_sql_models.py)
+
+CHAIN = Path(__file__).parent / "survival_chain"
 
 
 def _yaml_cases():
     import yaml
 
     for name in SURVIVAL_MODELS:
-        spec = ENDPOINTS / name.replace(".sql", ".tests.yaml")
+        spec = CHAIN / name.replace(".sql", ".yaml")
         if spec.exists():
             for case in yaml.safe_load(spec.read_text())["tests"]:
                 yield pytest.param(name, case, id=f"{name[:-4]}::{case['name']}")

@@ -34,14 +34,18 @@ def _when(check: CheckSpec) -> pl.Expr:
     return cond
 
 
-def _col(check: CheckSpec) -> pl.Expr:
+def _column_name(check: CheckSpec) -> str:
     if check.column is None:
         raise CheckConfigError(f"check {check.id} ({check.check}) needs 'column'")
-    return pl.col(check.column)
+    return check.column
+
+
+def _col(check: CheckSpec) -> pl.Expr:
+    return pl.col(_column_name(check))
 
 
 def _allowed(check: CheckSpec, contract: Contract) -> list[str]:
-    values = check.params.get("values") or contract.field(check.column).allowed
+    values = check.params.get("values") or contract.field(_column_name(check)).allowed
     if not values:
         raise CheckConfigError(f"check {check.id}: no allowed values declared for {check.column}")
     return list(values)
@@ -68,11 +72,13 @@ CHECK_TYPES: dict[str, Callable[[CheckSpec, Contract], pl.Expr]] = {
     # required: a value was delivered (one that does not parse fails the TYPE check instead),
     # or the site's mapping declares the field not collected (reported per site instead)
     "not_null": lambda c, k: (
-        pl.col(RAW + c.column).is_not_null()
+        pl.col(RAW + _column_name(c)).is_not_null()
         | _col(c).is_not_null()
-        | pl.col("_not_collected").str.contains(f",{c.column},", literal=True).fill_null(False)
+        | pl.col("_not_collected")
+        .str.contains(f",{_column_name(c)},", literal=True)
+        .fill_null(False)
     ),
-    "parses": lambda c, k: pl.col(RAW + c.column).is_null() | _col(c).is_not_null(),
+    "parses": lambda c, k: pl.col(RAW + _column_name(c)).is_null() | _col(c).is_not_null(),
     "in_set": lambda c, k: _col(c).is_null() | _col(c).is_in(_allowed(c, k)),
     "in_range": lambda c, k: (
         _col(c).is_null() | _col(c).is_between(c.params["min"], c.params["max"])

@@ -90,7 +90,7 @@ def load_staging(
     write_frame(con, "meta.files", files, replace=True)
     write_frame(con, "meta.dq_results", dq_results, replace=True)
     return {
-        name: con.execute(f"SELECT count(*) FROM staging.{name}").fetchone()[0]
+        name: con.execute(f"SELECT count(*) FROM staging.{name}").fetchall()[0][0]
         for name in contracts
     }
 

@@ -19,7 +19,7 @@ import duckdb
 import polars as pl
 
 from blinaetl.validate.contracts import Contract
-from blinaetl.warehouse import models
+from blinaetl.warehouse import models, statistics
 from blinaetl.warehouse.frames import write_frame, write_frames
 
 FORBIDDEN_PUBLISHED_TYPES = ("DATE", "TIMESTAMP", "TIME", "INTERVAL")
@@ -195,6 +195,8 @@ def publish(analytics_path: Path, build_tag: str) -> Path:
         con = duckdb.connect(str(path))
         try:
             models.run_layer(con, "endpoints")
+            # the models on the views, in the same file, before the swap (publish stays atomic)
+            statistics.write_model_results(con)
             con.execute("CHECKPOINT")
         finally:
             con.close()

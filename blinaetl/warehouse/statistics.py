@@ -1,0 +1,313 @@
+"""Statistical models on the endpoint views, written into `endpoints.model_results`.
+
+Run by `publish` on the new analytics file after the endpoint views exist and before it is
+checkpointed and swapped in, so the report and analysts read the same rows and publishing stays
+atomic. Every model reads a published view:
+
+- log-rank tests (lifelines `multivariate_logrank_test`) for every stratum variable of
+  `endpoints.km_input` with two or more values, per parameter;
+- Cox hazard ratios of HCT in CR at each landmark day of `endpoints.hct_landmark` (lifelines
+  `CoxPHFitter`, Efron ties) and time-dependent on responders from `endpoints.hct_counting_process`
+  (`CoxTimeVaryingFitter`);
+- logistic regression of response on the seed's predictors (statsmodels `Logit`): univariable
+  odds ratios and one multivariable model on complete cases;
+- Fisher's exact tests (scipy) with the conditional maximum-likelihood odds ratio and its exact
+  interval, for response, EM at failure and CD19-negative failure.
+
+A model that cannot be fitted (one group empty, no event, separation) still gets a row, with
+NULL estimates and the reason in `note`; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+Z95 = 1.959963984540054
+
+PREDICTORS: dict[str, str] = {
+    "bm_blasts_gt50": "Marrow blasts > 50%",
+    "prior_em": "EM-ALL before blinatumomab",
+    "active_em_at_start": "Active EM-ALL at start",
+    "cd19_modstrong": "Baseline CD19 moderate/strong",
+}
+
+COLUMNS: dict[str, tuple[str, str]] = {
+    "analysis": ("VARCHAR", "logrank, cox_landmark, cox_time_dependent, logistic or fisher."),
+    "outcome": (
+        "VARCHAR",
+        "What is modelled: a parameter (OS, EFS, RFS), responder, em_at_failure or cd19_negative_at_failure.",
+    ),
+    "landmark_day": ("INTEGER", "cox_landmark: the landmark study day; NULL otherwise."),
+    "term": ("VARCHAR", "The compared variable: a stratum variable, hct, or a predictor."),
+    "model": ("VARCHAR", "univariable or multivariable (logistic); NULL otherwise."),
+    "n": ("INTEGER", "Patients in the analysis."),
+    "events": ("INTEGER", "Events (survival) or outcomes (binary) among them."),
+    "n_with": ("INTEGER", "fisher: patients with the factor."),
+    "events_with": ("INTEGER", "fisher: outcomes among patients with the factor."),
+    "n_without": ("INTEGER", "fisher: patients without the factor."),
+    "events_without": ("INTEGER", "fisher: outcomes among patients without the factor."),
+    "estimate_type": ("VARCHAR", "HR (hazard ratio) or OR (odds ratio); NULL for log-rank."),
+    "estimate": (
+        "DOUBLE",
+        "Hazard ratio (exp(coef)) or odds ratio; Fisher: conditional maximum-likelihood odds ratio.",
+    ),
+    "ci_lower": (
+        "DOUBLE",
+        "Lower 95% bound of the estimate (Wald for Cox and logistic; exact for Fisher).",
+    ),
+    "ci_upper": ("DOUBLE", "Upper 95% bound of the estimate."),
+    "statistic": (
+        "DOUBLE",
+        "Test statistic: log-rank chi-square, Wald z (Cox, logistic); NULL for Fisher.",
+    ),
+    "df": ("INTEGER", "Degrees of freedom of the log-rank chi-square."),
+    "p_value": (
+        "DOUBLE",
+        "Two-sided p-value (log-rank, Wald, Fisher's exact); not adjusted for multiple testing.",
+    ),
+    "note": (
+        "VARCHAR",
+        "Why a model has no estimate (e.g. a group is empty, no event, separation); NULL when fitted.",
+    ),
+}
+
+
+def _row(**values: Any) -> dict[str, Any]:
+    return {c: values.get(c) for c in COLUMNS}
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def logrank_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    from lifelines.statistics import multivariate_logrank_test
+
+    km = con.sql(
+        "SELECT param, stratum_variable, stratum_value, time_days, event FROM endpoints.km_input "
+        "WHERE stratum_variable <> 'overall' AND param <> 'OS_REVERSE' ORDER BY ALL"
+    ).df()
+    rows = []
+    for (param, variable), g in km.groupby(["param", "stratum_variable"], sort=True):
+        base = {"analysis": "logrank", "outcome": param, "term": variable, "n": len(g)}
+        base["events"] = int(g["event"].sum())
+        if g["stratum_value"].nunique() < 2:
+            rows.append(_row(**base, note="only one group"))
+            continue
+        if base["events"] == 0:
+            rows.append(_row(**base, note="no event"))
+            continue
+        res = multivariate_logrank_test(g["time_days"], g["stratum_value"], g["event"])
+        rows.append(
+            _row(
+                **base,
+                statistic=float(res.test_statistic),
+                df=int(res.degrees_of_freedom),
+                p_value=float(res.p_value),
+            )
+        )
+    return rows
+
+
+def _cox(frame: pd.DataFrame, duration: str, **kwargs: Any) -> tuple[dict[str, Any], str | None]:
+    from lifelines import CoxPHFitter, CoxTimeVaryingFitter
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if "start_col" in kwargs:
+                fit = CoxTimeVaryingFitter().fit(frame, **kwargs)
+            else:
+                fit = CoxPHFitter().fit(frame, duration_col=duration, event_col="event")
+    except Exception as exc:  # convergence failure: reported, not raised
+        return {}, f"not fitted: {type(exc).__name__}"
+    s = fit.summary.loc["hct"]
+    return {
+        "estimate_type": "HR",
+        "estimate": _finite(s["exp(coef)"]),
+        "ci_lower": _finite(s["exp(coef) lower 95%"]),
+        "ci_upper": _finite(s["exp(coef) upper 95%"]),
+        "statistic": _finite(s["z"]),
+        "p_value": _finite(s["p"]),
+    }, None
+
+
+def cox_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    rows = []
+    lm = con.sql(
+        "SELECT landmark_day, param, patient_key, hct_in_cr_by_landmark::INTEGER AS hct, "
+        "days_from_landmark, event FROM endpoints.hct_landmark ORDER BY ALL"
+    ).df()
+    days = con.sql("SELECT landmark_day FROM endpoints.hct_landmark_summary ORDER BY 1").fetchall()
+    for (day,) in days:
+        for param in ("OS", "EFS", "RFS"):
+            g = lm[(lm.landmark_day == day) & (lm.param == param)]
+            base = {"analysis": "cox_landmark", "outcome": param, "landmark_day": int(day)}
+            base |= {"term": "hct", "n": len(g), "events": int(g["event"].sum())}
+            if g["hct"].nunique() < 2:
+                rows.append(_row(**base, note="HCT group or no-HCT group empty"))
+            elif base["events"] == 0:
+                rows.append(_row(**base, note="no event"))
+            else:
+                est, note = _cox(g[["days_from_landmark", "event", "hct"]], "days_from_landmark")
+                rows.append(_row(**base, **est, note=note))
+    cp = con.sql(
+        "SELECT param, patient_key, start_day, stop_day, event, hct "
+        "FROM endpoints.hct_counting_process ORDER BY ALL"
+    ).df()
+    for param in ("OS", "EFS", "RFS"):
+        g = cp[cp.param == param]
+        base = {"analysis": "cox_time_dependent", "outcome": param, "term": "hct"}
+        base |= {"n": int(g["patient_key"].nunique()), "events": int(g["event"].sum())}
+        if g["hct"].nunique() < 2:
+            rows.append(_row(**base, note="no patient transplanted in CR"))
+        elif base["events"] == 0:
+            rows.append(_row(**base, note="no event"))
+        else:
+            est, note = _cox(
+                g[["patient_key", "start_day", "stop_day", "event", "hct"]],
+                "stop_day",
+                id_col="patient_key",
+                start_col="start_day",
+                stop_col="stop_day",
+                event_col="event",
+            )
+            rows.append(_row(**base, **est, note=note))
+    return rows
+
+
+def _patients(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.sql(
+        "SELECT patient_key, responder, bm_blasts_gt50, prior_em, active_em_at_start, "
+        "CASE WHEN cd19_baseline IS NOT NULL THEN cd19_baseline IN ('moderate', 'strong') END "
+        "AS cd19_modstrong, em_at_failure, "
+        "CASE WHEN em_at_failure IS NOT NULL AND cd19_at_failure IS NOT NULL "
+        "THEN cd19_at_failure = 'negative' END AS cd19_negative_at_failure "
+        "FROM curated.patients ORDER BY patient_key"
+    ).df()
+
+
+def logistic_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    import numpy as np
+    import statsmodels.api as sm
+
+    p = _patients(con)
+    rows = []
+
+    def fit(terms: list[str], model: str) -> None:
+        d = p[["responder", *terms]].dropna().astype(float)
+        n, events = len(d), int(d["responder"].sum())
+        bases = [
+            {"analysis": "logistic", "outcome": "responder", "term": t, "model": model}
+            | {"n": n, "events": events}
+            for t in terms
+        ]
+        if n == 0 or events in (0, n) or any(d[t].nunique() < 2 for t in terms):
+            rows.extend(_row(**b, note="a group is empty or the outcome constant") for b in bases)
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = sm.Logit(d["responder"], sm.add_constant(d[terms], has_constant="add")).fit(
+                    disp=0, maxiter=100
+                )
+            if not res.mle_retvals.get("converged", True):
+                raise RuntimeError("did not converge (separation?)")
+        except Exception as exc:
+            rows.extend(_row(**b, note=f"not fitted: {exc}") for b in bases)
+            return
+        ci = res.conf_int(alpha=0.05)
+        for b, t in zip(bases, terms, strict=True):
+            rows.append(
+                _row(
+                    **b,
+                    estimate_type="OR",
+                    estimate=_finite(float(np.exp(res.params[t]))),
+                    ci_lower=_finite(float(np.exp(ci.loc[t, 0]))),
+                    ci_upper=_finite(float(np.exp(ci.loc[t, 1]))),
+                    statistic=_finite(float(res.tvalues[t])),
+                    p_value=_finite(float(res.pvalues[t])),
+                )
+            )
+
+    for term in PREDICTORS:
+        fit([term], "univariable")
+    fit(list(PREDICTORS), "multivariable")
+    return rows
+
+
+FISHER_SETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("responder", "all patients", tuple(PREDICTORS)),
+    ("em_at_failure", "patients who failed", ("cd19_modstrong", "prior_em", "bm_blasts_gt50")),
+    ("cd19_negative_at_failure", "failures with CD19 at failure", tuple(PREDICTORS)),
+)
+
+
+def fisher_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    from scipy.stats import fisher_exact
+    from scipy.stats.contingency import odds_ratio
+
+    p = _patients(con)
+    rows = []
+    for outcome, _population, factors in FISHER_SETS:
+        for factor in factors:
+            d = p[[factor, outcome]].dropna()
+            f, o = d[factor].astype(bool), d[outcome].astype(bool)
+            a, b = int((f & o).sum()), int((f & ~o).sum())
+            c, e = int((~f & o).sum()), int((~f & ~o).sum())
+            base = {"analysis": "fisher", "outcome": outcome, "term": factor, "n": len(d)}
+            base |= {"events": a + c, "n_with": a + b, "events_with": a}
+            base |= {"n_without": c + e, "events_without": c}
+            if min(a + b, c + e) == 0:
+                rows.append(_row(**base, note="no patient with or without the factor"))
+                continue
+            table = [[a, b], [c, e]]
+            pval = float(fisher_exact(table, alternative="two-sided")[1])
+            ratio = odds_ratio(table, kind="conditional")
+            ci = ratio.confidence_interval(confidence_level=0.95)
+            rows.append(
+                _row(
+                    **base,
+                    estimate_type="OR",
+                    estimate=_finite(float(ratio.statistic)),
+                    ci_lower=_finite(float(ci.low)),
+                    ci_upper=_finite(float(ci.high)),
+                    p_value=pval,
+                )
+            )
+    return rows
+
+
+def model_results(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every model row, in a fixed order (analysis, outcome, landmark, term, model)."""
+    rows = logrank_rows(con) + cox_rows(con) + logistic_rows(con) + fisher_rows(con)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def write_model_results(con: duckdb.DuckDBPyConnection) -> int:
+    """Create `endpoints.model_results` (commented) on `con`; returns the number of rows."""
+    results = model_results(con)
+    ddl = ", ".join(f"{c} {t}" for c, (t, _) in COLUMNS.items())
+    con.execute("CREATE OR REPLACE TABLE endpoints.model_results (" + ddl + ")")
+    if len(results):
+        con.register("model_results_frame", results)
+        try:
+            con.execute("INSERT INTO endpoints.model_results SELECT * FROM model_results_frame")
+        finally:
+            con.unregister("model_results_frame")
+    con.execute(
+        "COMMENT ON TABLE endpoints.model_results IS 'Statistical models on the endpoint views, "
+        "written by the run (blinaetl.warehouse.statistics): log-rank tests of every KM "
+        "comparison, Cox hazard ratios of HCT in CR (landmark and time-dependent), logistic "
+        "regression of response, Fisher exact tests with odds ratios. p-values are not adjusted "
+        "for multiple testing.'"
+    )
+    for c, (_, text) in COLUMNS.items():
+        escaped = text.replace("'", "''")
+        con.execute(f"COMMENT ON COLUMN endpoints.model_results.{c} IS '{escaped}'")
+    return len(results)

@@ -97,6 +97,7 @@ def stage_ingest(cfg: RunConfig, progress: Progress | None = None) -> Any:
         sources_dir=cfg.sources_dir,
         contracts_dir=cfg.contracts_dir,
         progress=progress,
+        definitions=cfg.definitions,
     )
 
 
@@ -117,6 +118,7 @@ def stage_load(cfg: RunConfig, result: Any) -> dict[str, int]:
         # fields the sites' mappings declare not collected (staging.not_collected exists empty)
         frames.write_frame(con, "staging.not_collected", result.not_collected)
         warehouse_labels(con, result.column_labels, load_contracts(cfg.contracts_dir))
+        frames.write_frame(con, "staging.date_imputations", result.date_imputations)
         return loaded
     finally:
         con.close()

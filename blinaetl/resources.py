@@ -39,6 +39,11 @@ def sources_dir() -> Path:
     return schemas_dir() / "sources"
 
 
+def templates_dir() -> Path:
+    """Bundled mapping templates to copy and adjust (e.g. `sdtm.yaml`); never loaded by default."""
+    return schemas_dir() / "templates"
+
+
 def vocab_dir() -> Path:
     return schemas_dir() / "vocab"
 

@@ -28,7 +28,7 @@ IO_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
 
 @task(name="plan-files", cache_policy=NO_CACHE, **IO_RETRIES)
 def plan_files(cfg: core.RunConfig) -> ingestion.Plan:
-    return ingestion.plan_files(cfg.landing, cfg.sources_dir, cfg.contracts_dir)
+    return ingestion.plan_files(cfg.landing, cfg.sources_dir, cfg.contracts_dir, cfg.definitions)
 
 
 @task(name="read-file", cache_policy=NO_CACHE, **IO_RETRIES)

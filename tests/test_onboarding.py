@@ -1036,3 +1036,188 @@ def test_bad_redcap_spec_is_refused_at_load_time(tmp_path, spec, words):
     if "repeating" in words:
         with pytest.raises(MappingError, match=r"'redcap' reads REDCap's CSV export"):
             load_source(path)
+
+
+# --- 6. CDISC SDTM --------------------------------------------------------------------------
+
+
+def _write_sdtm(folder: Path) -> None:
+    """A small SDTM study (pilot-like USUBJIDs over two sites) as XPT, written with pyreadstat."""
+    import pandas as pd
+    import pyreadstat
+
+    folder.mkdir(parents=True)
+    s1, s2, s3 = "PILOT01-701-1015", "PILOT01-701-1023", "PILOT01-702-1015"
+    domains = {
+        "dm": {
+            "STUDYID": ["PILOT01"] * 3,
+            "USUBJID": [s1, s2, s3],
+            "SITEID": ["701", "701", "702"],
+            "BRTHDTC": ["1950-03-04", "1961-07", "1948-12-24"],
+            "SEX": ["F", "M", "UNDIFFERENTIATED"],
+            "AGE": [63.0, 52.0, 65.0],
+        },
+        "ex": {
+            "USUBJID": [s1, s1, s2, s3, s3],
+            "EXTRT": ["BLINATUMOMAB", "BLINATUMOMAB", "Blinatumomab", "PLACEBO", "BLINATUMOMAB"],
+            "EXGRPID": ["1", "2", "1", "1", "1"],
+            "EXSTDTC": ["2014-01-02T08:30", "2014-02-13", "2014-03-01", "2014-01-05", "2014-01-06"],
+            "EXENDTC": ["2014-01-29", "2014-03-12", "2014-03-28", "2014-02-01", "2014-02-02"],
+        },
+        "ds": {
+            "USUBJID": [s1, s1, s2, s3],
+            "DSCAT": [
+                "PROTOCOL MILESTONE",
+                "DISPOSITION EVENT",
+                "DISPOSITION EVENT",
+                "DISPOSITION EVENT",
+            ],
+            "DSDECOD": ["INFORMED CONSENT OBTAINED", "DEATH", "COMPLETED", "DEATH"],
+            "DSSTDTC": ["2013-12-20", "2014-09-10", "2014-12-01", "2015-02"],
+        },
+        "lb": {
+            "USUBJID": [s1, s1, s1, s2, s2],
+            "LBTESTCD": ["PLAT", "NEUT", "WBC", "PLAT", "NEUT"],
+            "LBSTRESN": [120.0, 1.5, 4.2, 35.0, 0.4],
+            "LBDTC": ["2014-01-30", "2014-01-30", "2014-01-30T07:00", "2014-03-29", "2014-03-29"],
+        },
+    }
+    for name, data in domains.items():
+        pyreadstat.write_xport(
+            pd.DataFrame(data), str(folder / f"{name}.xpt"), table_name=name.upper()
+        )
+
+
+def test_sdtm_study_through_the_bundled_template_adjusted_by_yaml(tmp_path):
+    from blinaetl.resources import templates_dir
+
+    landing = tmp_path / "landing"
+    _write_sdtm(landing / "sdtm" / "PILOT01")
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    # the user's adjustment: SITEID 701/702 become the registry's site codes
+    text = (
+        (templates_dir() / "sdtm.yaml")
+        .read_text()
+        .replace(
+            'pattern: "^[^-]+-([^-]+)-"}',
+            'pattern: "^[^-]+-([^-]+)-", codes: {"701": S701, "702": S702}}',
+        )
+    )
+    (sources / "sdtm.yaml").write_text(text)
+    result = run(landing, sources)
+    pats = result.tables["patients"].sort("_source_row")
+    assert pats.select("site", "mrn", "birth_date", "sex", "diagnosis_date").rows() == [
+        ("S701", "PILOT01-701-1015", dt.date(1950, 3, 4), "F", None),
+        ("S701", "PILOT01-701-1023", dt.date(1961, 7, 1), "M", None),  # 1961-07: first day
+        ("S702", "PILOT01-702-1015", dt.date(1948, 12, 24), "U", None),
+    ]
+    trt = result.tables["treatments"].sort("_source_row")
+    assert trt.select("mrn", "cycle", "start_date", "end_date").rows() == [
+        ("PILOT01-701-1015", 1, dt.date(2014, 1, 2), dt.date(2014, 1, 29)),
+        ("PILOT01-701-1015", 2, dt.date(2014, 2, 13), dt.date(2014, 3, 12)),
+        ("PILOT01-701-1023", 1, dt.date(2014, 3, 1), dt.date(2014, 3, 28)),
+        ("PILOT01-702-1015", 1, dt.date(2014, 1, 6), dt.date(2014, 2, 2)),
+    ]
+    out = result.tables["outcomes"].sort("_source_row")
+    assert out.select("mrn", "event", "event_date").rows() == [
+        ("PILOT01-701-1015", "death", dt.date(2014, 9, 10)),
+        ("PILOT01-702-1015", "death", dt.date(2015, 2, 1)),  # 2015-02: first day
+    ]
+    # LB pivots on the LBDTC text: subject 1015's WBC carries a time its other tests lack, so
+    # the draw gives two records on 2014-01-30, both quarantined by ASM_UNIQUE (one per date)
+    lab = result.tables["assessments"]
+    assert lab.select("mrn", "assessment_date", "platelets_10e9l", "anc_10e9l").rows() == [
+        ("PILOT01-701-1023", dt.date(2014, 3, 29), 35.0, 0.4)
+    ]
+    lb_fail = result.quarantine_failures.filter(pl.col("_source_file") == "sdtm/PILOT01/lb.xpt")
+    # ... and the WBC-only record holds none of the counts ASM_ANY_VALUE looks for (a warning)
+    assert sorted(lb_fail["check_id"].to_list()) == ["ASM_ANY_VALUE", "ASM_UNIQUE", "ASM_UNIQUE"]
+    assert file_row(result, "sdtm/PILOT01/lb.xpt")["rows_read"] == 3
+    imputed = result.date_imputations.select(
+        "table_name", "field_name", "delivered", "rule", "imputed_date"
+    )
+    assert sorted(imputed.rows()) == [
+        ("outcomes", "event_date", "2015-02", "first", dt.date(2015, 2, 1)),
+        ("patients", "birth_date", "1961-07", "first", dt.date(1961, 7, 1)),
+    ]
+    nc = result.not_collected.filter(pl.col("field_name") == "diagnosis_date")
+    assert sorted(nc.select("site", "rows_delivered").rows()) == [("S701", 2), ("S702", 1)]
+    f = file_row(result, "sdtm/PILOT01/ex.xpt")
+    assert "1 of 5 delivered row(s) left out by the mapping's 'where'" in f["error"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        (
+            "first",
+            [dt.date(2014, 3, 5), dt.date(2014, 3, 5), dt.date(2014, 2, 1), dt.date(2014, 1, 1)],
+        ),
+        (
+            "middle",
+            [dt.date(2014, 3, 5), dt.date(2014, 3, 5), dt.date(2014, 2, 15), dt.date(2014, 7, 1)],
+        ),
+        (
+            "last",
+            [dt.date(2014, 3, 5), dt.date(2014, 3, 5), dt.date(2014, 2, 28), dt.date(2014, 12, 31)],
+        ),
+        ("none", [dt.date(2014, 3, 5), dt.date(2014, 3, 5), None, None]),
+    ],
+)
+def test_iso8601_dates_and_partial_date_rules(rule, expected):
+    from blinaetl.ingest.landing import iso8601_date
+
+    values = pl.DataFrame(
+        {"d": ["2014-03-05", "2014-03-05T10:22:05", "2014-02", "2014", "2014-13", "x"]}
+    )
+    got = values.select(iso8601_date(pl.col("d"), rule))["d"].to_list()
+    assert got == [*expected, None, None]
+
+
+def test_partial_date_rule_is_a_definition_the_run_can_override(tmp_path):
+    from blinaetl.warehouse.models import DefinitionError
+
+    text = mapping(
+        f"""
+        - table: patients
+          glob: "clinical/T1/patients_*.csv"
+          format: csv
+          date_format: iso8601
+          columns: {PATIENTS_COLUMNS}
+        """
+    )
+    landing, sources = setup(
+        tmp_path,
+        text,
+        {"clinical/T1/patients_1.csv": PATIENTS_CSV.replace("1970-01-01", "1970-06")},
+    )
+    result = ingest_landing(
+        landing, "r", DEMO_KEY, sources_dir=sources, definitions={"partial_date_imputation": "none"}
+    )
+    assert_conserved(result)
+    assert result.quarantine_failures["check_id"].to_list() == ["PAT_BIRTH_DATE_TYPE"]
+    assert result.date_imputations.height == 0
+    result = run(landing, sources)  # default: first
+    assert result.date_imputations.select("delivered", "rule", "imputed_date").rows() == [
+        ("1970-06", "first", dt.date(1970, 6, 1))
+    ]
+    with pytest.raises(DefinitionError, match="partial_date_imputation"):
+        ingest_landing(
+            landing,
+            "r",
+            DEMO_KEY,
+            sources_dir=sources,
+            definitions={"partial_date_imputation": "guess"},
+        )
+
+
+def test_site_from_pattern_needs_one_group(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        SITES_MAPPING.replace('codes: {"701": SITE71, "702": SITE72}', 'pattern: "^(a)(b)"')
+    )
+    with pytest.raises(
+        MappingError, match=r"p.yaml, files\[0\]: 'site_from.pattern' must have exactly one"
+    ):
+        load_source(path)

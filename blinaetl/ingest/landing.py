@@ -263,7 +263,12 @@ def _norm(expr: pl.Expr) -> pl.Expr:
 
 
 def map_frame(
-    raw: pl.DataFrame, source: SourceMapping, fm: FileMapping, contract: Contract, rel: str
+    raw: pl.DataFrame,
+    source: SourceMapping,
+    fm: FileMapping,
+    contract: Contract,
+    rel: str,
+    partial_dates: str = "first",
 ) -> tuple[pl.DataFrame, str]:
     """Canonical typed columns + `__raw__<field>` text + `_content_hash`; returns (frame, note).
 
@@ -342,6 +347,8 @@ def map_frame(
             value = col
         elif f.name in fm.derived_dates:
             value = _derived_date(fm.derived_dates[f.name], fm.date_format)
+        elif f.type == "date" and fm.date_format == ISO8601:
+            value = iso8601_date(col, partial_dates)
         elif f.type == "date":
             value = col.str.strptime(pl.Date, fm.date_format, strict=False)
         elif f.type == "int":
@@ -378,6 +385,31 @@ def map_frame(
     return frame, "; ".join(notes)
 
 
+ISO8601 = "iso8601"
+PARTIAL_RE = r"^\d{4}(-\d{2})?$"
+PARTIAL_RULES = ("first", "middle", "last", "none")
+
+
+def iso8601_date(col: pl.Expr, rule: str) -> pl.Expr:
+    """An ISO 8601 date or datetime (as SDTM --DTC): the date part; a partial date (YYYY-MM,
+    YYYY) imputed by `rule` (definition partial_date_imputation): first day of the missing
+    period, its middle (the 15th; 1 July), its last day, or none (left unreadable)."""
+    full = col.str.extract(r"^(\d{4}-\d{2}-\d{2})(?:T[\d:.]*)?$", 1).str.strptime(
+        pl.Date, "%Y-%m-%d", strict=False
+    )
+    month = col.str.extract(r"^(\d{4}-\d{2})$", 1)
+    year = col.str.extract(r"^(\d{4})$", 1)
+    if rule == "none":
+        return full
+    day = {"first": "01", "middle": "15", "last": "01"}[rule]
+    in_year = {"first": "-01-01", "middle": "-07-01", "last": "-12-31"}[rule]
+    by_month = (month + "-" + day).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    if rule == "last":
+        by_month = by_month.dt.month_end()
+    by_year = (year + in_year).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    return pl.coalesce(full, by_month, by_year)
+
+
 def _derived_date(spec: dict, date_format: str) -> pl.Expr:
     """anchor date + day offset; with `day_one` (SDTM study days) day 1 is the anchor, no day 0."""
     anchor = pl.col(spec["anchor"]).str.strptime(
@@ -401,18 +433,23 @@ def _site_expr(frame: pl.DataFrame, source: SourceMapping, fm: FileMapping, rel:
         raise FileProblem(
             "rejected", f"{rel}: column '{column}' named in 'site_from' is not in the file", fix
         )
-    values = frame[column]
+    site = pl.col(column)
+    if fm.site_from.get("pattern"):
+        site = site.str.extract(fm.site_from["pattern"], 1)
+    values = frame.select(site.alias("_site"))["_site"]
     if values.null_count():
-        rows = frame.filter(pl.col(column).is_null())["_source_row"].head(5).to_list()
+        rows = frame.filter(values.is_null())["_source_row"].head(5).to_list()
         raise FileProblem(
             "rejected",
-            f"{rel}: {values.null_count()} row(s) have no site in '{column}' (rows "
+            f"{rel}: {values.null_count()} row(s) have no site in '{column}'"
+            + (" matching 'site_from.pattern'" if fm.site_from.get("pattern") else "")
+            + " (rows "
             f"{', '.join(map(str, rows))})",
             "fill the site code in the extract, or leave those rows out with 'where' in "
             f"{source.path.name}",
         )
     if codes is None:
-        return pl.col(column)
+        return site
     unknown = sorted(set(values.unique().to_list()) - set(codes))
     if unknown:
         raise FileProblem(
@@ -422,7 +459,7 @@ def _site_expr(frame: pl.DataFrame, source: SourceMapping, fm: FileMapping, rel:
             f"add them to 'site_from.codes' in {source.path.name} (or leave their rows out "
             "with 'where')",
         )
-    return pl.col(column).replace_strict(codes, return_dtype=pl.Utf8)
+    return site.replace_strict(codes, return_dtype=pl.Utf8)
 
 
 def _extract_date(rel: str):
@@ -436,7 +473,13 @@ def _extract_date(rel: str):
 
 
 def read_and_map(
-    path: Path, rel: str, source: SourceMapping, fm: FileMapping, contract: Contract, run_id: str
+    path: Path,
+    rel: str,
+    source: SourceMapping,
+    fm: FileMapping,
+    contract: Contract,
+    run_id: str,
+    partial_dates: str = "first",
 ) -> MappedFile:
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     labels: dict[str, str] = {}
@@ -458,7 +501,7 @@ def read_and_map(
         raw, shape_notes = shaped.frame, [*shape_notes, *shaped.notes]
         if not fm.redcap:
             delivered_view = shaped.raw
-    frame, note = map_frame(raw, source, fm, contract, rel)
+    frame, note = map_frame(raw, source, fm, contract, rel, partial_dates)
     note = "; ".join([*shape_notes, *([note] if note else [])])
     site_expr = _site_expr(frame, source, fm, rel)
     frame = frame.with_columns(
@@ -589,6 +632,9 @@ class IngestResult:
         default_factory=lambda: pl.DataFrame(schema=NOT_COLLECTED_SCHEMA)
     )
     column_labels: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LABELS_SCHEMA))
+    date_imputations: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=IMPUTATIONS_SCHEMA)
+    )
 
     @property
     def delivered_sites(self) -> set[str]:
@@ -613,6 +659,17 @@ DISAPPEARED_SCHEMA = {
     "record_key": pl.Utf8,
     "previous_file": pl.Utf8,
     "current_file": pl.Utf8,
+}
+
+IMPUTATIONS_SCHEMA = {
+    "source_id": pl.Utf8,
+    "source_file": pl.Utf8,
+    "source_row": pl.Int64,
+    "table_name": pl.Utf8,
+    "field_name": pl.Utf8,
+    "delivered": pl.Utf8,
+    "rule": pl.Utf8,
+    "imputed_date": pl.Date,
 }
 
 LABELS_SCHEMA = {
@@ -674,12 +731,22 @@ class Plan:
     sources: list[SourceMapping]
     contracts: dict[str, Contract]
     landing: Path | None = None  # when set, each file's path is checked again before reading
+    partial_dates: str = "first"  # definition partial_date_imputation: rule for ISO 8601 partials
 
 
 def plan_files(
-    landing: Path, sources_dir: Path | None = None, contracts_dir: Path | None = None
+    landing: Path,
+    sources_dir: Path | None = None,
+    contracts_dir: Path | None = None,
+    definitions: dict | None = None,
 ) -> Plan:
-    """Match every landing file to a source mapping; unmatched files become file rows."""
+    """Match every landing file to a source mapping; unmatched files become file rows.
+
+    `definitions` are the run's overrides; the ingest reads `partial_date_imputation`.
+    """
+    from blinaetl.warehouse.models import load_definitions
+
+    partial = str(load_definitions(overrides=definitions)["partial_date_imputation"]["value"])
     contracts = load_contracts(contracts_dir)
     sources = load_sources(sources_dir, contracts)
     jobs, unmatched = [], []
@@ -746,7 +813,7 @@ def plan_files(
                 jobs.append(FileJob(path, rel, source.source, i, part))
             continue
         jobs.append(FileJob(path, rel, source.source, source.files.index(fm)))
-    return Plan(jobs, unmatched, sources, contracts, landing)
+    return Plan(jobs, unmatched, sources, contracts, landing, partial)
 
 
 def read_file(job: FileJob, plan: Plan, run_id: str) -> MappedFile | dict:
@@ -765,7 +832,9 @@ def read_file(job: FileJob, plan: Plan, run_id: str) -> MappedFile | dict:
                 "table_name": fm.table,
             }
     try:
-        return read_and_map(job.path, job.name, source, fm, plan.contracts[fm.table], run_id)
+        return read_and_map(
+            job.path, job.name, source, fm, plan.contracts[fm.table], run_id, plan.partial_dates
+        )
     except FileProblem as problem:
         return {
             "path": job.name,
@@ -807,6 +876,7 @@ def ingest_landing(
     sources_dir: Path | None = None,
     contracts_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    definitions: dict | None = None,
 ) -> IngestResult:
     """Read, map and validate every file of the landing folder.
 
@@ -817,7 +887,7 @@ def ingest_landing(
 
     say = progress or (lambda _m: None)
     preload_validation()
-    plan = plan_files(landing, sources_dir, contracts_dir)
+    plan = plan_files(landing, sources_dir, contracts_dir, definitions)
     say(f"reading {len(plan.jobs)} files")
     workers = max(1, min(len(plan.jobs), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -941,6 +1011,7 @@ def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes)
         for f, label in m.labels.items()
     ]
     return IngestResult(
+        date_imputations=_imputations(mapped, contracts, plan.partial_dates),
         column_labels=pl.DataFrame(labels, schema=LABELS_SCHEMA),
         not_collected=not_collected,
         dq_results=pl.concat(
@@ -957,6 +1028,37 @@ def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes)
         quarantine_rows=quarantine_rows,
         quarantine_failures=outcome.quarantine_failures,
         files=files,
+    )
+
+
+def _imputations(
+    mapped: list[MappedFile], contracts: dict[str, Contract], rule: str
+) -> pl.DataFrame:
+    """One row per partial ISO 8601 date completed by the imputation rule (restricted zone)."""
+    parts = []
+    for m in mapped:
+        if m.mapping.date_format != ISO8601:
+            continue
+        for f in contracts[m.mapping.table].fields:
+            if f.type != "date" or f.name in m.mapping.derived_dates:
+                continue
+            raw = pl.col(RAW_PREFIX + f.name)
+            parts.append(
+                m.frame.filter(raw.str.contains(PARTIAL_RE) & pl.col(f.name).is_not_null()).select(
+                    pl.lit(m.source.source).alias("source_id"),
+                    pl.lit(m.path).alias("source_file"),
+                    pl.col("_source_row").alias("source_row"),
+                    pl.lit(m.mapping.table).alias("table_name"),
+                    pl.lit(f.name).alias("field_name"),
+                    raw.alias("delivered"),
+                    pl.lit(rule).alias("rule"),
+                    pl.col(f.name).alias("imputed_date"),
+                )
+            )
+    return (
+        pl.concat(parts, how="vertical_relaxed")
+        if parts
+        else pl.DataFrame(schema=IMPUTATIONS_SCHEMA)
     )
 
 

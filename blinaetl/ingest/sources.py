@@ -46,7 +46,7 @@ REDCAP_KEYS = {"dictionary", "instrument", "repeating", "events"}
 WHERE_OPS = {"equals", "not_equals", "in", "not_in", "present", "matches"}
 PIVOT_KEYS = {"key", "name", "value"}
 UNPIVOT_KEYS = {"index", "columns", "name", "value", "keep_empty"}
-SITE_FROM_KEYS = {"column", "codes"}
+SITE_FROM_KEYS = {"column", "codes", "pattern"}
 DERIVED_KEYS = {"days", "anchor", "anchor_format", "day_one"}
 SOURCE_KEYS = {"source", "kind", "site", "lab", "files"}
 
@@ -218,7 +218,23 @@ def _shaping(raw: dict, where: str, contract: Contract) -> dict[str, Any]:
             raise MappingError(
                 f"{where}: 'site_from.codes' must map the file's site codes to site names"
             )
+        pattern = spec.get("pattern")
+        if pattern is not None:
+            import re
+
+            try:
+                groups = re.compile(str(pattern)).groups
+            except re.error as exc:
+                raise MappingError(
+                    f"{where}: 'site_from.pattern' is not a valid regular expression ({exc})"
+                ) from exc
+            if groups != 1:
+                raise MappingError(
+                    f"{where}: 'site_from.pattern' must have exactly one (group) around the "
+                    f"site code, e.g. '^[^-]+-([^-]+)-' for USUBJID STUDY-SITE-SUBJECT; it has {groups}"
+                )
         out["site_from"] = {
+            "pattern": str(pattern) if pattern is not None else None,
             "column": _names(spec["column"], where, "site_from.column")[0],
             "codes": {str(k): str(v) for k, v in (codes or {}).items()} or None,
         }

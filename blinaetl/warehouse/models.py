@@ -154,7 +154,14 @@ def create_staging(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract
     for contract in contracts.values():
         con.execute(staging_ddl(contract))
     con.execute(NOT_COLLECTED_DDL)
+    con.execute(DATE_IMPUTATIONS_DDL)
 
+
+# Partial ISO 8601 dates completed by the rule of definition partial_date_imputation, one per value
+DATE_IMPUTATIONS_DDL = """CREATE OR REPLACE TABLE staging.date_imputations (
+  source_id VARCHAR, source_file VARCHAR, source_row BIGINT, table_name VARCHAR,
+  field_name VARCHAR, delivered VARCHAR, rule VARCHAR, imputed_date DATE
+)"""
 
 # Fields a site's mapping declares not collected (`not_collected`), one row per file, site, field
 NOT_COLLECTED_DDL = """CREATE OR REPLACE TABLE staging.not_collected (

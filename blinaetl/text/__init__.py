@@ -1,17 +1,23 @@
-"""Extramedullary (EM) site mentions in report text, with a ConText-style assertion.
+"""Extramedullary (EM) site mentions in report text, with a ConText assertion.
 
-Each report is split into sentences; site terms from `schemas/vocab/em_site_terms.csv` are
-found in each sentence (longest term first) and coded to a site group and an ICD-O-3
-topography; laterality is read from the words just before the term. The assertion of each
-mention is one of `present`, `absent`, `possible`, `historical`, `resolved`, decided from
-trigger phrases (`schemas/vocab/em_assertion_triggers.csv`) in a window of up to
-`WINDOW_WORDS` words before the term (forward triggers) or after it (backward triggers),
-cut at terminators ("but", "however", ";" ...). Pseudo-triggers ("no increase", "not only")
-and uncertainty phrases that contain a negation word ("cannot exclude") are removed before
-negation is tested. Precedence: resolved > absent > possible > historical > present.
+Public, stable entry points:
 
-Everything runs as polars string expressions over all sentences at once; there is no Python
-loop per report. `assertion(sentence, target)` is the same code on a one-row frame.
+- `assertion(sentence, target) -> str`: the category of `target` in one sentence, one of
+  `ASSERTIONS` (`absent` is the negated category). Every occurrence of the target is assessed;
+  the first occurrence that carries evidence (a disease word or a trigger) decides.
+- `extract_em_mentions(reports)` / `read_em_text(reports)`: one row per site mention of every
+  report sentence (`MENTION_COLUMNS`), written by the pipeline to `harmonized.em_mentions` and
+  read by `sql/harmonized/21_em_findings.sql`; plus the unmapped candidate site phrases
+  (`harmonized.em_unmapped_terms`, the steward report's vocabulary-gaps section).
+
+The engine is `blinaetl.text.context` (see its docstring for the algorithm); its lexicon is
+data in `schemas/vocab/`: `em_assertion_triggers.csv` (triggers, pseudo-triggers,
+terminators), `em_context_terms.csv` (disease words), `em_site_terms.csv` (site -> group,
+ICD-O-3), `em_site_regions.csv` (node regions -> C77.x; skin and soft-tissue body regions),
+`em_laterality.csv`.
+
+Everything runs as polars expressions over the distinct sentences at once and is joined back
+to every sentence that reads the same; `assertion()` is the same code on a one-row frame.
 """
 
 from __future__ import annotations
@@ -21,10 +27,23 @@ from functools import cache
 
 import polars as pl
 
-from blinaetl.resources import vocab_dir
+from blinaetl.text import context
+from blinaetl.text.context import site_terms
 
-ASSERTIONS = ("present", "absent", "possible", "historical", "resolved")
-WINDOW_WORDS = 8
+__all__ = [
+    "ASSERTIONS",
+    "MENTION_COLUMNS",
+    "assertion",
+    "assertions",
+    "extract_em_mentions",
+    "find_unmapped_terms",
+    "lowered_sentences",
+    "read_em_text",
+    "site_terms",
+    "split_sentences",
+]
+
+ASSERTIONS = ("present", "absent", "possible", "historical", "resolved", "hypothetical")
 MENTION_COLUMNS = [
     "_source_file",
     "_source_row",
@@ -43,58 +62,16 @@ MENTION_COLUMNS = [
 
 
 @cache
-def site_terms() -> pl.DataFrame:
-    """The EM site vocabulary: term (lower case), site_group, icdo3."""
-    terms = pl.read_csv(vocab_dir() / "em_site_terms.csv", infer_schema=False)
-    return terms.with_columns(pl.col("term").str.to_lowercase().str.strip_chars()).unique(
-        "term", keep="first", maintain_order=True
-    )
-
-
-@cache
-def triggers() -> pl.DataFrame:
-    return pl.read_csv(vocab_dir() / "em_assertion_triggers.csv", infer_schema=False).with_columns(
-        pl.col("phrase").str.to_lowercase()
-    )
-
-
-def _alternation(phrases: list[str]) -> str:
-    ordered = sorted(set(phrases), key=lambda p: (-len(p), p))
-    return "|".join(re.escape(p) for p in ordered)
-
-
-def _bounded(phrases: list[str]) -> str:
-    """Regex matching any phrase as whole words (or a punctuation trigger such as ';')."""
-    if not phrases:
-        return r"(?!x)x"
-    return r"(?:^|[^a-z0-9/])(?:" + _alternation(phrases) + r")(?:$|[^a-z0-9/])"
-
-
-@cache
 def _patterns() -> dict[str, str]:
-    t = triggers()
-
-    def phrases(category: str, directions: tuple[str, ...]) -> list[str]:
-        return t.filter(
-            (pl.col("category") == category) & pl.col("direction").is_in(list(directions))
-        )["phrase"].to_list()
-
-    out = {}
-    for cat in ("negation", "uncertainty", "historical", "resolved", "pseudo"):
-        out[f"{cat}_fwd"] = _bounded(phrases(cat, ("forward", "both")))
-        out[f"{cat}_bwd"] = _bounded(phrases(cat, ("backward", "both")))
-    term_list = t.filter(pl.col("category") == "terminator")["phrase"].to_list()
-    out["terminator"] = (
-        r"(?:\b(?:" + _alternation([p for p in term_list if p.isalpha()]) + r")\b|[;])"
+    names = (
+        site_terms()["term"].to_list()
+        + context.regions().filter(pl.col("applies_to") == "lymph_node")["region"].to_list()
     )
-    out["uncertainty_all"] = _bounded(
-        t.filter(pl.col("category") == "uncertainty")["phrase"].to_list()
-    )
-    out["pseudo_all"] = _bounded(t.filter(pl.col("category") == "pseudo")["phrase"].to_list())
-    out["terms"] = r"\b(?:" + _alternation(site_terms()["term"].to_list()) + r")\b"
-    ctx = pl.read_csv(vocab_dir() / "em_context_terms.csv", infer_schema=False)["pattern"].to_list()
-    out["context"] = r"(?:" + "|".join(ctx) + r")"
-    return out
+    alternation = "|".join(re.escape(p) for p in sorted(set(names), key=lambda p: (-len(p), p)))
+    return {
+        "terms": r"\b(?:" + alternation + r")\b",
+        "context": context.disease_patterns()["any"],
+    }
 
 
 @cache
@@ -107,59 +84,13 @@ def _term_prefixes() -> list[str]:
     return sorted(out)
 
 
-def _assertion_expr(prefix: pl.Expr, suffix: pl.Expr) -> pl.Expr:
-    """Assertion label from the lower-case text before and after the target."""
-    pat = _patterns()
-    fwd_clause = prefix.str.replace(r"^.*" + pat["terminator"], "")
-    bwd_clause = suffix.str.replace(r"^(.*?)" + pat["terminator"] + r".*$", "${1}")
-    fwd = fwd_clause.str.extract(r"((?:\S+\s+){0," + str(WINDOW_WORDS) + r"}\S*\s*)$", 1).fill_null(
-        ""
-    )
-    bwd = bwd_clause.str.extract(r"^(\s*(?:\S+\s*){0," + str(WINDOW_WORDS) + r"})", 1).fill_null("")
-    # pseudo-triggers and negated uncertainty phrases must not read as negation
-    fwd_neg = fwd.str.replace_all(pat["pseudo_all"], " ").str.replace_all(
-        pat["uncertainty_all"], " "
-    )
-    bwd_neg = bwd.str.replace_all(pat["pseudo_all"], " ").str.replace_all(
-        pat["uncertainty_all"], " "
-    )
-
-    def has(window: pl.Expr, key: str) -> pl.Expr:
-        return window.str.contains(pat[key])
-
-    resolved = has(fwd, "resolved_fwd") | has(bwd, "resolved_bwd")
-    negated = has(fwd_neg, "negation_fwd") | has(bwd_neg, "negation_bwd")
-    uncertain = has(fwd, "uncertainty_fwd") | has(bwd, "uncertainty_bwd")
-    historical = has(fwd, "historical_fwd") | has(bwd, "historical_bwd")
-    return (
-        pl.when(resolved)
-        .then(pl.lit("resolved"))
-        .when(negated)
-        .then(pl.lit("absent"))
-        .when(uncertain)
-        .then(pl.lit("possible"))
-        .when(historical)
-        .then(pl.lit("historical"))
-        .otherwise(pl.lit("present"))
-    )
-
-
-def _laterality_expr(prefix: pl.Expr, suffix: pl.Expr) -> pl.Expr:
-    before = prefix.str.extract(r"\b(left|right|bilateral)\s+(?:[a-z-]+\s+){0,2}$", 1)
-    after = suffix.str.extract(
-        r"^\s*,?\s*(?:[a-z-]+\s+)?(bilaterally|on the left|on the right)\b", 1
-    )
-    after = after.str.replace("bilaterally", "bilateral").str.replace("on the ", "")
-    return pl.coalesce(before, after)
-
-
 def split_sentences(reports: pl.DataFrame, text_col: str = "report_text") -> pl.DataFrame:
     """One row per sentence with `sentence_no` (1-based) and `sentence`."""
     return (
         reports.with_columns(
             pl.col(text_col)
             .fill_null("")
-            .str.replace_all(r"([.!?;])\s+", "${1}\x1e")
+            .str.replace_all(r"([.!?])\s+", "${1}\x1e")
             .str.replace_all(r"\n+", "\x1e")
             .str.split("\x1e")
             .alias("sentence")
@@ -179,34 +110,17 @@ def lowered_sentences(reports: pl.DataFrame) -> pl.DataFrame:
 def _mentions_per_wording(wordings: pl.Series) -> pl.DataFrame:
     """Mentions of each distinct lower-case sentence: `_lc`, term, code, laterality, assertion.
 
-    Everything a mention holds depends on its sentence alone, so the regexes run once per
-    distinct wording and are joined back to every sentence that reads the same (radiology
+    Everything a mention holds depends on its sentence alone, so the engine runs once per
+    distinct wording and is joined back to every sentence that reads the same (radiology
     reports repeat their sentences; the CD19 lexicon is matched the same way).
     """
-    pat = _patterns()
+    distinct = pl.DataFrame({"_lc": wordings.unique()}).with_row_index("sid")
+    distinct = distinct.with_columns(context.normalize(pl.col("_lc")).alias("norm"))
+    found = context.mentions(context.tokens(distinct)).filter(pl.col("kept"))
     return (
-        pl.DataFrame({"_lc": wordings.unique()})
-        .filter(pl.col("_lc").str.contains(pat["context"]))
-        .with_columns(pl.col("_lc").str.extract_all(pat["terms"]).alias("term"))
-        .explode("term")
-        .filter(pl.col("term").is_not_null())
-        .unique(subset=["_lc", "term"])
-        .join(site_terms().select("term", "site_group", "icdo3"), on="term", how="left")
-        .with_columns(pl.col("_lc").str.find(r"\b" + pl.col("term") + r"\b").alias("_pos"))
-        .with_columns(
-            pl.col("_lc").str.slice(0, pl.col("_pos")).alias("_prefix"),
-            pl.col("_lc")
-            .str.slice(pl.col("_pos") + pl.col("term").str.len_chars())
-            .alias("_suffix"),
-        )
-        .select(
-            "_lc",
-            "term",
-            "site_group",
-            "icdo3",
-            _assertion_expr(pl.col("_prefix"), pl.col("_suffix")).alias("assertion"),
-            _laterality_expr(pl.col("_prefix"), pl.col("_suffix")).alias("laterality"),
-        )
+        found.join(distinct.select("sid", "_lc"), on="sid")
+        .select("_lc", "term", "site_group", "icdo3", "laterality", "assertion")
+        .unique()
     )
 
 
@@ -245,41 +159,60 @@ def read_em_text(reports: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 def assertions(sentences: pl.Series | list[str], targets: pl.Series | list[str]) -> pl.Series:
     """Assertion of each target in its sentence, for whole columns at once.
 
-    Raises ValueError naming the first row whose target does not occur in its sentence.
+    Case, hyphens, runs of spaces and punctuation around the target do not matter. Raises
+    ValueError naming the first row whose target does not occur in its sentence.
     """
     frame = pl.DataFrame(
         {
             "sentence": pl.Series(sentences, dtype=pl.Utf8),
             "target": pl.Series(targets, dtype=pl.Utf8),
         }
-    )
+    ).with_row_index("sid")
     frame = frame.with_columns(
-        pl.col("sentence").str.to_lowercase().alias("_lc"),
-        pl.col("target").str.to_lowercase().str.strip_chars().alias("_t"),
-    ).with_columns(
-        pl.col("_lc")
-        .str.find(pl.lit(r"\b") + pl.col("_t").str.escape_regex() + pl.lit(r"\b"))
-        .alias("_pos")
+        context.normalize(pl.col("sentence")).alias("_s"),
+        context.normalize(pl.col("target")).str.strip_chars(" .,;:!?()[]").alias("_t"),
     )
-    missing = frame.with_row_index("_row").filter(pl.col("_pos").is_null())
+    # every occurrence of the target becomes one placeholder token (a literal target per row:
+    # a plain loop over the rows, the engine itself runs on the whole column)
+    marked, ok = [], []
+    for text, tgt in zip(frame["_s"].to_list(), frame["_t"].to_list(), strict=True):
+        pat = re.compile(r"(?<![a-z0-9])" + re.escape(tgt) + r"(?![a-z0-9])") if tgt else None
+        new = pat.sub(" " + context.TARGET_TOKEN + " ", text) if pat else text
+        ok.append(new != text)
+        marked.append(re.sub(r"\s+", " ", new).strip())
+    frame = frame.with_columns(pl.Series("norm", marked), pl.Series("_ok", ok))
+    missing = frame.filter(~pl.col("_ok"))
     if missing.height:
-        raise ValueError(f"row {missing['_row'][0]}: the target does not occur in its sentence")
-    frame = frame.with_columns(
-        pl.col("_lc").str.slice(0, pl.col("_pos")).alias("_prefix"),
-        pl.col("_lc").str.slice(pl.col("_pos") + pl.col("_t").str.len_chars()).alias("_suffix"),
+        raise ValueError(f"row {missing['sid'][0]}: the target does not occur in its sentence")
+    groups = site_terms().group_by("term").agg(pl.col("site_group").first())
+    frame = frame.join(
+        groups.rename({"term": "_t", "site_group": "target_group"}), on="_t", how="left"
     )
-    return frame.select(_assertion_expr(pl.col("_prefix"), pl.col("_suffix")).alias("assertion"))[
-        "assertion"
-    ]
+    long = context.tokens(frame.select("sid", "norm")).join(
+        frame.select("sid", "target_group"), on="sid", how="left"
+    )
+    found = context.mentions(long, sites_for_targets=True).filter(pl.col("is_target"))
+    assessed = found.with_columns(
+        ((pl.col("kept")) | (pl.col("assertion") != "present")).alias("_assessed")
+    )
+    best = (
+        assessed.sort(["sid", "_assessed", "pos"], descending=[False, True, False])
+        .unique("sid", keep="first")
+        .select("sid", "assertion")
+    )
+    out = frame.select("sid").join(best, on="sid", how="left").sort("sid")
+    return out["assertion"].fill_null("present")
 
 
 def assertion(sentence: str, target: str) -> str:
-    """Assertion of `target` in one sentence: present, absent, possible, historical or resolved.
+    """Assertion of `target` in one sentence: one of `ASSERTIONS` (`absent` = negated).
 
     >>> assertion("No evidence of leukemic involvement of the left testis.", "testis")
     'absent'
     >>> assertion("New left testicular enlargement concerning for leukemic infiltration.", "testicular")
     'possible'
+    >>> assertion("MRI brain to assess for leptomeningeal disease.", "leptomeningeal")
+    'hypothetical'
 
     Runs the same vectorized code as `extract_em_mentions`. Raises ValueError when the target
     does not occur in the sentence.

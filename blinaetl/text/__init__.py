@@ -156,12 +156,19 @@ def read_em_text(reports: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
 
 
-def assertions(sentences: pl.Series | list[str], targets: pl.Series | list[str]) -> pl.Series:
+def assertions(
+    sentences: pl.Series | list[str],
+    targets: pl.Series | list[str],
+    missing: str = "raise",
+) -> pl.Series:
     """Assertion of each target in its sentence, for whole columns at once.
 
-    Case, hyphens, runs of spaces and punctuation around the target do not matter. Raises
-    ValueError naming the first row whose target does not occur in its sentence.
+    Case, hyphens, runs of spaces and punctuation around the target do not matter. A target
+    that does not occur in its sentence raises ValueError naming the first such row
+    (`missing="raise"`), or gets a null (`missing="null"`).
     """
+    if missing not in ("raise", "null"):
+        raise ValueError(f"missing must be 'raise' or 'null', not {missing!r}")
     frame = pl.DataFrame(
         {
             "sentence": pl.Series(sentences, dtype=pl.Utf8),
@@ -170,7 +177,7 @@ def assertions(sentences: pl.Series | list[str], targets: pl.Series | list[str])
     ).with_row_index("sid")
     frame = frame.with_columns(
         context.normalize(pl.col("sentence")).alias("_s"),
-        context.normalize(pl.col("target")).str.strip_chars(" .,;:!?()[]").alias("_t"),
+        context.normalize(pl.col("target")).str.strip_chars(" .,;:!?()[]\"'").alias("_t"),
     )
     # every occurrence of the target becomes one placeholder token (a literal target per row:
     # a plain loop over the rows, the engine itself runs on the whole column)
@@ -181,9 +188,9 @@ def assertions(sentences: pl.Series | list[str], targets: pl.Series | list[str])
         ok.append(new != text)
         marked.append(re.sub(r"\s+", " ", new).strip())
     frame = frame.with_columns(pl.Series("norm", marked), pl.Series("_ok", ok))
-    missing = frame.filter(~pl.col("_ok"))
-    if missing.height:
-        raise ValueError(f"row {missing['sid'][0]}: the target does not occur in its sentence")
+    absent_rows = frame.filter(~pl.col("_ok"))
+    if absent_rows.height and missing == "raise":
+        raise ValueError(f"row {absent_rows['sid'][0]}: the target does not occur in its sentence")
     groups = site_terms().group_by("term").agg(pl.col("site_group").first())
     frame = frame.join(
         groups.rename({"term": "_t", "site_group": "target_group"}), on="_t", how="left"
@@ -200,8 +207,10 @@ def assertions(sentences: pl.Series | list[str], targets: pl.Series | list[str])
         .unique("sid", keep="first")
         .select("sid", "assertion")
     )
-    out = frame.select("sid").join(best, on="sid", how="left").sort("sid")
-    return out["assertion"].fill_null("present")
+    out = frame.select("sid", "_ok").join(best, on="sid", how="left").sort("sid")
+    return out.select(
+        pl.when(pl.col("_ok")).then(pl.col("assertion").fill_null("present")).alias("assertion")
+    )["assertion"]
 
 
 def assertion(sentence: str, target: str) -> str:

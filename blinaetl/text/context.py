@@ -39,12 +39,13 @@ import polars as pl
 
 from blinaetl.resources import vocab_dir
 
-PRE_WINDOW = 8
+PRE_WINDOW = 15
 POST_WINDOW = 8
 SECTION_WINDOW = 1000
 CATEGORIES = ("negation", "uncertainty", "historical", "resolved", "hypothetical")
 TARGET_TOKEN = "qqtargetqq"
 GLUE = ("or", "and", ",", "/", "and/or", "lymph", "chain", "the")
+CLAUSE_STARTERS = ("the", "a", "an", "there", "he", "she", "it", "this", "these", "which")
 NODE_NOUNS = (
     "lymph node",
     "lymph nodes",
@@ -247,11 +248,27 @@ def scopes(long: pl.DataFrame) -> pl.DataFrame:
         | _sh("region_skin", 1).is_not_null()
         | prev_tok.is_in(["left", "right", "bilateral"]).fill_null(False)
     )
-    next_starts_clause = _sh("tok", -1).is_in(["and", "or", "the", "a", "an"]).fill_null(
-        False
-    ) | _sh("is_site", -1).fill_null(False)
+    # a comma starts a new clause when a determiner or a site follows it, or "and" does with
+    # a determiner or a site after it ("the liver is enlarged, and the spleen is normal");
+    # ", or" and ", and edema" continue a list
+    starter = pl.col("tok").is_in(list(CLAUSE_STARTERS)) | pl.col("is_site")
+    next_starts_clause = _sh(starter, -1).fill_null(False) | (
+        (_sh("tok", -1) == "and").fill_null(False) & _sh(starter, -2).fill_null(False)
+    )
     new_sid = (pl.col("sid") != pl.col("sid").shift(1)).fill_null(True)
-    soft_comma = (pl.col("tok") == ",") & ~prev_listy & next_starts_clause
+    # a comma that starts a new clause, or "and" right before a determiner ("... during the
+    # last two weeks and the spleen is infiltrated")
+    soft_comma = ((pl.col("tok") == ",") & ~prev_listy & next_starts_clause) | (
+        (pl.col("tok") == "and")
+        & ~(pl.col("tok").shift(1) == ",").fill_null(False)
+        & _sh("tok", -1).is_in(["the", "there"]).fill_null(False)
+    )
+    # an enumerator "2)" of a numbered list starts a new item
+    enumerator = (
+        (pl.col("tok") == ")")
+        & _sh("tok", 1).str.contains(r"^[0-9]+$").fill_null(False)
+        & (_sh("tok", 2) != "(").fill_null(True)
+    )
     long = long.with_columns(
         new_sid.alias("_new_sid"),
         soft_comma.alias("_soft_comma"),
@@ -263,12 +280,21 @@ def scopes(long: pl.DataFrame) -> pl.DataFrame:
     )
     colons = pl.col("is_colon").cast(pl.Int32).cum_sum()
     long = long.with_columns(
-        (pl.col("_new_sid") | pl.col("is_terminator")).cast(pl.Int32).cum_sum().alias("hc"),
-        (pl.col("_new_sid") | pl.col("is_terminator") | pl.col("is_colon") | pl.col("_soft_comma"))
+        (pl.col("_new_sid") | pl.col("is_terminator") | enumerator)
+        .cast(pl.Int32)
+        .cum_sum()
+        .alias("hc"),
+        (
+            pl.col("_new_sid")
+            | pl.col("is_terminator")
+            | enumerator
+            | pl.col("is_colon")
+            | pl.col("_soft_comma")
+        )
         .cast(pl.Int32)
         .cum_sum()
         .alias("_gf"),
-        (pl.col("_new_sid") | pl.col("is_terminator") | pl.col("_soft_comma"))
+        (pl.col("_new_sid") | pl.col("is_terminator") | enumerator | pl.col("_soft_comma"))
         .cast(pl.Int32)
         .cum_sum()
         .alias("_gb"),
@@ -281,13 +307,22 @@ def scopes(long: pl.DataFrame) -> pl.DataFrame:
     )
     exprs = []
     for cat in CATEGORIES:
-        is_pre = (pl.col("trig_cat") == cat) & pl.col("trig_dir").is_in(["forward", "both"])
+        is_pre = (pl.col("trig_cat") == cat) & pl.col("trig_dir").is_in(
+            ["forward", "both", "both_end"]
+        )
         is_pre = is_pre.fill_null(False) & ~pl.col("_before_colon")
         is_sec = (pl.col("_sec_cat") == cat).fill_null(False) & pl.col("_sec_dir").is_in(
             ["forward", "both"]
         ).fill_null(False)
+        # "*_end" triggers look back only from the end of their clause: "the spleen is
+        # normal." but not "... and normal sensation"
+        at_end = ~_sh("tok", -1).str.contains(r"^[a-z0-9]").fill_null(False)
         is_post = (
-            (pl.col("trig_cat") == cat) & pl.col("trig_dir").is_in(["backward", "both"])
+            (pl.col("trig_cat") == cat)
+            & (
+                pl.col("trig_dir").is_in(["backward", "both"])
+                | (pl.col("trig_dir").is_in(["backward_end", "both_end"]) & at_end)
+            )
         ).fill_null(False)
         win = pl.when(is_sec).then(pl.lit(SECTION_WINDOW)).otherwise(pl.lit(PRE_WINDOW))
         pre_pos = _ffill(pl.col("pos"), is_pre | is_sec, "_gf")

@@ -75,8 +75,12 @@ def _generator_sentences():
                 for noun, code in terms:
                     for lat in ("left", "right", "bilateral") if group in LATERAL_GROUPS else ("",):
                         site = f"{lat} {noun}".strip()
-                        text = template.replace("{site}", site).replace(
-                            "{Site}", site[0].upper() + site[1:]
+                        text = (
+                            template.replace("{site}", site)
+                            .replace("{Site}", site[0].upper() + site[1:])
+                            .replace("{noun}", noun)
+                            .replace("{Noun}", noun[0].upper() + noun[1:])
+                            .replace("{lat_after}", f", {lat}" if lat else "")
                         )
                         yield text, noun, label, group, code, lat or None
 

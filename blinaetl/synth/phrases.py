@@ -17,6 +17,15 @@ CD19_PHRASES: dict[str, tuple[str, ...]] = {
         "CD19 not expressed",
         "CD19-",
         "CD19 absent on blasts",
+        "CD19neg/CD22pos",
+        "CD19 (-)",
+        "CD19 negtive",
+        "CD19 neg",
+        "CD19 positive (3%)",
+        "CD19 present on <2% of blasts",
+        "CD22 bright, CD19 negative",
+        "CD10+, CD19-, CD34+",
+        "CD19 dim to negative",
     ),
     "dim": (
         "CD19 dim",
@@ -25,19 +34,34 @@ CD19_PHRASES: dict[str, tuple[str, ...]] = {
         "CD19 low",
         "CD19 partially lost",
         "CD19 dim (partial)",
+        "CD19 weak, partial (30%)",
+        "CD19 dimmish",
+        "dim CD19, bright CD22",
+        "CD19 weakly positive",
+        "CD19 heterogeneous",
+        "CD19 moderate to dim",
     ),
     "moderate": (
         "CD19 moderate",
-        "CD19 positive",
-        "CD19+",
         "CD19 positive (moderate)",
+        "CD19 moderately expressed",
+        "CD19 intermediate",
+        "CD19 2+",
+        "CD19 moderate (70%)",
     ),
     "strong": (
         "CD19 bright",
         "CD19 strong",
-        "CD19 2+",
+        "CD19 3+",
         "CD19 (90%) bright",
         "CD19 strongly positive",
+        "CD19 positive",
+        "CD19+",
+        "CD19(+)",
+        "CD19pos",
+        "CD19 positive (85%)",
+        "Blasts: CD10+, CD19(+), CD34-",
+        "CD19 postive",
     ),
 }
 
@@ -73,6 +97,11 @@ LATERAL_GROUPS: frozenset[str] = frozenset(
 # {site}: noun form from EM_SITE_TERMS, prefixed by laterality ("left testis") when stated.
 # Sentences start with a capital letter when rendered; templates are written lower-case-first
 # where {site} comes first.
+#
+# Besides {site}/{Site}, a template may name the bare site noun ({noun}/{Noun}) with the side
+# after it ({lat_after}: ", left" or nothing), as pathology headers do ("Testis, left, biopsy:").
+# The templates include the wordings real reports use and the reader once got wrong
+# (issue 17): negation after the site, normal-organ sentences, hedges, resolution, headers.
 EM_TEMPLATES: dict[str, tuple[str, ...]] = {
     "present": (
         "{Site} mass consistent with leukemic infiltration.",
@@ -80,25 +109,42 @@ EM_TEMPLATES: dict[str, tuple[str, ...]] = {
         "Enlarged {site} with leukemic infiltration.",
         "Interval development of leukemic infiltration of the {site}.",
         "New {site} lesion, biopsy-proven B-lymphoblastic leukemia.",
+        "{Noun}{lat_after}, biopsy: involved by B-lymphoblastic leukemia.",
+        "There is a new {site} mass, compatible with leukemic involvement.",
+        "{Site} is enlarged and heterogeneous, consistent with leukemic infiltration.",
+        "No change in the {site} mass, consistent with persistent leukemic disease.",
     ),
     "absent": (
         "No evidence of leukemic involvement of the {site}.",
         "No {site} lesion is identified.",
         "The {site} is unremarkable without evidence of leukemic infiltration.",
         "Negative for leukemic involvement of the {site}.",
+        "A {site} lesion is not identified.",
+        "The {site} shows no focal lesion.",
+        "The {site} is normal.",
+        "{Noun}{lat_after}, biopsy: negative for leukemia.",
+        "Leukemic involvement of the {site} has not been seen on this study.",
     ),
     "possible": (
         "New {site} enlargement concerning for leukemic infiltration.",
         "Cannot exclude leukemic involvement of the {site}.",
         "Possible leukemic involvement of the {site}.",
+        "Leukemic involvement of the {site} cannot be ruled out.",
+        "Findings in the {site} are worrisome for leukemic infiltration.",
+        "{Site} enlargement, more likely reactive than leukemic.",
+        "Differential considerations include leukemic infiltration of the {site}.",
     ),
     "historical": (
         "History of leukemic involvement of the {site}.",
         "Prior extramedullary relapse in the {site}, treated with radiation.",
+        "Known history of leukemic infiltration of the {site}.",
+        "Status post radiation for a {site} relapse.",
     ),
     "resolved": (
         "Previously noted {site} infiltration has resolved.",
         "Interval resolution of leukemic involvement of the {site}.",
+        "The previously seen {site} lesion is no longer identified.",
+        "The {site} infiltration has since resolved.",
     ),
 }
 
@@ -108,4 +154,6 @@ EM_FILLER: tuple[str, ...] = (
     "Technique: standard protocol without complications.",
     "Degenerative changes of the lower lumbar spine.",
     "Small hiatal hernia.",
+    "ALLERGIES: None.",
+    "No complications.",
 )

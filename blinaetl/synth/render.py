@@ -86,26 +86,39 @@ def render_sentences(mentions: pl.DataFrame, rng: np.random.Generator) -> pl.Dat
         noun[mask] = np.asarray([t[0] for t in terms], dtype=object)[pick]
         icdo3[mask] = np.asarray([t[1] for t in terms], dtype=object)[pick]
     noun[filler] = ""
+    lat_after = np.where(lat != "", np.char.add(", ", lat.astype(str)), "")
     site_text = np.where(
         lat != "",
         np.char.add(np.char.add(lat.astype(str), " "), noun.astype(str)),
         noun.astype(str),
     )
-    return mentions.with_columns(
-        pl.Series("template", template.astype(str)),
-        pl.Series("site_text", site_text),
-        pl.Series("term", noun.astype(str)),
-        pl.Series("icdo3", icdo3.astype(str)),
-    ).with_columns(
-        pl.col("template")
-        .str.replace("{site}", pl.col("site_text"), literal=True)
-        .str.replace(
-            "{Site}",
-            pl.col("site_text").str.slice(0, 1).str.to_uppercase()
-            + pl.col("site_text").str.slice(1),
-            literal=True,
+    return (
+        mentions.with_columns(
+            pl.Series("template", template.astype(str)),
+            pl.Series("site_text", site_text),
+            pl.Series("_lat_after", lat_after.astype(str)),
+            pl.Series("term", noun.astype(str)),
+            pl.Series("icdo3", icdo3.astype(str)),
         )
-        .alias("sentence")
+        .with_columns(
+            pl.col("template")
+            .str.replace("{site}", pl.col("site_text"), literal=True)
+            .str.replace(
+                "{Site}",
+                pl.col("site_text").str.slice(0, 1).str.to_uppercase()
+                + pl.col("site_text").str.slice(1),
+                literal=True,
+            )
+            .str.replace("{noun}", pl.col("term"), literal=True)
+            .str.replace(
+                "{Noun}",
+                pl.col("term").str.slice(0, 1).str.to_uppercase() + pl.col("term").str.slice(1),
+                literal=True,
+            )
+            .str.replace("{lat_after}", pl.col("_lat_after"), literal=True)
+            .alias("sentence")
+        )
+        .drop("_lat_after")
     )
 
 

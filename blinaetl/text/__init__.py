@@ -70,6 +70,7 @@ def _patterns() -> dict[str, str]:
     alternation = "|".join(re.escape(p) for p in sorted(set(names), key=lambda p: (-len(p), p)))
     return {
         "terms": r"\b(?:" + alternation + r")\b",
+        "terms_group": r"\b(" + alternation + r")\b",
         "context": context.disease_patterns()["any"],
     }
 
@@ -191,9 +192,23 @@ def assertions(
     absent_rows = frame.filter(~pl.col("_ok"))
     if absent_rows.height and missing == "raise":
         raise ValueError(f"row {absent_rows['sid'][0]}: the target does not occur in its sentence")
+    # a target that names an EM site ("testis", "cervical lymph nodes") is read like a site
+    # mention: its evidence may be the disease word of its clause
     groups = site_terms().group_by("term").agg(pl.col("site_group").first())
-    frame = frame.join(
-        groups.rename({"term": "_t", "site_group": "target_group"}), on="_t", how="left"
+    nouns = "|".join(re.escape(n) for n in context.NODE_NOUNS)
+    frame = (
+        frame.join(groups.rename({"term": "_t", "site_group": "_exact"}), on="_t", how="left")
+        .with_columns(pl.col("_t").str.extract(_patterns()["terms_group"], 1).alias("_found"))
+        .join(groups.rename({"term": "_found", "site_group": "_within"}), on="_found", how="left")
+        .with_columns(
+            pl.coalesce(
+                "_exact",
+                pl.when(pl.col("_t").str.contains(r"(?:^| )(?:" + nouns + r")$")).then(
+                    pl.lit("lymph_node")
+                ),
+                "_within",
+            ).alias("target_group")
+        )
     )
     long = context.tokens(frame.select("sid", "norm")).join(
         frame.select("sid", "target_group"), on="sid", how="left"

@@ -30,7 +30,7 @@ COMMENT ON COLUMN curated.cd19_specimens.cd19_class IS 'CD19 on blasts: negative
 COMMENT ON COLUMN curated.cd19_specimens.partial IS 'CD19 on a subset of blasts: percent positive below the lab partial cut-off (default 80%) or partial/subset/heterogeneous wording.';
 COMMENT ON COLUMN curated.cd19_specimens.pct_positive IS 'Percent of blasts CD19-positive (reported, or read from the wording).';
 COMMENT ON COLUMN curated.cd19_specimens.mfi_ratio IS 'CD19 MFI on blasts divided by the MFI of the normal B-cell reference.';
-COMMENT ON COLUMN curated.cd19_specimens.rule_id IS 'Rule that decided the class: NUM_* numeric cut-off, LEX_* lexicon entry (ref.cd19_lexicon).';
+COMMENT ON COLUMN curated.cd19_specimens.rule_id IS 'Rule that decided the class: NUM_* numeric cut-off, TXT_PCT_NEG a percentage in the words below the cut-off, LEX_* lexicon entry (ref.cd19_lexicon).';
 COMMENT ON COLUMN curated.cd19_specimens.evidence_conflict IS 'Numbers and words both gave a class and they differ.';
-COMMENT ON COLUMN curated.cd19_specimens.unreadable IS 'A CD19 wording was present but matched no lexicon entry (listed for stewards).';
+COMMENT ON COLUMN curated.cd19_specimens.unreadable IS 'A CD19 wording was present but neither a lexicon entry nor a percentage could be read from it (listed for stewards, never guessed).';
 COMMENT ON COLUMN curated.cd19_specimens.timepoint IS 'baseline when this specimen gave cd19_baseline, failure when it gave cd19_at_failure, else NULL.';

@@ -19,7 +19,7 @@ COMMENT ON COLUMN curated.em_findings.study_day IS 'Report or CSF day relative t
 COMMENT ON COLUMN curated.em_findings.site_group IS 'EM site group (schemas/vocab/em_site_terms.csv), cns for CSF CNS3.';
 COMMENT ON COLUMN curated.em_findings.icdo3 IS 'ICD-O-3 topography code of the site term.';
 COMMENT ON COLUMN curated.em_findings.laterality IS 'left, right or bilateral when stated, else NULL.';
-COMMENT ON COLUMN curated.em_findings.assertion IS 'present, absent, possible, historical or resolved (ConText-style reading of the sentence).';
+COMMENT ON COLUMN curated.em_findings.assertion IS 'present, absent (negated), possible, historical, resolved or hypothetical (ConText reading of the mention, docs/text.md).';
 COMMENT ON COLUMN curated.em_findings.evidence_source IS 'pathology, csf, imaging or examination (schemas/vocab/em_evidence.csv).';
 COMMENT ON COLUMN curated.em_findings.counts_as_present IS 'Asserted present and not overruled by better-ranked evidence of the same site and day.';
 COMMENT ON COLUMN curated.em_findings.finding_source IS 'imaging (report text) or csf (CNS status from CSF counts).';

@@ -15,22 +15,50 @@ descriptors AS (
 ),
 
 normalized_descriptors AS (
+    -- lower case, one space, "CD 19" -> "cd19", a space between a marker and what follows it
+    -- ("cd19neg", "cd19(+)", "cd22pos" -> "cd19 neg", "cd19 (+)", "cd22 pos")
     SELECT
         cd19_descriptor,
-        lower(trim(regexp_replace(coalesce(cd19_descriptor, ''), '\s+', ' ', 'g'))) AS descriptor_norm
+        regexp_replace(
+            regexp_replace(
+                lower(trim(regexp_replace(coalesce(cd19_descriptor, ''), '\s+', ' ', 'g'))),
+                '\bcd\s+(\d+)', 'cd\1', 'g'
+            ),
+            '\b(cd\d+)([a-z+(\-])', '\1 \2', 'g'
+        ) AS descriptor_norm
     FROM descriptors
+),
+
+marker_segments AS (
+    -- every other marker (CD10, CD22, TdT ...) starts a new segment, so the CD19 clause keeps
+    -- its own qualifiers after commas ("cd19 weak, partial (30%), cd22 bright" -> "cd19 weak,
+    -- partial (30%)") and loses the other markers' ("cd19 neg/cd22 pos" -> "cd19 neg")
+    SELECT
+        cd19_descriptor,
+        descriptor_norm,
+        regexp_replace(
+            descriptor_norm,
+            '\s*[,;/]?\s*\b(cd(?:[02-9]\d*|1[0-8]?|19\d+)[a-z]?|tdt|hla\s?dr|mpo)\b', ';\1', 'g'
+        ) AS segmented
+    FROM normalized_descriptors
 ),
 
 descriptor_clauses AS (
     SELECT
         cd19_descriptor,
-        -- the clause about CD19 ("cd19 negative" out of "cd19 negative, cd22 positive")
         CASE
             WHEN descriptor_norm LIKE '%cd19%'
-                THEN regexp_extract(descriptor_norm, '[^,;]*cd19[^,;]*')
+                THEN trim(
+                    -- a segment that starts with another marker: the CD19 clause starts at cd19
+                    regexp_replace(
+                        list_filter(string_split(segmented, ';'), LAMBDA x: x LIKE '%cd19%')[1],
+                        '^\s*(cd(?:[02-9]\d*|1[0-8]?|19\d+)[a-z]?|tdt|hla\s?dr|mpo)\b.*?(cd19)', '\2'
+                    ),
+                    ' ,;'
+                )
             ELSE descriptor_norm
         END AS cd19_clause
-    FROM normalized_descriptors
+    FROM marker_segments
 ),
 
 distinct_clauses AS (
@@ -68,7 +96,10 @@ descriptor_evidence AS (
     SELECT
         dc.cd19_descriptor,
         dc.cd19_clause,
-        try_cast(nullif(regexp_extract(dc.cd19_clause, '(\d+(?:\.\d+)?)\s*%', 1), '') AS DOUBLE) AS text_pct,
+        -- a percentage in the CD19 clause ("(3%)", "on <2% of blasts", "in 30 percent")
+        try_cast(
+            nullif(regexp_extract(dc.cd19_clause, '(\d+(?:\.\d+)?)\s*(?:%|percent)', 1), '') AS DOUBLE
+        ) AS text_pct,
         te.text_class,
         te.text_rule_id,
         te.text_partial
@@ -96,6 +127,8 @@ classified AS (
         coalesce(c.precedence, d.precedence) AS precedence,
         de.cd19_clause,
         coalesce(f.cd19_pct_positive, de.text_pct) AS pct_positive,
+        CASE WHEN f.cd19_pct_positive IS NULL AND de.text_pct IS NOT NULL THEN 'TXT' ELSE 'NUM' END AS pct_source,
+        de.text_pct,
         CASE WHEN f.ref_mfi > 0 THEN f.cd19_mfi / f.ref_mfi END AS mfi_ratio,
         de.text_class,
         de.text_rule_id,
@@ -110,14 +143,15 @@ classified AS (
 numeric_evidence AS (
     SELECT
         *,
+        -- the percent rule applies to a percentage from the column or, failing it, the words
         CASE
-            WHEN cd19_pct_positive < pct_cutoff THEN 'negative'
+            WHEN pct_positive < pct_cutoff THEN 'negative'
             WHEN mfi_ratio < dim_upper THEN 'dim'
             WHEN mfi_ratio < moderate_upper THEN 'moderate'
             WHEN mfi_ratio >= moderate_upper THEN 'strong'
         END AS numeric_class,
         CASE
-            WHEN cd19_pct_positive < pct_cutoff THEN 'NUM_PCT_NEG'
+            WHEN pct_positive < pct_cutoff THEN pct_source || '_PCT_NEG'
             WHEN mfi_ratio < dim_upper THEN 'NUM_MFI_DIM'
             WHEN mfi_ratio < moderate_upper THEN 'NUM_MFI_MODERATE'
             WHEN mfi_ratio >= moderate_upper THEN 'NUM_MFI_STRONG'
@@ -151,7 +185,8 @@ SELECT
         AS partial,
     coalesce(numeric_class IS NOT NULL AND text_class IS NOT NULL AND numeric_class <> text_class, FALSE)
         AS evidence_conflict,
-    (cd19_clause <> '' AND text_class IS NULL) AS unreadable,
+    -- words present but neither a lexicon entry nor a percentage read from them
+    (cd19_clause <> '' AND text_class IS NULL AND text_pct IS NULL) AS unreadable,
     precedence,
     _source_file,
     _source_row

@@ -1221,3 +1221,87 @@ def test_site_from_pattern_needs_one_group(tmp_path):
         MappingError, match=r"p.yaml, files\[0\]: 'site_from.pattern' must have exactly one"
     ):
         load_source(path)
+
+
+# --- end to end: a site that did not collect a field, visible downstream ------------------
+
+
+def test_a_site_that_did_not_collect_fields_is_visible_in_database_dictionary_and_report(tmp_path):
+    """A small demo cohort (20 patients) plus SITE03 from its own mapping folder, full run."""
+    import json
+    import shutil
+
+    import duckdb
+
+    from blinaetl.config import RunConfig
+    from blinaetl.pipeline import run_pipeline
+    from blinaetl.reports.dictionary import write_data_dictionary
+    from blinaetl.synth import generate
+
+    generate(tmp_path / "cohort", n_patients=20, seed=5)
+    landing = tmp_path / "cohort" / "landing"
+    sources = tmp_path / "site_mappings"
+    shutil.copytree(bundled_sources(), sources)
+    (sources / "site03.yaml").write_text(
+        textwrap.dedent(
+            """
+            source: site03_clinical
+            kind: clinical
+            site: SITE03
+            files:
+              - table: patients
+                glob: "clinical/SITE03/patients_*.csv"
+                format: csv
+                columns: {mrn: MRN, birth_date: birth_date, sex: sex, diagnosis_date: diagnosis_date, prior_hct: prior_hct}
+                not_collected: [ph_status, prior_lines]
+              - table: treatments
+                glob: "clinical/SITE03/treatments_*.csv"
+                format: csv
+                columns: {mrn: MRN, cycle: cycle, start_date: start_date}
+                constants: {treatment: blinatumomab}
+            """
+        )
+    )
+    site = landing / "clinical" / "SITE03"
+    site.mkdir(parents=True)
+    (site / "patients_2026-09-01.csv").write_text(NC_CSV)
+    (site / "treatments_2026-09-01.csv").write_text(
+        "MRN,cycle,start_date\nP001,1,2014-02-01\nP002,1,2013-04-01\n"
+    )
+    cfg = RunConfig(
+        landing=landing,
+        warehouse=tmp_path / "wh",
+        reports=tmp_path / "rp",
+        demo=True,
+        gx=False,
+        sources_dir=sources,
+    )
+    summary, result = run_pipeline(cfg)
+    assert_conserved(result)
+    con = duckdb.connect(str(cfg.analytics_path), read_only=True)
+    try:
+        listed = con.execute(
+            "SELECT site, table_name, field_name, source_ids, rows_delivered "
+            "FROM curated.site_fields_not_collected ORDER BY ALL"
+        ).fetchall()
+        site03 = con.execute(
+            "SELECT count(*), count(ph_status), count(prior_lines), count(prior_hct) "
+            "FROM curated.patients WHERE site = 'SITE03'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert listed == [
+        ("SITE03", "patients", "ph_status", "site03_clinical", 2),
+        ("SITE03", "patients", "prior_lines", "site03_clinical", 2),
+    ]
+    assert site03 == [(2, 0, 0, 2)]
+    dictionary = write_data_dictionary(cfg.analytics_path, tmp_path / "dict.md").read_text()
+    assert "## Fields not collected by site" in dictionary
+    assert "| SITE03 | `patients` | `ph_status` | site03_clinical |" in dictionary
+    dq = json.loads((summary.report_dir / "dq_results.json").read_text())
+    by_id = {d["check_id"]: d for d in dq}
+    assert by_id["PAT_PH_STATUS_REQUIRED@SITE03"]["status"] == "not_applicable"
+    assert by_id["PAT_PRIOR_LINES_REQUIRED@SITE03"]["status"] == "not_applicable"
+    manifest = json.loads((summary.report_dir / "manifest.json").read_text())
+    paths = {m["source_id"]: m["path"] for m in manifest["source_mappings"]}
+    assert paths["site03_clinical"] == str((sources / "site03.yaml").resolve())

@@ -90,7 +90,8 @@ def stage_ingest(cfg: RunConfig, progress: Progress | None = None) -> Any:
             "holding the site extracts (make run generates a demo one)"
         )
     secret = cfg.secret()
-    return ingest_landing(
+    replies = site_replies(cfg)
+    result = ingest_landing(
         cfg.landing,
         run_id=cfg.run_id,
         secret=secret,
@@ -98,7 +99,22 @@ def stage_ingest(cfg: RunConfig, progress: Progress | None = None) -> Any:
         contracts_dir=cfg.contracts_dir,
         progress=progress,
         definitions=cfg.definitions,
+        accepted=replies.accepted,
     )
+    result.replies = replies
+    return result
+
+
+def site_replies(cfg: RunConfig) -> Any:
+    """The query workbooks sites returned to `landing/queries/<SITE>/` (`reports.replies`).
+
+    Read before validation: a failure a site confirmed as delivered (`confirmed_as_is`) is
+    loaded with the check as a warning instead of being quarantined.
+    """
+    from blinaetl.reports.audit import QueryAudit
+    from blinaetl.reports.replies import read_replies
+
+    return read_replies(cfg.landing, cfg.restricted_path, QueryAudit.of(cfg.restricted_path))
 
 
 def stage_load(cfg: RunConfig, result: Any) -> dict[str, int]:

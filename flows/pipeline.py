@@ -38,7 +38,9 @@ def read_file(job: ingestion.FileJob, plan: ingestion.Plan, run_id: str) -> Any:
 
 @task(name="validate", cache_policy=NO_CACHE)
 def validate(plan: ingestion.Plan, outcomes: list[Any], cfg: core.RunConfig) -> Any:
-    result = ingestion.validate_files(plan, outcomes, cfg.secret())
+    replies = core.site_replies(cfg)
+    result = ingestion.validate_files(plan, outcomes, cfg.secret(), replies.accepted)
+    result.replies = replies
     get_run_logger().info(
         "read %d files: %d rows loaded, %d quarantined",
         result.files.height,

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -583,14 +584,20 @@ def landing_path(landing: Path, rel: str) -> Path:
     return target
 
 
+REPLIES_DIR = "queries"  # landing/queries/<SITE>/: query workbooks sites send back, not extracts
+
+
 def discover(landing: Path) -> list[tuple[Path, str]]:
     """Every entry of the landing folder to account for: files, and links (to files or folders).
 
     Folders are walked without following links; `landing_path` decides whether a link is read.
+    The returned query workbooks of `queries/` are not extracts (`reports.replies` reads them).
     """
     found = []
     for folder, dirs, names in os.walk(landing, followlinks=False):
         base = Path(folder)
+        if base == landing:
+            dirs[:] = [d for d in dirs if d != REPLIES_DIR]
         links = [d for d in dirs if (base / d).is_symlink()]
         dirs[:] = sorted(d for d in dirs if d not in links)
         for name in [*names, *links]:
@@ -643,6 +650,8 @@ class IngestResult:
         return {
             self.source_sites[s] for s in read["source_id"].drop_nulls() if s in self.source_sites
         }
+
+    replies: Any = None  # the site replies read back this run (`reports.replies.Replies`)
 
     @property
     def needs_attention(self) -> bool:
@@ -877,8 +886,11 @@ def ingest_landing(
     contracts_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
     definitions: dict | None = None,
+    accepted: pl.DataFrame | None = None,
 ) -> IngestResult:
     """Read, map and validate every file of the landing folder.
+
+    `accepted`: failures the sites confirmed as delivered (see `validate_tables`).
 
     Files are read on a small thread pool (polars and fastexcel parse outside the GIL); the
     outcomes keep the plan's order, so the result does not depend on which file finished first.
@@ -893,10 +905,15 @@ def ingest_landing(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(pool.map(lambda job: read_file(job, plan, run_id), plan.jobs))
     say("validating")
-    return validate_files(plan, outcomes, secret)
+    return validate_files(plan, outcomes, secret, accepted)
 
 
-def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes) -> IngestResult:
+def validate_files(
+    plan: Plan,
+    outcomes: list[MappedFile | dict],
+    secret: bytes,
+    accepted: pl.DataFrame | None = None,
+) -> IngestResult:
     """Choose the newest readable extract per source entry, validate, and account per file."""
     from blinaetl.validate.executor import validate_tables
 
@@ -941,7 +958,7 @@ def validate_files(plan: Plan, outcomes: list[MappedFile | dict], secret: bytes)
     keys = pairs.with_columns(patient_keys(pairs["site"], pairs["mrn"], secret))
     for t, frame in combined.items():
         combined[t] = frame.join(keys, on=["site", "mrn"], how="left", maintain_order="left")
-    outcome = validate_tables(combined, contracts)
+    outcome = validate_tables(combined, contracts, accepted)
     quarantine_rows = with_raw_json(outcome.quarantine_rows, mapped)
     # per-file accounting
     q_per_file = outcome.quarantine_rows.group_by("_source_file").agg(pl.len().alias("q"))

@@ -3,9 +3,10 @@
 One query per discrepancy: a failed check on a row, a file that could not be loaded, or a
 record that disappeared from a cumulative refresh. A query's id depends on what was delivered
 (source, table, rule, field and the row's content), not on row numbers, so the same defect
-delivered again keeps its id. Status: `new` (first seen in this run), `open` (still failing),
-`resolved` (failing in the previous run, gone in this one; listed once, in the run that resolved
-it). Patients appear by pseudonymous key; rows by file and row number; never by value.
+delivered again keeps its id. The lifecycle across runs and the sites' replies are in
+`reports.lifecycle` (states), `reports.roundtrip` (one run) and `reports.audit` (the trail);
+`write_queries` writes the run's listing to `reports/<run_id>/`. Patients appear by
+pseudonymous key; rows by file and row number; never by value.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def current_discrepancies(result: Any) -> pl.DataFrame:
             pl.col("column_name"),
             pl.col("row_hash"),
         ).alias("query_id"),
+        pl.col("_source_id").alias("source_id"),
+        "row_hash",
         "patient_key",
         "site",
         pl.col("_source_file").alias("source_file"),
@@ -63,6 +66,8 @@ def current_discrepancies(result: Any) -> pl.DataFrame:
         .then(_id(pl.col("path"), pl.col("status")))
         .otherwise(_id(pl.col("source_id"), pl.col("table_name"), pl.col("status")))
         .alias("query_id"),
+        "source_id",
+        pl.lit(None, pl.Utf8).alias("row_hash"),
         pl.lit(None, pl.Utf8).alias("patient_key"),
         pl.lit(None, pl.Utf8).alias("site"),
         pl.col("path").alias("source_file"),
@@ -78,6 +83,8 @@ def current_discrepancies(result: Any) -> pl.DataFrame:
         _id(
             pl.col("table_name"), pl.col("source_id"), pl.col("patient_key"), pl.col("record_key")
         ).alias("query_id"),
+        "source_id",
+        pl.lit(None, pl.Utf8).alias("row_hash"),
         "patient_key",
         "site",
         pl.col("current_file").alias("source_file"),
@@ -94,58 +101,6 @@ def current_discrepancies(result: Any) -> pl.DataFrame:
     return pl.concat([rows, bad_files, gone], how="vertical_relaxed").unique(
         "query_id", keep="first", maintain_order=True
     )
-
-
-def apply_lifecycle(
-    current: pl.DataFrame, previous: pl.DataFrame | None, run_id: str
-) -> pl.DataFrame:
-    """Statuses new / open / resolved from the previous run's listing."""
-    if previous is None or previous.height == 0:
-        out = current.with_columns(
-            pl.lit("new").alias("status"), pl.lit(run_id).alias("first_seen_run")
-        )
-        return out.select(list(QUERY_SCHEMA)).cast(QUERY_SCHEMA)
-    live = previous.filter(pl.col("status").is_in(["new", "open"])).select(
-        "query_id", pl.col("first_seen_run").alias("_first")
-    )
-    out = current.join(live, on="query_id", how="left").with_columns(
-        pl.when(pl.col("_first").is_not_null())
-        .then(pl.lit("open"))
-        .otherwise(pl.lit("new"))
-        .alias("status"),
-        pl.coalesce(pl.col("_first"), pl.lit(run_id)).alias("first_seen_run"),
-    )
-    resolved = (
-        previous.filter(pl.col("status").is_in(["new", "open"]))
-        .join(current.select("query_id"), on="query_id", how="anti")
-        .with_columns(pl.lit("resolved").alias("status"))
-    )
-    listing = pl.concat(
-        [
-            out.select(list(QUERY_SCHEMA)).cast(QUERY_SCHEMA),
-            resolved.select(list(QUERY_SCHEMA)).cast(QUERY_SCHEMA),
-        ]
-    )
-    order = pl.col("status").replace_strict(
-        {"new": 0, "open": 1, "resolved": 2}, return_dtype=pl.Int8
-    )
-    return listing.sort([order, "source_file", "source_row", "rule_id"], nulls_last=True)
-
-
-def previous_listing(reports: Path, run_id: str) -> pl.DataFrame | None:
-    """queries.csv of the latest earlier run folder under `reports/`, if any."""
-    earlier = (
-        sorted(
-            p
-            for p in reports.iterdir()
-            if p.is_dir() and p.name < run_id and (p / "queries.csv").exists()
-        )
-        if reports.is_dir()
-        else []
-    )
-    if not earlier:
-        return None
-    return csv_unescape(pl.read_csv(earlier[-1] / "queries.csv", schema_overrides=QUERY_SCHEMA))
 
 
 # OWASP "CSV Injection": a cell starting with one of these is run as a formula by spreadsheet
@@ -178,20 +133,36 @@ def csv_unescape(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+LISTING_COLUMNS = (
+    *QUERY_SCHEMA,
+    "resolution",
+    "sender",
+    "age_runs",
+    "age_days",
+)
+
+
 def write_queries(listing: pl.DataFrame, out_dir: Path) -> None:
     """queries.csv (every field quoted, formula-like cells escaped) and queries.xlsx.
+
+    Pseudonymous: no delivered value and no site comment (those stay in the outbox).
 
     In the workbook every text cell is written as a string cell, never as a formula or a link,
     so it shows the text as delivered and nothing in it runs when the file is opened.
     """
     import xlsxwriter
 
+    listing = listing.with_columns(pl.col("opened_run").alias("first_seen_run")).select(
+        list(LISTING_COLUMNS)
+    )
     csv_safe(listing).write_csv(out_dir / "queries.csv", quote_style="always")
     workbook = xlsxwriter.Workbook(
         str(out_dir / "queries.xlsx"),
         {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False},
     )
     try:
-        listing.write_excel(workbook, worksheet="queries", autofit=True, freeze_panes=(1, 0))
+        listing.write_excel(
+            workbook, worksheet="queries", autofit=True, freeze_panes=(1, 0), autofilter=True
+        )
     finally:
         workbook.close()

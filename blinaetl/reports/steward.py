@@ -21,6 +21,7 @@ from blinaetl.validate.contracts import KAHN_CATEGORIES
 from blinaetl.warehouse import models
 
 STATUS_ORDER = ("error", "not_applicable", "failed", "passed")
+QUERY_STATUSES = ("new", "open", "corrected", "miscorrected", "resolved", "closed")
 KAHN_ORDER = KAHN_CATEGORIES
 
 
@@ -175,24 +176,43 @@ def render_steward_html(**context: Any) -> str:
     return template_env().get_template("steward_report.html.j2").render(**context)
 
 
+def _site_sections(rt: Any, out: Path) -> list[dict[str, Any]]:
+    """Per-site figures with the bar widths of the small charts and the workbook's path
+    relative to the report (the workbook itself lives in the restricted zone)."""
+    import os
+
+    sites = []
+    for site in rt.sites:
+        read = max(site["rows_read"], 1)
+        most = max([*site["ages"].values(), 1])
+        link = None
+        if site["workbook"]:
+            link = os.path.relpath(site["workbook"], out)
+        sites.append(
+            {
+                **site,
+                "loaded_pct": 100.0 * site["rows_loaded"] / read,
+                "quarantined_pct": 100.0 * site["rows_quarantined"] / read,
+                "age_pct": {b: 100.0 * n / most for b, n in site["ages"].items()},
+                "workbook_link": link,
+            }
+        )
+    return sites
+
+
 def write_run_report(
     cfg: Any, result: Any, timings: dict[str, float], gx_summary: dict[str, Any] | None = None
 ) -> Path:
     """Write the run's report folder: manifest, DQ results, queries, snapshot and index.html."""
     import duckdb
 
-    from blinaetl.reports.queries import (
-        apply_lifecycle,
-        current_discrepancies,
-        previous_listing,
-        write_queries,
-    )
+    from blinaetl.reports.queries import write_queries
+    from blinaetl.reports.roundtrip import advance_queries
 
     out = cfg.report_dir
     out.mkdir(parents=True, exist_ok=True)
-    listing = apply_lifecycle(
-        current_discrepancies(result), previous_listing(cfg.reports, cfg.run_id), cfg.run_id
-    )
+    rt = advance_queries(cfg, result)
+    listing = rt.listing
     write_queries(listing, out)
     con = duckdb.connect(str(cfg.analytics_path), read_only=True)
     try:
@@ -218,7 +238,9 @@ def write_run_report(
             (pl.col("status") == "passed") & (pl.col("rows_failed") > 0)
         ).height,
         status_order=STATUS_ORDER,
-        queries={s: int((listing["status"] == s).sum()) for s in ("new", "open", "resolved")},
+        queries={s: int((listing["status"] == s).sum()) for s in QUERY_STATUSES},
+        sites=_site_sections(rt, out),
+        reply_problems=_records(rt.problems),
         changes=changes,
         listings=_steward_listings(cfg),
         disappeared=result.disappeared.height,

@@ -189,17 +189,61 @@ class TableOutcome:
     dq: pl.DataFrame
 
 
-def validate_table(frame: pl.DataFrame, contract: Contract, ctx: Context | None) -> TableOutcome:
-    """Run every check of the contract on the frame; split loaded from quarantined rows."""
+def validate_table(
+    frame: pl.DataFrame,
+    contract: Contract,
+    ctx: Context | None,
+    accepted: pl.DataFrame | None = None,
+) -> TableOutcome:
+    """Run every check of the contract on the frame; split loaded from quarantined rows.
+
+    `accepted` (`_source_id`, `check_id`, `row_hash`) lists failures a site confirmed as
+    delivered (query answered `confirmed_as_is`): on those rows the check counts as a warning,
+    so the row is loaded with the check id in `_warnings` instead of being quarantined.
+    """
     work = _with_helpers(frame, ctx).with_columns(pl.int_range(pl.len()).alias("_idx"))
     runnable, broken = find_runnable_checks(contract, work)
     failing = run_checks(contract, runnable, work)
     spec = describe_checks(contract)
-    fails = failing.join(spec, on="check_id", how="left", maintain_order="left")
+    fails = accept_confirmed(
+        failing.join(spec, on="check_id", how="left", maintain_order="left"), work, accepted
+    )
     loaded, qrows = split_rows(work, fails, contract)
     failures = list_failures(work, fails, contract)
     dq = compute_dq_status(spec, failing, {c.id for c, _ in broken}, work.height, contract.table)
     return TableOutcome(loaded, qrows, failures, dq)
+
+
+def accept_confirmed(
+    fails: pl.DataFrame, work: pl.DataFrame, accepted: pl.DataFrame | None
+) -> pl.DataFrame:
+    """Failures a site confirmed as delivered (`accepted`: `_source_id`, `check_id`,
+    `row_hash`) count as warnings: the row is loaded with the check id in `_warnings`."""
+    if accepted is None or accepted.height == 0:
+        return fails
+    keys = ["_source_id", "check_id", "row_hash"]
+    hits = (
+        fails.select("_idx", "check_id")
+        .join(
+            work.select(
+                "_idx", "_source_id", pl.col("_content_hash").cast(pl.Utf8).alias("row_hash")
+            ),
+            on="_idx",
+            how="left",
+        )
+        .join(accepted.select(keys).unique(), on=keys, how="semi")
+        .select("_idx", "check_id", pl.lit(True).alias("_accepted"))
+    )
+    return (
+        fails.join(hits, on=["_idx", "check_id"], how="left", maintain_order="left")
+        .with_columns(
+            pl.when(pl.col("_accepted"))
+            .then(pl.lit("warning"))
+            .otherwise(pl.col("severity"))
+            .alias("severity")
+        )
+        .drop("_accepted")
+    )
 
 
 def find_runnable_checks(
@@ -411,7 +455,9 @@ def _context(patients: pl.DataFrame, frames: dict[str, pl.DataFrame]) -> Context
 
 
 def validate_tables(
-    frames: dict[str, pl.DataFrame], contracts: dict[str, Contract]
+    frames: dict[str, pl.DataFrame],
+    contracts: dict[str, Contract],
+    accepted: pl.DataFrame | None = None,
 ) -> ValidationOutcome:
     """Validate all tables, patients first (the others are checked against them).
 
@@ -424,13 +470,21 @@ def validate_tables(
     order = [t for t in ORDER if t in frames] + [t for t in frames if t not in ORDER]
     outcomes: dict[str, TableOutcome] = {}
     ctx: Context | None = None
+
+    def accepted_in(table: str) -> pl.DataFrame | None:
+        if accepted is None or accepted.height == 0:
+            return None
+        return accepted.filter(pl.col("table_name") == table)
+
     if "patients" in frames:
-        outcomes["patients"] = validate_table(frames["patients"], contracts["patients"], None)
+        outcomes["patients"] = validate_table(
+            frames["patients"], contracts["patients"], None, accepted_in("patients")
+        )
         ctx = _context(outcomes["patients"].loaded, frames)
     rest = sorted((t for t in order if t != "patients"), key=lambda t: -frames[t].height)
 
     def validate(table: str) -> TableOutcome:
-        return validate_table(frames[table], contracts[table], ctx)
+        return validate_table(frames[table], contracts[table], ctx, accepted_in(table))
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(rest), os.cpu_count() or 1))) as pool:
         done = dict(zip(rest, pool.map(validate, rest), strict=True))

@@ -1,0 +1,430 @@
+"""The per-site outbox: one query workbook per site or laboratory, in the restricted zone.
+
+`warehouse/restricted/outbox/<SITE>/queries_<run_id>.xlsx` holds one row per open query of
+what that site (or laboratory) itself delivered: where (file, row), which patient in the
+site's own reference (the MRN as delivered) and which visit or specimen date, the column by the
+site's own name, the delivered value, what was expected and how to fix it in words for the
+site (`schemas/site_messages.yaml`), and two reply columns: `site_reply` (a validated list:
+corrected / confirmed_as_is / cannot_resolve) and `site_comment`. One sheet per table, frozen
+header, filters, and a cover sheet with the counts. Values come from the restricted database
+(`quarantine.rows.raw_json` for quarantined rows, the staging tables for loaded rows with a
+warning). Every cell is written as a string, so a delivered value starting with `=` stays text.
+
+A workbook never holds another site's rows: the rows are chosen by the sender of the file
+the discrepancy was found in, and a test checks every identifier against the other outboxes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from blinaetl.ingest.sources import SourceMapping, load_sources
+from blinaetl.resources import schemas_dir
+from blinaetl.validate.contracts import CheckSpec, Contract, load_contracts
+
+REPLIES = ("corrected", "confirmed_as_is", "cannot_resolve")
+COVER = "cover"
+# the date that places a record in the patient's history, per table
+RECORD_DATE = {
+    "patients": "diagnosis_date",
+    "treatments": "start_date",
+    "assessments": "assessment_date",
+    "outcomes": "event_date",
+    "flow_results": "collection_date",
+    "imaging_reports": "report_date",
+}
+# columns of a query sheet: (header, width); the reply columns come last
+COLUMNS = (
+    ("query_id", 16),
+    ("status", 13),
+    ("opened_on", 11),
+    ("age_runs", 9),
+    ("age_days", 9),
+    ("file", 34),
+    ("row", 6),
+    ("patient_ref", 14),
+    ("record_date", 12),
+    ("column", 18),
+    ("delivered_value", 18),
+    ("expected", 30),
+    ("how_to_fix", 60),
+    ("site_reply", 16),
+    ("site_comment", 40),
+)
+HEADERS = tuple(c for c, _ in COLUMNS)
+VALUE_COLUMNS = HEADERS[: HEADERS.index("site_reply")]
+STATUS_TEXT = {
+    "new": "new",
+    "open": "open",
+    "miscorrected": "still failing",
+    "corrected": "awaiting data",
+}
+TYPE_WORDS = {
+    "date": "date",
+    "int": "whole number",
+    "float": "number",
+    "bool": "yes/no value",
+    "string": "text",
+}
+FILE_RULES = ("FILE_REJECTED", "FILE_UNMATCHED")
+
+
+# --- words for the site ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SiteText:
+    reply_hint: str
+    types: dict[str, dict[str, str]]
+    checks: dict[str, dict[str, str]]
+    rules: dict[str, dict[str, str]]
+
+
+def load_site_text(path: Path | None = None) -> SiteText:
+    import yaml
+
+    doc = yaml.safe_load((path or schemas_dir() / "site_messages.yaml").read_text("utf-8"))
+    return SiteText(doc["reply_hint"], doc["types"], doc.get("checks") or {}, doc["rules"])
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def check_words(
+    text: SiteText, check: CheckSpec, contract: Contract, names: dict[str, str]
+) -> tuple[str, str]:
+    """(expected, how to fix) of one check for the site, with the site's own column names."""
+    base = text.types.get(check.check, {})
+    own = text.checks.get(check.id, {})
+    field = contract.field(check.column) if check.column else None
+    params = check.params
+
+    def name(f: str | None) -> str:
+        return names.get(f, f) if f else ""
+
+    values = params.get("values") or (field.allowed if field else None) or []
+    fill = _Blank(
+        column=name(check.column),
+        min=params.get("min", ""),
+        max=params.get("max", ""),
+        unit=f" {field.unit}" if field is not None and getattr(field, "unit", None) else "",
+        values=", ".join(str(v) for v in values),
+        columns=", ".join(name(c) for c in params.get("columns") or []),
+        before=name(params.get("before") or params.get("start")),
+        after=name(params.get("after") or params.get("end")),
+        type=TYPE_WORDS.get(field.type, field.type) if field else "",
+    )
+    expected = (own.get("expected") or base.get("expected") or "").format_map(fill)
+    fix = (own.get("fix") or base.get("fix") or check.message).format_map(fill)
+    return expected, f"{fix} {text.reply_hint}"
+
+
+def rule_words(text: SiteText, rule_id: str, error: str) -> tuple[str, str]:
+    rule = text.rules.get(rule_id) or text.rules["default"]
+    fill = _Blank(error=(error or "").split(". Fix:")[0].rstrip("."), expected="")
+    return rule["expected"].format_map(fill), f"{rule['fix'].format_map(fill)} {text.reply_hint}"
+
+
+# --- who sent what --------------------------------------------------------------------------
+
+
+def sender_of(source: SourceMapping | None, path: str | None) -> str | None:
+    """The site or laboratory that delivered a file: its mapping's site or lab, else the
+    folder of the landing path (`<kind>/<SITE>/...`)."""
+    if source is not None and (source.site or source.lab):
+        return source.site or source.lab
+    parts = (path or "").split("/")
+    return parts[1] if len(parts) > 2 else None
+
+
+def with_senders(
+    current: pl.DataFrame, files: pl.DataFrame, sources: list[SourceMapping]
+) -> pl.DataFrame:
+    """This run's discrepancies with `sender`, `file_sha256` and `discrepancy_id`."""
+    by_id = {s.source: s for s in sources}
+    sha = files.select(pl.col("path").alias("source_file"), pl.col("sha256").alias("file_sha256"))
+    out = current.join(sha, on="source_file", how="left", maintain_order="left")
+    pairs = out.select("source_id", "source_file").unique()
+    senders = pl.DataFrame(
+        {
+            "source_id": pairs["source_id"],
+            "source_file": pairs["source_file"],
+            "sender": [
+                sender_of(by_id.get(sid), path)
+                for sid, path in pairs.select("source_id", "source_file").iter_rows()
+            ],
+        },
+        schema={"source_id": pl.Utf8, "source_file": pl.Utf8, "sender": pl.Utf8},
+    )
+    return out.join(
+        senders, on=["source_id", "source_file"], how="left", nulls_equal=True
+    ).with_columns(pl.col("query_id").alias("discrepancy_id"))
+
+
+# --- the delivered details (restricted zone) ------------------------------------------------
+
+
+def _involved(check: CheckSpec | None) -> list[str]:
+    if check is None:
+        return []
+    if check.column:
+        return [check.column]
+    p = check.params
+    if check.check == "known_patient":
+        return ["mrn"]
+    cols = [c for c in (p.get("columns") or []) if c]
+    cols += [p[k] for k in ("before", "after", "start", "end") if p.get(k)]
+    return list(dict.fromkeys(cols))
+
+
+def delivered_details(
+    restricted_path: Path,
+    queries: pl.DataFrame,
+    contracts: dict[str, Contract] | None = None,
+    sources: list[SourceMapping] | None = None,
+    files: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Per query: the site's column name(s), the delivered value(s), the MRN and record date as
+    delivered, expected and how to fix. Restricted: never write this frame outside the zone."""
+    contracts = contracts or load_contracts()
+    sources = sources if sources is not None else load_sources(None, contracts)
+    text = load_site_text()
+    by_id = {s.source: s for s in sources}
+    checks = {c.id: (c, t) for t in contracts.values() for c in t.checks}
+    errors = (
+        dict(files.select("path", pl.concat_str("error", pl.lit(""))).iter_rows())
+        if files is not None
+        else {}
+    )
+    rows = queries.filter(pl.col("source_row").is_not_null())
+    raw: dict[tuple[str, int], dict[str, Any]] = {}
+    staged: dict[tuple[str, int], dict[str, Any]] = {}
+    if rows.height and restricted_path.exists():
+        con = duckdb.connect(str(restricted_path), read_only=True)
+        try:
+            keys = rows.select(
+                pl.col("source_file").alias("f"), pl.col("source_row").alias("r"), "table_name"
+            ).unique()
+            con.register("wanted", keys.to_arrow())
+            for f, r, js in con.execute(
+                "SELECT q._source_file, q._source_row, q.raw_json FROM quarantine.rows q "
+                "JOIN wanted w ON q._source_file = w.f AND q._source_row = w.r "
+                "AND q.table_name = w.table_name"
+            ).fetchall():
+                raw[(f, r)] = json.loads(js) if js else {}
+            for table in keys["table_name"].unique().to_list():
+                if table not in contracts:
+                    continue
+                names = contracts[table].field_names
+                sel = ", ".join(f"CAST(s.{c} AS VARCHAR) AS {c}" for c in names)
+                res = con.execute(
+                    f"SELECT s._source_file, s._source_row, {sel} FROM staging.{table} s "
+                    "JOIN wanted w ON s._source_file = w.f AND s._source_row = w.r "
+                    "AND w.table_name = ?",
+                    [table],
+                )
+                cols = [d[0] for d in res.description]
+                for rec in res.fetchall():
+                    staged[(rec[0], rec[1])] = dict(zip(cols[2:], rec[2:], strict=True))
+            con.unregister("wanted")
+        finally:
+            con.close()
+    out = []
+    for q in queries.iter_rows(named=True):
+        source = by_id.get(q["source_id"])
+        table = q["table_name"]
+        fm = (
+            next((f for f in source.files if f.table == table), None)
+            if source is not None
+            else None
+        )
+        names = dict(fm.columns) if fm is not None else {}
+        spec = checks.get(q["rule_id"])
+        if spec is not None:
+            expected, fix = check_words(text, spec[0], spec[1], names)
+        else:
+            expected, fix = rule_words(
+                text, q["rule_id"], errors.get(q["source_file"]) or q["message"] or ""
+            )
+        key = (q["source_file"], q["source_row"])
+        delivered = raw.get(key)
+        typed = staged.get(key)
+
+        def value(f: str, delivered=delivered, typed=typed, names=names) -> str | None:
+            if delivered is not None:
+                v = delivered.get(names.get(f, f))
+                return None if v is None else str(v)
+            if typed is not None:
+                return typed.get(f)
+            return None
+
+        involved = _involved(spec[0] if spec else None)
+        if spec is not None and not involved and q["field"]:
+            involved = [q["field"]]
+        if len(involved) == 1:
+            shown = value(involved[0])
+        else:
+            shown = "; ".join(f"{names.get(f, f)}={value(f) or ''}" for f in involved) or None
+        date_field = RECORD_DATE.get(table or "")
+        out.append(
+            {
+                "query_id": q["query_id"],
+                "patient_ref": value("mrn") if (delivered or typed) else None,
+                "record_date": value(date_field) if date_field and (delivered or typed) else None,
+                "column": ", ".join(names.get(f, f) for f in involved) or None,
+                "delivered_value": shown,
+                "expected": expected,
+                "how_to_fix": fix,
+            }
+        )
+    schema = {
+        c: pl.Utf8
+        for c in (
+            "query_id",
+            "patient_ref",
+            "record_date",
+            "column",
+            "delivered_value",
+            "expected",
+            "how_to_fix",
+        )
+    }
+    return pl.DataFrame(out, schema=schema)
+
+
+# --- the workbooks --------------------------------------------------------------------------
+
+
+def outbox_root(restricted_path: Path) -> Path:
+    return restricted_path.parent / "outbox"
+
+
+def workbook_path(restricted_path: Path, sender: str, run_id: str) -> Path:
+    return outbox_root(restricted_path) / sender / f"queries_{run_id}.xlsx"
+
+
+def _sheet_name(table: str | None) -> str:
+    return (table or "files")[:31]
+
+
+def write_workbook(path: Path, sender: str, run_id: str, rows: pl.DataFrame) -> Path:
+    """One site's workbook: a cover sheet with the counts, one sheet per table."""
+    import xlsxwriter
+
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    wb = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False})
+    try:
+        bold = wb.add_format({"bold": True})
+        head = wb.add_format({"bold": True, "bg_color": "#F4F4F6", "border": 1})
+        reply = wb.add_format({"bg_color": "#FFF8DC", "border": 1, "locked": False})
+        wrap = wb.add_format({"text_wrap": True, "valign": "top"})
+        cover = wb.add_worksheet(COVER)
+        cover.set_column(0, 0, 26)
+        cover.set_column(1, 6, 14)
+        cover.write_string(0, 0, f"Data queries for {sender}", bold)
+        meta = (
+            ("site", sender),
+            ("run_id", run_id),
+            ("written_at", dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
+            ("open_queries", str(rows.height)),
+        )
+        for i, (k, v) in enumerate(meta, start=2):
+            cover.write_string(i, 0, k, bold)
+            cover.write_string(i, 1, v)
+        cover.write_string(
+            7,
+            0,
+            "For each row of the table sheets, choose site_reply (corrected / confirmed_as_is / "
+            "cannot_resolve) and add a comment. Change nothing else: rows whose other columns were "
+            "edited are not applied. Send the workbook back as it is; corrected data comes in your "
+            "next extract.",
+        )
+        cover.write_row(
+            9, 0, ["sheet", "queries", "new", "open", "still failing", "awaiting data"], head
+        )
+        tables = sorted(rows["table_name"].fill_null("files").unique().to_list())
+        for i, table in enumerate(tables, start=10):
+            part = rows.filter(pl.col("table_name").fill_null("files") == table)
+            cover.write_string(i, 0, _sheet_name(table))
+            cover.write_number(i, 1, part.height)
+            for j, st in enumerate(("new", "open", "miscorrected", "corrected"), start=2):
+                cover.write_number(i, j, int((part["status"] == st).sum()))
+        for table in tables:
+            part = rows.filter(pl.col("table_name").fill_null("files") == table).sort(
+                "source_file", "source_row", "query_id", nulls_last=True
+            )
+            ws = wb.add_worksheet(_sheet_name(table))
+            for j, (name, width) in enumerate(COLUMNS):
+                ws.set_column(j, j, width, wrap if name in ("expected", "how_to_fix") else None)
+                ws.write_string(0, j, name, head)
+            for i, r in enumerate(part.iter_rows(named=True), start=1):
+                cells = {
+                    "query_id": r["query_id"],
+                    "status": STATUS_TEXT.get(r["status"], r["status"]),
+                    "opened_on": r["opened_on"],
+                    "age_runs": r["age_runs"],
+                    "age_days": r["age_days"],
+                    "file": r["source_file"],
+                    "row": r["source_row"],
+                    "patient_ref": r["patient_ref"],
+                    "record_date": r["record_date"],
+                    "column": r["column"],
+                    "delivered_value": r["delivered_value"],
+                    "expected": r["expected"],
+                    "how_to_fix": r["how_to_fix"],
+                }
+                for j, name in enumerate(VALUE_COLUMNS):
+                    v = cells[name]
+                    if v is not None:
+                        ws.write_string(i, j, str(v))
+                ws.write_blank(i, HEADERS.index("site_reply"), None, reply)
+                ws.write_blank(i, HEADERS.index("site_comment"), None, reply)
+            last = max(part.height, 1)
+            ws.freeze_panes(1, 0)
+            ws.autofilter(0, 0, last, len(COLUMNS) - 1)
+            col = HEADERS.index("site_reply")
+            ws.data_validation(
+                1,
+                col,
+                max(last, 1000),
+                col,
+                {
+                    "validate": "list",
+                    "source": list(REPLIES),
+                    "error_title": "site_reply",
+                    "error_message": "Choose corrected, confirmed_as_is or cannot_resolve.",
+                },
+            )
+    finally:
+        wb.close()
+    path.chmod(0o600)
+    return path
+
+
+def write_outboxes(
+    restricted_path: Path,
+    run_id: str,
+    open_queries: pl.DataFrame,
+    details: pl.DataFrame,
+    senders: list[str] | None = None,
+) -> dict[str, Path]:
+    """Write the workbook of every sender of the run (with no open query too: its cover says
+    so); returns sender -> path."""
+    rows = open_queries.join(details, on="query_id", how="left", maintain_order="left")
+    out = {}
+    everyone = set(rows["sender"].drop_nulls().unique().to_list()) | set(senders or [])
+    for sender in sorted(everyone):
+        part = rows.filter(pl.col("sender") == sender)
+        out[sender] = write_workbook(
+            workbook_path(restricted_path, sender, run_id), sender, run_id, part
+        )
+    return out

@@ -311,7 +311,7 @@ def test_run3_reads_each_workbook_once_refuses_closed_and_reopens(trip):
     assert problems["reply_file"].to_list() == ["queries/SITE01/again.xlsx"]
     assert "no longer open (closed_confirmed)" in problems["problem"][0]
     assert _status(q3, ids["anc"]) == "resolved"
-    assert _status(q3, ids["plt"]) == "open", "the run-1 defect delivered again reopens its query"
+    assert _status(q3, ids["plt"]) == "reopened", "the run-1 defect delivered again reopens it"
     assert _status(q3, ids["dx"]) is None, "a closed query is listed only in the run it closed"
 
 
@@ -379,7 +379,7 @@ def test_steward_report_counts_per_site(trip):
     site01 = site01[: site01.index("</section>")]
     live = q2.filter(
         (pl.col("sender") == "SITE01")
-        & pl.col("status").is_in(["new", "open", "corrected", "miscorrected"])
+        & pl.col("status").is_in(["new", "reopened", "open", "corrected", "miscorrected"])
     )
     assert f'<th>Open queries</th><td class="num">{live.height}</td>' in site01
     assert "1 confirmed as delivered, 1 closed as unresolvable" in site01

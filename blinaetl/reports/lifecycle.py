@@ -216,13 +216,15 @@ def advance(
     return Advance(out, pl.concat(events))
 
 
-LISTING_STATUS = ("new", "open", "corrected", "miscorrected", "resolved", "closed")
+LIVE_LISTED = ("new", "reopened", "open", "corrected", "miscorrected")  # listing statuses
+LISTING_STATUS = ("new", "reopened", "open", "corrected", "miscorrected", "resolved", "closed")
 
 
 def listing(state: pl.DataFrame, run_id: str) -> pl.DataFrame:
     """The run's query listing: every live query, and those resolved or closed in this run.
 
-    Status `new` for a query opened in this run; `closed` (with `resolution`) for one closed.
+    Status `new` for a query opened in this run, `reopened` for one whose resolved discrepancy
+    came back in this run; `closed` (with `resolution`) for one closed.
     """
     shown = state.filter(
         pl.col("status").is_in(LIVE)
@@ -231,6 +233,8 @@ def listing(state: pl.DataFrame, run_id: str) -> pl.DataFrame:
     status = (
         pl.when((pl.col("status") == "open") & (pl.col("opened_run") == run_id))
         .then(pl.lit("new"))
+        .when((pl.col("status") == "open") & (pl.col("last_event_run") == run_id))
+        .then(pl.lit("reopened"))
         .when(pl.col("status").is_in(CLOSED))
         .then(pl.lit("closed"))
         .otherwise(pl.col("status"))

@@ -62,6 +62,7 @@ HEADERS = tuple(c for c, _ in COLUMNS)
 VALUE_COLUMNS = HEADERS[: HEADERS.index("site_reply")]
 STATUS_TEXT = {
     "new": "new",
+    "reopened": "reopened",
     "open": "open",
     "miscorrected": "still failing",
     "corrected": "awaiting data",
@@ -349,14 +350,19 @@ def write_workbook(path: Path, sender: str, run_id: str, rows: pl.DataFrame) -> 
             "next extract.",
         )
         cover.write_row(
-            9, 0, ["sheet", "queries", "new", "open", "still failing", "awaiting data"], head
+            9,
+            0,
+            ["sheet", "queries", "new", "reopened", "open", "still failing", "awaiting data"],
+            head,
         )
         tables = sorted(rows["table_name"].fill_null("files").unique().to_list())
         for i, table in enumerate(tables, start=10):
             part = rows.filter(pl.col("table_name").fill_null("files") == table)
             cover.write_string(i, 0, _sheet_name(table))
             cover.write_number(i, 1, part.height)
-            for j, st in enumerate(("new", "open", "miscorrected", "corrected"), start=2):
+            for j, st in enumerate(
+                ("new", "reopened", "open", "miscorrected", "corrected"), start=2
+            ):
                 cover.write_number(i, j, int((part["status"] == st).sum()))
         for table in tables:
             part = rows.filter(pl.col("table_name").fill_null("files") == table).sort(

@@ -103,6 +103,27 @@ def current_discrepancies(result: Any) -> pl.DataFrame:
     )
 
 
+def previous_listing(reports: Path, run_id: str) -> pl.DataFrame | None:
+    """queries.csv of the latest earlier run folder under `reports/`, if any, unescaped.
+
+    The lifecycle itself reads the audit trail (`reports.audit`), not this listing.
+    """
+    earlier = (
+        sorted(
+            p
+            for p in reports.iterdir()
+            if p.is_dir() and p.name < run_id and (p / "queries.csv").exists()
+        )
+        if reports.is_dir()
+        else []
+    )
+    if not earlier:
+        return None
+    return csv_unescape(
+        pl.read_csv(earlier[-1] / "queries.csv", schema_overrides=QUERY_SCHEMA, infer_schema=False)
+    )
+
+
 # OWASP "CSV Injection": a cell starting with one of these is run as a formula by spreadsheet
 # programs. Such cells get a leading single quote in the CSV (and so do cells that already start
 # with quotes before one, so that reading the listing back gives the text as written).
@@ -152,9 +173,11 @@ def write_queries(listing: pl.DataFrame, out_dir: Path) -> None:
     """
     import xlsxwriter
 
-    listing = listing.with_columns(pl.col("opened_run").alias("first_seen_run")).select(
-        list(LISTING_COLUMNS)
-    )
+    if "opened_run" in listing.columns:
+        listing = listing.with_columns(pl.col("opened_run").alias("first_seen_run"))
+    listing = listing.with_columns(
+        pl.lit(None, pl.Utf8).alias(c) for c in LISTING_COLUMNS if c not in listing.columns
+    ).select(list(LISTING_COLUMNS))
     csv_safe(listing).write_csv(out_dir / "queries.csv", quote_style="always")
     workbook = xlsxwriter.Workbook(
         str(out_dir / "queries.xlsx"),

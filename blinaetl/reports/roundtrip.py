@@ -20,6 +20,7 @@ import polars as pl
 from blinaetl.ingest.sources import load_sources
 from blinaetl.reports import lifecycle
 from blinaetl.reports.audit import CLOSED, EVENT_SCHEMA, LIVE, QueryAudit
+from blinaetl.reports.lifecycle import LIVE_LISTED
 from blinaetl.reports.outbox import (
     delivered_details,
     outbox_root,
@@ -32,7 +33,7 @@ from blinaetl.reports.replies import Replies
 from blinaetl.validate.contracts import load_contracts
 
 AGE_BUCKETS = ("1 run", "2-3 runs", "4+ runs")
-SITE_STATUSES = ("new", "open", "corrected", "miscorrected", "resolved", "closed")
+SITE_STATUSES = ("new", "reopened", "open", "corrected", "miscorrected", "resolved", "closed")
 
 
 @dataclass
@@ -145,7 +146,7 @@ def advance_queries(cfg: Any, result: Any, at: dt.datetime | None = None) -> Que
     events = pl.concat([step.events, _rejected_events(replies.problems, cfg.run_id, at)])
     runs = [r for r, _ in audit.runs()] + [cfg.run_id]
     listing = _with_age(lifecycle.listing(step.state, cfg.run_id), runs, at)
-    live = listing.filter(pl.col("status").is_in(["new", "open", "corrected", "miscorrected"]))
+    live = listing.filter(pl.col("status").is_in(LIVE_LISTED))
     details = delivered_details(cfg.restricted_path, live, contracts, sources, result.files)
     by_id = {s.source: s for s in sources}
     senders = sorted(
@@ -183,7 +184,7 @@ def site_figures(
     for sender in sorted(set(f["sender"].drop_nulls()) | set(workbooks)):
         mine = f.filter(pl.col("sender") == sender)
         q = listing.filter(pl.col("sender") == sender)
-        live = q.filter(pl.col("status").is_in(["new", "open", "corrected", "miscorrected"]))
+        live = q.filter(pl.col("status").is_in(LIVE_LISTED))
         st = state.filter(pl.col("sender") == sender)
         ages = live.with_columns(_bucket(pl.col("age_runs")).alias("b"))["b"].to_list()
         problems = (

@@ -21,7 +21,7 @@ from blinaetl.validate.contracts import KAHN_CATEGORIES
 from blinaetl.warehouse import models
 
 STATUS_ORDER = ("error", "not_applicable", "failed", "passed")
-QUERY_STATUSES = ("new", "open", "corrected", "miscorrected", "resolved", "closed")
+QUERY_STATUSES = ("new", "reopened", "open", "corrected", "miscorrected", "resolved", "closed")
 KAHN_ORDER = KAHN_CATEGORIES
 
 

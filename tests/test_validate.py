@@ -326,3 +326,40 @@ def test_failures_are_listed_in_file_row_order_then_check_id_every_run():
     for _ in range(3):
         again, _ = run({"assessments": bad})
         assert again.equals(first)
+
+
+def _accepted(failures: pl.DataFrame, check_id: str) -> pl.DataFrame:
+    return failures.filter(pl.col("check_id") == check_id).select(
+        "_source_id", "table_name", "check_id", "row_hash"
+    )
+
+
+def test_a_failure_the_site_confirmed_loads_the_row_with_the_check_as_a_warning():
+    tables = {t: mapped(t, rows) for t, rows in BASE.items()}
+    bad = {**ASSESSMENT, "anc_10e9l": "250"}
+    tables["assessments"] = mapped("assessments", [bad, {**bad, "assessment_date": "2020-03-01"}])
+    first = validate_tables(tables, CONTRACTS)
+    assert first.tables["assessments"].height == 0
+    # the site confirmed the first row as delivered; the second (other content) is not covered
+    ok = _accepted(first.quarantine_failures, "ASM_ANC_RANGE").head(1)
+    out = validate_tables(tables, CONTRACTS, ok)
+    loaded = out.tables["assessments"]
+    assert loaded["_source_row"].to_list() == [2]
+    assert loaded["_warnings"].to_list() == [["ASM_ANC_RANGE"]]
+    assert out.quarantine_rows["_source_row"].to_list() == [3]
+    sev = dict(out.quarantine_failures.select("_source_row", "severity").iter_rows())
+    assert sev == {2: "warning", 3: "error"}
+
+
+def test_a_confirmation_covers_only_its_check_on_that_row():
+    tables = {t: mapped(t, rows) for t, rows in BASE.items()}
+    bad = {**ASSESSMENT, "anc_10e9l": "250", "platelets_10e9l": "99999"}
+    tables["assessments"] = mapped("assessments", [bad])
+    first = validate_tables(tables, CONTRACTS)
+    out = validate_tables(tables, CONTRACTS, _accepted(first.quarantine_failures, "ASM_ANC_RANGE"))
+    assert out.tables["assessments"].height == 0, "the platelet failure still quarantines it"
+    # and the confirmation of another table's check with the same id parts does nothing
+    other = _accepted(first.quarantine_failures, "ASM_ANC_RANGE").with_columns(
+        pl.lit("outcomes").alias("table_name")
+    )
+    assert validate_tables(tables, CONTRACTS, other).tables["assessments"].height == 0

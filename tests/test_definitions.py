@@ -150,3 +150,29 @@ def test_study_day_origin_is_read_by_the_timeline_and_refuses_another_value():
         models.SqlModelError, match='study_day_origin = "diagnosis" is not implemented'
     ):
         models.run_layer(con, "harmonized")
+
+
+def test_def_num_of_a_text_definition_is_an_error_before_any_model(tmp_path):
+    (tmp_path / "harmonized").mkdir()
+    (tmp_path / "harmonized" / "00_ok.sql").write_text(
+        "CREATE OR REPLACE TABLE harmonized.ok AS\nSELECT 1 AS one;\n"
+    )
+    (tmp_path / "harmonized" / "10_x.sql").write_text(
+        "CREATE OR REPLACE TABLE harmonized.x AS\nSELECT def_num('responder_categories') AS n;\n"
+    )
+    con = _con()
+    with pytest.raises(
+        models.SqlModelError,
+        match=r"harmonized/10_x\.sql reads definition 'responder_categories' with def_num, but its value "
+        r"'CR,CRh,CRi' is not a number",
+    ):
+        models.run_layer(con, "harmonized", tmp_path)
+    assert con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'ok'"
+    ).fetchall() == [(0,)]
+    # the same name read as text runs
+    (tmp_path / "harmonized" / "10_x.sql").write_text(
+        "CREATE OR REPLACE TABLE harmonized.x AS\nSELECT def_text('responder_categories') AS n;\n"
+    )
+    models.run_layer(con, "harmonized", tmp_path)
+    assert con.execute("SELECT n FROM harmonized.x").fetchall() == [("CR,CRh,CRi",)]

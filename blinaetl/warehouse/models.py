@@ -206,7 +206,7 @@ _CREATES = re.compile(
     r"([A-Za-z_]\w*)\s*\.\s*([A-Za-z_]\w*)",
     re.IGNORECASE,
 )
-_DEFINITION_USE = re.compile(r"\bdef_(?:num|text)\s*\(\s*'([^']*)'\s*\)", re.IGNORECASE)
+_DEFINITION_USE = re.compile(r"\bdef_(num|text)\s*\(\s*'([^']*)'\s*\)", re.IGNORECASE)
 _LINE_COMMENT = re.compile(r"--[^\n]*")
 _NOISE = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.DOTALL)
 
@@ -220,6 +220,7 @@ class Model:
     output: str
     reads: frozenset[str]
     definitions: frozenset[str] = frozenset()
+    numeric_definitions: frozenset[str] = frozenset()  # those read with def_num
 
     @property
     def name(self) -> str:
@@ -248,28 +249,15 @@ def read_model(layer: str, path: Path) -> Model:
             f"tables in the {LAYER_SCHEMAS[layer]} schema"
         )
     reads = {f"{a}.{b}".lower() for a, b in _QUALIFIED.findall(code)} - {output}
-    used = set(_DEFINITION_USE.findall(_LINE_COMMENT.sub(" ", path.read_text(encoding="utf-8"))))
+    uses = _DEFINITION_USE.findall(_LINE_COMMENT.sub(" ", path.read_text(encoding="utf-8")))
     return Model(
-        layer=layer, path=path, output=output, reads=frozenset(reads), definitions=frozenset(used)
+        layer=layer,
+        path=path,
+        output=output,
+        reads=frozenset(reads),
+        definitions=frozenset(name for _, name in uses),
+        numeric_definitions=frozenset(name for kind, name in uses if kind.lower() == "num"),
     )
-
-
-def check_definitions_used(all_models: list[Model], known: set[str]) -> None:
-    """Fail when a model names a definition (`def_num('x')`, `def_text('x')`) that is not known."""
-    for model in all_models:
-        unknown = sorted(model.definitions - known)
-        if unknown:
-            raise SqlModelError(
-                f"SQL model {model.name} uses definition(s) {', '.join(map(repr, unknown))}, "
-                f"which curated.definitions lacks: {UNKNOWN_DEFINITION_HINT}"
-            )
-
-
-def installed_definitions(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Names in the connection's `curated.definitions` (empty when it has none)."""
-    if not _exists(con, "curated.definitions"):
-        return set()
-    return {r[0] for r in con.execute("SELECT name FROM curated.definitions").fetchall()}
 
 
 def discover_models(root: Path | None = None) -> list[Model]:
@@ -340,6 +328,33 @@ def order_models(layer_models: list[Model]) -> list[Model]:
         for needs in waiting.values():
             needs.discard(first)
     return ordered
+
+
+def check_definitions_used(all_models: list[Model], installed: dict[str, str]) -> None:
+    """Fail when a model names a definition (`def_num('x')`, `def_text('x')`) that is not
+    installed, or reads one with `def_num` whose value is not a number."""
+    for model in all_models:
+        unknown = sorted(model.definitions - set(installed))
+        if unknown:
+            raise SqlModelError(
+                f"SQL model {model.name} uses definition(s) {', '.join(map(repr, unknown))}, "
+                f"which curated.definitions lacks: {UNKNOWN_DEFINITION_HINT}"
+            )
+        for name in sorted(model.numeric_definitions):
+            try:
+                float(installed[name])
+            except ValueError:
+                raise SqlModelError(
+                    f"SQL model {model.name} reads definition {name!r} with def_num, but its "
+                    f"value {installed[name]!r} is not a number: use def_text or fix the value"
+                ) from None
+
+
+def installed_definitions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Name -> value (as text) of the connection's `curated.definitions` (empty when none)."""
+    if not _exists(con, "curated.definitions"):
+        return {}
+    return dict(con.execute("SELECT name, value FROM curated.definitions").fetchall())
 
 
 def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -1075,6 +1075,17 @@ def _write_sdtm(folder: Path) -> None:
             "DSDECOD": ["INFORMED CONSENT OBTAINED", "DEATH", "COMPLETED", "DEATH"],
             "DSSTDTC": ["2013-12-20", "2014-09-10", "2014-12-01", "2015-02"],
         },
+        "mh": {
+            "USUBJID": [s1, s1, s2, s3],
+            "MHCAT": [
+                "PRIMARY DIAGNOSIS",
+                "GENERAL MEDICAL HISTORY",
+                "PRIMARY DIAGNOSIS",
+                "PRIMARY DIAGNOSIS",
+            ],
+            "MHTERM": ["B-ALL", "HYPERTENSION", "B-ALL", "B-ALL"],
+            "MHSTDTC": ["2013-06-01", "2001", "2013-11", "2013-08-15"],
+        },
         "lb": {
             "USUBJID": [s1, s1, s1, s2, s2],
             "LBTESTCD": ["PLAT", "NEUT", "WBC", "PLAT", "NEUT"],
@@ -1107,11 +1118,13 @@ def test_sdtm_study_through_the_bundled_template_adjusted_by_yaml(tmp_path):
     (sources / "sdtm.yaml").write_text(text)
     result = run(landing, sources)
     pats = result.tables["patients"].sort("_source_row")
+    # diagnosis from MH's primary-diagnosis record (lookup); 2013-11 completed to its first day
     assert pats.select("site", "mrn", "birth_date", "sex", "diagnosis_date").rows() == [
-        ("S701", "PILOT01-701-1015", dt.date(1950, 3, 4), "F", None),
-        ("S701", "PILOT01-701-1023", dt.date(1961, 7, 1), "M", None),  # 1961-07: first day
-        ("S702", "PILOT01-702-1015", dt.date(1948, 12, 24), "U", None),
+        ("S701", "PILOT01-701-1015", dt.date(1950, 3, 4), "F", dt.date(2013, 6, 1)),
+        ("S701", "PILOT01-701-1023", dt.date(1961, 7, 1), "M", dt.date(2013, 11, 1)),
+        ("S702", "PILOT01-702-1015", dt.date(1948, 12, 24), "U", dt.date(2013, 8, 15)),
     ]
+    assert file_row(result, "sdtm/PILOT01/mh.xpt")["status"] == "lookup"
     trt = result.tables["treatments"].sort("_source_row")
     assert trt.select("mrn", "cycle", "start_date", "end_date").rows() == [
         ("PILOT01-701-1015", 1, dt.date(2014, 1, 2), dt.date(2014, 1, 29)),
@@ -1140,8 +1153,9 @@ def test_sdtm_study_through_the_bundled_template_adjusted_by_yaml(tmp_path):
     assert sorted(imputed.rows()) == [
         ("outcomes", "event_date", "2015-02", "first", dt.date(2015, 2, 1)),
         ("patients", "birth_date", "1961-07", "first", dt.date(1961, 7, 1)),
+        ("patients", "diagnosis_date", "2013-11", "first", dt.date(2013, 11, 1)),
     ]
-    nc = result.not_collected.filter(pl.col("field_name") == "diagnosis_date")
+    nc = result.not_collected.filter(pl.col("field_name") == "ph_status")
     assert sorted(nc.select("site", "rows_delivered").rows()) == [("S701", 2), ("S702", 1)]
     f = file_row(result, "sdtm/PILOT01/ex.xpt")
     assert "1 of 5 delivered row(s) left out by the mapping's 'where'" in f["error"]
@@ -1305,3 +1319,72 @@ def test_a_site_that_did_not_collect_fields_is_visible_in_database_dictionary_an
     manifest = json.loads((summary.report_dir / "manifest.json").read_text())
     paths = {m["source_id"]: m["path"] for m in manifest["source_mappings"]}
     assert paths["site03_clinical"] == str((sources / "site03.yaml").resolve())
+
+
+LOOKUP_ENTRY = """
+- table: treatments
+  glob: "clinical/T1/ex_*.csv"
+  format: csv
+  date_format: iso8601
+  lookup:
+    - {file: "clinical/T1/dm_*.csv", by: USUBJID, columns: [RFSTDTC], where: {ARM: {not_equals: SCREEN FAILURE}}}
+  columns: {mrn: USUBJID, cycle: EXGRPID}
+  constants: {treatment: blinatumomab}
+  derived_dates: {start_date: {days: EXSTDY, anchor: RFSTDTC, day_one: true}}
+"""
+DM_LOOKUP = "USUBJID,RFSTDTC,ARM\nP001,2014-02-01T09:00,BLINA\nP002,2013-04-10,BLINA\nP002,,SCREEN FAILURE\n"
+EX_DAYS = "USUBJID,EXGRPID,EXSTDY\nP001,1,1\nP001,2,43\nP002,1,1\nP009,1,1\n"
+
+
+def test_lookup_joins_an_anchor_from_another_file_for_study_days(tmp_path):
+    rel = "clinical/T1/ex_2026-01-01.csv"
+    files = {**PATIENTS_FILE, rel: EX_DAYS, "clinical/T1/dm_2026-01-01.csv": DM_LOOKUP}
+    landing, sources = setup(tmp_path, mapping(PATIENTS_ENTRY + LOOKUP_ENTRY), files)
+    result = run(landing, sources)
+    got = result.tables["treatments"].sort("_source_row").select("mrn", "cycle", "start_date")
+    # study day 1 = RFSTDTC's date; day 43 = 42 days later
+    assert got.rows() == [
+        ("P001", 1, dt.date(2014, 2, 1)),
+        ("P001", 2, dt.date(2014, 3, 15)),
+        ("P002", 1, dt.date(2013, 4, 10)),
+    ]
+    # P009 is in no DM row: no anchor, its date unreadable and the row quarantined
+    q = result.quarantine_failures.filter(pl.col("_source_file") == rel)
+    assert sorted(q.filter(pl.col("_source_row") == 5)["check_id"].to_list()) == [
+        "TRT_KNOWN_PATIENT",
+        "TRT_START_DATE_TYPE",
+    ]
+    assert file_row(result, "clinical/T1/dm_2026-01-01.csv")["status"] == "lookup"
+    assert "3 of 4 row(s) found" in file_row(result, rel)["error"]
+
+
+def test_lookup_with_several_rows_per_key_or_no_file_rejects_with_the_fix(tmp_path):
+    rel = "clinical/T1/ex_2026-01-01.csv"
+    text = mapping(
+        PATIENTS_ENTRY + LOOKUP_ENTRY.replace(", where: {ARM: {not_equals: SCREEN FAILURE}}", "")
+    )
+    files = {**PATIENTS_FILE, rel: EX_DAYS, "clinical/T1/dm_2026-01-01.csv": DM_LOOKUP}
+    landing, sources = setup(tmp_path, text, files)
+    f = file_row(run(landing, sources), rel)
+    assert f["status"] == "rejected" and "2 row(s) sharing a 'USUBJID'" in f["error"]
+    assert "lookup.where" in f["fix"]
+    landing, sources = setup(
+        tmp_path / "b", mapping(PATIENTS_ENTRY + LOOKUP_ENTRY), {**PATIENTS_FILE, rel: EX_DAYS}
+    )
+    f = file_row(run(landing, sources), rel)
+    assert f["status"] == "rejected" and "no landing file matches 'lookup[0].file'" in f["error"]
+
+
+def test_bad_lookup_spec_is_refused_at_load_time(tmp_path):
+    path = tmp_path / "l.yaml"
+    path.write_text(mapping(PATIENTS_ENTRY + LOOKUP_ENTRY.replace("by: USUBJID, ", "")))
+    with pytest.raises(MappingError, match=r"l.yaml, files\[1\]: 'lookup\[0\]' lacks by"):
+        load_source(path)
+    path.write_text(
+        mapping(
+            PATIENTS_ENTRY
+            + LOOKUP_ENTRY.replace("{ARM: {not_equals: SCREEN FAILURE}}", "{ARM: {like: x}}")
+        )
+    )
+    with pytest.raises(MappingError, match=r"files\[1\], lookup\[0\]: 'where' on column 'ARM'"):
+        load_source(path)

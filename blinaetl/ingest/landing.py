@@ -413,8 +413,11 @@ def iso8601_date(col: pl.Expr, rule: str) -> pl.Expr:
 
 def _derived_date(spec: dict, date_format: str) -> pl.Expr:
     """anchor date + day offset; with `day_one` (SDTM study days) day 1 is the anchor, no day 0."""
-    anchor = pl.col(spec["anchor"]).str.strptime(
-        pl.Date, spec["anchor_format"] or date_format, strict=False
+    fmt = spec["anchor_format"] or date_format
+    anchor = (
+        iso8601_date(pl.col(spec["anchor"]), "none")  # an anchor is never imputed
+        if fmt == ISO8601
+        else pl.col(spec["anchor"]).str.strptime(pl.Date, fmt, strict=False)
     )
     num = pl.col(spec["days"]).str.replace_all(",", "").cast(pl.Float64, strict=False)
     whole = num.is_finite() & (num == num.round(0)) & (num.abs() < 1e6)
@@ -422,6 +425,37 @@ def _derived_date(spec: dict, date_format: str) -> pl.Expr:
     if spec["day_one"]:
         days = pl.when(days > 0).then(days - 1).when(days < 0).then(days).otherwise(None)
     return anchor + pl.duration(days=days)
+
+
+def _read_lookups(
+    path: Path, rel: str, fm: FileMapping, source: SourceMapping
+) -> list[tuple[str, pl.DataFrame]]:
+    """The files an entry's `lookup` names: the newest match of each glob in the landing."""
+    if not fm.lookup:
+        return []
+    from blinaetl.ingest.redcap import _newest
+
+    real_rel = rel.split("#", 1)[0]
+    landing = Path(str(path)[: -len(real_rel)]) if str(path).endswith(real_rel) else path.parent
+    out = []
+    for i, spec in enumerate(fm.lookup):
+        found = _newest(landing, spec["file"])
+        if found is None:
+            raise FileProblem(
+                "rejected",
+                f"{rel}: no landing file matches 'lookup[{i}].file' ({spec['file']})",
+                f"deliver that file too, or correct 'lookup' in {source.path.name}",
+            )
+        other = FileMapping(
+            table=fm.table,
+            glob=spec["file"],
+            format=spec["format"],
+            encoding=spec["encoding"],
+            delimiter=spec["delimiter"],
+            date_format=fm.date_format,
+        )
+        out.append((found[1], read_raw(found[0], other, found[1])))
+    return out
 
 
 def _site_expr(frame: pl.DataFrame, source: SourceMapping, fm: FileMapping, rel: str) -> pl.Expr:
@@ -496,7 +530,7 @@ def read_and_map(
             raise FileProblem("rejected", problem.message, problem.fix) from problem
     if fm.shaped:
         try:
-            shaped = shape(raw, fm, source, rel)
+            shaped = shape(raw, fm, source, rel, _read_lookups(path, rel, fm, source))
         except ShapeProblem as problem:
             raise FileProblem("rejected", problem.message, problem.fix) from problem
         raw, shape_notes = shaped.frame, [*shape_notes, *shaped.notes]
@@ -768,15 +802,24 @@ def plan_files(
         hit = match(rel, sources)
         dictionary_of = next(
             (
-                (src, fm)
+                (src, "dictionary")
                 for src in sources
                 for fm in src.files
                 if fm.redcap and fnmatch.fnmatchcase(rel, fm.redcap["dictionary"])
             ),
             None,
+        ) or next(
+            (
+                (src, "lookup")
+                for src in sources
+                for fm in src.files
+                for spec in fm.lookup
+                if fnmatch.fnmatchcase(rel, spec["file"])
+            ),
+            None,
         )
         if hit is None and dictionary_of is not None:
-            src, fm = dictionary_of
+            src, role = dictionary_of
             unmatched.append(
                 {
                     "path": rel,
@@ -786,7 +829,7 @@ def plan_files(
                     "rows_read": 0,
                     "rows_loaded": 0,
                     "rows_quarantined": 0,
-                    "status": "dictionary",
+                    "status": role,
                     "error": None,
                     "fix": None,
                 }

@@ -64,6 +64,51 @@ def _condition(column: str, op: str, arg: object) -> pl.Expr:
     return col.str.contains(str(arg)).fill_null(False)  # matches
 
 
+def _join_lookup(
+    frame: pl.DataFrame,
+    spec: dict,
+    other: pl.DataFrame,
+    other_rel: str,
+    rel: str,
+    source: SourceMapping,
+    notes: list[str],
+) -> pl.DataFrame:
+    """Columns of another file joined to each row by key (the other file: one row per key)."""
+    _require(frame, [spec["by"]], "lookup.by", rel, source)
+    _require(other, [spec["key"], *spec["columns"]], "lookup", other_rel, source)
+    if spec["where"]:
+        _require(other, [c for c, _, _ in spec["where"]], "lookup.where", other_rel, source)
+        other = other.filter(pl.all_horizontal([_condition(c, o, a) for c, o, a in spec["where"]]))
+    clash = [c for c in spec["columns"] if c in frame.columns]
+    if clash:
+        raise ShapeProblem(
+            f"{rel}: 'lookup' column(s) {', '.join(clash)} from {other_rel} are already columns "
+            "of the file",
+            f"leave them out of 'lookup.columns' in {source.path.name}",
+        )
+    table = other.select(spec["key"], *spec["columns"]).filter(pl.col(spec["key"]).is_not_null())
+    repeated = table.filter(pl.col(spec["key"]).is_duplicated())
+    if repeated.height:
+        rows = repeated.height
+        raise ShapeProblem(
+            f"{rel}: the lookup file {other_rel} has {rows} row(s) sharing a '{spec['key']}' "
+            "(it must hold one row per key after its 'where')",
+            f"narrow 'lookup.where' in {source.path.name} so one row per key is left",
+        )
+    joined = frame.join(
+        table.rename({spec["key"]: spec["by"]}) if spec["key"] != spec["by"] else table,
+        on=spec["by"],
+        how="left",
+        maintain_order="left",
+    )
+    found = joined.filter(pl.col(spec["columns"][0]).is_not_null()).height if spec["columns"] else 0
+    notes.append(
+        f"lookup: {', '.join(spec['columns'])} from {other_rel} joined on {spec['by']} "
+        f"({found} of {frame.height} row(s) found)"
+    )
+    return joined
+
+
 def expand_columns(patterns: list[str], available: list[str]) -> list[str]:
     """Column names, where a name with * or ? is a pattern matching the file's columns in order."""
     out: list[str] = []
@@ -75,11 +120,22 @@ def expand_columns(patterns: list[str], available: list[str]) -> list[str]:
     return out
 
 
-def shape(raw: pl.DataFrame, fm: FileMapping, source: SourceMapping, rel: str) -> Shaped:
-    """The records the mapping makes of the delivered rows, and what each one shows as delivered."""
+def shape(
+    raw: pl.DataFrame,
+    fm: FileMapping,
+    source: SourceMapping,
+    rel: str,
+    lookups: list[tuple[str, pl.DataFrame]] | None = None,
+) -> Shaped:
+    """The records the mapping makes of the delivered rows, and what each one shows as delivered.
+
+    `lookups` are the other files `lookup` names, read (rel, text frame), in the entry's order.
+    """
     notes: list[str] = []
     frame = raw
     delivered = raw.height
+    for spec, (other_rel, other) in zip(fm.lookup, lookups or [], strict=True):
+        frame = _join_lookup(frame, spec, other, other_rel, rel, source, notes)
     if fm.where:
         _require(frame, [c for c, _, _ in fm.where], "where", rel, source)
         keep = pl.all_horizontal([_condition(c, op, a) for c, op, a in fm.where])

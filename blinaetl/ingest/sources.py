@@ -41,7 +41,9 @@ FILE_KEYS = {
     "site_from",
     "derived_dates",
     "redcap",
+    "lookup",
 }
+LOOKUP_KEYS = {"file", "format", "by", "key", "columns", "where", "encoding", "delimiter"}
 REDCAP_KEYS = {"dictionary", "instrument", "repeating", "events"}
 WHERE_OPS = {"equals", "not_equals", "in", "not_in", "present", "matches"}
 PIVOT_KEYS = {"key", "name", "value"}
@@ -78,10 +80,12 @@ class FileMapping:
     site_from: dict[str, Any] | None = None  # column, codes (optional)
     derived_dates: dict[str, dict[str, Any]] = field(default_factory=dict)
     redcap: dict[str, Any] | None = None  # dictionary (glob), instrument, repeating, events
+    # columns joined in from other landing files by a key: file, format, on, key, columns, where
+    lookup: tuple[dict[str, Any], ...] = ()
 
     @property
     def shaped(self) -> bool:
-        return bool(self.where or self.unpivot or self.pivot)
+        return bool(self.where or self.unpivot or self.pivot or self.lookup)
 
 
 @dataclass(frozen=True)
@@ -262,6 +266,43 @@ def _shaping(raw: dict, where: str, contract: Contract) -> dict[str, Any]:
             "repeating": repeating,
             "events": events,
         }
+    lookups = raw.get("lookup")
+    if lookups is not None:
+        if isinstance(lookups, dict):
+            lookups = [lookups]
+        if not isinstance(lookups, list) or not lookups:
+            raise MappingError(
+                f"{where}: 'lookup' must be a list of {{file, on, columns}} (columns joined in "
+                "from another landing file by a key)"
+            )
+        parsed = []
+        for i, spec in enumerate(lookups):
+            key = f"lookup[{i}]"
+            if isinstance(spec, dict) and True in spec:
+                raise MappingError(
+                    f"{where}: '{key}' has a key that YAML reads as true (on/yes/y): name the "
+                    "joining column with 'by' (this file) and 'key' (the lookup file)"
+                )
+            spec = _spec(spec, where, key, LOOKUP_KEYS, {"file", "by", "columns"})
+            fmt_l = str(spec.get("format", raw.get("format", ""))).lower()
+            if fmt_l not in FORMATS:
+                raise MappingError(
+                    f"{where}: '{key}.format' '{fmt_l}' is not one of {', '.join(sorted(FORMATS))}"
+                )
+            on = _names(spec["by"], where, f"{key}.by")[0]
+            parsed.append(
+                {
+                    "file": _names(spec["file"], where, f"{key}.file")[0],
+                    "format": fmt_l,
+                    "by": on,
+                    "key": _names(spec.get("key", on), where, f"{key}.key")[0],
+                    "columns": _names(spec["columns"], where, f"{key}.columns"),
+                    "where": _where(spec.get("where"), f"{where}, {key}"),
+                    "encoding": str(spec.get("encoding", "utf-8")).lower(),
+                    "delimiter": spec.get("delimiter", "\t" if fmt_l == "tsv" else ","),
+                }
+            )
+        out["lookup"] = tuple(parsed)
     out["derived_dates"] = {}
     for name, spec in derived.items():
         if name not in contract.field_names:

@@ -99,3 +99,32 @@ def test_steward_report_renders_without_console_errors(chromium, tmp_path, demo_
     assert out.returncode == 0, out.stderr[-2000:]
     assert shot.stat().st_size > 20_000, "a real screenshot, not a blank page"
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_study_report_renders_in_a_browser(chromium, tmp_path, demo_run):
+    _, _, (summary, _) = demo_run
+    page = summary.report_dir / "study_report.html"
+    dom = _open(chromium, page, tmp_path, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert not _console_errors(dom.stderr), _console_errors(dom.stderr)
+    for section in (
+        "seed",
+        "table1",
+        "response",
+        "km",
+        "landmark",
+        "incidence",
+        "multiple-testing",
+    ):
+        assert f'id="{section}"' in dom.stdout, section
+    shot = summary.report_dir / "study_screenshot.png"
+    out = _open(
+        chromium,
+        page,
+        tmp_path,
+        f"--screenshot={shot}",
+        "--window-size=1280,4200",
+        "--hide-scrollbars",
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert shot.stat().st_size > 100_000, "a page with its figures, not a blank page"

@@ -21,7 +21,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("blinaetl.pipeline",),
     ("blinaetl.reports",),
     ("blinaetl.ingest",),
-    ("blinaetl.warehouse",),
+    ("blinaetl.warehouse", "blinaetl.analytics"),
     ("blinaetl.text", "blinaetl.config", "blinaetl.validate"),
     ("blinaetl.synth", "blinaetl.privacy", "blinaetl.resources", "blinaetl.engines"),
     ("blinaetl",),

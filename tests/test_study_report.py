@@ -1,29 +1,41 @@
-"""The reproduction report: its numbers, checked against hand counts and the demo's truth."""
+"""The study report: formatting rules, numbers read from the views, equal to the demo's truth."""
 
 from __future__ import annotations
 
+import inspect
+
+import duckdb
 import polars as pl
 import pytest
 
-from blinaetl.reports.study import compute, two_by_two
+from blinaetl.reports import study
+from blinaetl.reports.study import fmt_count, fmt_p
 
 
-def test_two_by_two_counts_and_fisher_p():
-    # Fisher's tea-tasting table [[3, 1], [1, 3]]: two-sided p = 34/70 = 0.4857...
-    frame = pl.DataFrame(
-        {
-            "factor": [True] * 4 + [False] * 4 + [None],
-            "outcome": [True, True, True, False, True, False, False, False, True],
-        }
-    )
-    t = two_by_two(frame, "factor", "outcome", "f")
-    assert (t.n_with, t.events_with, t.n_without, t.events_without) == (4, 3, 4, 1)
-    assert t.p_value == pytest.approx(34 / 70, abs=1e-12)
+@pytest.mark.parametrize(
+    ("p", "text"),
+    [
+        (None, "-"),
+        (0.0, "<0.001"),
+        (0.000999, "<0.001"),
+        (0.001, "0.001"),
+        (0.0456, "0.046"),
+        (1.0, "1.000"),
+    ],
+)
+def test_p_values_print_as_a_journal_prints_them(p, text):
+    assert fmt_p(p) == text
 
 
-def test_two_by_two_without_comparison_group_has_no_p():
-    frame = pl.DataFrame({"factor": [True, True], "outcome": [True, False]})
-    assert two_by_two(frame, "factor", "outcome", "f").p_value is None
+def test_counts_print_with_their_percentage():
+    assert fmt_count(13, 32) == "13/32 (41%)"
+    assert fmt_count(0, 0) == "-" and fmt_count(None, 5) == "-"
+
+
+def test_the_report_reads_views_not_patient_rows():
+    source = inspect.getsource(study)
+    assert "curated.patients" not in source, "the report must not recompute from patient rows"
+    assert "fisher_exact" not in source and "scipy" not in source
 
 
 def _truth_counts(truth: pl.DataFrame) -> dict:
@@ -35,31 +47,42 @@ def _truth_counts(truth: pl.DataFrame) -> dict:
         "responders": int(t["responder"].sum()),
         "hct_in_cr": int(t["hct_in_cr"].sum()),
         "relapsed": int(t["relapsed"].sum()),
-        "refractory": t.filter(pl.col("best_response") == "refractory").height,
     }
 
 
-def test_study_report_numbers_equal_truth(demo_run):
+def test_study_report_shows_the_seed_analyses_from_the_views(demo_run):
     cohort, cfg, (summary, _) = demo_run
     html = (summary.report_dir / "study_report.html").read_text()
-    for section in ("table1", "response", "em-risk", "failure", "km"):
-        assert f'id="{section}"' in html
-    assert "data:image/png;base64," in html, "Kaplan-Meier figures are embedded"
-    truth = pl.read_csv(cohort / "truth" / "patients.csv", infer_schema=False)
-    expected = _truth_counts(truth)
-    import duckdb
-
+    for section in (
+        "seed",
+        "table1",
+        "response",
+        "em-risk",
+        "cd19-risk",
+        "failure",
+        "km",
+        "km-summary",
+        "landmark",
+        "incidence",
+        "multiple-testing",
+    ):
+        assert f'id="{section}"' in html, section
+    assert html.count("data:image/png;base64,") >= 7, "six KM figures and the incidence plot"
+    assert "0.000<" not in html, "p-values print as <0.001, not 0.000"
+    assert "Days from the landmark (day 100)" not in html  # axis labels are inside the images
+    truth = _truth_counts(pl.read_csv(cohort / "truth" / "patients.csv", infer_schema=False))
     con = duckdb.connect(str(cfg.analytics_path), read_only=True)
     try:
-        numbers = compute(con.sql("SELECT * FROM curated.patients").pl())
+        numbers = study.read_numbers(con)
     finally:
         con.close()
-    for key in ("n", "responders", "hct_in_cr", "relapsed"):
-        assert numbers[key] == expected[key], key
-    refractory = next(r for r in numbers["failure_patterns"] if r["group"] == "refractory")
-    assert refractory["n"] == expected["refractory"]
-    # response by marrow blasts > 50%, counted from the truth by hand
-    gt50 = truth.filter(pl.col("bm_blasts_gt50") == "true")
-    row = next(r for r in numbers["response_by_predictor"] if r["factor"] == "bm_blasts_gt50")
-    assert row["n_with"] == gt50.height
-    assert row["events_with"] == gt50.filter(pl.col("responder") == "true").height
+    overall = next(r for r in numbers["response_rates"] if r["predictor"] == "overall")
+    assert (overall["n"], overall["responders"]) == (truth["n"], truth["responders"])
+    default = next(r for r in numbers["landmarks"] if r["default_landmark"])
+    assert default["hct_in_cr"] == truth["hct_in_cr"]
+    relapsed = next(r for r in numbers["failure_patterns"] if r["failure_group"] == "relapsed")
+    assert relapsed["n"] == truth["relapsed"]
+    seed = {r["figure"]: r["cohort"] for r in study.seed_comparison(numbers)}
+    assert seed["Patients"] == str(truth["n"])
+    assert seed["Responders who relapsed"].startswith(f"{truth['relapsed']}/{truth['responders']}")
+    assert f">{seed['Responders to allogeneic HCT in CR']}<" in html

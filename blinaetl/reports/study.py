@@ -1,256 +1,531 @@
-"""The reproduction report: the seed study's analyses recomputed from the analytics database.
+"""The study report: the seed study's analyses as a journal prints them, read from the database.
 
-Table 1 (baseline characteristics), response by predictor with Fisher's exact test, risk
-factors for EM disease at failure, failure patterns with CD19 status, and Kaplan-Meier plots of
-OS and EFS by response and by HCT landmark group. It reads only the published database
-(`curated.patients`, `endpoints.km`), so it shows exactly what analysts see.
+Every number comes from a published view or table of the analytics database (principle 9: one
+implementation per number): Table 1 from `endpoints.table_one`, response rates with Wilson
+intervals from `endpoints.response_rates`, odds ratios, hazard ratios and p-values from
+`endpoints.model_results`, failure patterns from `endpoints.failure_patterns`, Kaplan-Meier
+curves, medians and numbers at risk from `endpoints.km`, `endpoints.km_summary` and
+`endpoints.km_at_risk`, cumulative incidence from `endpoints.cumulative_incidence`, the HCT
+landmark from `endpoints.hct_landmark_summary`, follow-up from `endpoints.follow_up`. This
+module only formats and draws them.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
-from scipy.stats import fisher_exact
+from jinja2 import Environment, PackageLoader, select_autoescape
 
-from blinaetl.reports.html import template_env
-
-PREDICTORS: dict[str, str] = {
+PREDICTOR_LABELS: dict[str, str] = {
     "bm_blasts_gt50": "Marrow blasts > 50%",
     "prior_em": "EM-ALL before blinatumomab",
     "active_em_at_start": "Active EM-ALL at start",
     "cd19_modstrong": "Baseline CD19 moderate/strong",
 }
+PARAM_LABELS = {
+    "OS": "Overall survival",
+    "EFS": "Event-free survival",
+    "RFS": "Relapse-free survival",
+}
 
 
-@dataclass(frozen=True)
-class TwoByTwo:
-    """Outcome counts in patients with and without a binary factor (NULL factor excluded)."""
-
-    factor: str
-    label: str
-    n_with: int
-    events_with: int
-    n_without: int
-    events_without: int
-
-    @property
-    def p_value(self) -> float | None:
-        if min(self.n_with, self.n_without) == 0:
-            return None
-        table = [
-            [self.events_with, self.n_with - self.events_with],
-            [self.events_without, self.n_without - self.events_without],
-        ]
-        return float(fisher_exact(table, alternative="two-sided")[1])
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "factor": self.factor,
-            "label": self.label,
-            "n_with": self.n_with,
-            "events_with": self.events_with,
-            "n_without": self.n_without,
-            "events_without": self.events_without,
-            "p_value": self.p_value,
-        }
+def fmt_p(p: float | None) -> str:
+    """A p-value as a journal prints it: `<0.001`, else three decimals; `-` when absent."""
+    if p is None:
+        return "-"
+    if p < 0.001:
+        return "<0.001"
+    return f"{p:.3f}"
 
 
-def _with_derived(patients: pl.DataFrame) -> pl.DataFrame:
-    return patients.with_columns(
-        pl.when(pl.col("cd19_baseline").is_null())
-        .then(None)
-        .otherwise(pl.col("cd19_baseline").is_in(["moderate", "strong"]))
-        .alias("cd19_modstrong")
-    )
+def fmt_count(k: int | None, n: int | None) -> str:
+    """`k/n (x%)`; `-` when the denominator is 0 or absent."""
+    if k is None or not n:
+        return "-"
+    return f"{k}/{n} ({100 * k / n:.0f}%)"
 
 
-def two_by_two(frame: pl.DataFrame, factor: str, outcome: str, label: str) -> TwoByTwo:
-    """Count `outcome` (boolean) among patients with and without `factor` (boolean)."""
-    known = frame.filter(pl.col(factor).is_not_null() & pl.col(outcome).is_not_null())
-    with_f = known.filter(pl.col(factor))
-    without_f = known.filter(~pl.col(factor))
-    return TwoByTwo(
-        factor=factor,
-        label=label,
-        n_with=with_f.height,
-        events_with=int(with_f[outcome].sum()),
-        n_without=without_f.height,
-        events_without=int(without_f[outcome].sum()),
-    )
+def fmt_est(est: float | None, lo: float | None, hi: float | None) -> str:
+    if est is None:
+        return "-"
+    if lo is None or hi is None:
+        return f"{est:.2f}"
+    return f"{est:.2f} ({lo:.2f}-{hi:.2f})"
 
 
-def table_one(patients: pl.DataFrame) -> list[dict[str, Any]]:
-    """Baseline characteristics, overall and by response."""
-    groups = {
-        "all": patients,
-        "responders": patients.filter(pl.col("responder")),
-        "non_responders": patients.filter(~pl.col("responder")),
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+    return con.sql(sql).pl().to_dicts()
+
+
+def read_numbers(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Every figure the report shows, as read from the views (no arithmetic on patient rows)."""
+    q = {
+        "table_one": "SELECT * FROM endpoints.table_one ORDER BY row_order, level, group_name",
+        "response_rates": "SELECT * FROM endpoints.response_rates",
+        "models": "SELECT * FROM endpoints.model_results",
+        "failure_patterns": "SELECT * FROM endpoints.failure_patterns ORDER BY failure_group",
+        "km_summary": "SELECT * FROM endpoints.km_summary",
+        "landmarks": "SELECT * FROM endpoints.hct_landmark_summary ORDER BY landmark_day",
+        "follow_up": "SELECT * FROM endpoints.follow_up",
+        "definitions": "SELECT name, value FROM curated.definitions ORDER BY name",
     }
-    rows: list[dict[str, Any]] = []
+    return {k: _rows(con, sql) for k, sql in q.items()}
 
-    def add(label: str, fn) -> None:
-        rows.append({"characteristic": label, **{g: fn(f) for g, f in groups.items()}})
 
-    add("Patients, n", lambda f: str(f.height))
+def _model(models: list[dict], **match: Any) -> dict[str, Any] | None:
+    for m in models:
+        if all(m.get(k) == v for k, v in match.items()):
+            return m
+    return None
 
-    def median_iqr(col: str):
-        def fmt(f: pl.DataFrame) -> str:
-            s = f[col].drop_nulls()
-            if s.is_empty():
-                return "-"
-            q1 = s.quantile(0.25, "linear")
-            q3 = s.quantile(0.75, "linear")
-            return f"{s.median():g} ({q1:g}-{q3:g})"
 
-        return fmt
+def table_one(rows: list[dict]) -> list[dict[str, str]]:
+    """Rows of Table 1: `n/known (x%)` or `median (q1-q3)`, with the missing count per group."""
+    out: dict[tuple, dict[str, str]] = {}
+    for r in rows:
+        label = r["characteristic"] + (
+            f": {r['level']}" if r["characteristic"] == "Baseline CD19" else ""
+        )
+        row = out.setdefault((r["row_order"], r["level"] or ""), {"characteristic": label})
+        if r["median"] is not None:
+            cell = f"{r['median']:g} ({r['q1']:g}-{r['q3']:g})"
+        elif r["n_yes"] is not None and r["n_known"]:
+            cell = fmt_count(r["n_yes"], r["n_known"])
+        else:
+            cell = "-"
+        if r["n_missing"]:
+            cell += f"; missing {r['n_missing']}"
+        row[r["group_name"]] = cell
+    return [out[k] for k in sorted(out)]
 
-    def count_pct(expr: pl.Expr):
-        def fmt(f: pl.DataFrame) -> str:
-            if f.height == 0:
-                return "-"
-            n = f.select(expr.fill_null(False).sum()).item()
-            return f"{n} ({100 * n / f.height:.0f}%)"
 
-        return fmt
-
-    add("Age at start, median (IQR)", median_iqr("age_at_start"))
-    add("Female", count_pct(pl.col("sex") == "F"))
-    add("Ph-positive", count_pct(pl.col("ph_status") == "positive"))
-    add("Prior allogeneic HCT", count_pct(pl.col("prior_hct")))
-    add("Prior lines, median (IQR)", median_iqr("prior_lines"))
-    add("Marrow blasts %, median (IQR)", median_iqr("bm_blasts_pct"))
-    add("Marrow blasts > 50%", count_pct(pl.col("bm_blasts_gt50")))
-    add("EM-ALL before blinatumomab", count_pct(pl.col("prior_em")))
-    add("Active EM-ALL at start", count_pct(pl.col("active_em_at_start")))
-    for cls in ("negative", "dim", "moderate", "strong"):
-        add(f"Baseline CD19 {cls}", count_pct(pl.col("cd19_baseline") == cls))
-    add("Baseline CD19 not evaluable", count_pct(pl.col("cd19_baseline").is_null()))
+def binary_tests(numbers: dict[str, Any], outcome: str) -> list[dict[str, str]]:
+    """Fisher (counts, OR with exact CI, p) and, for response, the logistic ORs, per factor."""
+    models = numbers["models"]
+    rows = []
+    for factor, label in PREDICTOR_LABELS.items():
+        f = _model(models, analysis="fisher", outcome=outcome, term=factor)
+        if f is None:
+            continue
+        row = {
+            "label": label,
+            "with": fmt_count(f["events_with"], f["n_with"]),
+            "without": fmt_count(f["events_without"], f["n_without"]),
+            "or": fmt_est(f["estimate"], f["ci_lower"], f["ci_upper"]),
+            "p": fmt_p(f["p_value"]),
+            "note": f["note"] or "",
+        }
+        if outcome == "responder":
+            for model in ("univariable", "multivariable"):
+                m = _model(models, analysis="logistic", term=factor, model=model)
+                row[model] = fmt_est(m["estimate"], m["ci_lower"], m["ci_upper"]) if m else "-"
+                row[f"{model}_p"] = fmt_p(m["p_value"]) if m else "-"
+        rows.append(row)
     return rows
 
 
-def failure_patterns(patients: pl.DataFrame) -> list[dict[str, Any]]:
-    """Among refractory and among relapsed patients: EM involvement, pattern, CD19 at failure."""
+def failure_rows(numbers: dict[str, Any]) -> list[dict[str, str]]:
     out = []
-    groups = {
-        "refractory": patients.filter(pl.col("best_response") == "refractory"),
-        "relapsed": patients.filter(pl.col("relapsed").fill_null(False)),
-    }
-    for name, f in groups.items():
-        evaluable = f.filter(pl.col("cd19_at_failure").is_not_null())
-        row = {
-            "group": name,
-            "n": f.height,
-            "em_at_failure": int(f["em_at_failure"].fill_null(False).sum()),
-            "isolated_marrow": int((f["failure_pattern"] == "isolated_marrow").sum()),
-            "isolated_em": int((f["failure_pattern"] == "isolated_em").sum()),
-            "combined": int((f["failure_pattern"] == "combined").sum()),
-            "cd19_evaluable": evaluable.height,
-            "cd19_negative": int((evaluable["cd19_at_failure"] == "negative").sum()),
-            "cd19_dim": int((evaluable["cd19_at_failure"] == "dim").sum()),
-            "cd19_positive": int(evaluable["cd19_at_failure"].is_in(["moderate", "strong"]).sum()),
-        }
-        out.append(row)
+    for r in numbers["failure_patterns"]:
+        ev = r["cd19_evaluable"]
+        out.append(
+            {
+                "group": r["failure_group"],
+                "n": str(r["n"]),
+                "em": fmt_count(r["em_at_failure"], r["n"]),
+                "isolated_marrow": fmt_count(r["isolated_marrow"], r["n"]),
+                "isolated_em": fmt_count(r["isolated_em"], r["n"]),
+                "combined": fmt_count(r["combined"], r["n"]),
+                "cd19_evaluable": str(ev),
+                "cd19_negative": fmt_count(r["cd19_negative"], ev),
+                "cd19_dim": fmt_count(r["cd19_dim"], ev),
+                "cd19_positive": fmt_count(r["cd19_positive"], ev),
+            }
+        )
     return out
 
 
-def compute(patients: pl.DataFrame) -> dict[str, Any]:
-    """Every number the report shows, from a `curated.patients` frame."""
-    p = _with_derived(patients)
-    response = [two_by_two(p, f, "responder", label) for f, label in PREDICTORS.items()]
-    failed = p.filter(
-        pl.col("failure_pattern").is_not_null() & (pl.col("failure_pattern") != "none")
-    )
-    em_risk = [
-        two_by_two(failed, f, "em_at_failure", label)
-        for f, label in (
-            ("cd19_modstrong", PREDICTORS["cd19_modstrong"]),
-            ("prior_em", PREDICTORS["prior_em"]),
-            ("bm_blasts_gt50", PREDICTORS["bm_blasts_gt50"]),
-        )
+def seed_comparison(numbers: dict[str, Any]) -> list[dict[str, str]]:
+    """The seed abstract's figures (PMID 28494518) beside this cohort's, from the views."""
+    models = numbers["models"]
+    overall = next(r for r in numbers["response_rates"] if r["predictor"] == "overall")
+    fp = {r["failure_group"]: r for r in numbers["failure_patterns"]}
+    ref, rel = fp.get("refractory", {}), fp.get("relapsed", {})
+    default_lm = next((r for r in numbers["landmarks"] if r["default_landmark"]), {})
+
+    def p_of(outcome: str, term: str) -> str:
+        m = _model(models, analysis="fisher", outcome=outcome, term=term)
+        return f"p = {fmt_p(m['p_value'])}" if m else "-"
+
+    cd19_neg_ps = [
+        m["p_value"]
+        for m in models
+        if m["analysis"] == "fisher"
+        and m["outcome"] == "cd19_negative_at_failure"
+        and m["p_value"] is not None
     ]
-    responders = p.filter(pl.col("responder"))
-    return {
-        "n": p.height,
-        "responders": responders.height,
-        "cr_rate": responders.height / p.height if p.height else None,
-        "hct_in_cr": int(responders["hct_in_cr"].fill_null(False).sum()),
-        "relapsed": int(responders["relapsed"].fill_null(False).sum()),
-        "table_one": table_one(p),
-        "response_by_predictor": [r.as_dict() for r in response],
-        "em_failure_risk": [r.as_dict() for r in em_risk],
-        "failure_patterns": failure_patterns(p),
-    }
+    hr = _model(
+        models, analysis="cox_landmark", outcome="OS", landmark_day=default_lm.get("landmark_day")
+    )
+    td = _model(models, analysis="cox_time_dependent", outcome="OS")
+    lr = _model(models, analysis="logrank", outcome="OS", term="responder_at_landmark")
+    responders = overall["responders"]
+    return [
+        {"figure": "Patients", "seed": "65", "cohort": str(overall["n"])},
+        {
+            "figure": "Response (CR/CRh/CRi)",
+            "seed": "51% (33/65)",
+            "cohort": fmt_count(responders, overall["n"])
+            + f", 95% CI {100 * overall['ci_lower']:.0f}-{100 * overall['ci_upper']:.0f}%",
+        },
+        {
+            "figure": "Lower response with marrow blasts > 50%",
+            "seed": "P = .02",
+            "cohort": p_of("responder", "bm_blasts_gt50"),
+        },
+        {
+            "figure": "Lower response with EM-ALL before blinatumomab",
+            "seed": "P = .005",
+            "cohort": p_of("responder", "prior_em"),
+        },
+        {
+            "figure": "Lower response with active EM-ALL at start",
+            "seed": "P = .05",
+            "cohort": p_of("responder", "active_em_at_start"),
+        },
+        {
+            "figure": "Refractory: EM-ALL at failure",
+            "seed": "13/32 (41%)",
+            "cohort": fmt_count(ref.get("em_at_failure"), ref.get("n")),
+        },
+        {
+            "figure": "Refractory: CD19 negative / dim (of evaluable)",
+            "seed": "18% / 23%",
+            "cohort": fmt_count(ref.get("cd19_negative"), ref.get("cd19_evaluable"))
+            + " / "
+            + fmt_count(ref.get("cd19_dim"), ref.get("cd19_evaluable")),
+        },
+        {
+            "figure": "Responders who relapsed",
+            "seed": "20/33 (61%)",
+            "cohort": fmt_count(rel.get("n"), responders),
+        },
+        {
+            "figure": "Relapses with EM-ALL",
+            "seed": "8/20 (40%)",
+            "cohort": fmt_count(rel.get("em_at_failure"), rel.get("n")),
+        },
+        {
+            "figure": "Relapse: CD19 negative / dim (of evaluable)",
+            "seed": "35% / 6%",
+            "cohort": fmt_count(rel.get("cd19_negative"), rel.get("cd19_evaluable"))
+            + " / "
+            + fmt_count(rel.get("cd19_dim"), rel.get("cd19_evaluable")),
+        },
+        {
+            "figure": "EM-ALL at failure: pretreatment CD19 moderate/strong",
+            "seed": "P = .01",
+            "cohort": p_of("em_at_failure", "cd19_modstrong"),
+        },
+        {
+            "figure": "EM-ALL at failure: prior EM-ALL",
+            "seed": "P = .04",
+            "cohort": p_of("em_at_failure", "prior_em"),
+        },
+        {
+            "figure": "Predictor of CD19-negative failure",
+            "seed": "none",
+            "cohort": f"smallest p = {fmt_p(min(cd19_neg_ps))}" if cd19_neg_ps else "-",
+        },
+        {
+            "figure": "Responders to allogeneic HCT in CR",
+            "seed": "15/33 (45%)",
+            "cohort": fmt_count(default_lm.get("hct_in_cr"), responders),
+        },
+        {
+            "figure": "OS with vs without HCT (responders)",
+            "seed": "better with HCT (time-fixed)",
+            "cohort": (
+                f"landmark day {default_lm.get('landmark_day')}: HR {fmt_est(hr['estimate'], hr['ci_lower'], hr['ci_upper'])}, p {fmt_p(hr['p_value'])}"
+                if hr and hr["estimate"] is not None
+                else "landmark: not estimable"
+            )
+            + (
+                f"; time-dependent HR {fmt_est(td['estimate'], td['ci_lower'], td['ci_upper'])}"
+                if td and td["estimate"] is not None
+                else ""
+            ),
+        },
+        {
+            "figure": "OS responders vs non-responders",
+            "seed": "better for responders",
+            "cohort": f"log-rank p {fmt_p(lr['p_value'])} (from the response window)"
+            if lr
+            else "-",
+        },
+    ]
 
 
-def _km_png(km: pl.DataFrame, param: str, strata: tuple[str, list[str]], title: str) -> str | None:
-    import matplotlib
+# --- figures ---------------------------------------------------------------------------------
 
-    matplotlib.use("Agg")
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+
+
+def _png(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
-    variable, values = strata
-    part = km.filter((pl.col("param") == param) & (pl.col("stratum_variable") == variable))
-    if part.is_empty():
-        return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    for stratum in values:
-        s = part.filter(pl.col("stratum_value") == stratum).sort("time_days")
-        if s.is_empty():
-            continue
-        times = [0, *s["time_days"].to_list()]
-        surv = [1.0, *s["survival"].to_list()]
-        n0 = s["n_risk"][0]
-        ax.step(times, surv, where="post", label=f"{variable}={stratum} (n={n0})")
-        cens = s.filter(pl.col("n_censor") > 0)
-        ax.plot(cens["time_days"], cens["survival"], "|", color=ax.lines[-1].get_color())
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("Days from blinatumomab start")
-    ax.set_ylabel("Probability")
-    ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=8)
-    ax.grid(alpha=0.3)
     buf = io.BytesIO()
-    fig.tight_layout()
     fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def km_figures(km: pl.DataFrame) -> list[dict[str, str]]:
-    figures = []
-    for param, label in (("OS", "Overall survival"), ("EFS", "Event-free survival")):
-        for strata, by in (
-            (("responder", ["true", "false"]), "by response"),
-            (("hct_in_cr_by_landmark", ["true", "false"]), "by HCT before the landmark"),
-        ):
-            png = _km_png(km, param, strata, f"{label} {by}")
-            if png:
-                figures.append({"title": f"{label} {by}", "png": png})
-    return figures
+def km_figure(
+    km: pl.DataFrame,
+    at_risk: pl.DataFrame,
+    summary: list[dict],
+    models: list[dict],
+    param: str,
+    variable: str,
+    title: str,
+) -> dict[str, str] | None:
+    """KM curves of one stratum variable: CI bands, censor marks, median and log-rank p in the
+    legend, numbers at risk under the plot; the time axis starts at the stratum's origin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    part = km.filter((pl.col("param") == param) & (pl.col("stratum_variable") == variable))
+    if part.is_empty():
+        return None
+    values = sorted(part["stratum_value"].unique().to_list(), reverse=True)
+    origin = int(part["origin_day"][0])
+    fig = plt.figure(figsize=(7.0, 5.0), dpi=110)
+    grid = fig.add_gridspec(2, 1, height_ratios=[4, 1], hspace=0.35)
+    ax = fig.add_subplot(grid[0])
+    table_ax = fig.add_subplot(grid[1], sharex=ax)
+    lr = _model(models, analysis="logrank", outcome=param, term=variable)
+    for i, value in enumerate(values):
+        colour = COLOURS[i % len(COLOURS)]
+        s = part.filter(pl.col("stratum_value") == value).sort("time_days")
+        times = [0, *s["time_days"].to_list()]
+        surv = [1.0, *s["survival"].to_list()]
+        lo = [1.0, *s["ci_lower"].to_list()]
+        hi = [1.0, *s["ci_upper"].to_list()]
+        summ = next(
+            r
+            for r in summary
+            if r["param"] == param
+            and r["stratum_variable"] == variable
+            and r["stratum_value"] == value
+        )
+        med = summ["median_days"]
+        med_txt = "NR" if med is None else f"{med} d"
+        ax.step(
+            times,
+            surv,
+            where="post",
+            color=colour,
+            label=f"{value}: n={summ['n']}, median {med_txt}",
+        )
+        ax.fill_between(times, lo, hi, step="post", color=colour, alpha=0.15, linewidth=0)
+        cens = s.filter(pl.col("n_censor") > 0)
+        ax.plot(cens["time_days"], cens["survival"], "|", color=colour, markersize=8)
+        risk = at_risk.filter(
+            (pl.col("param") == param)
+            & (pl.col("stratum_variable") == variable)
+            & (pl.col("stratum_value") == value)
+        )
+        for t, n in zip(risk["time_days"], risk["n_at_risk"], strict=True):
+            table_ax.text(
+                t, len(values) - 1 - i, str(n), ha="center", va="center", fontsize=7, color=colour
+            )
+    lr_txt = f"log-rank p = {fmt_p(lr['p_value'])}" if lr and lr["p_value"] is not None else ""
+    ax.legend(
+        title=f"{variable} ({lr_txt})" if lr_txt else variable,
+        loc="upper right",
+        fontsize=7,
+        title_fontsize=7,
+    )
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("Probability")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    origin_txt = "blinatumomab start" if origin == 0 else f"the landmark (day {origin})"
+    table_ax.set_xlabel(f"Days from {origin_txt}")
+    table_ax.set_yticks(range(len(values)), [str(v) for v in reversed(values)], fontsize=7)
+    table_ax.set_ylim(-0.5, len(values) - 0.5)
+    table_ax.set_title("Number at risk", fontsize=8, loc="left")
+    table_ax.tick_params(axis="x", labelsize=7)
+    for spine in ("top", "right", "left"):
+        table_ax.spines[spine].set_visible(False)
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.93, bottom=0.1)
+    caption = f"{title} (log-rank p {fmt_p(lr['p_value'])})" if lr else title
+    return {"title": title, "png": _png(fig), "caption": caption}
+
+
+def cumulative_incidence_figure(ci: pl.DataFrame) -> dict[str, str] | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if ci.is_empty():
+        return None
+    fig, ax = plt.subplots(figsize=(7.0, 4.0), dpi=110)
+    labels = {
+        "relapse": "Relapse (death in remission competing)",
+        "em_relapse": "EM relapse",
+        "cd19_negative_relapse": "CD19-negative relapse",
+    }
+    for i, (endpoint, label) in enumerate(labels.items()):
+        s = ci.filter(pl.col("endpoint") == endpoint).sort("time_days")
+        if s.is_empty():
+            continue
+        colour = COLOURS[i]
+        times = [0, *s["time_days"].to_list()]
+        f = [0.0, *s["cumulative_incidence"].to_list()]
+        lo = [0.0, *s["ci_lower"].fill_null(0.0).to_list()]
+        hi = [0.0, *s["ci_upper"].fill_null(0.0).to_list()]
+        ax.step(times, f, where="post", color=colour, label=label)
+        ax.fill_between(times, lo, hi, step="post", color=colour, alpha=0.12, linewidth=0)
+    ax.set_ylim(0, 1.0)
+    ax.set_xlabel("Days from response")
+    ax.set_ylabel("Cumulative incidence")
+    ax.set_title("Cumulative incidence among responders (Aalen-Johansen)", fontsize=10)
+    ax.legend(loc="upper left", fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return {"title": "Cumulative incidence of relapse", "png": _png(fig)}
+
+
+FIGURES: tuple[tuple[str, str, str], ...] = (
+    (
+        "OS",
+        "responder_at_landmark",
+        "Overall survival by response (landmark at the response window)",
+    ),
+    (
+        "OS",
+        "hct_in_cr_by_landmark",
+        "Overall survival by HCT in CR before the landmark (responders)",
+    ),
+    (
+        "EFS",
+        "hct_in_cr_by_landmark",
+        "Event-free survival by HCT in CR before the landmark (responders)",
+    ),
+    (
+        "RFS",
+        "hct_in_cr_by_landmark",
+        "Relapse-free survival by HCT in CR before the landmark (responders)",
+    ),
+    ("OS", "overall", "Overall survival, all patients"),
+    ("RFS", "overall", "Relapse-free survival from response, responders"),
+)
 
 
 def write_study_report(analytics: Path, out_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """Write `study_report.html` into `out_dir`; returns its path and the numbers shown."""
+    """Write `study_report.html` into `out_dir`; returns its path and the numbers read."""
     con = duckdb.connect(str(analytics), read_only=True)
     try:
-        patients = con.sql("SELECT * FROM curated.patients ORDER BY patient_key").pl()
+        numbers = read_numbers(con)
         km = con.sql("SELECT * FROM endpoints.km").pl()
-        definitions = con.execute(
-            "SELECT name, value FROM curated.definitions ORDER BY name"
-        ).fetchall()
+        at_risk = con.sql("SELECT * FROM endpoints.km_at_risk").pl()
+        ci = con.sql("SELECT * FROM endpoints.cumulative_incidence").pl()
     finally:
         con.close()
-    numbers = compute(patients)
-    env = template_env()
-    html = env.get_template("study_report.html.j2").render(
-        numbers=numbers, figures=km_figures(km), definitions=definitions
+    figures = [
+        f
+        for param, variable, title in FIGURES
+        if (
+            f := km_figure(
+                km, at_risk, numbers["km_summary"], numbers["models"], param, variable, title
+            )
+        )
+    ]
+    incidence = cumulative_incidence_figure(ci)
+    overall = next(r for r in numbers["response_rates"] if r["predictor"] == "overall")
+    models = numbers["models"]
+    view = {
+        "overall": overall,
+        "cr": fmt_count(overall["responders"], overall["n"]),
+        "table_one": table_one(numbers["table_one"]),
+        "response": binary_tests(numbers, "responder"),
+        "em_failure": binary_tests(numbers, "em_at_failure"),
+        "cd19_failure": binary_tests(numbers, "cd19_negative_at_failure"),
+        "failure": failure_rows(numbers),
+        "seed": seed_comparison(numbers),
+        "landmarks": [
+            r
+            | {
+                "share": f"{100 * r['share_hct_after_landmark']:.0f}%"
+                if r["share_hct_after_landmark"] is not None
+                else "-",
+                "hr": {
+                    p: (
+                        fmt_est(m["estimate"], m["ci_lower"], m["ci_upper"])
+                        + f", p {fmt_p(m['p_value'])}"
+                        if m and m["estimate"] is not None
+                        else (m["note"] if m else "-")
+                    )
+                    for p in ("OS", "EFS", "RFS")
+                    for m in [
+                        _model(
+                            models,
+                            analysis="cox_landmark",
+                            outcome=p,
+                            landmark_day=r["landmark_day"],
+                        )
+                    ]
+                },
+            }
+            for r in numbers["landmarks"]
+        ],
+        "time_dependent": [
+            {
+                "param": p,
+                "n": m["n"],
+                "events": m["events"],
+                "hr": fmt_est(m["estimate"], m["ci_lower"], m["ci_upper"])
+                if m["estimate"] is not None
+                else (m["note"] or "-"),
+                "p": fmt_p(m["p_value"]),
+            }
+            for p in ("OS", "EFS", "RFS")
+            for m in [_model(models, analysis="cox_time_dependent", outcome=p)]
+            if m
+        ],
+        "km_summary": [
+            r
+            | {
+                "median": "NR" if r["median_days"] is None else str(r["median_days"]),
+                "median_ci": f"{r['median_ci_lower_days'] if r['median_ci_lower_days'] is not None else '-'}-{r['median_ci_upper_days'] if r['median_ci_upper_days'] is not None else 'NR'}",
+                "s12": fmt_est(r["surv_12m"], r["surv_12m_ci_lower"], r["surv_12m_ci_upper"]),
+            }
+            for r in sorted(
+                numbers["km_summary"],
+                key=lambda r: (r["param"], r["stratum_variable"], r["stratum_value"]),
+            )
+            if r["param"] != "OS_REVERSE"
+        ],
+        "follow_up": numbers["follow_up"][0] if numbers["follow_up"] else None,
+        "n_tests": sum(1 for m in models if m["p_value"] is not None),
+        "figures": figures,
+        "incidence": incidence,
+        "definitions": numbers["definitions"],
+    }
+    env = Environment(
+        loader=PackageLoader("blinaetl.reports", "templates"),
+        autoescape=select_autoescape(["html", "html.j2", "j2"]),
     )
+    html = env.get_template("study_report.html.j2").render(**view)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "study_report.html"
     path.write_text(html, encoding="utf-8")

@@ -14,19 +14,12 @@ import duckdb
 
 from blinaetl.validate.contracts import load_contracts
 from blinaetl.warehouse import models
+from tests.sqlharness import PYTHON_TABLES_DDL
 
-EM_MENTIONS_DDL = """
-CREATE OR REPLACE TABLE harmonized.em_mentions (
-    _source_file VARCHAR, _source_row BIGINT, patient_key VARCHAR, site VARCHAR,
-    report_date DATE, modality VARCHAR, sentence_no INTEGER, sentence VARCHAR,
-    term VARCHAR, site_group VARCHAR, icdo3 VARCHAR, laterality VARCHAR, assertion VARCHAR
+# the tables Python stages write, as the model-test harness declares them (one declaration)
+EM_MENTIONS_DDL, EM_UNMAPPED_DDL = (
+    ddl.replace("CREATE TABLE", "CREATE OR REPLACE TABLE") for ddl in PYTHON_TABLES_DDL[:2]
 )
-"""
-EM_UNMAPPED_DDL = """
-CREATE OR REPLACE TABLE harmonized.em_unmapped_terms (
-    term VARCHAR, n_mentions BIGINT, n_reports BIGINT
-)
-"""
 
 
 def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:

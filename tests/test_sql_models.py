@@ -304,3 +304,41 @@ def test_harness_upstream_tables_exist_empty_and_a_given_view_becomes_a_table(tm
     )
     for test in h.load_tests_file(root / "endpoints" / "20_w.tests.yaml"):
         h.run_model_test(test, root)
+
+
+def test_the_tables_python_writes_have_the_harness_columns_and_types():
+    """The harness declares the tables Python stages write; they must match what the stages
+    write (through the same DuckDB writer), or model tests would run on a stale shape."""
+    import duckdb
+    import polars as pl
+
+    from blinaetl.privacy import DEMO_KEY, date_shifts
+    from blinaetl.text import read_em_text
+    from blinaetl.warehouse.frames import write_frame
+
+    reports = pl.DataFrame(
+        {
+            "patient_key": ["k1"],
+            "site": ["S1"],
+            "_source_file": ["imaging/S1/imaging_reports_20260101.csv"],
+            "_source_row": [2],
+            "report_date": [__import__("datetime").date(2020, 1, 5)],
+            "modality": ["CT"],
+            "report_text": ["Testicular enlargement consistent with leukemic infiltration."],
+        },
+        schema_overrides={"_source_row": pl.Int64},
+    )
+    mentions, unmapped = read_em_text(reports)
+    written = {
+        "harmonized.em_mentions": mentions,
+        "harmonized.em_unmapped_terms": unmapped,
+        "harmonized.date_shift": date_shifts(pl.Series(["k1"]), DEMO_KEY, 365),
+    }
+    real, declared = duckdb.connect(), duckdb.connect()
+    for con in (real, declared):
+        con.execute("CREATE SCHEMA harmonized")
+    for ddl in h.PYTHON_TABLES_DDL:
+        declared.execute(ddl)
+    for table, frame in written.items():
+        write_frame(real, table, frame, replace=True)
+        assert h.column_types(real, table) == h.column_types(declared, table), table

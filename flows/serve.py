@@ -5,7 +5,14 @@
 Starts a Prefect server on 127.0.0.1 (SQLite, under PREFECT_HOME) unless one already answers
 on that port, points PREFECT_API_URL at it, and serves the deployment with its schedule and
 parameters from prefect.yaml. Schedules stay active when this process stops
-(pause_on_shutdown=False). A server this process started is stopped when it exits.
+(pause_on_shutdown=False). A server this process started is stopped when it exits, on Ctrl-C
+and on SIGTERM alike (SIGTERM is turned into the same clean stop).
+
+On a port other than 4200 the UI needs to be told where the API is: the UI asks the server's
+`/ui-settings` for its API URL, which is `PREFECT_SERVER_UI_API_URL` (default
+http://127.0.0.1:4200/api). A server started here gets it set to its own address unless the
+variable is already set (e.g. behind a proxy), and `PREFECT_UI_URL` is set for the links the
+serving process prints.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ def start_server(
     """Start `prefect server start` on loopback and wait until /api/health answers."""
     env = {**(env if env is not None else os.environ), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
+    env.setdefault("PREFECT_SERVER_UI_API_URL", f"http://{host}:{port}/api")
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
         env=env,
@@ -70,6 +78,14 @@ def stop_server(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C so that the server this process started is stopped too."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def deployment_spec(name: str, path: Path = ROOT / "prefect.yaml") -> dict[str, Any]:
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     for spec in doc.get("deployments", []):
@@ -96,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         server = start_server(args.host, args.port)
         print(f"server pid {server.pid}", flush=True)
     os.environ["PREFECT_API_URL"] = api
+    os.environ.setdefault("PREFECT_UI_URL", f"http://{args.host}:{args.port}")
+    signal.signal(signal.SIGTERM, _on_sigterm)
     os.environ.setdefault("BLINAETL_HOME", str(ROOT))
     os.chdir(os.environ["BLINAETL_HOME"])  # runs resolve the run config and data paths here
 
@@ -118,8 +136,12 @@ def main(argv: list[str] | None = None) -> int:
             description=spec.get("description"),
             pause_on_shutdown=False,
         )
+    except KeyboardInterrupt as stop:
+        why = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+        print(f"stopped serving ({why}); the schedule stays active", flush=True)
     finally:
         if server is not None:
+            print(f"stopping the Prefect server (pid {server.pid})", flush=True)
             stop_server(server)
     return 0
 

@@ -12,6 +12,7 @@ code's output.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import duckdb
@@ -425,3 +426,47 @@ def test_no_identifier_crosses_sites_or_reaches_reports(trip):
         assert "site_comment" not in xlsx
         assert c.landing == landing
     shutil.rmtree(trip["root"] / "unused", ignore_errors=True)
+
+
+@pytest.mark.browser
+def test_site_sections_render_in_chromium(trip, tmp_path):
+    from tests.test_browser import _console_errors, _open, chromium  # noqa: F401
+
+    found = shutil.which("chromium")
+    if not found:
+        pytest.skip("the browser tests of tests/test_browser.py install Chromium")
+    _, s2, _ = trip["runs"][1]
+    page = s2.report_dir / "index.html"
+    dom = _open(found, page, tmp_path, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert not _console_errors(dom.stderr), _console_errors(dom.stderr)
+    for sender in ("SITE01", "SITE02", "LABNUM", "LABTXT"):
+        assert f'id="site-{sender}"' in dom.stdout
+    assert 'id="reply-problems"' in dom.stdout
+    # the section alone, with the report's own styles, for the screenshot in docs/img/
+    html = page.read_text()
+    head = html[: html.index("<body>") + len("<body>")]
+    part = html[html.index('<h2 id="sites">') : html.index('<h2 id="kahn">')]
+    alone = s2.report_dir / "sites_section.html"
+    alone.write_text(head + part + "</body></html>")
+    shot = s2.report_dir / "sites.png"
+    page_uri = alone.as_uri()
+    out = subprocess.run(
+        [
+            found,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1200,1250",
+            f"--user-data-dir={tmp_path / 'shot'}",
+            f"--screenshot={shot}",
+            page_uri,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

@@ -52,7 +52,7 @@ format: $(VENV)/.synced
 	$(BIN)/ruff format .
 	$(BIN)/sqlfluff fix sql --disable-progress-bar
 
-## serve: start a Prefect server on 127.0.0.1:$${PREFECT_PORT:-4200} if none answers (its UI told that address), then serve the nightly
+## serve: start a Prefect server on 127.0.0.1:PREFECT_PORT (default 4200) if none answers (its UI told that address), then serve the nightly
 ## deployment of prefect.yaml with its schedule (Ctrl-C or SIGTERM stops serving and the server it started; the schedule stays active)
 serve: $(VENV)/.synced
 	@test -d $(DEMO)/landing || $(BIN)/blinaetl synth --patients 65 --seed 2017 --out $(DEMO)

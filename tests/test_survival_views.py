@@ -465,3 +465,60 @@ def test_given_expect(model, case):
         assert hit is not None, f"expected row {w} not in {got}"
         unmatched.remove(hit)
     assert not unmatched, f"unexpected rows {unmatched}"
+
+
+# --- on the published demo database (the pipeline's own curated tables) ----------------------
+
+
+def _aalen_johansen(times, causes):
+    """Tie-exact Aalen-Johansen written independently of the view: F += S(t-) d1 / n."""
+    out, surv, cif = {}, 1.0, 0.0
+    for t in sorted(set(times)):
+        n = sum(1 for x in times if x >= t)
+        d1 = sum(1 for x, c in zip(times, causes, strict=True) if x == t and c == 1)
+        d = sum(1 for x, c in zip(times, causes, strict=True) if x == t and c != 0)
+        cif += surv * d1 / n
+        surv *= 1 - d / n
+        out[t] = cif
+    return out
+
+
+def test_published_demo_views_equal_lifelines(demo_run):
+    _, cfg, _ = demo_run
+    con = duckdb.connect(str(cfg.analytics_path), read_only=True)
+    try:
+        km = frame(con, "SELECT * FROM endpoints.km")
+        summary = frame(con, "SELECT * FROM endpoints.km_summary").set_index(
+            ["param", "stratum_variable", "stratum_value"]
+        )
+        worst = 0.0
+        for key, g in km_input_groups(con):
+            kmf = KaplanMeierFitter().fit(g["time_days"], g["event"])
+            sf = kmf.survival_function_.iloc[:, 0]
+            mine = km[
+                (km.param == key[0])
+                & (km.stratum_variable == key[1])
+                & (km.stratum_value == key[2])
+            ]
+            diff = (mine.set_index("time_days")["survival"] - sf.loc[mine.time_days].values).abs()
+            worst = max(worst, float(diff.max()))
+            median = summary.loc[key, "median_days"]
+            assert (None if pd.isna(median) else float(median)) == lifelines_median(sf), key
+        assert worst <= 1e-9
+        ci = frame(con, "SELECT * FROM endpoints.cumulative_incidence")
+        patients = frame(
+            con,
+            "SELECT rfs_days, rfs_event, relapsed, relapse_day, response_day FROM curated.patients "
+            "WHERE responder AND rfs_days IS NOT NULL",
+        )
+        cause = [
+            0 if e == 0 else 1 if r and rd == sd + t else 2
+            for t, e, r, rd, sd in patients.itertuples(index=False)
+        ]
+        ref = _aalen_johansen(list(patients["rfs_days"]), cause)
+        mine = ci[ci.endpoint == "relapse"].set_index("time_days")["cumulative_incidence"]
+        assert len(mine) == len(ref)
+        for t, f in ref.items():
+            assert mine.loc[t] == pytest.approx(f, abs=1e-12)
+    finally:
+        con.close()

@@ -71,6 +71,8 @@ def _patterns() -> dict[str, str]:
     return {
         "terms": r"\b(?:" + alternation + r")\b",
         "terms_group": r"\b(" + alternation + r")\b",
+        # ASCII word boundaries keep the regex engine on its fast automaton
+        "terms_ascii": r"(?-u:\b)(?:" + alternation + r")(?-u:\b)",
         "context": context.disease_patterns()["any"],
     }
 
@@ -117,6 +119,8 @@ def _mentions_per_wording(wordings: pl.Series) -> pl.DataFrame:
     """
     distinct = pl.DataFrame({"_lc": wordings.unique()}).with_row_index("sid")
     distinct = distinct.with_columns(context.normalize(pl.col("_lc")).alias("norm"))
+    # only wordings that name a site can hold a mention (one regex pass over the column)
+    distinct = distinct.filter(pl.col("norm").str.contains(_patterns()["terms_ascii"]))
     found = context.mentions(context.tokens(distinct)).filter(pl.col("kept"))
     return (
         found.join(distinct.select("sid", "_lc"), on="sid")

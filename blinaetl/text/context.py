@@ -42,6 +42,8 @@ from blinaetl.resources import vocab_dir
 PRE_WINDOW = 15
 POST_WINDOW = 8
 SECTION_WINDOW = 1000
+BIG = 1_000_000  # more than any sentence's token count plus a window
+BACK_OFFSET = 10_000  # keeps "position - window" of a backward trigger non-negative
 CATEGORIES = ("negation", "uncertainty", "historical", "resolved", "hypothetical")
 TARGET_TOKEN = "qqtargetqq"
 GLUE = ("or", "and", ",", "/", "and/or", "lymph", "chain", "the")
@@ -135,7 +137,7 @@ def token_pattern() -> str:
         + ["b all"]
     )
     multi = [p for p in phrases if re.search(r"[^a-z0-9]", p)]
-    return r"(?:\b(?:" + _alternation(multi) + r")\b)|[a-z0-9]+|[^\sa-z0-9]"
+    return r"(?:(?-u:\b)(?:" + _alternation(multi) + r")(?-u:\b))|[a-z0-9]+|[^\sa-z0-9]"
 
 
 @cache
@@ -305,6 +307,17 @@ def scopes(long: pl.DataFrame) -> pl.DataFrame:
             .forward_fill()
         ).alias("seg"),
     )
+    # Each category needs, per token, "a forward trigger of this category before me reaches me"
+    # and "a backward trigger after me reaches me", within the scope group. The group id is
+    # folded into the value (gid * BIG + reach), so one cumulative max (forward) or reverse
+    # cumulative min (backward) over the whole sorted frame answers it without windows.
+    big = pl.lit(BIG, pl.Int64)
+    gf = pl.col("_gf").cast(pl.Int64) * big
+    gb = pl.col("_gb").cast(pl.Int64) * big
+    pos = pl.col("pos").cast(pl.Int64)
+    # "*_end" triggers look back only from the end of their clause: "the spleen is normal."
+    # but not "... and normal sensation"
+    at_end = ~_sh("tok", -1).str.contains(r"^[a-z0-9]").fill_null(False)
     exprs = []
     for cat in CATEGORIES:
         is_pre = (pl.col("trig_cat") == cat) & pl.col("trig_dir").is_in(
@@ -314,9 +327,6 @@ def scopes(long: pl.DataFrame) -> pl.DataFrame:
         is_sec = (pl.col("_sec_cat") == cat).fill_null(False) & pl.col("_sec_dir").is_in(
             ["forward", "both"]
         ).fill_null(False)
-        # "*_end" triggers look back only from the end of their clause: "the spleen is
-        # normal." but not "... and normal sensation"
-        at_end = ~_sh("tok", -1).str.contains(r"^[a-z0-9]").fill_null(False)
         is_post = (
             (pl.col("trig_cat") == cat)
             & (
@@ -324,15 +334,24 @@ def scopes(long: pl.DataFrame) -> pl.DataFrame:
                 | (pl.col("trig_dir").is_in(["backward_end", "both_end"]) & at_end)
             )
         ).fill_null(False)
-        win = pl.when(is_sec).then(pl.lit(SECTION_WINDOW)).otherwise(pl.lit(PRE_WINDOW))
-        pre_pos = _ffill(pl.col("pos"), is_pre | is_sec, "_gf")
-        pre_win = _ffill(win, is_pre | is_sec, "_gf")
-        post_pos = _bfill(pl.col("pos"), is_post, "_gb")
-        in_pre = ((pl.col("pos") > pre_pos) & (pl.col("pos") - pre_pos <= pre_win)).fill_null(False)
-        in_post = (
-            (post_pos > pl.col("pos")) & (post_pos - pl.col("pos") <= POST_WINDOW)
-        ).fill_null(False)
-        exprs.append((in_pre | in_post).alias(f"in_{cat}"))
+        reach = (
+            pl.when(is_sec)
+            .then(gf + pos + SECTION_WINDOW)
+            .when(is_pre)
+            .then(gf + pos + PRE_WINDOW)
+            .otherwise(gf - 1)
+            .cum_max()
+        )
+        in_pre = (reach - gf) >= pos
+        back = (
+            pl.when(is_post)
+            .then(gb + pos - POST_WINDOW + BACK_OFFSET)
+            .otherwise(gb + BIG - 1)
+            .cum_min(reverse=True)
+        )
+        in_post = (back - gb - BACK_OFFSET) <= pos
+        trigger_itself = (is_pre | is_sec | is_post) & ~pl.col("is_target")
+        exprs.append(((in_pre | in_post) & ~trigger_itself).alias(f"in_{cat}"))
     return long.with_columns(exprs)
 
 
@@ -454,13 +473,16 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
     (false for a mention without disease evidence and without a negation of its own:
     "degenerative changes of the spine").
     """
-    long = _laterality(_node_regions(scopes(long)))
+    # the in-memory engine: polars 2's default streaming engine is several times slower on
+    # these order-dependent fills and shifts over a small frame
+    long = _laterality(_node_regions(scopes(long.lazy()))).collect(engine="in-memory")
+    lazy_long = long.lazy()
     cats = [f"in_{c}" for c in CATEGORIES]
-    st = site_terms().rename({"term": "tok"})
-    site_rows = long.filter(
+    st = site_terms().rename({"term": "tok"}).lazy()
+    site_rows = lazy_long.filter(
         pl.col("is_site") & ~pl.col("covered") & pl.col("attached_to").is_null()
     ).join(st, on="tok", how="inner")
-    region_rows = long.filter(pl.col("attached_to").is_not_null()).with_columns(
+    region_rows = lazy_long.filter(pl.col("attached_to").is_not_null()).with_columns(
         pl.lit("lymph_node").alias("site_group"),
         pl.col("region_ln").alias("icdo3"),
         pl.lit("").alias("description"),
@@ -468,7 +490,7 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
     cols = site_rows.collect_schema().names()
     parts = [site_rows, region_rows.select(cols)]
     if sites_for_targets:
-        tgt = long.filter(pl.col("is_target")).with_columns(
+        tgt = lazy_long.filter(pl.col("is_target")).with_columns(
             pl.col("target_group").alias("site_group"),
             pl.lit(None, pl.Utf8).alias("icdo3"),
             pl.lit("").alias("description"),
@@ -481,7 +503,7 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
         .group_by("sid", "hc")
         .agg(pl.len().alias("_n_other"))
     )
-    next_tok = long.select(
+    next_tok = lazy_long.select(
         "sid",
         "pos",
         _sh("tok", -1).alias("_next_tok"),
@@ -495,11 +517,11 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
         & ~pl.col("_prev_tok").is_in(["or", "and"]).fill_null(False)
     )
     m = m.filter(~descriptive)
-    m = _refine_regions(m, long)
+    m = _refine_regions(m, lazy_long)
     # evidence: the disease word a mention belongs to
-    has_colon = long.group_by("sid").agg(pl.col("is_colon").any().alias("_has_colon"))
+    has_colon = lazy_long.group_by("sid").agg(pl.col("is_colon").any().alias("_has_colon"))
     seg0_disease = (
-        long.filter((pl.col("seg") == 0) & (pl.col("disease") > 0))
+        lazy_long.filter((pl.col("seg") == 0) & (pl.col("disease") > 0))
         .group_by("sid")
         .agg(pl.lit(True).alias("_seg0_dis"))
     )
@@ -515,7 +537,7 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
             ).alias("_header")
         )
     )
-    dis = long.filter(pl.col("disease") > 0).select(
+    dis = lazy_long.filter(pl.col("disease") > 0).select(
         "sid",
         pl.col("pos").alias("d_pos"),
         pl.col("hc").alias("d_hc"),
@@ -544,7 +566,7 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
             dis.filter(pl.col("d_in_negation") & (pl.col("d_strength") >= 2)).select(
                 "sid", "d_pos", "d_hc"
             ),
-            long.filter(pl.col("trig_cat") == "resolved").select(
+            lazy_long.filter(pl.col("trig_cat") == "resolved").select(
                 "sid", pl.col("pos").alias("d_pos"), pl.col("hc").alias("d_hc")
             ),
         ]
@@ -590,10 +612,10 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
         assertion_of("f_in_").alias("assertion"),
         kept.alias("kept"),
         "is_target",
-    )
+    ).collect(engine="in-memory")
 
 
-def _refine_regions(m: pl.DataFrame, long: pl.DataFrame) -> pl.DataFrame:
+def _refine_regions(m: pl.LazyFrame, long: pl.LazyFrame) -> pl.LazyFrame:
     """ "Skin, left forearm": the NOS code of skin or soft tissue takes the body region's code."""
     reg = long.filter(pl.col("region_skin").is_not_null() | pl.col("region_soft").is_not_null())
     reg = reg.select(

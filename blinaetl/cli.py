@@ -6,6 +6,7 @@
     blinaetl report  write the reproduction report of the seed study's analyses
     blinaetl dict    write the data dictionary of the analytics database
     blinaetl check-mapping  validate a source mapping, preview what it makes of a landing folder
+    blinaetl queries list the open queries of the latest run by site (pseudonymous)
 
 Exit status, every command: 0 done; 1 failed (for `run`: the last published database is
 unchanged; for `sql`: a query failed); 2 bad usage or configuration (an unknown option or value,
@@ -214,6 +215,16 @@ def cmd_check_mapping(args: argparse.Namespace) -> int:
     return EXIT_ATTENTION if check.needs_attention else EXIT_OK
 
 
+def cmd_queries(args: argparse.Namespace) -> int:
+    from blinaetl.reports.roundtrip import open_queries_text
+
+    text, n = open_queries_text(
+        Path(args.reports), site=args.site, run_id=args.run, as_json=args.json
+    )
+    print(text)
+    return EXIT_ATTENTION if (n and args.exit_code) else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blinaetl",
@@ -368,6 +379,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="show MRNs, names, birth dates and accession numbers (masked by default)",
     )
     p.set_defaults(func=cmd_check_mapping)
+
+    p = sub.add_parser(
+        "queries",
+        help="list the open queries of the latest run by site",
+        description=(
+            "List the open queries of a run (the latest under --reports by default), grouped "
+            "by site or laboratory: id, status, age, file and row, rule and column. "
+            "Pseudonymous: the delivered values and patient references are only in the "
+            "site workbooks of the restricted outbox. Exit status: 0 listed (3 with "
+            "--exit-code when any query is open), 2 no run report found."
+        ),
+    )
+    p.add_argument("--reports", default="reports", help="reports folder (default reports)")
+    p.add_argument("--site", help="only this site or laboratory (e.g. SITE01)")
+    p.add_argument("--run", help="the run id (default: the latest run with a query listing)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument(
+        "--exit-code", action="store_true", help="exit 3 when any query is open (for scripts)"
+    )
+    p.set_defaults(func=cmd_queries)
     return parser
 
 

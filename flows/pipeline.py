@@ -101,11 +101,22 @@ def _run_name() -> str:
 
 
 def _summary_markdown(summary: core.RunSummary, result: Any) -> str:
+    """The run's artifact: verdict, publish gate, report link, query counts, files (no values)."""
+    from blinaetl.reports.roundtrip import listing_counts
+
+    report = (summary.report_dir / "index.html").resolve()
+    counts = listing_counts(summary.report_dir)
+    gate = getattr(summary, "gate", None)
+    gate_text = gate if isinstance(gate, str) else "passed: the new database was published"
+    status = ", ".join(f"{n} {s}" for s, n in counts["status"].items())
+    by_sender = ", ".join(f"{k} {n}" for k, n in counts["open_by_sender"].items()) or "none"
     lines = [
         f"## blinaetl run `{summary.run_id}`",
         "",
         f"Needs attention: **{'yes' if summary.needs_attention else 'no'}**",
-        f"Report: `{summary.report_dir / 'index.html'}`",
+        f"Publish gate: {gate_text}",
+        f"Report: [{report.name}]({report.as_uri()}) (`{summary.report_dir / 'index.html'}`)",
+        f"Queries: {status}; open by site: {by_sender}",
         "",
         "| file | table | read | loaded | quarantined | status |",
         "|---|---|---:|---:|---:|---|",

@@ -470,3 +470,50 @@ def test_site_sections_render_in_chromium(trip, tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_run_artifact_links_the_report_and_counts_the_queries(trip):
+    from flows.pipeline import _summary_markdown
+
+    _, s2, r2 = trip["runs"][1]
+    text = _summary_markdown(s2, r2)
+    report = (s2.report_dir / "index.html").resolve()
+    assert f"[index.html]({report.as_uri()})" in text
+    assert "Publish gate: passed" in text
+    # run 2 by hand: plt resolved, anc miscorrected, dx and img closed, nothing new
+    status = text.split("Queries: ", 1)[1].split(";", 1)[0]
+    assert "0 new" in status and "1 miscorrected" in status and "1 resolved" in status
+    assert "2 closed" in status
+    q2 = _listing(s2)
+    live = q2.filter(
+        pl.col("status").is_in(["new", "reopened", "open", "corrected", "miscorrected"])
+    )
+    n01 = live.filter(pl.col("sender") == "SITE01").height
+    assert f"SITE01 {n01}" in text
+    assert "| file | table | read | loaded | quarantined | status |" in text
+
+
+def test_queries_subcommand_lists_open_queries_by_site(trip, capsys, tmp_path):
+    from blinaetl.cli import main
+
+    cfg3, s3, _ = trip["runs"][2]
+    q3 = _listing(s3)
+    live = q3.filter(
+        pl.col("status").is_in(["new", "reopened", "open", "corrected", "miscorrected"])
+    )
+    assert main(["queries", "--reports", str(cfg3.reports)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"run {cfg3.run_id}: {live.height} open queries")
+    for sender, n in live.group_by("sender").len().iter_rows():
+        assert f"\n{sender}: {n} open (" in out
+    assert trip["ids"]["plt"] in out and trip["ids"]["img"] not in out, "closed ones are not open"
+    identifiers = {
+        x
+        for x in (trip["cohort"] / "truth" / "identifiers.txt").read_text().splitlines()
+        if len(x) >= 6
+    }
+    assert not [x for x in identifiers if x in out]
+    assert main(["queries", "--reports", str(cfg3.reports), "--site", "LABNUM", "--exit-code"]) == 3
+    only = capsys.readouterr().out
+    assert "LABNUM:" in only and "SITE01:" not in only
+    assert main(["queries", "--reports", str(tmp_path / "none")]) == 2

@@ -229,3 +229,66 @@ def site_figures(
 
 
 __all__ = ["CLOSED", "LIVE", "QueryRun", "advance_queries", "outbox_root"]
+
+
+def listing_counts(report_dir: Path) -> dict[str, Any]:
+    """Query counts of a run as its `queries.csv` states them: by status, and open by sender."""
+    path = report_dir / "queries.csv"
+    if not path.exists():
+        return {"status": {}, "open_by_sender": {}}
+    listing = pl.read_csv(path, infer_schema=False)
+    status = {s: int((listing["status"] == s).sum()) for s in SITE_STATUSES}
+    live = listing.filter(pl.col("status").is_in(LIVE_LISTED))
+    by_sender = dict(live.group_by("sender").len().sort("sender").iter_rows())
+    return {"status": status, "open_by_sender": {k or "?": int(v) for k, v in by_sender.items()}}
+
+
+def open_queries_text(
+    reports: Path, site: str | None = None, run_id: str | None = None, as_json: bool = False
+) -> tuple[str, int]:
+    """The open queries of a run, by site, as terminal text (or JSON); returns (text, count).
+
+    Read from the run's `queries.csv` (pseudonymous by construction: file, row, rule, column,
+    pseudonymous key; never a delivered value or a site comment).
+    """
+    import json
+
+    runs = sorted(p for p in reports.glob("*/queries.csv")) if reports.is_dir() else []
+    if run_id:
+        runs = [p for p in runs if p.parent.name == run_id]
+    if not runs:
+        raise FileNotFoundError(
+            f"no query listing under {reports}"
+            + (f" for run {run_id}" if run_id else "")
+            + "; run the pipeline first (make run)"
+        )
+    path = runs[-1]
+    listing = pl.read_csv(path, infer_schema=False)
+    live = listing.filter(pl.col("status").is_in(LIVE_LISTED))
+    if site:
+        live = live.filter(pl.col("sender") == site)
+    live = live.with_columns(pl.col("source_row").cast(pl.Int64, strict=False)).sort(
+        "sender", "source_file", "source_row", "rule_id", nulls_last=True
+    )
+    cols = ["query_id", "status", "age_runs", "source_file", "source_row", "rule_id", "field"]
+    if as_json:
+        by_site: dict[str, list[dict[str, Any]]] = {}
+        for r in live.select("sender", *cols).iter_rows(named=True):
+            by_site.setdefault(r.pop("sender") or "?", []).append(r)
+        doc = {"run_id": path.parent.name, "open": live.height, "sites": by_site}
+        return json.dumps(doc, indent=2), live.height
+    lines = [
+        f"run {path.parent.name}: {live.height} open queries" + (f" at {site}" if site else "")
+    ]
+    for (sender,), part in live.group_by(["sender"], maintain_order=True):
+        counts = ", ".join(
+            f"{n} {s}" for s in LIVE_LISTED if (n := int((part["status"] == s).sum()))
+        )
+        lines += ["", f"{sender or '?'}: {part.height} open ({counts})"]
+        for r in part.select(cols).iter_rows(named=True):
+            where = f"{r['source_file']}:{r['source_row']}" if r["source_row"] else r["source_file"]
+            lines.append(
+                f"  {r['query_id']:<14} {r['status']:<12} {r['age_runs'] or '':>3} run(s)  "
+                f"{r['rule_id']:<28} {r['field'] or '':<18} {where}"
+            )
+    return "\n".join(lines), live.height

@@ -1316,6 +1316,9 @@ def test_a_site_that_did_not_collect_fields_is_visible_in_database_dictionary_an
     by_id = {d["check_id"]: d for d in dq}
     assert by_id["PAT_PH_STATUS_REQUIRED@SITE03"]["status"] == "not_applicable"
     assert by_id["PAT_PRIOR_LINES_REQUIRED@SITE03"]["status"] == "not_applicable"
+    html = (summary.report_dir / "index.html").read_text()
+    assert 'id="not-collected"' in html
+    assert "<td>SITE03</td><td>patients</td><td><code>ph_status</code></td>" in html
     manifest = json.loads((summary.report_dir / "manifest.json").read_text())
     paths = {m["source_id"]: m["path"] for m in manifest["source_mappings"]}
     assert paths["site03_clinical"] == str((sources / "site03.yaml").resolve())

@@ -176,6 +176,21 @@ def render_steward_html(**context: Any) -> str:
     return template_env().get_template("steward_report.html.j2").render(**context)
 
 
+def _not_collected_listing(result: Any) -> list[dict[str, Any]]:
+    """Fields a site's mapping declares not collected: one row per site, table and field."""
+    frame = getattr(result, "not_collected", None)
+    if frame is None or frame.height == 0:
+        return []
+    return _records(
+        frame.group_by("site", "table_name", "field_name")
+        .agg(
+            pl.col("source_id").unique().sort().str.join(", ").alias("source_ids"),
+            pl.col("rows_delivered").sum(),
+        )
+        .sort("site", "table_name", "field_name")
+    )
+
+
 def _site_sections(rt: Any, out: Path) -> list[dict[str, Any]]:
     """Per-site figures with the bar widths of the small charts and the workbook's path
     relative to the report (the workbook itself lives in the restricted zone)."""
@@ -240,6 +255,7 @@ def write_run_report(
         status_order=STATUS_ORDER,
         queries={s: int((listing["status"] == s).sum()) for s in QUERY_STATUSES},
         sites=_site_sections(rt, out),
+        not_collected=_not_collected_listing(result),
         reply_problems=_records(rt.problems),
         changes=changes,
         listings=_steward_listings(cfg),

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from blinaetl.text import assertion, evaluation, extract_em_mentions
+from blinaetl.text import assertion, evaluation, extract_em_mentions, read_em_text
 
 CORPUS = Path(__file__).parent / "data" / "em_corpus.csv"
 
@@ -242,3 +242,26 @@ def test_laterality_before_after_and_in_headers(text, laterality):
 def test_anatomy_without_disease_or_negation_is_no_finding():
     assert _read("Degenerative changes of the cervical spine.") == []
     assert _read("Comparison is made with the prior liver ultrasound.") == []
+
+
+def test_unreadable_site_wordings_go_to_the_vocabulary_gaps_never_guessed():
+    reports = pl.DataFrame(
+        {
+            "_source_file": ["f", "f", "f"],
+            "_source_row": [1, 2, 3],
+            "patient_key": ["p", "p", "q"],
+            "site": ["s"] * 3,
+            "report_date": [None] * 3,
+            "modality": ["CT"] * 3,
+            "report_text": [
+                "Leukemic infiltration of the pinna.",
+                "Leukemic involvement of the axillary region.",
+                "Leukemic infiltration of the pinna. Enlarged axillary nodes with infiltration.",
+            ],
+        },
+        schema_overrides={"report_date": pl.Date},
+    )
+    mentions, unmapped = read_em_text(reports)
+    # no site is guessed for the unknown wordings: the only mention is the axillary nodes
+    assert mentions.select("_source_row", "icdo3").rows() == [(3, "C77.3")]
+    assert dict(unmapped.select("term", "n_mentions").rows()) == {"pinna": 2, "axillary region": 1}

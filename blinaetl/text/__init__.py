@@ -74,14 +74,26 @@ def _patterns() -> dict[str, str]:
         # ASCII word boundaries keep the regex engine on its fast automaton
         "terms_ascii": r"(?-u:\b)(?:" + alternation + r")(?-u:\b)",
         "context": context.disease_patterns()["any"],
+        # what the unmapped-term finder counts as known: site terms, and node regions only
+        # with a node noun ("axillary region" is a vocabulary gap, "axillary nodes" is not)
+        "known": r"\b(?:" + _known_alternation() + r")\b",
     }
+
+
+def _known_alternation() -> str:
+    regions = context.regions().filter(pl.col("applies_to") == "lymph_node")["region"].to_list()
+    names = site_terms()["term"].to_list() + [
+        f"{r} {n}" for r in regions for n in context.NODE_NOUNS
+    ]
+    return "|".join(re.escape(p) for p in sorted(set(names), key=lambda p: (-len(p), p)))
 
 
 @cache
 def _term_prefixes() -> list[str]:
     """Every leading run of words of every vocabulary term ("cervical", "cervical lymph", ...)."""
     out = set()
-    for term in site_terms()["term"].to_list():
+    regions = context.regions().filter(pl.col("applies_to") == "lymph_node")["region"].to_list()
+    for term in site_terms()["term"].to_list() + [f"{r} lymph nodes" for r in regions]:
         words = term.split()
         out.update(" ".join(words[:i]) for i in range(1, len(words)))
     return sorted(out)
@@ -276,11 +288,14 @@ def find_unmapped_terms(
         .filter(pl.col("_hit").is_not_null())
         .with_columns(pl.col("_hit").str.extract(candidate, 1).alias("term"))
         .with_columns(pl.col("term").str.replace(r"^(left|right|bilateral) ", ""))
-        .filter(~pl.col("term").str.contains(pat["terms"]))
+        .filter(~pl.col("term").str.contains(pat["known"]))
         # "cervical lymph" cut from "cervical lymph nodes": the start of a known term is not unmapped
         .filter(~pl.col("term").is_in(_term_prefixes()))
         .filter(
-            ~pl.col("term").str.contains(r"^(?:a|an|the|this|that|disease|leukemi|extramedullary)")
+            # articles and disease words are not sites ("axillary" starts with "a" but is one)
+            ~pl.col("term").str.contains(
+                r"^(?:(?:a|an|the|this|that|disease)\b|leukemi|extramedullary)"
+            )
         )
         .select("_lc", "term")
     )

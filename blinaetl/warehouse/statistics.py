@@ -197,7 +197,7 @@ def logistic_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     import statsmodels.api as sm
 
     p = _patients(con)
-    rows = []
+    rows: list[dict[str, Any]] = []
 
     def fit(terms: list[str], model: str) -> None:
         d = p[["responder", *terms]].dropna().astype(float)
@@ -249,6 +249,7 @@ FISHER_SETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 
 
 def fisher_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    import numpy as np
     from scipy.stats import fisher_exact
     from scipy.stats.contingency import odds_ratio
 
@@ -266,7 +267,7 @@ def fisher_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
             if min(a + b, c + e) == 0:
                 rows.append(_row(**base, note="no patient with or without the factor"))
                 continue
-            table = [[a, b], [c, e]]
+            table = np.array([[a, b], [c, e]])
             pval = float(fisher_exact(table, alternative="two-sided")[1])
             ratio = odds_ratio(table, kind="conditional")
             ci = ratio.confidence_interval(confidence_level=0.95)

@@ -102,6 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "date_shift": args.date_shift,
         "secret_block": args.secret_block,
         "sources_dir": Path(args.sources) if args.sources else None,
+        "max_patient_drop_pct": args.max_patient_drop_pct,
+        "accept_drop": tuple(args.accept_drop or ()),
     }
     if args.skip_unchanged:
         from blinaetl.ingest.fingerprint import unchanged_since_last_run
@@ -111,25 +113,37 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"nothing changed since run {previous}: skipped (--skip-unchanged)")
             return EXIT_OK
     start = time.perf_counter()
-    if args.engine == "prefect":
-        console.print("starting the Prefect flow (a temporary local server if none is set) ...")
-        from blinaetl.engines import load_engine
+    from blinaetl.warehouse.gate import PublicationRefused
 
-        flow = load_engine("prefect")(args.dask_address, args.dask_workers)
-        summary = flow(
-            landing=str(cfg_kwargs["landing"]),
-            warehouse=str(cfg_kwargs["warehouse"]),
-            reports=str(cfg_kwargs["reports"]),
-            demo=args.demo,
-            definitions=cfg_kwargs["definitions"],
-            date_shift=args.date_shift,
-            secret_block=args.secret_block,
-            sources=args.sources,
-        )
-    else:
-        cfg = RunConfig(**cfg_kwargs)
-        with console.status("running the pipeline ..."):
-            summary = pipeline.run_pipeline(cfg, progress=_progress(start))[0].as_dict()
+    try:
+        if args.engine == "prefect":
+            console.print("starting the Prefect flow (a temporary local server if none is set) ...")
+            from blinaetl.engines import load_engine
+
+            flow = load_engine("prefect")(args.dask_address, args.dask_workers)
+            summary = flow(
+                landing=str(cfg_kwargs["landing"]),
+                warehouse=str(cfg_kwargs["warehouse"]),
+                reports=str(cfg_kwargs["reports"]),
+                demo=args.demo,
+                definitions=cfg_kwargs["definitions"],
+                date_shift=args.date_shift,
+                secret_block=args.secret_block,
+                sources=args.sources,
+                max_patient_drop_pct=args.max_patient_drop_pct,
+                accept_drop=list(args.accept_drop or ()),
+            )
+        else:
+            cfg = RunConfig(**cfg_kwargs)
+            with console.status("running the pipeline ..."):
+                summary = pipeline.run_pipeline(cfg, progress=_progress(start))[0].as_dict()
+    except PublicationRefused as refused:
+        # plain lines (no wrapping or cropping by the console): the override must stay whole
+        print(f"blinaetl run: {refused}", file=sys.stderr)
+        if refused.report_dir is not None:
+            print(f"report    {Path(refused.report_dir) / 'index.html'}", file=sys.stderr)
+        print("exit status 4: publication refused", file=sys.stderr)
+        return EXIT_REFUSED
     report = Path(summary["report_dir"]) / "index.html"
     console.print(f"published {summary['analytics_path']}")
     console.print(f"report    {report}")
@@ -270,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Ingest every extract of the landing folder by its source mapping, validate it, "
             "load the restricted database, harmonize and curate in SQL, publish the analytics "
             "database atomically and write the run report. Exit status: 0 clean, 3 published "
-            "but needs a steward's attention, 2 bad usage, 1 failed (nothing published)."
+            "but needs a steward's attention, 4 publication refused by the publish gate (the "
+            "last published database stays live; the report says why and how to override), "
+            "2 bad usage or configuration, 1 failed (nothing published)."
         ),
     )
     p.add_argument(
@@ -320,6 +336,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--dask-address",
         help="read and map files on an existing Dask cluster (scheduler address, e.g. tcp://host:8786); "
         "also taken from BLINAETL_DASK_ADDRESS",
+    )
+    p.add_argument(
+        "--max-patient-drop-pct",
+        type=float,
+        default=10.0,
+        metavar="PCT",
+        help="publish gate: the largest fall in patients, overall or at one site, against the "
+        "published database that is published without --accept-drop (default 10)",
+    )
+    p.add_argument(
+        "--accept-drop",
+        action="append",
+        metavar="TOKEN",
+        help="publish gate: publish although this loss was found (repeatable); TOKEN as the "
+        "refusal names it: a site code (SITE01), patients, table:NAME, source:ID or file:PATH",
     )
     p.add_argument("--json", action="store_true", help="print the run summary as JSON on stdout")
     p.set_defaults(func=cmd_run)

@@ -24,6 +24,7 @@ from blinaetl.ingest.fingerprint import unchanged_since_last_run
 from blinaetl.validate.contracts import load_contracts
 from blinaetl.warehouse import database as warehouse
 from blinaetl.warehouse import frames, models
+from blinaetl.warehouse.gate import PublicationRefused, gate_summary
 
 Progress = Callable[[str], None]
 
@@ -225,24 +226,78 @@ def write_date_shifts(con: duckdb.DuckDBPyConnection, secret: bytes, max_days: i
     return shifts.height
 
 
-def stage_publish(cfg: RunConfig) -> Path:
-    """Add the endpoint views to the run's new analytics file and swap it in atomically."""
-    return warehouse.publish(cfg.analytics_path, build_tag=cfg.run_id)
+def stage_gate(cfg: RunConfig, result: Any) -> dict[str, Any]:
+    """The publish gate: compare the new build with the live database and the delivery.
+
+    Returns the gate's outcome (findings accepted with `accept_drop` included). When a finding
+    is not accepted, the new build is removed and `PublicationRefused` is raised: the last
+    published database stays live (design principle 8).
+    """
+    from blinaetl.warehouse import gate
+
+    build = warehouse.building_path(cfg.analytics_path, cfg.run_id)
+    if not build.exists():
+        raise warehouse.PublishError(
+            f"no analytics file was built for run {cfg.run_id} ({build.name}); run the "
+            "transform stage first"
+        )
+    refusing, accepted = gate.check_gate(
+        build,
+        cfg.analytics_path,
+        result.files,
+        result.delivered_sites,
+        cfg.max_patient_drop_pct,
+        cfg.accept_drop,
+    )
+    live_exists = cfg.analytics_path.exists()
+    for finding in accepted:
+        log.warning("publish gate: accepted (%s): %s", finding.token, finding.rule)
+    if refusing:
+        warehouse.discard_build(cfg.analytics_path, cfg.run_id)
+        log.error("publish gate refused publication: %s", ", ".join(f.rule for f in refusing))
+        raise gate.PublicationRefused(refusing, live_exists)
+    return gate.gate_summary(refusing, accepted, live_exists)
 
 
-def stage_report(cfg: RunConfig, result: Any, timings: dict[str, float]) -> Path:
-    """Write the run's report folder: steward report, manifest, DQ results, study report."""
+def stage_publish(cfg: RunConfig, result: Any = None) -> Path:
+    """Add the endpoint views to the run's new analytics file and swap it in atomically.
+
+    With the ingest result, the profile of what was published is written beside the live file
+    for the next run's gate (`blinaetl/warehouse/gate.py`).
+    """
+    path = warehouse.publish(cfg.analytics_path, build_tag=cfg.run_id)
+    if result is not None:
+        from blinaetl.warehouse import gate
+
+        gate.write_published_profile(path, cfg.run_id, result.files)
+    return path
+
+
+def stage_report(
+    cfg: RunConfig,
+    result: Any,
+    timings: dict[str, float],
+    gate_outcome: dict[str, Any] | None = None,
+) -> Path:
+    """Write the run's report folder: steward report, manifest, DQ results, study report.
+
+    When the gate refused publication, the new build is gone and the live database is the
+    previous one, so nothing is read from it: no cohort expectations, study report or snapshot;
+    the steward report says why publication was refused and how to override.
+    """
     from blinaetl.reports.steward import write_run_report
     from blinaetl.reports.study import write_study_report
 
     cfg.report_dir.mkdir(parents=True, exist_ok=True)
+    published = gate_outcome is None or gate_outcome.get("published", True)
     gx_summary = None
-    if cfg.gx:
+    if cfg.gx and published:
         from blinaetl.reports.gx import run_gx_checkpoint
 
         gx_summary = run_gx_checkpoint(cfg.analytics_path, cfg.report_dir)
-    out = write_run_report(cfg, result, timings, gx_summary)
-    write_study_report(cfg.analytics_path, out)
+    out = write_run_report(cfg, result, timings, gx_summary, gate_outcome)
+    if published:
+        write_study_report(cfg.analytics_path, out)
     return out
 
 
@@ -262,6 +317,7 @@ class RunSummary:
     files: int
     rows_loaded: dict[str, int]
     timings: dict[str, float]
+    gate: dict[str, Any] | None = None  # the publish gate's outcome
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -269,6 +325,7 @@ class RunSummary:
             "report_dir": str(self.report_dir),
             "analytics_path": str(self.analytics_path),
             "needs_attention": self.needs_attention,
+            "publish_gate": self.gate,
             "files": self.files,
             "rows_loaded": self.rows_loaded,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
@@ -280,6 +337,7 @@ STAGES: dict[str, Callable[..., Any]] = {
     "load": stage_load,
     "extract_text": stage_extract_text,
     "transform": stage_transform,
+    "gate": stage_gate,
     "publish": stage_publish,
     "report": stage_report,
 }
@@ -328,8 +386,15 @@ def run_pipeline(
         log.info("staged rows per table: %s", loaded)
         timed("extract_text", result)
         timed("transform")
-        timed("publish")
-        report_dir = timed("report", result, timings)
+        try:
+            gate_outcome = timed("gate", result)
+        except PublicationRefused as refused:
+            # the live database is untouched; the report says why and how to override
+            outcome = gate_summary(refused.findings, [], refused.live_exists)
+            refused.report_dir = timed("report", result, timings, outcome)
+            raise
+        timed("publish", result)
+        report_dir = timed("report", result, timings, gate_outcome)
     summary = RunSummary(
         run_id=cfg.run_id,
         report_dir=report_dir,
@@ -338,6 +403,7 @@ def run_pipeline(
         files=result.files.height,
         rows_loaded=loaded,
         timings=timings,
+        gate=gate_outcome,
     )
     return summary, result
 

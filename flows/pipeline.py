@@ -18,6 +18,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed
 
 from blinaetl import pipeline as core
 from blinaetl.config import load_run_config
@@ -84,16 +85,30 @@ def transform(cfg: core.RunConfig) -> dict:
     return models
 
 
+@task(name="publish-gate", cache_policy=NO_CACHE)
+def gate(cfg: core.RunConfig, result: Any) -> dict[str, Any]:
+    """No retries: a refusal is an answer, not a transient failure."""
+    outcome = core.stage_gate(cfg, result)
+    for finding in outcome["accepted"]:
+        get_run_logger().warning("publish gate: accepted %s", finding["token"])
+    return outcome
+
+
 @task(name="publish-analytics", cache_policy=NO_CACHE, **IO_RETRIES)
-def publish(cfg: core.RunConfig) -> Path:
-    path = core.stage_publish(cfg)
+def publish(cfg: core.RunConfig, result: Any) -> Path:
+    path = core.stage_publish(cfg, result)
     get_run_logger().info("published %s", path)
     return path
 
 
 @task(name="write-report", cache_policy=NO_CACHE, **IO_RETRIES)
-def report(cfg: core.RunConfig, result: Any, timings: dict[str, float]) -> Path:
-    return core.stage_report(cfg, result, timings)
+def report(
+    cfg: core.RunConfig,
+    result: Any,
+    timings: dict[str, float],
+    gate_outcome: dict[str, Any] | None = None,
+) -> Path:
+    return core.stage_report(cfg, result, timings, gate_outcome)
 
 
 def _run_name() -> str:
@@ -141,10 +156,15 @@ def pipeline_flow(
     date_shift: bool = False,
     secret_block: str | None = None,
     sources: str | None = None,
-) -> dict[str, Any]:
+    max_patient_drop_pct: float = 10.0,
+    accept_drop: list[str] | None = None,
+) -> Any:
     """Ingest, validate, load, harmonize, curate, publish and report one landing folder.
 
     `config` names a run-config YAML (see config/demo.yaml) whose values replace the others.
+    Final state: `Completed` when published and clean; `Completed` named "Needs attention"
+    when published with files or checks for a steward; `Failed` with the gate's reasons when
+    the publish gate refused publication (the last published database stays live).
     """
     settings = {
         "landing": landing,
@@ -156,6 +176,8 @@ def pipeline_flow(
         "date_shift": date_shift,
         "secret_block": secret_block,
         "sources": sources,
+        "max_patient_drop_pct": max_patient_drop_pct,
+        "accept_drop": accept_drop or [],
     }
     if config:
         settings |= load_run_config(Path(config))
@@ -169,6 +191,8 @@ def pipeline_flow(
         date_shift=bool(settings["date_shift"]),
         secret_block=settings["secret_block"] or None,
         sources_dir=Path(settings["sources"]) if settings.get("sources") else None,
+        max_patient_drop_pct=float(settings["max_patient_drop_pct"]),
+        accept_drop=tuple(settings["accept_drop"] or ()),
     )
     try:
         summary, result = core.run_pipeline(
@@ -178,6 +202,7 @@ def pipeline_flow(
                 "load": load,
                 "extract_text": extract_text,
                 "transform": transform,
+                "gate": gate,
                 "publish": publish,
                 "report": report,
             },
@@ -190,6 +215,12 @@ def pipeline_flow(
         markdown=_summary_markdown(summary, result),
         description="blinaetl run summary",
     )
+    if summary.needs_attention:
+        return Completed(
+            name="Needs attention",
+            message="published; files or checks need a steward's attention (see the report)",
+            data=summary.as_dict(),
+        )
     return summary.as_dict()
 
 

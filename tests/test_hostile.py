@@ -354,3 +354,219 @@ def test_unknown_definition_is_exit_2(tmp_path, capsys):
     argv += ["--warehouse", str(tmp_path / "wh"), "--reports", str(tmp_path / "rp")]
     assert cli.main([*argv, "--definitions", str(defs)]) == cli.EXIT_USAGE
     assert "no_such_definition" in capsys.readouterr().err
+
+
+# --- encodings: byte-order marks, the declared encoding, NUL bytes --------------------------
+
+WIDE_MAPPING = (
+    MAPPING
+    + """
+  - table: patients
+    glob: "clinical/T1/wide_*.csv"
+    format: csv
+    encoding: utf-16-le
+    date_format: "%Y-%m-%d"
+    columns: {mrn: MRN, patient_name: patient_name, birth_date: birth_date, sex: sex, diagnosis_date: diagnosis_date, ph_status: ph_status, prior_lines: prior_lines, prior_hct: prior_hct}
+"""
+)
+TWO = PATIENTS + "P002,Zoë Ünal,1971-02-02,M,2015-01-01,positive,1,yes\n"
+
+
+def _ingest_one(tmp_path: Path, rel: str, data: bytes):
+    landing, sources = _setup(tmp_path)
+    (sources / "t.yaml").write_text(WIDE_MAPPING)
+    (landing / rel).write_bytes(data)
+    result = ingest_landing(landing, "r", DEMO_KEY, sources_dir=sources)
+    return _files(result)[rel], result
+
+
+@pytest.mark.parametrize(
+    ("bom", "codec", "name"),
+    [
+        (b"\xef\xbb\xbf", "utf-8", None),
+        (b"\xff\xfe", "utf-16-le", "UTF-16 LE"),
+        (b"\xfe\xff", "utf-16-be", "UTF-16 BE"),
+        (b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32 LE"),
+        (b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32 BE"),
+    ],
+)
+def test_byte_order_mark_decides_the_encoding_and_is_named(tmp_path, bom, codec, name):
+    rel = "clinical/T1/patients_20260101.csv"
+    row, result = _ingest_one(tmp_path, rel, bom + TWO.encode(codec))
+    assert row["rows_loaded"] == 2, row
+    assert sorted(result.tables["patients"]["patient_name"].to_list()) == ["Jane", "Zoë Ünal"]
+    if name is None:
+        assert row["status"] == "loaded"
+    else:
+        assert row["status"] == "loaded_with_warnings"
+        assert f"{name} byte-order mark" in row["error"] and "utf-8" in row["error"]
+
+
+def test_declared_encoding_is_honoured_without_a_mark(tmp_path):
+    rel = "clinical/T1/wide_20260101.csv"
+    row, result = _ingest_one(tmp_path, rel, TWO.encode("utf-16-le"))
+    assert (row["status"], row["rows_loaded"]) == ("loaded", 2)
+    assert "Zoë Ünal" in result.tables["patients"]["patient_name"].to_list()
+
+
+def test_utf16_without_a_mark_is_named_with_the_fix(tmp_path):
+    row, _ = _ingest_one(tmp_path, "clinical/T1/patients_20260101.csv", TWO.encode("utf-16-le"))
+    assert row["status"] == "rejected"
+    assert "UTF-16 LE text without a byte-order mark" in row["error"]
+    assert "encoding: utf-16-le" in row["error"] and "encoding" in row["fix"]
+
+
+def test_wrong_8bit_encoding_names_what_the_bytes_look_like(tmp_path):
+    row, _ = _ingest_one(tmp_path, "clinical/T1/patients_20260101.csv", TWO.encode("latin-1"))
+    assert row["status"] == "rejected"
+    assert "line 3" in row["error"] and "not valid utf-8" in row["error"]
+    assert "latin-1" in row["error"]
+
+
+def test_a_nul_byte_quarantines_its_line_only(tmp_path):
+    data = (TWO + "P003,Al\x00Poe,1972-03-03,F,2016-01-01,negative,0,no\n").encode()
+    row, result = _ingest_one(tmp_path, "clinical/T1/patients_20260101.csv", data)
+    assert (row["status"], row["rows_read"], row["rows_loaded"], row["rows_quarantined"]) == (
+        "partially_quarantined",
+        3,
+        2,
+        1,
+    )
+    fails = result.quarantine_failures
+    assert fails.select("_source_row", "check_id").rows() == [(4, "PAT_ROW_TEXT")]
+    assert "NUL byte" in fails["message"][0]
+    assert result.tables["patients"]["mrn"].to_list() == ["P001", "P002"]
+
+
+# --- plausibility.temporal: nothing after the extract's date; undated extracts ---------------
+
+
+@pytest.mark.parametrize(
+    ("diagnosis", "quarantined"),
+    [("2025-12-31", False), ("2026-01-01", False), ("2026-01-02", True), ("2099-01-01", True)],
+)
+def test_no_date_after_the_extract_date(tmp_path, diagnosis, quarantined):
+    data = PATIENTS.replace("2014-01-01", diagnosis).encode()
+    row, result = _ingest_one(tmp_path, "clinical/T1/patients_20260101.csv", data)
+    fails = result.quarantine_failures.filter(pl.col("check_id") == "PAT_DIAGNOSIS_DATE_NOT_FUTURE")
+    assert (fails.height == 1) is quarantined
+    assert row["rows_quarantined"] == int(quarantined)
+    if quarantined:
+        assert fails["kahn"][0] == "plausibility.temporal"
+        assert "later than the extract's date" in fails["message"][0]
+        dq = result.dq_results.filter(pl.col("check_id") == "PAT_DIAGNOSIS_DATE_NOT_FUTURE")
+        assert dq["status"][0] == "failed"
+
+
+def test_a_sole_undated_extract_is_checked_against_the_run_date(tmp_path):
+    import datetime as dt
+
+    tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    data = (PATIENTS + f"P002,Al,1971-01-01,M,{tomorrow},negative,0,no\n").encode()
+    row, result = _ingest_one(tmp_path, "clinical/T1/patients_current.csv", data)
+    assert (row["rows_loaded"], row["rows_quarantined"]) == (1, 1)
+    fails = result.quarantine_failures
+    assert fails.filter(pl.col("check_id") == "PAT_DIAGNOSIS_DATE_NOT_FUTURE")[
+        "_source_row"
+    ].to_list() == [3]
+
+
+def test_an_undated_extract_beside_dated_ones_is_a_file_level_error(tmp_path):
+    landing, sources = _setup(tmp_path)
+    (landing / "clinical/T1/patients_20260101.csv").write_text(PATIENTS)
+    (landing / "clinical/T1/patients_final.csv").write_text(PATIENTS.replace("P001", "P009"))
+    files = _files(ingest_landing(landing, "r", DEMO_KEY, sources_dir=sources))
+    undated = files["clinical/T1/patients_final.csv"]
+    assert undated["status"] == "rejected", "never silently superseded"
+    assert "no extract date in its name" in undated["error"]
+    assert "clinical/T1/patients_20260101.csv" in undated["error"]
+    assert "YYYYMMDD" in undated["fix"]
+    assert "replaced by the newer extract" not in undated["error"]
+    assert files["clinical/T1/patients_20260101.csv"]["status"] == "loaded"
+
+
+# --- limits against resource exhaustion (blinaetl/ingest/limits.py) -------------------------
+
+XLSX_MAPPING = (
+    MAPPING
+    + """
+  - table: patients
+    glob: "clinical/T1/book_*.xlsx"
+    format: xlsx
+    date_format: "%Y-%m-%d"
+    columns: {mrn: MRN, patient_name: patient_name, birth_date: birth_date, sex: sex, diagnosis_date: diagnosis_date, ph_status: ph_status, prior_lines: prior_lines, prior_hct: prior_hct}
+"""
+)
+
+
+def _ingest_file(tmp_path: Path, rel: str, data: bytes, mapping: str = XLSX_MAPPING) -> dict:
+    landing, sources = _setup(tmp_path)
+    (sources / "t.yaml").write_text(mapping)
+    (landing / rel).write_bytes(data)
+    return _files(ingest_landing(landing, "r", DEMO_KEY, sources_dir=sources))[rel]
+
+
+def _workbook(tmp_path: Path, csv_text: str) -> bytes:
+    path = tmp_path / "book.xlsx"
+    pl.read_csv(csv_text.encode(), infer_schema=False).write_excel(path)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(("limit", "rejected"), [("3", False), ("2", True)])
+def test_row_limit_of_a_csv(tmp_path, monkeypatch, limit, rejected):
+    monkeypatch.setenv("BLINAETL_MAX_ROWS", limit)
+    three = TWO + "P003,Al,1972-03-03,F,2016-01-01,negative,0,no\n"
+    row = _ingest_file(tmp_path, "clinical/T1/patients_20260101.csv", three.encode())
+    assert (row["status"] == "rejected") is rejected
+    if rejected:
+        assert "has 3 data rows, more than the limit of 2 data rows (max_rows)" in row["error"]
+        assert "BLINAETL_MAX_ROWS" in row["fix"]
+
+
+@pytest.mark.parametrize(("limit", "rejected"), [("8", False), ("7", True)])
+def test_column_limit(tmp_path, monkeypatch, limit, rejected):
+    monkeypatch.setenv("BLINAETL_MAX_COLUMNS", limit)
+    row = _ingest_file(tmp_path, "clinical/T1/patients_20260101.csv", PATIENTS.encode())
+    assert (row["status"] == "rejected") is rejected
+    if rejected:
+        assert "has 8 columns, more than the limit of 7 (max_columns)" in row["error"]
+
+
+def test_file_size_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLINAETL_MAX_FILE_BYTES", "50")
+    row = _ingest_file(tmp_path, "clinical/T1/patients_20260101.csv", PATIENTS.encode())
+    assert row["status"] == "rejected"
+    assert f"is {len(PATIENTS.encode())} bytes, more than the limit of 50 bytes" in row["error"]
+
+
+def test_workbook_row_limit(tmp_path, monkeypatch):
+    data = _workbook(tmp_path, TWO)
+    monkeypatch.setenv("BLINAETL_MAX_ROWS", "2")
+    assert _ingest_file(tmp_path, "clinical/T1/book_20260101.xlsx", data)["status"] == "loaded"
+    monkeypatch.setenv("BLINAETL_MAX_ROWS", "1")
+    row = _ingest_file(tmp_path / "again", "clinical/T1/book_20260101.xlsx", data)
+    assert row["status"] == "rejected"
+    assert "has more than the limit of 1 data rows (max_rows)" in row["error"]
+
+
+def test_zip_bomb_workbook_is_refused_before_it_is_decompressed(tmp_path):
+    _workbook(tmp_path, TWO)  # a real workbook, then 30 MB of padding packed beside its parts
+    bomb = tmp_path / "bomb.xlsx"
+    with (
+        zipfile.ZipFile(tmp_path / "book.xlsx") as src,
+        zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out,
+    ):
+        for item in src.infolist():
+            out.writestr(item, src.read(item))
+        out.writestr("xl/media/padding.xml", b" " * 30_000_000)  # 30 MB that packs to ~30 KB
+    assert len(bomb.read_bytes()) < 200_000
+    row = _ingest_file(tmp_path, "clinical/T1/book_20260101.xlsx", bomb.read_bytes())
+    assert row["status"] == "rejected"
+    assert "decompresses" in row["error"] and "max_xlsx_compression_ratio" in row["error"]
+
+
+def test_decompressed_size_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLINAETL_MAX_XLSX_UNCOMPRESSED_BYTES", "1000")
+    row = _ingest_file(tmp_path, "clinical/T1/book_20260101.xlsx", _workbook(tmp_path, TWO))
+    assert row["status"] == "rejected"
+    assert "more than the limit of 1,000 bytes (max_xlsx_uncompressed_bytes)" in row["error"]

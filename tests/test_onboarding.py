@@ -198,7 +198,7 @@ def test_a_file_with_every_row_quarantined_is_labelled_quarantined(tmp_path):
     rel_all, rel_part = "clinical/T1/patients_2026-01-01.csv", "clinical/T1/patients_x.csv"
     all_bad = PATIENTS_CSV.replace(",F,", ",Q,").replace(",M,", ",Q,")
     landing, sources = setup(tmp_path, text, {rel_all: all_bad})
-    assert file_row(run(landing, sources), rel_all)["status"] == "quarantined"
+    assert file_row(run(landing, sources), rel_all)["status"] == "all_quarantined"
     one_bad = PATIENTS_CSV.replace(",F,", ",Q,")
     landing, sources = setup(tmp_path / "b", text, {rel_part: one_bad})
     assert file_row(run(landing, sources), rel_part)["status"] == "partially_quarantined"

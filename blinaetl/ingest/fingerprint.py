@@ -34,8 +34,10 @@ def unchanged_since_last_run(cfg: RunConfig) -> str | None:
     """Run id of the latest published run with the same inputs, if the analytics file exists."""
     if not cfg.analytics_path.exists() or not cfg.reports.is_dir():
         return None
-    manifests = sorted(cfg.reports.glob("*/manifest.json"))
+    # the latest run that published (a run refused by the publish gate changed nothing)
+    manifests = [json.loads(p.read_text()) for p in sorted(cfg.reports.glob("*/manifest.json"))]
+    manifests = [m for m in manifests if m.get("published", True)]
     if not manifests:
         return None
-    last = json.loads(manifests[-1].read_text())
+    last = manifests[-1]
     return last["run_id"] if last.get("inputs_fingerprint") == inputs_fingerprint(cfg) else None

@@ -21,7 +21,15 @@ from typing import Any
 
 import polars as pl
 
-from blinaetl.ingest import readers
+from blinaetl.ingest import readers, rootcause
+from blinaetl.ingest.limits import (
+    LimitExceeded,
+    Limits,
+    check_file_size,
+    check_shape,
+    check_workbook,
+    limits,
+)
 from blinaetl.ingest.redcap import RedcapProblem, apply_redcap
 from blinaetl.ingest.shape import ShapeProblem, shape
 from blinaetl.ingest.sources import FileMapping, SourceMapping, load_sources, match
@@ -57,39 +65,155 @@ class MappedFile:
 # --- reading --------------------------------------------------------------------------------
 
 
-def _looks_binary(data: bytes) -> bool:
-    """A NUL byte early in the file (as git decides): images, archives, PDFs and workbooks have one.
+# byte-order marks, longest first (the UTF-32 LE mark begins with the UTF-16 LE one)
+BOMS: tuple[tuple[bytes, str, str], ...] = (
+    (b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32 BE"),
+    (b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32 LE"),
+    (b"\xef\xbb\xbf", "utf-8", "UTF-8"),
+    (b"\xfe\xff", "utf-16-be", "UTF-16 BE"),
+    (b"\xff\xfe", "utf-16-le", "UTF-16 LE"),
+)
+# first bytes of files that are never delimited text
+BINARY_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG", "a PNG image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive or an Office document"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\xd0\xcf\x11\xe0", "an old Office document (.xls/.doc)"),
+    (b"PAR1", "a Parquet file"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+)
+WIDE_ENCODINGS = ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be")
 
-    Other control characters are text a site may really have sent; they are read as values and
-    the contracts judge them, so a small file with a few of them is not rejected wholesale.
-    Bytes invalid in the mapping's encoding are caught by `_decode` with their line number.
+
+def _norm_encoding(name: str) -> str:
+    return (
+        name.strip()
+        .lower()
+        .replace("_", "-")
+        .replace("utf8", "utf-8")
+        .replace("utf16", "utf-16")
+        .replace("utf32", "utf-32")
+    )
+
+
+def bom_encoding(data: bytes) -> tuple[str, str, int] | None:
+    """(codec, name, BOM length) of the byte-order mark the data starts with, if any."""
+    for bom, codec, name in BOMS:
+        if data.startswith(bom):
+            return codec, name, len(bom)
+    return None
+
+
+def _binary_kind(data: bytes) -> str | None:
+    """What a file without a byte-order mark is when it is not text (None when it is text).
+
+    Known signatures (images, archives, workbooks, Parquet) are binary. NUL bytes on more than
+    one line and more than a tenth of the lines of the first 8,000 bytes mean binary content or
+    UTF-16/32 text without a byte-order mark (named when the NULs alternate like UTF-16's); a NUL
+    on a single line is a defect of that line, which is quarantined (`_nul_line`).
     """
-    return b"\x00" in data[:8000]
+    for magic, kind in BINARY_MAGIC:
+        if data.startswith(magic):
+            return kind
+    head = data[:8000]
+    if b"\x00" not in head:
+        return None
+    lines = head.split(b"\n")
+    with_nul = sum(b"\x00" in line for line in lines)
+    if with_nul <= max(1, len(lines) // 10):
+        return None
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    half = len(head) // 2
+    if odd > 0.4 * half and even < 0.05 * half:
+        return "UTF-16 LE text without a byte-order mark (set 'encoding: utf-16-le')"
+    if even > 0.4 * half and odd < 0.05 * half:
+        return "UTF-16 BE text without a byte-order mark (set 'encoding: utf-16-be')"
+    return "binary content"
+
+
+def _guess_encoding(data: bytes) -> str:
+    """A plain-words guess at what an undecodable file is, for the message."""
+    try:
+        data.decode("utf-8")
+        return "the bytes are valid UTF-8"
+    except UnicodeDecodeError:
+        pass
+    if any(0x80 <= b <= 0x9F for b in data):
+        return "the bytes look like cp1252 (Windows) text"
+    return "the bytes look like latin-1 (ISO-8859-1) or another 8-bit encoding"
 
 
 def _decode(data: bytes, encoding: str, rel: str) -> str:
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        if encoding in WIDE_ENCODINGS:
+            line = data[: exc.start].decode(encoding, errors="replace").count("\n") + 1
+        else:
+            line = data[: exc.start].count(b"\n") + 1
         raise FileProblem(
             "rejected",
-            f"{rel}: line {line} has bytes that are not valid {encoding}",
+            f"{rel}: line {line} has bytes that are not valid {encoding} ({_guess_encoding(data)})",
             f"save the file as {encoding}, or set 'encoding' in the source mapping to the "
             "file's real encoding (e.g. latin-1 or cp1252)",
         ) from exc
 
 
-def _read_text_table(data: bytes, fm: FileMapping, rel: str) -> pl.DataFrame:
-    if _looks_binary(data):
-        raise FileProblem(
-            "rejected",
-            f"{rel}: is not a text file (binary content in a .{rel.rsplit('.', 1)[-1]} file)",
-            "export the table again as delimited text, or fix the format in the source mapping",
-        )
-    text = _decode(data, fm.encoding, rel)
+def decode_text(data: bytes, declared: str, rel: str) -> tuple[str, str]:
+    """(text, note): the file decoded by its byte-order mark, else by the mapping's encoding.
+
+    A byte-order mark (UTF-8, UTF-16 LE/BE, UTF-32 LE/BE) wins over the declared encoding and is
+    noted when they disagree; without one, the declared encoding is used. Content that is not
+    text is rejected naming what it looks like.
+    """
+    declared_n = _norm_encoding(declared)
+    found = bom_encoding(data)
+    if found:
+        codec, name, size = found
+        text = _decode(data[size:], codec, rel)
+        family = declared_n.replace("-le", "").replace("-be", "").replace("-sig", "")
+        note = ""
+        if not codec.startswith(family) and not (codec == "utf-8" and declared_n == "utf-8"):
+            note = (
+                f"the file starts with a {name} byte-order mark and was read as {name}, not as "
+                f"{declared} as the mapping says; set 'encoding' in the mapping to match"
+            )
+        return text, note
+    if declared_n not in WIDE_ENCODINGS:
+        kind = _binary_kind(data)
+        if kind:
+            raise FileProblem(
+                "rejected",
+                f"{rel}: is not a text file in {declared} ({kind} in a .{rel.rsplit('.', 1)[-1]} file)",
+                "export the table again as delimited text, set 'encoding' in the source mapping "
+                "to the file's real encoding, or fix the format in the source mapping",
+            )
+    return _decode(data, declared_n, rel), ""
+
+
+def _read_text_table(
+    data: bytes, fm: FileMapping, rel: str, lim: Limits | None = None
+) -> pl.DataFrame:
+    lim = lim or limits()
+    text, encoding_note = decode_text(data, fm.encoding, rel)
+    lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    header = text[: text.find("\n")] if "\n" in text else text
+    check_shape(max(0, lines - fm.header_row), header.count(fm.delimiter) + 1, rel, lim)
     if text.startswith("\ufeff"):
         text = text[1:]
+    # NUL characters: the lines holding them are quarantined (line numbers kept), the rest read
+    nul_lines: list[int] = []
+    if "\x00" in text:
+        pos = text.find("\x00")
+        while pos >= 0:
+            line = text.count("\n", 0, pos) + 1
+            if not nul_lines or nul_lines[-1] != line:
+                nul_lines.append(line)
+            pos = text.find("\x00", pos + 1)
+        text = text.replace("\x00", "\ufffd")
     # the header is on line `header_row`: skip the lines above it as raw lines
     start = 0
     for _ in range(fm.header_row - 1):
@@ -104,8 +228,13 @@ def _read_text_table(data: bytes, fm: FileMapping, rel: str) -> pl.DataFrame:
         )
     sep = fm.delimiter
     # utf-8 without a byte-order mark and nothing to skip: the bytes are parsed as delivered
-    untouched = start == 0 and fm.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
-    body = data if untouched and not data.startswith(b"\xef\xbb\xbf") else text[start:].encode()
+    untouched = (
+        start == 0
+        and _norm_encoding(fm.encoding) == "utf-8"
+        and not nul_lines
+        and bom_encoding(data) is None
+    )
+    body = data if untouched else text[start:].encode()
     try:
         frame = pl.read_csv(
             io.BytesIO(body),
@@ -132,6 +261,10 @@ def _read_text_table(data: bytes, fm: FileMapping, rel: str) -> pl.DataFrame:
     frame = frame.with_columns(
         (pl.int_range(pl.len()) + fm.header_row + 1).cast(pl.Int64).alias("_source_row")
     )
+    frame = frame.with_columns(
+        pl.col("_source_row").is_in(nul_lines).alias("_nul_line"),
+        pl.lit(encoding_note or None, pl.Utf8).alias("_read_note"),
+    )
     # a truncated last line: fewer fields than the header and no closing newline
     if frame.height and not text.endswith(("\n", "\r")):
         last = text[text.rfind("\n") + 1 :]
@@ -148,7 +281,7 @@ def _read_text_table(data: bytes, fm: FileMapping, rel: str) -> pl.DataFrame:
                 (),
             )
         )
-        if n_fields < len(frame.columns) - 1:
+        if n_fields < len([c for c in frame.columns if not c.startswith("_")]):
             frame = frame.with_columns(
                 pl.when(pl.int_range(pl.len()) == frame.height - 1)
                 .then(pl.lit(True))
@@ -168,7 +301,8 @@ def _find_header_line(lines: list[str], fm: FileMapping) -> int | None:
     return None
 
 
-def _read_xlsx(path: Path, fm: FileMapping, rel: str) -> pl.DataFrame:
+def _read_xlsx(path: Path, fm: FileMapping, rel: str, lim: Limits | None = None) -> pl.DataFrame:
+    lim = lim or limits()
     import fastexcel
 
     try:
@@ -194,7 +328,9 @@ def _read_xlsx(path: Path, fm: FileMapping, rel: str) -> pl.DataFrame:
             "correct 'sheet' in the source mapping or the sheet name in the workbook",
         )
     try:
-        loaded = reader.load_sheet(sheet, header_row=fm.header_row - 1, dtypes="string")
+        loaded = reader.load_sheet(
+            sheet, header_row=fm.header_row - 1, dtypes="string", n_rows=lim.max_rows + 1
+        )
     except Exception as exc:
         raise FileProblem(
             "rejected",
@@ -202,6 +338,7 @@ def _read_xlsx(path: Path, fm: FileMapping, rel: str) -> pl.DataFrame:
             "check 'header_row' in the source mapping",
         ) from exc
     frame = loaded.to_polars()
+    check_shape(frame.height, frame.width, rel, lim, at_least=frame.height > lim.max_rows)
     frame = frame.with_columns([pl.col(c).cast(pl.Utf8) for c in frame.columns])
     return frame.with_columns(
         (pl.int_range(pl.len()) + fm.header_row + 1).cast(pl.Int64).alias("_source_row")
@@ -225,8 +362,28 @@ def read_raw(path: Path, fm: FileMapping, rel: str, labels: dict | None = None) 
     """All delivered columns as text (empty -> null) plus `_source_row`.
 
     `labels`, when given, receives the variable labels a SAS, SPSS, Stata or Dataset-JSON file
-    carries (column -> label).
+    carries (column -> label). The limits of `blinaetl/ingest/limits.py` (file size,
+    decompressed workbook size, rows, columns) are checked before the file is parsed.
     """
+    try:
+        return _read_raw(path, fm, rel, limits(), labels)
+    except LimitExceeded as over:
+        raise FileProblem("rejected", over.message, over.fix) from over
+
+
+def _read_raw(
+    path: Path, fm: FileMapping, rel: str, lim: Limits, labels: dict | None
+) -> pl.DataFrame:
+    check_file_size(path, rel, lim)
+    if fm.format == "xlsx":
+        check_workbook(path, rel, lim)
+    elif fm.format == "parquet":
+        try:
+            width = len(pl.read_parquet_schema(path))
+            height = pl.scan_parquet(path).select(pl.len()).collect().item()
+        except Exception:  # unreadable: _read_parquet says so with its own message
+            width = height = 0
+        check_shape(height, width, rel, lim)
     data = path.read_bytes()
     if not data.strip():
         raise FileProblem("rejected", f"{rel}: is empty (0 data bytes)", "send the extract again")
@@ -242,12 +399,13 @@ def read_raw(path: Path, fm: FileMapping, rel: str, labels: dict | None = None) 
         except readers.ReaderError as problem:
             raise FileProblem("rejected", problem.message, problem.fix) from problem
         frame = table.frame
+        check_shape(frame.height, frame.width, rel, lim)
         if labels is not None:
             labels.update(table.labels)
     elif fm.format in ("csv", "tsv"):
-        frame = _read_text_table(data, fm, rel)
+        frame = _read_text_table(data, fm, rel, lim)
     elif fm.format == "xlsx":
-        frame = _read_xlsx(path, fm, rel)
+        frame = _read_xlsx(path, fm, rel, lim)
     else:
         frame = _read_parquet(path, rel)
     data_cols = [c for c in frame.columns if not c.startswith("_")]
@@ -549,6 +707,10 @@ def read_and_map(
     )
     if "_truncated" not in frame.columns:
         frame = frame.with_columns(pl.lit(False).alias("_truncated"))
+    if "_nul_line" not in frame.columns:
+        frame = frame.with_columns(pl.lit(False).alias("_nul_line"))
+    if "_read_note" in raw.columns and raw.height and raw["_read_note"][0]:
+        note = f"{raw['_read_note'][0]}; {note}" if note else raw["_read_note"][0]
     keep = [
         *contract.field_names,
         *[RAW_PREFIX + f for f in contract.field_names],
@@ -562,6 +724,7 @@ def read_and_map(
         "_content_hash",
         "_truncated",
         "_not_collected",
+        "_nul_line",
     ]
     delivered = [c for c in delivered_view.columns if not c.startswith("_")]
     return MappedFile(
@@ -968,6 +1131,17 @@ def validate_files(
     for job, outcome in zip(plan.jobs, outcomes, strict=True):
         by_entry.setdefault((job.source_id, job.index), []).append((job, outcome))
     for key, items in by_entry.items():
+        # an undated extract beside others cannot be ordered: a file-level error, never a
+        # silent "superseded"; a sole undated extract is loaded (checked against the run date)
+        undated = [it for it in items if _extract_date(it[0].rel) is None]
+        if len(items) > 1 and undated:
+            others = ", ".join(it[0].rel for it in items if it not in undated)
+            for job, outcome in undated:
+                sha = outcome.sha256 if isinstance(outcome, MappedFile) else outcome["sha256"]
+                file_rows.append(_undated_row(job, sha, contracts_table(plan, job), others))
+            items = [it for it in items if it not in undated]
+            if not items:
+                continue
         # cumulative refreshes: the newest readable extract is loaded, older ones superseded
         items.sort(
             key=lambda it: (_extract_date(it[0].rel) or dt.date.min, it[0].rel), reverse=True
@@ -1002,6 +1176,23 @@ def validate_files(
     for t, frame in combined.items():
         combined[t] = frame.join(keys, on=["site", "mrn"], how="left", maintain_order="left")
     outcome = validate_tables(combined, contracts, accepted)
+    source_sites = {s.source: s.site for s in plan.sources if s.kind == "clinical" and s.site}
+    failures, root_notes = rootcause.attribute(
+        outcome.quarantine_failures,
+        file_rows,
+        outcome.tables.get("patients", pl.DataFrame(schema={"site": pl.Utf8})),
+        contracts,
+        source_sites,
+    )
+    for row in file_rows:  # a rejected file's one query counts the rows waiting for it
+        if row["path"] in root_notes:
+            row["error"] = f"{row['error']}; {root_notes[row['path']]}"
+    caused = (
+        failures.filter(pl.col(rootcause.ROOT_CAUSE).is_not_null())
+        .group_by("_source_file")
+        .agg(pl.col(rootcause.ROOT_CAUSE).first())
+    )
+    caused_by = dict(caused.iter_rows())
     quarantine_rows = with_raw_json(outcome.quarantine_rows, mapped)
     # per-file accounting
     q_per_file = outcome.quarantine_rows.group_by("_source_file").agg(pl.len().alias("q"))
@@ -1034,12 +1225,18 @@ def validate_files(
                 f"{m.path}: {read} rows read but {loaded} loaded + {quarantined} quarantined; "
                 "this is a bug in blinaetl, please report it"
             )
-        status = "loaded"
+        status, note = "loaded", m.note
         if quarantined and not loaded:
-            status = "quarantined"
+            status = "all_quarantined"
+            if m.path in caused_by:
+                cause = (
+                    f"every row quarantined because {caused_by[m.path]} was rejected "
+                    "(fix that file first)"
+                )
+                note = f"{cause}; {note}" if note else cause
         elif quarantined:
             status = "partially_quarantined"
-        elif w.get(m.path) or m.note:
+        elif w.get(m.path) or note:
             status = "loaded_with_warnings"
         file_rows.append(
             {
@@ -1051,7 +1248,7 @@ def validate_files(
                 "rows_loaded": loaded,
                 "rows_quarantined": quarantined,
                 "status": status,
-                "error": m.note or None,
+                "error": note or None,
                 "fix": None,
             }
         )
@@ -1082,11 +1279,11 @@ def validate_files(
             {"source_id": s.source, "path": str(s.path.resolve()), "sha256": s.sha256}
             for s in plan.sources
         ],
-        source_sites={s.source: s.site for s in plan.sources if s.kind == "clinical" and s.site},
+        source_sites=source_sites,
         disappeared=disappeared,
         tables=outcome.tables,
         quarantine_rows=quarantine_rows,
-        quarantine_failures=outcome.quarantine_failures,
+        quarantine_failures=failures,
         files=files,
     )
 
@@ -1222,6 +1419,28 @@ def contracts_table(plan: Plan, job: FileJob) -> str:
     return source.files[job.index].table
 
 
+def _undated_row(job: FileJob, sha: str, table: str, others: str) -> dict:
+    return {
+        "path": job.rel,
+        "sha256": sha,
+        "source_id": job.source_id,
+        "table_name": table,
+        "rows_read": 0,
+        "rows_loaded": 0,
+        "rows_quarantined": 0,
+        "status": "rejected",
+        "error": (
+            f"{job.rel}: has no extract date in its name, so it cannot be ordered against the "
+            f"other extracts of the same source ({others or 'other undated files'}); not loaded"
+        ),
+        "fix": (
+            "put the extract date in the file name as YYYYMMDD or YYYY-MM-DD (e.g. "
+            "patients_20260901.csv), or remove the file if an extract of the same source "
+            "replaces it"
+        ),
+    }
+
+
 def _superseded_row(rel: str, sha: str, source_id: str, table: str, newer: str) -> dict:
     return {
         "path": rel,
@@ -1299,6 +1518,7 @@ def _empty_mapped(contract: Contract) -> pl.DataFrame:
         "_content_hash": pl.UInt64,
         "_truncated": pl.Boolean,
         "_not_collected": pl.Utf8,
+        "_nul_line": pl.Boolean,
     }
     return pl.DataFrame(schema=schema)
 

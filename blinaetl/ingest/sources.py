@@ -20,7 +20,21 @@ from blinaetl.resources import sources_dir
 from blinaetl.validate.contracts import Contract, load_contracts, read_yaml
 
 FORMATS = {"csv", "tsv", "xlsx", "parquet", "xpt", "sas7bdat", "sav", "dta", "dataset-json"}
-ENCODINGS = {"utf-8", "utf8", "latin-1", "latin1", "iso-8859-1", "cp1252"}
+ENCODINGS = {
+    "utf-8",
+    "utf8",
+    "latin-1",
+    "latin1",
+    "iso-8859-1",
+    "cp1252",
+    # wide encodings (a byte-order mark, when the file has one, decides the byte order)
+    "utf-16",
+    "utf-16-le",
+    "utf-16-be",
+    "utf-32",
+    "utf-32-le",
+    "utf-32-be",
+}
 FILE_KEYS = {
     "table",
     "glob",

@@ -10,6 +10,9 @@ Results use the SUMMARY format with no partial unexpected values, so no raw valu
 
 from __future__ import annotations
 
+import ast
+import html
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -142,7 +145,8 @@ def validate_frame(frame: Any, report_dir: Path) -> dict[str, Any]:
         target = report_dir / "data_docs"
         shutil.rmtree(target, ignore_errors=True)
         if site.is_dir():
-            shutil.copytree(site, target)
+            shutil.copytree(site, target, ignore=shutil.ignore_patterns("static"))
+            make_self_contained(target)
         outcomes = []
         for run_result in result.run_results.values():
             for r in run_result.results:
@@ -162,6 +166,106 @@ def validate_frame(frame: Any, report_dir: Path) -> dict[str, Any]:
         }
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+# --- Data Docs that open offline and make no request ----------------------------------------
+# GX's pages load Bootstrap, jQuery, bootstrap-table, Vega and Font Awesome from CDNs, a logo from
+# S3 whose URL carries the data context id, and fonts and styles from static/. Each page is
+# rewritten into one self-contained file: external scripts, styles, fonts and images removed,
+# a small stylesheet inlined, and the tables that bootstrap-table would fill from inline data
+# written out as plain HTML tables (no script runs at all).
+
+OFFLINE_CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d1d1f;
+  margin: 0; }
+.container-fluid, .container { padding: 0 1rem; } .row { display: flex; flex-wrap: wrap; }
+.col-12, .col-md-10, .col-md-12 { flex: 1 1 100%; } .col-md-2 { flex: 0 0 16rem; }
+table { border-collapse: collapse; width: 100%; margin: .5rem 0; }
+th, td { border: 1px solid #ddd; padding: .3rem .5rem; text-align: left; vertical-align: top; }
+th { background: #f4f4f6; } .card { border: 1px solid #ddd; border-radius: 4px; margin: .75rem 0;
+  padding: .5rem .75rem; } .card-header { font-weight: 600; }
+.navbar { background: #f4f4f6; padding: .5rem 1rem; border-bottom: 1px solid #ddd; }
+.badge { padding: 0 .35rem; border-radius: 3px; background: #eceff3; }
+.text-success { color: #1b5e2c; } .text-danger { color: #8a1c15; } .text-muted { color: #666; }
+.alert-danger { background: #fde2e1; } .alert-success { background: #def5e3; }
+.invisible, .d-none, .modal, .sticky { display: none; } code { background: #f4f4f6; }
+a { color: #1f4e8c; }
+"""
+
+_EXTERNAL = r"""(?:https?:)?//"""
+_SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc=[^>]*>\s*</script>", re.I | re.S)
+_INLINE_SCRIPT = re.compile(r"<script\b[^>]*>(.*?)</script>", re.I | re.S)
+_LINK = re.compile(r"<link\b[^>]*>", re.I)
+_IMG_EXTERNAL = re.compile(r"<img\b[^>]*\bsrc=[\"']" + _EXTERNAL + r"[^>]*>", re.I | re.S)
+_CSS_URL = re.compile(r"url\(\s*['\"]?(?:https?:)?//[^)]*\)", re.I)
+_FONT_FACE = re.compile(r"@font-face\s*\{[^}]*\}", re.I)
+_IMPORT = re.compile(r"@import[^;]*;", re.I)
+_TABLE_CALL = re.compile(
+    r"\$\(['\"]#(?P<id>[\w-]+)['\"]\)\.bootstrapTable\(\s*Object\.assign\(\s*\{\s*"
+    r"columns:\s*(?P<columns>\[.*?\]),\s*data:\s*(?P<data>\[.*?\]),",
+    re.S,
+)
+
+
+def _static_table(columns: list[dict[str, Any]], data: list[dict[str, Any]]) -> str:
+    """The table bootstrap-table would have drawn: a header row and one row per record.
+
+    Cell values are GX's own rendered snippets (status icons, run names, links); they hold
+    no extract value (SUMMARY results), and any script in them is dropped.
+    """
+    head = "".join(f"<th>{_strip_scripts(str(c.get('title', '')))}</th>" for c in columns)
+    rows = []
+    for record in data:
+        link = record.get("_table_row_link_path")
+        cells = []
+        for i, c in enumerate(columns):
+            value = _strip_scripts(str(record.get(c.get("field", ""), "")))
+            if link and i == 0:
+                value = f'<a href="{html.escape(str(link), quote=True)}">{value or "open"}</a>'
+            cells.append(f"<td>{value}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+
+
+def _strip_scripts(text: str) -> str:
+    return _INLINE_SCRIPT.sub("", _SCRIPT_SRC.sub("", text))
+
+
+def self_contained_page(page: str) -> str:
+    """One Data Docs page rewritten to load nothing: see the comment above."""
+    tables: dict[str, str] = {}
+    for script in _INLINE_SCRIPT.findall(page):
+        for m in _TABLE_CALL.finditer(script):
+            try:
+                columns = ast.literal_eval(m.group("columns"))
+                data = ast.literal_eval(m.group("data"))
+            except (ValueError, SyntaxError):
+                continue
+            tables[m.group("id")] = _static_table(columns, data)
+    page = _SCRIPT_SRC.sub("", page)
+    page = _INLINE_SCRIPT.sub("", page)
+    page = _LINK.sub("", page)
+    page = _IMG_EXTERNAL.sub("", page)
+    page = _IMPORT.sub("", _FONT_FACE.sub("", _CSS_URL.sub("none", page)))
+    for table_id, body in tables.items():
+        page = re.sub(
+            r"(<table\b[^>]*\bid=[\"']" + re.escape(table_id) + r"[\"'][^>]*>)(.*?)(</table>)",
+            lambda m, b=body: m.group(1) + b + m.group(3),
+            page,
+            count=1,
+            flags=re.S,
+        )
+    style = f"<style>{OFFLINE_CSS}</style>"
+    if "</head>" not in page:
+        return style + page
+    return page.replace("</head>", style + "</head>", 1)
+
+
+def make_self_contained(site: Path) -> None:
+    """Rewrite every page of a Data Docs site in place; drop its static/ folder."""
+    shutil.rmtree(site / "static", ignore_errors=True)
+    for page in site.rglob("*.html"):
+        page.write_text(self_contained_page(page.read_text(encoding="utf-8")), encoding="utf-8")
 
 
 if __name__ == "__main__":

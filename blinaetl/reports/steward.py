@@ -216,9 +216,17 @@ def _site_sections(rt: Any, out: Path) -> list[dict[str, Any]]:
 
 
 def write_run_report(
-    cfg: Any, result: Any, timings: dict[str, float], gx_summary: dict[str, Any] | None = None
+    cfg: Any,
+    result: Any,
+    timings: dict[str, float],
+    gx_summary: dict[str, Any] | None = None,
+    gate: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the run's report folder: manifest, DQ results, queries, snapshot and index.html."""
+    """Write the run's report folder: manifest, DQ results, queries, snapshot and index.html.
+
+    `gate` is the publish gate's outcome; when it refused publication, nothing is read from the
+    analytics database (it is the previous run's) and no snapshot is written.
+    """
     import duckdb
 
     from blinaetl.reports.queries import write_queries
@@ -229,15 +237,20 @@ def write_run_report(
     rt = advance_queries(cfg, result)
     listing = rt.listing
     write_queries(listing, out)
-    con = duckdb.connect(str(cfg.analytics_path), read_only=True)
-    try:
-        snapshot = con.sql("SELECT * FROM curated.patients ORDER BY patient_key").pl()
-    finally:
-        con.close()
-    snapshot.write_parquet(out / SNAPSHOT)
-    changes = changes_since_previous(cfg.reports, cfg.run_id, snapshot)
+    published = gate is None or bool(gate.get("published", True))
+    changes = None
+    if published:
+        con = duckdb.connect(str(cfg.analytics_path), read_only=True)
+        try:
+            snapshot = con.sql("SELECT * FROM curated.patients ORDER BY patient_key").pl()
+        finally:
+            con.close()
+        snapshot.write_parquet(out / SNAPSHOT)
+        changes = changes_since_previous(cfg.reports, cfg.run_id, snapshot)
     manifest = build_manifest(cfg, result, timings)
     manifest["great_expectations"] = gx_summary
+    manifest["published"] = published
+    manifest["publish_gate"] = gate
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     dq = result.dq_results.sort(["table_name", "check_id"])
     (out / "dq_results.json").write_text(

@@ -156,6 +156,21 @@ def _implied_checks(table: str, prefix: str, fields: tuple[FieldSpec, ...]) -> l
             table=table,
         )
     )
+    checks.append(
+        CheckSpec(
+            id=f"{prefix}_ROW_TEXT",
+            check="row_text",
+            kahn="conformance.value",
+            severity="error",
+            threshold=0,
+            message=(
+                "The line holds a NUL byte (a control character that is not text, often from a "
+                "damaged export); the line was not loaded. Remove the character or send the "
+                "extract again."
+            ),
+            table=table,
+        )
+    )
     for f in fields:
         up = f.name.upper()
         if f.required:
@@ -198,6 +213,24 @@ def _implied_checks(table: str, prefix: str, fields: tuple[FieldSpec, ...]) -> l
                             if f.type == "date"
                             else "Correct the value in the extract."
                         )
+                    ),
+                    table=table,
+                    column=f.name,
+                    implied=True,
+                )
+            )
+        if f.type == "date":
+            checks.append(
+                CheckSpec(
+                    id=f"{prefix}_{up}_NOT_FUTURE",
+                    check="not_after_extract",
+                    kahn="plausibility.temporal",
+                    severity="error",
+                    threshold=0,
+                    message=(
+                        f"'{f.name}' is later than the extract's date (the date in the file "
+                        "name, or the run date when the name has none): a date cannot be "
+                        "recorded before it happens. Correct the date in the extract."
                     ),
                     table=table,
                     column=f.name,

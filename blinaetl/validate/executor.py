@@ -10,6 +10,7 @@ warnings load it with the check id in `_warnings`. Results follow DQD semantics.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,6 +93,12 @@ CHECK_TYPES: dict[str, Callable[[CheckSpec, Contract], pl.Expr]] = {
     "unique": _unique,
     "duplicate_row": lambda c, k: ~pl.col("_is_copy"),
     "row_complete": lambda c, k: ~pl.col("_truncated"),
+    "row_text": lambda c, k: ~pl.col("_nul_line"),
+    # no event after the extract's date (the run date when the file name carries none)
+    "not_after_extract": lambda c, k: (
+        _col(c).is_null()
+        | (_col(c) <= pl.coalesce(pl.col("_extract_date"), pl.lit(dt.date.today())))
+    ),
     "date_order": lambda c, k: (
         pl.col(c.params["before"]).is_null()
         | pl.col(c.params["after"]).is_null()
@@ -135,6 +142,8 @@ def _with_helpers(frame: pl.DataFrame, ctx: Context | None) -> pl.DataFrame:
     )
     if "_not_collected" not in frame.columns:  # frames not made by a mapping
         frame = frame.with_columns(pl.lit(None, pl.Utf8).alias("_not_collected"))
+    if "_nul_line" not in frame.columns:  # frames not read from delimited text
+        frame = frame.with_columns(pl.lit(False).alias("_nul_line"))
     if ctx is None:
         return frame.with_columns(
             pl.lit(True).alias("_known"),

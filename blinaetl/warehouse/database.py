@@ -31,7 +31,8 @@ QUARANTINE_DDL = (
     "_source_row BIGINT, table_name VARCHAR, site VARCHAR, patient_key VARCHAR, raw_json VARCHAR)",
     "CREATE OR REPLACE TABLE quarantine.failures (_source_id VARCHAR, _source_file VARCHAR, "
     "_source_row BIGINT, site VARCHAR, patient_key VARCHAR, row_hash VARCHAR, table_name VARCHAR, "
-    "check_id VARCHAR, column_name VARCHAR, kahn VARCHAR, severity VARCHAR, message VARCHAR)",
+    "check_id VARCHAR, column_name VARCHAR, kahn VARCHAR, severity VARCHAR, message VARCHAR, "
+    "root_cause VARCHAR)",
 )
 
 
@@ -176,6 +177,11 @@ def _detach(con: duckdb.DuckDBPyConnection, home: str) -> None:
     con.execute("RESET search_path")
     con.execute(f"USE {home}")
     con.execute("DETACH analytics_build")
+
+
+def discard_build(analytics_path: Path, build_tag: str) -> None:
+    """Remove the run's new analytics file (refused by the gate); the live file is untouched."""
+    _remove_build(building_path(analytics_path, build_tag))
 
 
 def publish(analytics_path: Path, build_tag: str) -> Path:

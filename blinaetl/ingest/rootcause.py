@@ -1,0 +1,160 @@
+"""Root cause first: quarantined rows that only fail because something upstream failed.
+
+A row of assessments, treatments, outcomes, flow results or imaging reports is checked against
+the patients the site delivered (`known_patient` checks). When that check fails, the patient is
+not always unknown to the site:
+
+- the site's patients file was **rejected** as a whole (a renamed header, a wrong encoding): every
+  row of the site then fails `known_patient`. Those rows are attributed to the rejected file
+  (`root_cause` = its path), the file's one query says how many dependent rows of which files wait
+  for it, and no knock-on query is listed per row;
+- the patient's row in the patients file was **quarantined**, e.g. because two rows of the
+  patients extract **conflict** (same MRN, different content): the dependent row's message says so
+  and names the file and rows to fix, instead of "No patient with this MRN ...". The conflicting
+  rows themselves get a message naming each other.
+
+Only file paths, row numbers and check ids are named, never a value.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from blinaetl.validate.contracts import Contract
+
+ROOT_CAUSE = "root_cause"
+
+
+def _known_patient_checks(contracts: dict[str, Contract]) -> list[str]:
+    return sorted(
+        c.id for ct in contracts.values() for c in ct.checks if c.check == "known_patient"
+    )
+
+
+def _unique_patient_checks(contracts: dict[str, Contract]) -> list[str]:
+    pats = contracts.get("patients")
+    return sorted(c.id for c in pats.checks if c.check == "unique") if pats else []
+
+
+def _rows_text(rows: pl.Expr) -> pl.Expr:
+    """'file row N, file row M' from a list of structs {_source_file, _source_row}."""
+    return rows.list.eval(
+        pl.element().struct.field("_source_file")
+        + pl.lit(" row ")
+        + pl.element().struct.field("_source_row").cast(pl.Utf8)
+    ).list.join(", ")
+
+
+def attribute(
+    failures: pl.DataFrame,
+    file_rows: list[dict],
+    loaded_patients: pl.DataFrame,
+    contracts: dict[str, Contract],
+    source_sites: dict[str, str],
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """(`failures` with a `root_cause` column and corrected messages, notes per rejected file).
+
+    `file_rows` are the file rows of the run so far (rejected files among them), `loaded_patients`
+    the validated patients (site column), `source_sites` each clinical source's site.
+    """
+    failures = failures.with_columns(pl.lit(None, pl.Utf8).alias(ROOT_CAUSE))
+    if failures.height == 0:
+        return failures, {}
+    known = _known_patient_checks(contracts)
+    unique = _unique_patient_checks(contracts)
+
+    # 1. conflicting rows of the patients extract: each names the rows it conflicts with
+    if unique:
+        conflict = failures.filter(
+            (pl.col("table_name") == "patients") & pl.col("check_id").is_in(unique)
+        )
+        if conflict.height:
+            rows = conflict.group_by("site", "patient_key").agg(
+                pl.struct("_source_file", "_source_row").unique().sort().alias("_rows")
+            )
+            failures = failures.join(
+                rows, on=["site", "patient_key"], how="left", maintain_order="left"
+            )
+            is_conflict = (pl.col("table_name") == "patients") & pl.col("check_id").is_in(unique)
+            failures = failures.with_columns(
+                pl.when(is_conflict)
+                .then(
+                    pl.lit(
+                        "This patient row conflicts with another row of the same patient (same "
+                        "MRN at the same site): "
+                    )
+                    + _rows_text(pl.col("_rows"))
+                    + pl.lit(". Send one row per patient: keep the correct row, remove the others.")
+                )
+                .otherwise(pl.col("message"))
+                .alias("message")
+            ).drop("_rows")
+
+    # 2. the patient's own row was quarantined: the dependent row says which and where
+    pat_fail = failures.filter(pl.col("table_name") == "patients")
+    if pat_fail.height and known:
+        why = pat_fail.group_by("site", "patient_key").agg(
+            pl.struct("_source_file", "_source_row").unique().sort().alias("_rows"),
+            pl.col("check_id").unique().sort().str.join(", ").alias("_checks"),
+            pl.col("check_id").is_in(unique).any().alias("_conflict"),
+        )
+        failures = failures.join(why, on=["site", "patient_key"], how="left", maintain_order="left")
+        knock_on = pl.col("check_id").is_in(known) & pl.col("_rows").is_not_null()
+        failures = failures.with_columns(
+            pl.when(knock_on & pl.col("_conflict"))
+            .then(
+                pl.lit("Not loaded because this patient's rows in the patients extract conflict ")
+                + pl.lit("(")
+                + _rows_text(pl.col("_rows"))
+                + pl.lit("); fix those rows and this row loads as delivered.")
+            )
+            .when(knock_on)
+            .then(
+                pl.lit("Not loaded because this patient's row in the patients extract (")
+                + _rows_text(pl.col("_rows"))
+                + pl.lit(") was quarantined (")
+                + pl.col("_checks")
+                + pl.lit("); fix that row and this row loads as delivered.")
+            )
+            .otherwise(pl.col("message"))
+            .alias("message")
+        ).drop("_rows", "_checks", "_conflict")
+
+    # 3. the site's patients file was rejected and no patient of the site was loaded
+    loaded_sites = set(loaded_patients["site"].drop_nulls().unique().to_list())
+    rejected = {}
+    for row in file_rows:
+        site = source_sites.get(row.get("source_id") or "")
+        is_rejected = row.get("table_name") == "patients" and row.get("status") == "rejected"
+        if is_rejected and site and site not in loaded_sites:
+            rejected.setdefault(site, row["path"])
+    notes: dict[str, str] = {}
+    if rejected and known:
+        cause = pl.col("site").replace_strict(rejected, default=None, return_dtype=pl.Utf8)
+        knock_on = pl.col("check_id").is_in(known) & cause.is_not_null()
+        failures = failures.with_columns(
+            pl.when(knock_on).then(cause).otherwise(pl.col(ROOT_CAUSE)).alias(ROOT_CAUSE)
+        ).with_columns(
+            pl.when(pl.col(ROOT_CAUSE).is_not_null())
+            .then(
+                pl.lit("Not loaded because the site's patients file ")
+                + pl.col(ROOT_CAUSE)
+                + pl.lit(" was rejected; fix that file and this row is checked again.")
+            )
+            .otherwise(pl.col("message"))
+            .alias("message")
+        )
+        per_cause = (
+            failures.filter(pl.col(ROOT_CAUSE).is_not_null())
+            .group_by(ROOT_CAUSE)
+            .agg(
+                pl.struct("_source_file", "_source_row").n_unique().alias("rows"),
+                pl.col("_source_file").unique().sort().alias("files"),
+            )
+        )
+        for cause_path, n_rows, files in per_cause.iter_rows():
+            notes[cause_path] = (
+                f"{n_rows} dependent row(s) of {len(files)} file(s) ({', '.join(files)}) are "
+                "quarantined because of it and listed under this file, not one by one"
+            )
+    return failures, notes

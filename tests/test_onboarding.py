@@ -1086,6 +1086,13 @@ def _write_sdtm(folder: Path) -> None:
             "MHTERM": ["B-ALL", "HYPERTENSION", "B-ALL", "B-ALL"],
             "MHSTDTC": ["2013-06-01", "2001", "2013-11", "2013-08-15"],
         },
+        "tu": {
+            "USUBJID": [s1, s3],
+            "TUSEQ": [1.0, 1.0],
+            "TULOC": ["TESTIS", "SKIN"],
+            "TUMETHOD": ["PHYSICAL EXAMINATION", "BIOPSY"],
+            "TUDTC": ["2014-01-01", "2014-01-04"],
+        },
         "lb": {
             "USUBJID": [s1, s1, s1, s2, s2],
             "LBTESTCD": ["PLAT", "NEUT", "WBC", "PLAT", "NEUT"],
@@ -1159,6 +1166,29 @@ def test_sdtm_study_through_the_bundled_template_adjusted_by_yaml(tmp_path):
     assert sorted(nc.select("site", "rows_delivered").rows()) == [("S701", 2), ("S702", 1)]
     f = file_row(result, "sdtm/PILOT01/ex.xpt")
     assert "1 of 5 delivered row(s) left out by the mapping's 'where'" in f["error"]
+    img = result.tables["imaging_reports"].sort("_source_row")
+    assert img.select("accession", "modality", "report_text").rows() == [
+        ("PILOT01-701-1015-TU1", "exam", "Extramedullary disease identified in the TESTIS."),
+        ("PILOT01-702-1015-TU1", "pathology", "Extramedullary disease identified in the SKIN."),
+    ]
+    from blinaetl.text import read_em_text
+
+    mentions, _ = read_em_text(
+        img.select(
+            "patient_key",
+            "site",
+            "_source_file",
+            "_source_row",
+            "report_date",
+            "modality",
+            "report_text",
+        )
+    )
+    got = mentions.sort("_source_row").select("site", "site_group", "icdo3", "assertion")
+    assert got.rows() == [
+        ("S701", "testis", "C62.9", "present"),
+        ("S702", "skin", "C44.9", "present"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -1391,3 +1421,22 @@ def test_bad_lookup_spec_is_refused_at_load_time(tmp_path):
     )
     with pytest.raises(MappingError, match=r"files\[1\], lookup\[0\]: 'where' on column 'ARM'"):
         load_source(path)
+
+
+def test_composed_column_from_several_columns_and_a_missing_one_rejects(tmp_path):
+    text = mapping(PATIENTS_ENTRY.replace("{mrn: MRN,", '{mrn: "{SITEPREFIX}-{MRN}",'))
+    data = (
+        PATIENTS_CSV.replace("MRN,", "MRN,SITEPREFIX,")
+        .replace("P001,", "P001,A,")
+        .replace("P002,", "P002,,")
+    )
+    rel = "clinical/T1/patients_2026-01-01.csv"
+    landing, sources = setup(tmp_path, text, {rel: data})
+    result = run(landing, sources)
+    assert result.tables["patients"]["mrn"].to_list() == ["A-P001"]
+    # a row lacking a part gets no value: the required MRN is empty and the row quarantined
+    assert result.quarantine_failures["check_id"].to_list() == ["PAT_MRN_REQUIRED"]
+    assert "ignored" not in (file_row(result, rel)["error"] or "")
+    landing, sources = setup(tmp_path / "b", text, {rel: PATIENTS_CSV})
+    f = file_row(run(landing, sources), rel)
+    assert f["status"] == "rejected" and "'SITEPREFIX' named in 'columns.mrn'" in f["error"]

@@ -433,8 +433,9 @@ def map_frame(
 
     `_content_hash` hashes the delivered cells of the row (duplicate rows, stable query ids).
     """
+    raw, fm, used = _compose_columns(raw, fm, source, rel)
     delivered = [c for c in raw.columns if not c.startswith("_")]
-    mapped_sources = set(fm.columns.values())
+    mapped_sources = set(fm.columns.values()) | used
     mapped_sources |= {c for d in fm.derived_dates.values() for c in (d["days"], d["anchor"])}
     if fm.site_from:
         mapped_sources.add(fm.site_from["column"])
@@ -567,6 +568,39 @@ def iso8601_date(col: pl.Expr, rule: str) -> pl.Expr:
         by_month = by_month.dt.month_end()
     by_year = (year + in_year).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
     return pl.coalesce(full, by_month, by_year)
+
+
+TEMPLATE_RE = re.compile(r"\{([^{}]+)\}")
+
+
+def _compose_columns(
+    raw: pl.DataFrame, fm: FileMapping, source: SourceMapping, rel: str
+) -> tuple[pl.DataFrame, FileMapping, set[str]]:
+    """`columns` values with {COLUMN} in them are composed from the row's columns, e.g.
+    `accession: "{USUBJID}-{TUSEQ}"`; a row missing any of them gets no value."""
+    import dataclasses
+
+    templated = {f: c for f, c in fm.columns.items() if TEMPLATE_RE.search(c)}
+    if not templated:
+        return raw, fm, set()
+    used: set[str] = set()
+    exprs, columns = [], dict(fm.columns)
+    for name, template in templated.items():
+        refs = TEMPLATE_RE.findall(template)
+        missing = [c for c in refs if c not in raw.columns]
+        if missing:
+            raise FileProblem(
+                "rejected",
+                f"{rel}: column(s) {', '.join(repr(c) for c in missing)} named in "
+                f"'columns.{name}' ({template}) are not in the file",
+                f"correct 'columns' in the source mapping ({source.path.name}) or the header",
+            )
+        used.update(refs)
+        pattern = TEMPLATE_RE.sub("{}", template.replace("{}", ""))
+        composed = f"{name} (composed)"
+        exprs.append(pl.format(pattern, *[pl.col(c) for c in refs]).alias(composed))
+        columns[name] = composed
+    return raw.with_columns(exprs), dataclasses.replace(fm, columns=columns), used
 
 
 def _derived_date(spec: dict, date_format: str) -> pl.Expr:

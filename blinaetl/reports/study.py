@@ -19,7 +19,8 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from jinja2 import Environment, PackageLoader, select_autoescape
+
+from blinaetl.reports.html import template_env
 
 PREDICTOR_LABELS: dict[str, str] = {
     "bm_blasts_gt50": "Marrow blasts > 50%",
@@ -121,6 +122,18 @@ def binary_tests(numbers: dict[str, Any], outcome: str) -> list[dict[str, str]]:
             "note": f["note"] or "",
         }
         if outcome == "responder":
+            for level in ("true", "false"):
+                rate = next(
+                    (
+                        r
+                        for r in numbers["response_rates"]
+                        if r["predictor"] == factor and r["level"] == level
+                    ),
+                    None,
+                )
+                row[f"wilson_{level}"] = (
+                    f"{100 * rate['ci_lower']:.0f}-{100 * rate['ci_upper']:.0f}%" if rate else "-"
+                )
             for model in ("univariable", "multivariable"):
                 m = _model(models, analysis="logistic", term=factor, model=model)
                 row[model] = fmt_est(m["estimate"], m["ci_lower"], m["ci_upper"]) if m else "-"
@@ -156,7 +169,9 @@ def seed_comparison(numbers: dict[str, Any]) -> list[dict[str, str]]:
     overall = next(r for r in numbers["response_rates"] if r["predictor"] == "overall")
     fp = {r["failure_group"]: r for r in numbers["failure_patterns"]}
     ref, rel = fp.get("refractory", {}), fp.get("relapsed", {})
-    default_lm = next((r for r in numbers["landmarks"] if r["default_landmark"]), {})
+    default_lm: dict[str, Any] = next(
+        (r for r in numbers["landmarks"] if r["default_landmark"]), {}
+    )
 
     def p_of(outcome: str, term: str) -> str:
         m = _model(models, analysis="fisher", outcome=outcome, term=term)
@@ -521,10 +536,7 @@ def write_study_report(analytics: Path, out_dir: Path) -> tuple[Path, dict[str, 
         "incidence": incidence,
         "definitions": numbers["definitions"],
     }
-    env = Environment(
-        loader=PackageLoader("blinaetl.reports", "templates"),
-        autoescape=select_autoescape(["html", "html.j2", "j2"]),
-    )
+    env = template_env()
     html = env.get_template("study_report.html.j2").render(**view)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "study_report.html"

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/assertion_benchmark.py [--show-errors]
 
 Prints, for negation (label absent) and uncertainty (label possible), precision and recall,
-the per-label counts and the confusion table, then the time to classify the set.
+the per-label counts and the confusion table, then the time to classify the set; then the
+report-snippet corpus (tests/data/em_corpus.csv, issue 17's measures, per half and per style).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         if g != p:
             print(f"  {g:10s} -> {p:10s} {n}")
     print(f"\nclassified the whole set (vectorized) in {elapsed:.2f} s")
+    _corpus_report()
     if args.show_errors:
         for row in (
             pl.concat([frame, held])
@@ -80,6 +82,25 @@ def main(argv: list[str] | None = None) -> int:
         ):
             print(f"  [{row['label']} -> {row['predicted']}] {row['target']!r}: {row['sentence']}")
     return 0
+
+
+def _corpus_report() -> None:
+    from blinaetl.text import evaluation
+
+    corpus = DATA.with_name("em_corpus.csv")
+    gold_all = evaluation.read_corpus(corpus)
+    print(f"\nreport snippets ({gold_all['sentence_id'].n_unique()} in {corpus.name})")
+    keys = ("present_precision", "present_recall", "present_f1", "assertion_accuracy")
+    keys += ("icdo3_exact", "laterality_exact", "mention_recall")
+    print(f"  {'part':24s} " + " ".join(f"{k.replace('present_', 'pres_'):>12s}" for k in keys))
+    parts = [("half " + h, pl.col("split") == h) for h in ("tuning", "evaluation")]
+    parts += [
+        ("style " + st, pl.col("style") == st)
+        for st in ("radiology", "pathology", "csf", "clinic_note")
+    ]
+    for name, cond in parts:
+        s = evaluation.score(gold_all.filter(cond))
+        print(f"  {name:24s} " + " ".join(f"{s[k]:12.3f}" for k in keys))
 
 
 if __name__ == "__main__":

@@ -189,6 +189,9 @@ def test_renamed_header_in_one_sites_patients_file_is_refused(published, capsys)
     assert "Publication refused by the publish gate" in html
     assert "The last published database stays live" in html
     assert "--accept-drop SITE01" in html
+    # the rejected file's fix reaches the report (the manifest used to drop it)
+    assert "<strong>Fix:</strong> add the columns to the extract" in html
+    assert manifest["files"][0]["fix"] is not None or any(f["fix"] for f in manifest["files"])
     assert not (latest / "patients_snapshot.parquet").exists()
     assert (
         unchanged_since_last_run(

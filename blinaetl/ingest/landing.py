@@ -1220,7 +1220,7 @@ def validate_files(
     )
     for row in file_rows:  # a rejected file's one query counts the rows waiting for it
         if row["path"] in root_notes:
-            row["error"] = f"{row['error']}; {root_notes[row['path']]}"
+            row["error"] = f"{row['error'].rstrip('.')}; {root_notes[row['path']]}"
     caused = (
         failures.filter(pl.col(rootcause.ROOT_CAUSE).is_not_null())
         .group_by("_source_file")

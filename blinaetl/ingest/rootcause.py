@@ -122,7 +122,7 @@ def attribute(
 
     # 3. the site's patients file was rejected and no patient of the site was loaded
     loaded_sites = set(loaded_patients["site"].drop_nulls().unique().to_list())
-    rejected = {}
+    rejected: dict[str, str] = {}
     for row in file_rows:
         site = source_sites.get(row.get("source_id") or "")
         is_rejected = row.get("table_name") == "patients" and row.get("status") == "rejected"

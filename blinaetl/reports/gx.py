@@ -248,9 +248,13 @@ def self_contained_page(page: str) -> str:
     page = _IMG_EXTERNAL.sub("", page)
     page = _IMPORT.sub("", _FONT_FACE.sub("", _CSS_URL.sub("none", page)))
     for table_id, body in tables.items():
+
+        def fill(m: re.Match[str], body: str = body) -> str:
+            return m.group(1) + body + m.group(3)
+
         page = re.sub(
             r"(<table\b[^>]*\bid=[\"']" + re.escape(table_id) + r"[\"'][^>]*>)(.*?)(</table>)",
-            lambda m, b=body: m.group(1) + b + m.group(3),
+            fill,
             page,
             count=1,
             flags=re.S,

@@ -366,6 +366,8 @@ def run_pipeline(
         return out
 
     cfg.secret()  # fail closed: without the key nothing is read or written
+    # a broken SQL model graph or definition stops the run before any file is read
+    models.check_models(models.load_definitions(overrides=cfg.definitions))
     if cfg.skip_unchanged:
         previous = unchanged_since_last_run(cfg)
         if previous:

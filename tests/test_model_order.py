@@ -213,3 +213,47 @@ def test_the_shipped_models_run_after_every_model_they_read():
         "harmonized.patient_timeline",
     }
     assert by_output["endpoints.km"].reads == {"endpoints.km_input"}
+
+
+def test_check_models_checks_graph_and_definitions_statically(tmp_path):
+    root = _write(
+        tmp_path,
+        {
+            "harmonized/00_ok.sql": "CREATE OR REPLACE TABLE harmonized.ok AS\n"
+            "SELECT def_num('cr_anc_min') AS anc FROM staging.patients;\n",
+        },
+    )
+    defs = models.load_definitions()
+    assert [m.name for m in models.check_models(defs, root)] == ["harmonized/00_ok.sql"]
+    (root / "harmonized" / "00_ok.sql").write_text(
+        "CREATE OR REPLACE TABLE harmonized.ok AS\nSELECT def_num('cr_anc_minimum') AS anc;\n"
+    )
+    with pytest.raises(
+        models.SqlModelError, match=r"00_ok\.sql uses definition\(s\) 'cr_anc_minimum'"
+    ):
+        models.check_models(defs, root)
+
+
+def test_a_broken_model_graph_stops_the_pipeline_before_it_reads_anything(tmp_path, monkeypatch):
+    from blinaetl.pipeline import RunConfig, run_pipeline
+
+    root = _write(
+        tmp_path / "sql",
+        {
+            "harmonized/10_x.sql": "CREATE OR REPLACE TABLE harmonized.x AS\nSELECT * FROM harmonized.y;\n",
+            "harmonized/20_y.sql": "CREATE OR REPLACE TABLE harmonized.y AS\nSELECT * FROM harmonized.x;\n",
+        },
+    )
+    monkeypatch.setattr(models, "sql_dir", lambda: root)  # the shipped sql/ folder replaced
+    cfg = RunConfig(
+        landing=tmp_path / "landing",
+        warehouse=tmp_path / "wh",
+        reports=tmp_path / "rp",
+        demo=True,
+        gx=False,
+    )
+    with pytest.raises(
+        models.SqlModelError, match=r"cycle .*harmonized/10_x\.sql, harmonized/20_y\.sql"
+    ):
+        run_pipeline(cfg)
+    assert not (tmp_path / "wh").exists() and not (tmp_path / "rp").exists()

@@ -350,6 +350,16 @@ def check_definitions_used(all_models: list[Model], installed: dict[str, str]) -
                 ) from None
 
 
+def check_models(definitions: dict[str, dict[str, Any]], root: Path | None = None) -> list[Model]:
+    """Every model of every layer checked before a run reads anything: the graph
+    (`check_model_graph`) and the definitions the models name against `definitions`
+    (`load_definitions` output). Returns the models."""
+    all_models = discover_models(root)
+    check_model_graph(all_models)
+    check_definitions_used(all_models, {n: str(d["value"]) for n, d in definitions.items()})
+    return all_models
+
+
 def installed_definitions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Name -> value (as text) of the connection's `curated.definitions` (empty when none)."""
     if not _exists(con, "curated.definitions"):

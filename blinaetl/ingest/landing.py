@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -35,6 +35,9 @@ from blinaetl.ingest.shape import ShapeProblem, shape
 from blinaetl.ingest.sources import FileMapping, SourceMapping, load_sources, match
 from blinaetl.privacy import patient_keys
 from blinaetl.validate.contracts import LINEAGE_COLUMNS, POLARS_TYPES, Contract, load_contracts
+
+if TYPE_CHECKING:
+    from blinaetl.validate.executor import ValidationOutcome
 
 RAW_PREFIX = "__raw__"
 TRUE_WORDS = {"true", "t", "yes", "y", "1"}
@@ -1158,6 +1161,43 @@ def validate_files(
     from blinaetl.validate.executor import validate_tables
 
     contracts = plan.contracts
+    mapped, file_rows, previous = choose_extracts(plan, outcomes)
+    combined = combine_frames(mapped, contracts, secret)
+    outcome = validate_tables(combined, contracts, accepted)
+    source_sites = {s.source: s.site for s in plan.sources if s.kind == "clinical" and s.site}
+    failures, caused_by = attribute_root_causes(outcome, file_rows, contracts, source_sites)
+    file_rows.extend(account_files(mapped, outcome, caused_by))
+    not_collected = _not_collected(mapped)
+    return IngestResult(
+        date_imputations=_imputations(mapped, contracts, plan.partial_dates),
+        column_labels=list_column_labels(mapped),
+        not_collected=not_collected,
+        dq_results=pl.concat(
+            [outcome.dq_results, _not_collected_dq(not_collected, contracts)],
+            how="vertical_relaxed",
+        ),
+        mappings=[
+            {"source_id": s.source, "path": str(s.path.resolve()), "sha256": s.sha256}
+            for s in plan.sources
+        ],
+        source_sites=source_sites,
+        disappeared=_disappeared(mapped, previous, contracts, secret),
+        tables=outcome.tables,
+        quarantine_rows=with_raw_json(outcome.quarantine_rows, mapped),
+        quarantine_failures=failures,
+        files=pl.DataFrame(file_rows, schema=FILE_SCHEMA).sort("path"),
+    )
+
+
+def choose_extracts(
+    plan: Plan, outcomes: list[MappedFile | dict]
+) -> tuple[list[MappedFile], list[dict], dict[tuple[str, int], MappedFile]]:
+    """Per source entry, the newest readable extract to load (cumulative refreshes).
+
+    Returns the files to load, the file rows of the others (unmatched, undated beside dated
+    ones, unreadable, superseded) and per entry the newest superseded extract that was read
+    (the previous delivery, for records that disappeared).
+    """
     file_rows: list[dict] = list(plan.unmatched)
     mapped: list[MappedFile] = []
     previous: dict[tuple[str, int], MappedFile] = {}
@@ -1197,6 +1237,13 @@ def validate_files(
             )
             if key not in previous and isinstance(outcome, MappedFile):
                 previous[key] = outcome
+    return mapped, file_rows, previous
+
+
+def combine_frames(
+    mapped: list[MappedFile], contracts: dict[str, Contract], secret: bytes
+) -> dict[str, pl.DataFrame]:
+    """One frame per contract table (empty when no file delivered it), with `patient_key`."""
     frames: dict[str, list[pl.DataFrame]] = {t: [] for t in contracts}
     for m in mapped:
         frames[m.mapping.table].append(m.frame)
@@ -1207,10 +1254,20 @@ def validate_files(
     # one keyed hash per distinct (site, MRN) of the whole run, joined to every table
     pairs = pl.concat([f.select("site", "mrn") for f in combined.values()]).unique().drop_nulls()
     keys = pairs.with_columns(patient_keys(pairs["site"], pairs["mrn"], secret))
-    for t, frame in combined.items():
-        combined[t] = frame.join(keys, on=["site", "mrn"], how="left", maintain_order="left")
-    outcome = validate_tables(combined, contracts, accepted)
-    source_sites = {s.source: s.site for s in plan.sources if s.kind == "clinical" and s.site}
+    return {
+        t: frame.join(keys, on=["site", "mrn"], how="left", maintain_order="left")
+        for t, frame in combined.items()
+    }
+
+
+def attribute_root_causes(
+    outcome: ValidationOutcome,
+    file_rows: list[dict],
+    contracts: dict[str, Contract],
+    source_sites: dict[str, str],
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """The failures with their root cause, and per file the rejected file that caused its rows'
+    quarantine. A rejected file's row in `file_rows` gets the count of rows waiting for it."""
     failures, root_notes = rootcause.attribute(
         outcome.quarantine_failures,
         file_rows,
@@ -1226,31 +1283,29 @@ def validate_files(
         .group_by("_source_file")
         .agg(pl.col(rootcause.ROOT_CAUSE).first())
     )
-    caused_by = dict(caused.iter_rows())
-    quarantine_rows = with_raw_json(outcome.quarantine_rows, mapped)
-    # per-file accounting
-    q_per_file = outcome.quarantine_rows.group_by("_source_file").agg(pl.len().alias("q"))
-    loaded_per_file = (
-        pl.concat(
-            [t.select("_source_file") for t in outcome.tables.values()], how="vertical_relaxed"
-        )
-        .group_by("_source_file")
-        .agg(pl.len().alias("l"))
+    return failures, dict(caused.iter_rows())
+
+
+def _count_per_file(frames: list[pl.DataFrame]) -> dict[str, int]:
+    if not frames:
+        return {}
+    counted = pl.concat([f.select("_source_file") for f in frames], how="vertical_relaxed")
+    return dict(counted.group_by("_source_file").agg(pl.len()).iter_rows())
+
+
+def account_files(
+    mapped: list[MappedFile], outcome: ValidationOutcome, caused_by: dict[str, str]
+) -> list[dict]:
+    """One file row per loaded file: rows read, loaded and quarantined, and its status.
+
+    Raises ConservationError when rows read differ from rows loaded + quarantined.
+    """
+    q = _count_per_file([outcome.quarantine_rows])
+    ld = _count_per_file(list(outcome.tables.values()))
+    w = _count_per_file(
+        [t.filter(pl.col("_warnings").list.len() > 0) for t in outcome.tables.values()]
     )
-    warned = (
-        pl.concat(
-            [
-                t.filter(pl.col("_warnings").list.len() > 0).select("_source_file")
-                for t in outcome.tables.values()
-            ],
-            how="vertical_relaxed",
-        )
-        .group_by("_source_file")
-        .agg(pl.len().alias("w"))
-    )
-    q = dict(q_per_file.iter_rows())
-    ld = dict(loaded_per_file.iter_rows())
-    w = dict(warned.iter_rows())
+    rows = []
     for m in mapped:
         read = m.frame.height
         loaded, quarantined = ld.get(m.path, 0), q.get(m.path, 0)
@@ -1272,7 +1327,7 @@ def validate_files(
             status = "partially_quarantined"
         elif w.get(m.path) or note:
             status = "loaded_with_warnings"
-        file_rows.append(
+        rows.append(
             {
                 "path": m.path,
                 "sha256": m.sha256,
@@ -1286,9 +1341,11 @@ def validate_files(
                 "fix": None,
             }
         )
-    files = pl.DataFrame(file_rows, schema=FILE_SCHEMA).sort("path")
-    disappeared = _disappeared(mapped, previous, contracts, secret)
-    not_collected = _not_collected(mapped)
+    return rows
+
+
+def list_column_labels(mapped: list[MappedFile]) -> pl.DataFrame:
+    """The variable labels files delivered (SAS, SPSS, Stata, Dataset-JSON), per field."""
     labels = [
         {
             "source_id": m.source.source,
@@ -1301,25 +1358,7 @@ def validate_files(
         for m in mapped
         for f, label in m.labels.items()
     ]
-    return IngestResult(
-        date_imputations=_imputations(mapped, contracts, plan.partial_dates),
-        column_labels=pl.DataFrame(labels, schema=LABELS_SCHEMA),
-        not_collected=not_collected,
-        dq_results=pl.concat(
-            [outcome.dq_results, _not_collected_dq(not_collected, contracts)],
-            how="vertical_relaxed",
-        ),
-        mappings=[
-            {"source_id": s.source, "path": str(s.path.resolve()), "sha256": s.sha256}
-            for s in plan.sources
-        ],
-        source_sites=source_sites,
-        disappeared=disappeared,
-        tables=outcome.tables,
-        quarantine_rows=quarantine_rows,
-        quarantine_failures=failures,
-        files=files,
-    )
+    return pl.DataFrame(labels, schema=LABELS_SCHEMA)
 
 
 def _imputations(

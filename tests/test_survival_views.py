@@ -308,7 +308,8 @@ def test_cumulative_incidence_equals_lifelines_on_tie_free_data(n, seed):
         ref = ajf.cumulative_density_.iloc[:, 0]
         var = ajf.variance_
         bounds = ajf.confidence_interval_
-        mine = ci[ci.endpoint == endpoint].set_index("time_days")
+        mine = ci[(ci.endpoint == endpoint) & (ci.stratum_variable == "overall")]
+        mine = mine.set_index("time_days")
         assert len(mine) == resp["rfs_days"].nunique()
         for t, r in mine.iterrows():
             assert r["cumulative_incidence"] == pytest.approx(ref.loc[t], abs=1e-9)
@@ -319,6 +320,23 @@ def test_cumulative_incidence_equals_lifelines_on_tie_free_data(n, seed):
                 assert r["ci_upper"] == pytest.approx(hi, abs=1e-9)
             compared += 1
     assert compared == 3 * resp["rfs_days"].nunique()
+    # each stratum of prior_em is its own Aalen-Johansen
+    for value, part in resp.groupby("prior_em"):
+        rel = part["relapsed"].astype(bool)
+        cause = np.where(rel, 1, np.where(part["rfs_event"] == 1, 2, 0))
+        ajf = AalenJohansenFitter(calculate_variance=True).fit(
+            part["rfs_days"], cause, event_of_interest=1
+        )
+        mine = ci[
+            (ci.endpoint == "relapse")
+            & (ci.stratum_variable == "prior_em")
+            & (ci.stratum_value == str(value).lower())
+        ].set_index("time_days")
+        assert len(mine) == part["rfs_days"].nunique()
+        ref = ajf.cumulative_density_.iloc[:, 0]
+        for t, r in mine.iterrows():
+            assert r["cumulative_incidence"] == pytest.approx(ref.loc[t], abs=1e-9)
+            assert r["variance"] == pytest.approx(ajf.variance_.loc[t], abs=1e-9)
 
 
 def test_cumulative_incidence_with_ties_hand_worked():
@@ -350,7 +368,8 @@ def test_cumulative_incidence_with_ties_hand_worked():
     con = survival_db(patients)
     got = con.execute(
         "SELECT time_days, n_risk, n_event, n_competing, cumulative_incidence "
-        "FROM endpoints.cumulative_incidence WHERE endpoint = 'relapse' ORDER BY time_days"
+        "FROM endpoints.cumulative_incidence WHERE endpoint = 'relapse' "
+        "AND stratum_variable = 'overall' ORDER BY time_days"
     ).fetchall()
     assert [g[:4] for g in got] == [(10, 5, 1, 1), (20, 3, 0, 0), (30, 2, 1, 0), (40, 1, 0, 0)]
     assert [g[4] for g in got] == pytest.approx([0.2, 0.2, 0.5, 0.5], abs=1e-12)
@@ -516,7 +535,8 @@ def test_published_demo_views_equal_lifelines(demo_run):
             for t, e, r, rd, sd in patients.itertuples(index=False)
         ]
         ref = _aalen_johansen(list(patients["rfs_days"]), cause)
-        mine = ci[ci.endpoint == "relapse"].set_index("time_days")["cumulative_incidence"]
+        mine = ci[(ci.endpoint == "relapse") & (ci.stratum_variable == "overall")]
+        mine = mine.set_index("time_days")["cumulative_incidence"]
         assert len(mine) == len(ref)
         for t, f in ref.items():
             assert mine.loc[t] == pytest.approx(f, abs=1e-12)

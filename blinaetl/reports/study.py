@@ -453,7 +453,9 @@ def write_study_report(analytics: Path, out_dir: Path) -> tuple[Path, dict[str, 
         numbers = read_numbers(con)
         km = con.sql("SELECT * FROM endpoints.km").pl()
         at_risk = con.sql("SELECT * FROM endpoints.km_at_risk").pl()
-        ci = con.sql("SELECT * FROM endpoints.cumulative_incidence").pl()
+        ci = con.sql(
+            "SELECT * FROM endpoints.cumulative_incidence WHERE stratum_variable = 'overall'"
+        ).pl()
     finally:
         con.close()
     figures = [

@@ -14,14 +14,48 @@ WITH first_failure AS (
             WHEN rfs_event = 1 THEN 'death'
         END AS failure,
         em_at_failure,
-        cd19_at_failure
+        cd19_at_failure,
+        prior_em,
+        active_em_at_start,
+        cd19_baseline
     FROM curated.patients
     WHERE responder AND rfs_days IS NOT NULL
+),
+
+stratified AS (
+    SELECT
+        'overall' AS stratum_variable,
+        'all' AS stratum_value,
+        *
+    FROM first_failure
+    UNION ALL
+    SELECT
+        'prior_em' AS stratum_variable,
+        prior_em::VARCHAR AS stratum_value,
+        *
+    FROM first_failure
+    WHERE prior_em IS NOT NULL
+    UNION ALL
+    SELECT
+        'active_em_at_start' AS stratum_variable,
+        active_em_at_start::VARCHAR AS stratum_value,
+        *
+    FROM first_failure
+    WHERE active_em_at_start IS NOT NULL
+    UNION ALL
+    SELECT
+        'cd19_baseline' AS stratum_variable,
+        cd19_baseline AS stratum_value,
+        *
+    FROM first_failure
+    WHERE cd19_baseline IS NOT NULL
 ),
 
 endpoint_rows AS (
     SELECT
         e.endpoint,
+        f.stratum_variable,
+        f.stratum_value,
         f.patient_key,
         f.time_days,
         CASE
@@ -35,19 +69,21 @@ endpoint_rows AS (
                 THEN 1
             ELSE 2
         END AS cause
-    FROM first_failure AS f
+    FROM stratified AS f
     CROSS JOIN (VALUES ('relapse'), ('em_relapse'), ('cd19_negative_relapse')) AS e (endpoint)
 ),
 
 counts AS (
     SELECT
         endpoint,
+        stratum_variable,
+        stratum_value,
         time_days,
         count(*) FILTER (WHERE cause = 1) AS d1,
         count(*) FILTER (WHERE cause = 2) AS d2,
         count(*) FILTER (WHERE cause = 0) AS n_censor
     FROM endpoint_rows
-    GROUP BY endpoint, time_days
+    GROUP BY endpoint, stratum_variable, stratum_value, time_days
 ),
 
 at_risk AS (
@@ -55,7 +91,7 @@ at_risk AS (
         *,
         d1 + d2 AS d,
         sum(d1 + d2 + n_censor) OVER (
-            PARTITION BY endpoint ORDER BY time_days DESC
+            PARTITION BY endpoint, stratum_variable, stratum_value ORDER BY time_days DESC
             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
         ) AS n_risk
     FROM counts
@@ -71,7 +107,7 @@ lagged_survival AS (
         END AS surv_lag
     FROM at_risk
     WINDOW before AS (
-        PARTITION BY endpoint ORDER BY time_days ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+        PARTITION BY endpoint, stratum_variable, stratum_value ORDER BY time_days ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
     )
 ),
 
@@ -83,7 +119,7 @@ incidence AS (
         surv_lag * d1 / (n_risk * n_risk) AS b,
         surv_lag * surv_lag * d1 * (n_risk - d1) / (n_risk * n_risk * n_risk) AS c
     FROM lagged_survival
-    WINDOW upto AS (PARTITION BY endpoint ORDER BY time_days ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    WINDOW upto AS (PARTITION BY endpoint, stratum_variable, stratum_value ORDER BY time_days ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 
 sums AS (
@@ -96,7 +132,7 @@ sums AS (
         sum(cif * b) OVER upto AS sum_fb,
         sum(c) OVER upto AS sum_c
     FROM incidence
-    WINDOW upto AS (PARTITION BY endpoint ORDER BY time_days ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    WINDOW upto AS (PARTITION BY endpoint, stratum_variable, stratum_value ORDER BY time_days ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 
 variances AS (
@@ -114,8 +150,8 @@ variances AS (
 
 SELECT
     endpoint,
-    'overall' AS stratum_variable,
-    'all' AS stratum_value,
+    stratum_variable,
+    stratum_value,
     time_days,
     n_risk::INTEGER AS n_risk,
     d1::INTEGER AS n_event,
@@ -132,12 +168,12 @@ SELECT
             THEN exp(-exp(ln(-ln(cif)) - z * sqrt(variance) / (cif * abs(ln(cif)))))
     END AS ci_upper
 FROM variances
-ORDER BY endpoint, time_days;
+ORDER BY endpoint, stratum_variable, stratum_value, time_days;
 
-COMMENT ON VIEW endpoints.cumulative_incidence IS 'Aalen-Johansen cumulative incidence among responders from the response day (relapse with death in remission competing; EM relapse and CD19-negative relapse with any other first failure competing), exact on tied times, with variance and log-log 95% interval.';
+COMMENT ON VIEW endpoints.cumulative_incidence IS 'Aalen-Johansen cumulative incidence among responders from the response day, overall and by prior EM, active EM at start and baseline CD19 (relapse with death in remission competing; EM relapse and CD19-negative relapse with any other first failure competing), exact on tied times, with variance and log-log 95% interval.';
 COMMENT ON COLUMN endpoints.cumulative_incidence.endpoint IS 'relapse, em_relapse (relapse with EM at failure) or cd19_negative_relapse (relapse with CD19 negative at failure; a relapse without a CD19 class counts as competing).';
-COMMENT ON COLUMN endpoints.cumulative_incidence.stratum_variable IS 'Stratum variable (overall).';
-COMMENT ON COLUMN endpoints.cumulative_incidence.stratum_value IS 'Stratum value (all).';
+COMMENT ON COLUMN endpoints.cumulative_incidence.stratum_variable IS 'overall, prior_em, active_em_at_start or cd19_baseline (patients with a missing value are in no stratum of that variable).';
+COMMENT ON COLUMN endpoints.cumulative_incidence.stratum_value IS 'Value of the stratum variable (all for overall).';
 COMMENT ON COLUMN endpoints.cumulative_incidence.time_days IS 'Days from the response day (RFS time).';
 COMMENT ON COLUMN endpoints.cumulative_incidence.n_risk IS 'Responders at risk just before time_days.';
 COMMENT ON COLUMN endpoints.cumulative_incidence.n_event IS 'Events of interest at time_days.';

@@ -1553,7 +1553,7 @@ def _disappeared(
         )
         gone = (
             old.frame.select(cols)
-            .unique()
+            .unique(maintain_order=True)  # in the previous file's row order, every run
             .join(new.frame.select(cols).unique(), on=cols, how="anti", nulls_equal=True)
         )
         if gone.height == 0:

@@ -458,7 +458,7 @@ def test_site_sections_render_in_chromium(trip, tmp_path):
             "--no-sandbox",
             "--disable-gpu",
             "--hide-scrollbars",
-            "--window-size=1200,1250",
+            "--window-size=1200,2300",
             f"--user-data-dir={tmp_path / 'shot'}",
             f"--screenshot={shot}",
             page_uri,

@@ -41,3 +41,39 @@ def test_file_level_rules_name_the_problem_without_the_stewards_fix():
     expected, fix = rule_words(load_site_text(), "FILE_REJECTED", error)
     assert "required column(s) 'MRN' not found" in fix
     assert "source mapping" not in fix and expected
+
+
+def test_a_sheet_lists_at_most_the_cap_per_site_and_table_and_the_cover_counts_the_rest(tmp_path):
+    import openpyxl
+    import polars as pl
+
+    from blinaetl.reports.outbox import write_workbook
+    from blinaetl.reports.roundtrip import cap_rows
+
+    live = pl.DataFrame(
+        {
+            "query_id": [f"Q{i}" for i in range(7)],
+            "sender": ["S1"] * 5 + ["S2"] * 2,
+            "table_name": ["assessments"] * 3 + ["outcomes"] * 2 + ["assessments"] * 2,
+            "source_file": ["a.csv"] * 7,
+            "source_row": [9, 3, 5, 2, 1, 4, 8],
+            "rule_id": ["R"] * 7,
+        }
+    )
+    shown = cap_rows(live, 2)
+    by = {(s, t): sorted(g["source_row"]) for (s, t), g in shown.group_by("sender", "table_name")}
+    assert by == {
+        ("S1", "assessments"): [3, 5],
+        ("S1", "outcomes"): [1, 2],
+        ("S2", "assessments"): [4, 8],
+    }
+    rows = shown.filter(pl.col("sender") == "S1").with_columns(
+        status=pl.lit("new"),
+        **{c: pl.lit(None, pl.Utf8) for c in ("opened_on", "age_runs", "age_days", "patient_ref",
+           "record_date", "column", "delivered_value", "expected", "how_to_fix")},
+    )  # fmt: skip
+    path = write_workbook(tmp_path / "S1.xlsx", "S1", "r1", rows, not_listed=1)
+    cover = openpyxl.load_workbook(path)["cover"]
+    meta = {r[0]: r[1] for r in cover.iter_rows(max_row=8, values_only=True) if r[0]}
+    assert meta["open_queries"] == "5" and meta["not_listed"] == "1"
+    assert "1 more open queries are not listed" in cover.cell(7, 3).value

@@ -317,7 +317,9 @@ def _sheet_name(table: str | None) -> str:
     return (table or "files")[:31]
 
 
-def write_workbook(path: Path, sender: str, run_id: str, rows: pl.DataFrame) -> Path:
+def write_workbook(
+    path: Path, sender: str, run_id: str, rows: pl.DataFrame, not_listed: int = 0
+) -> Path:
     """One site's workbook: a cover sheet with the counts, one sheet per table."""
     import xlsxwriter
 
@@ -336,13 +338,21 @@ def write_workbook(path: Path, sender: str, run_id: str, rows: pl.DataFrame) -> 
             ("site", sender),
             ("run_id", run_id),
             ("written_at", dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
-            ("open_queries", str(rows.height)),
+            ("open_queries", str(rows.height + not_listed)),
+            ("not_listed", str(not_listed)),
         )
         for i, (k, v) in enumerate(meta, start=2):
             cover.write_string(i, 0, k, bold)
             cover.write_string(i, 1, v)
+        if not_listed:
+            cover.write_string(
+                6,
+                2,
+                f"{not_listed} more open queries are not listed: each sheet lists the first "
+                "ones by file and row; they repeat the causes listed.",
+            )
         cover.write_string(
-            7,
+            8,
             0,
             "For each row of the table sheets, choose site_reply (corrected / confirmed_as_is / "
             "cannot_resolve) and add a comment. Change nothing else: rows whose other columns were "
@@ -356,7 +366,7 @@ def write_workbook(path: Path, sender: str, run_id: str, rows: pl.DataFrame) -> 
             head,
         )
         tables = sorted(rows["table_name"].fill_null("files").unique().to_list())
-        for i, table in enumerate(tables, start=10):
+        for i, table in enumerate(tables, start=11):
             part = rows.filter(pl.col("table_name").fill_null("files") == table)
             cover.write_string(i, 0, _sheet_name(table))
             cover.write_number(i, 1, part.height)
@@ -422,6 +432,7 @@ def write_outboxes(
     open_queries: pl.DataFrame,
     details: pl.DataFrame,
     senders: list[str] | None = None,
+    not_listed: dict[str, int] | None = None,
 ) -> dict[str, Path]:
     """Write the workbook of every sender of the run (with no open query too: its cover says
     so); returns sender -> path."""
@@ -431,6 +442,10 @@ def write_outboxes(
     for sender in sorted(everyone):
         part = rows.filter(pl.col("sender") == sender)
         out[sender] = write_workbook(
-            workbook_path(restricted_path, sender, run_id), sender, run_id, part
+            workbook_path(restricted_path, sender, run_id),
+            sender,
+            run_id,
+            part,
+            (not_listed or {}).get(sender, 0),
         )
     return out

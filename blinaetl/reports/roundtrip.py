@@ -33,6 +33,9 @@ from blinaetl.reports.replies import Replies
 from blinaetl.validate.contracts import load_contracts
 
 AGE_BUCKETS = ("1 run", "2-3 runs", "4+ runs")
+# a workbook sheet lists at most this many queries (a spreadsheet holds about a million rows,
+# and a site acts on the first causes first); the cover says how many more are open
+MAX_ROWS_PER_SHEET = 20_000
 SITE_STATUSES = ("new", "reopened", "open", "corrected", "miscorrected", "resolved", "closed")
 
 
@@ -43,6 +46,13 @@ class QueryRun:
     problems: pl.DataFrame  # replies reported, not applied
     workbooks: dict[str, Path]  # sender -> outbox workbook
     sites: list[dict[str, Any]] = field(default_factory=list)  # per-site figures for the report
+
+
+def cap_rows(live: pl.DataFrame, limit: int) -> pl.DataFrame:
+    """The first `limit` queries per site and table, by file, row and rule."""
+    return live.sort("source_file", "source_row", "rule_id", "query_id", nulls_last=True).filter(
+        pl.int_range(pl.len()).over("sender", "table_name") < limit
+    )
 
 
 def _bucket(age_runs: pl.Expr) -> pl.Expr:
@@ -147,7 +157,14 @@ def advance_queries(cfg: Any, result: Any, at: dt.datetime | None = None) -> Que
     runs = [r for r, _ in audit.runs()] + [cfg.run_id]
     listing = _with_age(lifecycle.listing(step.state, cfg.run_id), runs, at)
     live = listing.filter(pl.col("status").is_in(LIVE_LISTED))
-    details = delivered_details(cfg.restricted_path, live, contracts, sources, result.files)
+    shown = cap_rows(live, MAX_ROWS_PER_SHEET)
+    not_listed = dict(
+        live.join(shown.select("query_id"), on="query_id", how="anti")
+        .group_by("sender")
+        .len()
+        .iter_rows()
+    )
+    details = delivered_details(cfg.restricted_path, shown, contracts, sources, result.files)
     by_id = {s.source: s for s in sources}
     senders = sorted(
         {
@@ -156,7 +173,7 @@ def advance_queries(cfg: Any, result: Any, at: dt.datetime | None = None) -> Que
             if (s := sender_of(by_id.get(sid), path))
         }
     )
-    workbooks = write_outboxes(cfg.restricted_path, cfg.run_id, live, details, senders)
+    workbooks = write_outboxes(cfg.restricted_path, cfg.run_id, shown, details, senders, not_listed)
     audit.record(cfg.run_id, at, events, step.state, replies.files)
     copy_into_restricted(cfg.restricted_path, audit)
     sites = site_figures(result.files, sources, listing, step.state, replies, workbooks)

@@ -121,8 +121,15 @@ def _summary_markdown(summary: core.RunSummary, result: Any) -> str:
 
     report = (summary.report_dir / "index.html").resolve()
     counts = listing_counts(summary.report_dir)
-    gate = getattr(summary, "gate", None)
-    gate_text = gate if isinstance(gate, str) else "passed: the new database was published"
+    gate = summary.gate or {}
+    if gate.get("published", True):
+        accepted = [f.get("token") or f.get("rule") for f in gate.get("accepted") or []]
+        gate_text = "passed: the new database was published" + (
+            f" (drops accepted: {', '.join(str(a) for a in accepted)})" if accepted else ""
+        )
+    else:
+        refused = "; ".join(str(f.get("rule")) for f in gate.get("refused") or [])
+        gate_text = f"refused: {refused}; the last published database stays live"
     status = ", ".join(f"{n} {s}" for s, n in counts["status"].items())
     by_sender = ", ".join(f"{k} {n}" for k, n in counts["open_by_sender"].items()) or "none"
     lines = [

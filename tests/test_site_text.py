@@ -77,3 +77,9 @@ def test_a_sheet_lists_at_most_the_cap_per_site_and_table_and_the_cover_counts_t
     meta = {r[0]: r[1] for r in cover.iter_rows(max_row=8, values_only=True) if r[0]}
     assert meta["open_queries"] == "5" and meta["not_listed"] == "1"
     assert "1 more open queries are not listed" in cover.cell(7, 3).value
+
+
+def test_a_rule_without_its_own_words_still_says_what_is_wrong():
+    expected, fix = rule_words(load_site_text(), "SOME_NEW_RULE", "x.csv: 3 rows are odd")
+    assert expected == "what was agreed for this extract"
+    assert fix.startswith("x.csv: 3 rows are odd")

@@ -894,7 +894,7 @@ class IngestResult:
         return bool(bad_files or bad_checks or self.quarantine_rows.height)
 
 
-DISAPPEARED_SCHEMA = {
+DISAPPEARED_SCHEMA: dict[str, Any] = {
     "table_name": pl.Utf8,
     "source_id": pl.Utf8,
     "site": pl.Utf8,
@@ -904,7 +904,7 @@ DISAPPEARED_SCHEMA = {
     "current_file": pl.Utf8,
 }
 
-IMPUTATIONS_SCHEMA = {
+IMPUTATIONS_SCHEMA: dict[str, Any] = {
     "source_id": pl.Utf8,
     "source_file": pl.Utf8,
     "source_row": pl.Int64,
@@ -915,7 +915,7 @@ IMPUTATIONS_SCHEMA = {
     "imputed_date": pl.Date,
 }
 
-LABELS_SCHEMA = {
+LABELS_SCHEMA: dict[str, Any] = {
     "source_id": pl.Utf8,
     "source_file": pl.Utf8,
     "table_name": pl.Utf8,
@@ -924,7 +924,7 @@ LABELS_SCHEMA = {
     "label": pl.Utf8,
 }
 
-NOT_COLLECTED_SCHEMA = {
+NOT_COLLECTED_SCHEMA: dict[str, Any] = {
     "source_id": pl.Utf8,
     "site": pl.Utf8,
     "table_name": pl.Utf8,
@@ -1578,7 +1578,9 @@ def _disappeared(
 
 
 def _empty_mapped(contract: Contract) -> pl.DataFrame:
-    schema: dict[str, pl.DataType] = {f.name: POLARS_TYPES[f.type] for f in contract.fields}
+    schema: dict[str, type[pl.DataType] | pl.DataType] = {
+        f.name: POLARS_TYPES[f.type] for f in contract.fields
+    }
     schema |= {RAW_PREFIX + f.name: pl.Utf8 for f in contract.fields}
     schema |= {
         "site": pl.Utf8,

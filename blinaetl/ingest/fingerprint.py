@@ -6,6 +6,7 @@ import hashlib
 import json
 
 from blinaetl.config import RunConfig
+from blinaetl.ingest.limits import file_sha256
 from blinaetl.ingest.sources import resolve_sources_dir
 from blinaetl.warehouse import models
 
@@ -18,10 +19,10 @@ def inputs_fingerprint(cfg: RunConfig) -> str:
     inside = (p for p in cfg.landing.rglob("*") if p.resolve().is_relative_to(root))
     for path in sorted(p for p in inside if p.is_file()):  # links out of the folder: never read
         digest.update(path.relative_to(cfg.landing).as_posix().encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(bytes.fromhex(file_sha256(path)))
     for path in sorted(resolve_sources_dir(cfg.sources_dir).glob("*.yaml")):
         digest.update(path.name.encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(bytes.fromhex(file_sha256(path)))
     settings = {
         "definitions": models.load_definitions(overrides=cfg.definitions),
         "date_shift": cfg.date_shift,

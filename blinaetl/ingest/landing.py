@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import hashlib
 import io
 import os
 import re
@@ -28,6 +27,7 @@ from blinaetl.ingest.limits import (
     check_file_size,
     check_shape,
     check_workbook,
+    file_sha256,
     limits,
 )
 from blinaetl.ingest.redcap import RedcapProblem, apply_redcap
@@ -711,7 +711,7 @@ def read_and_map(
     run_id: str,
     partial_dates: str = "first",
 ) -> MappedFile:
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    sha = file_sha256(path)
     labels: dict[str, str] = {}
     raw = read_raw(path, fm, rel, labels)
     shape_notes: list[str] = []
@@ -1023,7 +1023,7 @@ def plan_files(
             unmatched.append(
                 {
                     "path": rel,
-                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                    "sha256": file_sha256(path),
                     "source_id": src.source,
                     "table_name": None,
                     "rows_read": 0,
@@ -1039,7 +1039,7 @@ def plan_files(
             unmatched.append(
                 {
                     "path": rel,
-                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                    "sha256": file_sha256(path),
                     "source_id": None,
                     "table_name": None,
                     "rows_read": 0,
@@ -1090,7 +1090,7 @@ def read_file(job: FileJob, plan: Plan, run_id: str) -> MappedFile | dict:
     except FileProblem as problem:
         return {
             "path": job.name,
-            "sha256": hashlib.sha256(job.path.read_bytes()).hexdigest(),
+            "sha256": file_sha256(job.path),
             "source_id": source.source,
             "table_name": fm.table,
             "rows_read": 0,

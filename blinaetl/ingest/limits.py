@@ -40,6 +40,14 @@ class Limits:
         return cls(**values)
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file read in chunks, so hashing a huge file does not hold it in memory."""
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def limits() -> Limits:
     """The limits in force (defaults, or the BLINAETL_MAX_* environment variables)."""
     return Limits.from_env()

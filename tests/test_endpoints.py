@@ -227,6 +227,7 @@ def _category(blasts, anc, plt, em_days: list[int] | None = None, day: int = 28)
         "00_patient_timeline.sql",
         "20_cns_status.sql",
         "21_em_findings.sql",
+        "22_em_patient_baseline.sql",
         "30_assessment_response.sql",
     ):
         con.execute((HARMONIZED / name).read_text())
@@ -262,9 +263,9 @@ def test_em_disease_blocks_remission_within_the_lookback():
     assert (
         _category(2.0, 2.0, 200.0, em_days=[5]) == "refractory"
     )  # day 5 within 28 days before day 28
-    assert (
-        _category(2.0, 2.0, 200.0, em_days=[0]) == "CR"
-    )  # baseline findings (day <= 0) do not count
+    # EM present on day 0 is active EM at start, outside the lookback: the marrow remission
+    # counts as CR only once the EM is shown resolved (issue 16 rule 1)
+    assert _category(2.0, 2.0, 200.0, em_days=[0]) == "CR_em_not_reassessed"
     assert _category(2.0, 2.0, 200.0, em_days=[29]) == "CR"  # after the assessment
 
 

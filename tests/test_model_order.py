@@ -209,9 +209,12 @@ def test_the_shipped_models_run_after_every_model_they_read():
     by_output = {m.output: m for m in all_models}
     # spot checks written from the SQL: the response chain reads the timeline and EM findings
     assert by_output["harmonized.patient_response"].reads >= {
-        "harmonized.assessment_response",
+        "harmonized.best_response",
+        "harmonized.relapse_evidence",
         "harmonized.patient_timeline",
+        "harmonized.em_findings",
     }
+    assert by_output["harmonized.best_response"].reads >= {"harmonized.assessment_response"}
     assert by_output["endpoints.km"].reads == {"endpoints.km_input"}
 
 

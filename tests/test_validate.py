@@ -157,6 +157,7 @@ BAD_CASES = [
     ("ASM_PLT_RANGE", "assessments", [{**ASSESSMENT, "platelets_10e9l": "180000"}]),
     ("ASM_WBC_RANGE", "assessments", [{**ASSESSMENT, "blood_wbc_10e9l": "5000"}]),
     ("ASM_MRD_RANGE", "assessments", [{**ASSESSMENT, "mrd_pct": "101"}]),
+    ("ASM_BLOOD_BLASTS_RANGE", "assessments", [{**ASSESSMENT, "blood_blasts_pct": "101"}]),
     ("ASM_CSF_WBC_RANGE", "assessments", [{**ASSESSMENT, "csf_wbc_per_ul": "-1"}]),
     ("ASM_CSF_RBC_RANGE", "assessments", [{**ASSESSMENT, "csf_rbc_per_ul": "-5"}]),
     ("ASM_CSF_BLASTS_SET", "assessments", [{**ASSESSMENT, "csf_blasts": "maybe"}]),

@@ -50,7 +50,15 @@ SUITE: list[tuple[str, dict[str, Any]]] = [
         "ExpectColumnValuesToBeInSet",
         {
             "column": "best_response",
-            "value_set": ["CR", "CRh", "CRi", "hypoplastic", "refractory", "NE"],
+            "value_set": [
+                "CR",
+                "CRh",
+                "CRi",
+                "CR_em_not_reassessed",
+                "hypoplastic",
+                "refractory",
+                "NE",
+            ],
         },
     ),
     (
@@ -65,7 +73,7 @@ SUITE: list[tuple[str, dict[str, Any]]] = [
         "ExpectColumnValuesToBeInSet",
         {
             "column": "failure_pattern",
-            "value_set": ["isolated_marrow", "isolated_em", "combined", "none"],
+            "value_set": ["isolated_marrow", "isolated_em", "combined", "unclassified", "none"],
         },
     ),
     ("ExpectColumnValuesToBeInSet", {"column": "sex", "value_set": ["M", "F", "U"]}),

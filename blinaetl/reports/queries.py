@@ -38,8 +38,64 @@ def _id(*parts: pl.Expr) -> pl.Expr:
     return pl.lit("Q") + key.hash(2026).cast(pl.Utf8).str.slice(0, 12)
 
 
-def current_discrepancies(result: Any) -> pl.DataFrame:
-    """Discrepancies of this run, before the lifecycle is applied."""
+def derivation_discrepancies(restricted_path: Path) -> pl.DataFrame:
+    """Queries the SQL derivations raised (`harmonized.derivation_queries`), as listing rows.
+
+    The id hashes the table, rule, field and the model's `content_key` (what was delivered,
+    not the row number), so the same question keeps its id across runs; `source_id` is the
+    mapping of the file the row came from (`meta.files`), `row_hash` the content key.
+    """
+    import duckdb
+
+    schema = {
+        "query_id": pl.Utf8,
+        "source_id": pl.Utf8,
+        "row_hash": pl.Utf8,
+        **{
+            k: v
+            for k, v in QUERY_SCHEMA.items()
+            if k not in ("query_id", "status", "first_seen_run")
+        },
+    }
+    con = duckdb.connect(str(restricted_path), read_only=True)
+    try:
+        exists = con.execute(
+            "SELECT count(*) FROM duckdb_tables() "
+            "WHERE schema_name = 'harmonized' AND table_name = 'derivation_queries'"
+        ).fetchall()[0][0]
+        if not exists:
+            return pl.DataFrame(schema=schema)
+        raw = con.sql(
+            "SELECT q.*, f.source_id FROM harmonized.derivation_queries AS q "
+            "LEFT JOIN meta.files AS f ON q._source_file = f.path"
+        ).pl()
+    finally:
+        con.close()
+    return raw.select(
+        _id(pl.col("table_name"), pl.col("rule_id"), pl.col("field"), pl.col("content_key")).alias(
+            "query_id"
+        ),
+        pl.col("source_id").cast(pl.Utf8),
+        pl.col("content_key").alias("row_hash"),
+        "patient_key",
+        "site",
+        pl.col("_source_file").alias("source_file"),
+        pl.col("_source_row").cast(pl.Int64).alias("source_row"),
+        "table_name",
+        "field",
+        "rule_id",
+        "kahn",
+        "severity",
+        "message",
+    ).cast(schema)
+
+
+def current_discrepancies(result: Any, derived: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Discrepancies of this run, before the lifecycle is applied.
+
+    `derived`: the derivations' queries (`derivation_discrepancies`), listed after the failed
+    checks, file problems and disappeared records.
+    """
     failures = result.quarantine_failures
     if (
         "root_cause" in failures.columns
@@ -103,7 +159,8 @@ def current_discrepancies(result: Any) -> pl.DataFrame:
             "A record delivered in the previous extract is missing from this one; confirm it was removed on purpose."
         ).alias("message"),
     )
-    return pl.concat([rows, bad_files, gone], how="vertical_relaxed").unique(
+    parts = [rows, bad_files, gone] + ([derived] if derived is not None else [])
+    return pl.concat(parts, how="vertical_relaxed").unique(
         "query_id", keep="first", maintain_order=True
     )
 

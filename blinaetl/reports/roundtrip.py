@@ -28,7 +28,7 @@ from blinaetl.reports.outbox import (
     with_senders,
     write_outboxes,
 )
-from blinaetl.reports.queries import current_discrepancies
+from blinaetl.reports.queries import current_discrepancies, derivation_discrepancies
 from blinaetl.reports.replies import Replies
 from blinaetl.validate.contracts import load_contracts
 
@@ -148,7 +148,8 @@ def advance_queries(cfg: Any, result: Any, at: dt.datetime | None = None) -> Que
     at = at or dt.datetime.now(dt.UTC)
     contracts = load_contracts(cfg.contracts_dir)
     sources = load_sources(cfg.sources_dir, contracts)
-    current = with_senders(current_discrepancies(result), result.files, sources)
+    derived = derivation_discrepancies(cfg.restricted_path)
+    current = with_senders(current_discrepancies(result, derived), result.files, sources)
     audit = QueryAudit.of(cfg.restricted_path)
     previous = audit.state()
     replies: Replies = getattr(result, "replies", None) or Replies()

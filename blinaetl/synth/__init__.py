@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from blinaetl.synth import events, render
-from blinaetl.synth.cohort import simulate_patients
+from blinaetl.synth.cohort import HARD_CASE_COLUMNS, HARD_CASE_RATES, simulate_patients
 from blinaetl.synth.truth import truth_patients
 
 __all__ = ["generate"]
@@ -95,6 +95,36 @@ class _Defects:
         return pl.concat(self.frames).sort(["file", "row"])
 
 
+class _DerivationQueries:
+    """Rows the derivations must raise a query on, as (file, row, rule_id) of the rows written."""
+
+    def __init__(self) -> None:
+        self.frames: list[pl.DataFrame] = []
+        self.schema = {"file": pl.Utf8, "row": pl.Int64, "rule_id": pl.Utf8}
+
+    def record(self, file: str, frame: pl.DataFrame, column: str = "_query") -> None:
+        """`frame` has _row and `column` (the expected rule id or null) for the rows as written."""
+        if column not in frame.columns:
+            return
+        hit = frame.filter(pl.col(column).is_not_null())
+        if hit.height:
+            self.frames.append(
+                pl.DataFrame(
+                    {
+                        "file": [file] * hit.height,
+                        "row": hit["_row"].to_list(),
+                        "rule_id": hit[column].to_list(),
+                    },
+                    schema=self.schema,
+                )
+            )
+
+    def table(self) -> pl.DataFrame:
+        if not self.frames:
+            return pl.DataFrame(schema=self.schema)
+        return pl.concat(self.frames).sort(["file", "row"])
+
+
 def _finish(
     frame: pl.DataFrame, dup_kind: str | None, dup_mask_col: str | None, first_row: int
 ) -> pl.DataFrame:
@@ -124,14 +154,22 @@ def generate(
     n_patients: int = 65,
     seed: int = 2017,
     progress: Callable[[str], None] | None = None,
+    hard_cases: bool = True,
+    hard_case_rates: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Write a synthetic cohort's landing extracts and ground truth under `out`."""
+    """Write a synthetic cohort's landing extracts and ground truth under `out`.
+
+    `hard_cases` (on by default) plants the situations the derivation rules are about at the
+    rates of `blinaetl.synth.cohort.HARD_CASE_RATES`, overridden by `hard_case_rates`; they are
+    drawn from a stream of their own, so switching them off leaves the rest of the cohort as is.
+    """
     say = progress or _quiet
     out = Path(out)
     landing, truth_dir = out / "landing", out / "truth"
     rng = np.random.default_rng(seed)
     say("simulating patients")
-    p = simulate_patients(n_patients, rng)
+    hard = np.random.default_rng([seed, 16]) if hard_cases else None
+    p = simulate_patients(n_patients, rng, hard, hard_case_rates)
     say("building records")
     trt = events.build_treatments(p, rng)
     asm = events.build_assessments(p, rng)
@@ -154,17 +192,23 @@ def generate(
     p = (
         p.join(latest, on="pid", how="left")
         .with_columns(
-            pl.max_horizontal(
-                pl.when(pl.col("best_response") == "NE")
-                .then(pl.col("ne_lost_day"))
-                .otherwise(pl.col("followup")),
-                pl.col("latest") + 1,
-            ).alias("last_contact_day")
+            pl.when(pl.col("last_contact_tie"))
+            .then(pl.col("latest"))
+            .otherwise(
+                pl.max_horizontal(
+                    pl.when(pl.col("best_response") == "NE")
+                    .then(pl.col("ne_lost_day"))
+                    .otherwise(pl.col("followup")),
+                    pl.col("latest") + 1,
+                )
+            )
+            .alias("last_contact_day")
         )
         .sort("pid")
     )
     outc = events.build_outcomes(p)
     defects = _Defects()
+    derivation_queries = _DerivationQueries()
     files: dict[str, int] = {}
     say("rendering extracts")
 
@@ -260,6 +304,8 @@ def generate(
     a = render.with_dates(asm, p, "day", "assessment_date").join(
         pid_site.select("pid", "site", "mrn", "diagnosis_date"), on="pid"
     )
+    if "blood_blasts_pct" not in a.columns:
+        a = a.with_columns(pl.lit(None, pl.Float64).alias("blood_blasts_pct"))
     a = a.sort(["pid", "day"]).with_columns(pl.int_range(pl.len()).alias("_order"))
     for site, layout in (("SITE01", "s1"), ("SITE02", "s2")):
         part = a.filter(pl.col("site") == site)
@@ -308,6 +354,7 @@ def generate(
                 pl.col("mrn").alias("MRN"),
                 render.fmt_date("assessment_date", date_fmt).alias("assessment_date"),
                 render.fmt_num("marrow_blasts_pct").alias("marrow_blasts_pct"),
+                render.fmt_num("blood_blasts_pct").alias("blood_blasts_pct"),
                 render.fmt_num("anc_10e9l").alias("anc_10e9l"),
                 render.fmt_num("platelets_10e9l").alias("platelets_10e9l"),
                 render.fmt_num("blood_wbc_10e9l").alias("blood_wbc_10e9l"),
@@ -340,7 +387,9 @@ def generate(
             ]
             date_col = "Date"
         sf = (
-            part.select([*cols, "_kind", "_order", "_defect", "_dup"])
+            part.select(
+                [*cols, "_kind", "_order", "_defect", "_dup", pl.col("query").alias("_query")]
+            )
             .with_columns(
                 pl.when(pl.col("_kind") == "missing_required")
                 .then(pl.lit(""))
@@ -355,6 +404,7 @@ def generate(
         f = f"clinical/{site}/assessments_{X}.csv"
         _write_csv(_public(sf), landing / f)
         defects.record(f, sf)
+        derivation_queries.record(f, sf.filter(pl.col("_copy") == 0))
         files[f] = sf.height
 
     # ---------------- clinical: outcomes ----------------
@@ -568,6 +618,8 @@ def generate(
     truth.write_csv(truth_dir / "patients.csv")
     defect_table = defects.table()
     defect_table.write_csv(truth_dir / "defects.csv")
+    # the queries the derivations must raise for the hard cases planted (file, row, rule_id)
+    derivation_queries.table().write_csv(truth_dir / "derivation_queries.csv")
     ident = sorted(
         set(p["mrn"].to_list())
         | set((p["last_name"] + ", " + p["first_name"]).to_list())
@@ -594,6 +646,14 @@ def generate(
         "seed": seed,
         "patients": n_patients,
         "extract_date": X,
+        "hard_cases": {
+            "rates": (
+                {**HARD_CASE_RATES, **(hard_case_rates or {})}
+                if hard_cases
+                else dict.fromkeys(HARD_CASE_RATES, 0.0)
+            ),
+            "planted": {name: int(p[col].sum()) for name, col in HARD_CASE_COLUMNS.items()},
+        },
         "defects": {
             k: {
                 "table": render.DEFECT_RATES[k][0],

@@ -84,11 +84,72 @@ def full_years(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     return ey - sy - (emd < smd).astype(int)
 
 
-def simulate_patients(n: int, rng: np.random.Generator) -> pl.DataFrame:
+# Hard cases (issue 16): the situations where the derivation rules matter, each at a rate among
+# the patients it can apply to. They are drawn from their own random stream, so switching them
+# off (rate 0) leaves every other draw of the cohort unchanged.
+HARD_CASE_RATES: dict[str, float] = {
+    # responders (at the first assessment, no HCT, no relapse) who die in remission before r2
+    "early_death_responder": 0.30,
+    # relapsed responders without HCT in CR who are transplanted after the relapse
+    "hct_after_relapse": 0.30,
+    # refractory patients alive well after the second assessment who are transplanted anyway
+    "hct_non_responder": 0.15,
+    # relapsed responders with marrow relapse whose relapse the site does not report
+    "relapse_unreported": 0.20,
+    # patients without CNS disease whose baseline CSF has blasts, WBC >= 5/uL and no RBC count
+    "csf_rbc_missing": 0.05,
+    # responders with active EM at start whose EM is never shown resolved (CR_em_not_reassessed)
+    "em_never_reassessed": 0.50,
+    # refractory patients with EM at start and EM near failure at the same (persistent) site
+    "em_persistent_at_failure": 0.50,
+    # responders whose response-window assessments carry only the site's response label
+    "response_labels_only": 0.10,
+    # relapsed patients who die on the day of the relapse (event tie)
+    "tie_relapse_death": 0.15,
+    # alive patients whose last contact is the day of their latest record (censoring tie)
+    "tie_last_contact": 0.15,
+}
+
+
+# hard case -> the patient-frame column flagging the patients it was planted on
+HARD_CASE_COLUMNS: dict[str, str] = {
+    "early_death_responder": "early_death",
+    "hct_after_relapse": "hct_after_relapse",
+    "hct_non_responder": "hct_refractory",
+    "relapse_unreported": "relapse_unreported",
+    "csf_rbc_missing": "csf_rbc_missing",
+    "em_never_reassessed": "em_unreassessed",
+    "em_persistent_at_failure": "persistent_em",
+    "response_labels_only": "labels_only",
+    "tie_relapse_death": "tie_death",
+    "tie_last_contact": "last_contact_tie",
+}
+
+
+def simulate_patients(
+    n: int,
+    rng: np.random.Generator,
+    hard: np.random.Generator | None = None,
+    hard_rates: dict[str, float] | None = None,
+) -> pl.DataFrame:
     """The true state of every patient: baseline, response, failure, transplant, survival.
 
-    Days are study days from blinatumomab cycle 1 (day 0).
+    Days are study days from blinatumomab cycle 1 (day 0). `hard` draws the hard cases at
+    `hard_rates` (default HARD_CASE_RATES; unknown names are refused); None: no hard case.
     """
+    rates = {k: 0.0 for k in HARD_CASE_RATES}
+    if hard is not None:
+        unknown = set(hard_rates or {}) - set(HARD_CASE_RATES)
+        if unknown:
+            raise ValueError(
+                f"unknown hard case(s) {sorted(unknown)}; known: {', '.join(HARD_CASE_RATES)}"
+            )
+        rates = {**HARD_CASE_RATES, **(hard_rates or {})}
+    hard = hard or np.random.default_rng(0)
+
+    def case(name: str, eligible: np.ndarray) -> np.ndarray:
+        return eligible & (hard.random(n) < rates[name])
+
     idx = np.arange(n)
     site = np.where(rng.random(n) < 0.5, "SITE01", "SITE02")
     mrn_num = rng.choice(9_000_000, size=n, replace=False) + 1_000_000
@@ -155,6 +216,16 @@ def simulate_patients(n: int, rng: np.random.Generator) -> pl.DataFrame:
     # NE: no marrow assessment in the window; dies or is lost before day 20
     ne = best == "NE"
 
+    # hard case: active EM at start never reassessed -> marrow remission, no response
+    marrow_responder = responder.copy()
+    marrow_response_day = response_day.copy()
+    em_unreassessed = case("em_never_reassessed", responder & active_em)
+    responder = responder & ~em_unreassessed
+    best = np.where(em_unreassessed, "CR_em_not_reassessed", best)
+    marrow_best = np.where(em_unreassessed, resp_cat, best)
+    response_day = np.where(responder, response_day, -1)
+    labels_only = case("response_labels_only", responder)
+
     # MRD among responders: 60% negative, 10% not measured
     u = rng.random(n)
     mrd_state = np.where(u < 0.60, "neg", np.where(u < 0.90, "pos", "none"))
@@ -180,16 +251,31 @@ def simulate_patients(n: int, rng: np.random.Generator) -> pl.DataFrame:
     rel_em = relapsed & (u < p_em_rel)
     rel_isolated_em = rel_em & _bern(rng, 0.6, n)
 
-    failure_type = np.where(refr, "refractory", np.where(relapsed, "relapse", ""))
-    failure_day = np.where(
-        refr, np.where(refr_only_r1, r1, r2), np.where(relapsed, relapse_day, -1)
+    # every non-responder is refractory (issue 16 rule 3), failing on the first assessment (r1);
+    # NE patients have no assessment, hence no failure day
+    failure_type = np.where(~responder, "refractory", np.where(relapsed, "relapse", ""))
+    failure_day = np.where(~responder, np.where(ne, -1, r1), np.where(relapsed, relapse_day, -1))
+    # hard case: EM near failure at the start site, never shown clear -> persistent, not new
+    persistent_em = case("em_persistent_at_failure", refr_em & active_em)
+    em_fail_report = refr_em | rel_em
+    em_fail = em_fail_report & ~persistent_em
+    # marrow involvement on the failure day: refractory marrow (not the isolated-EM kind),
+    # relapse marrow, or the 'early' first marrow of an unreassessed patient responding at r2
+    marrow_fail = (
+        (refr & ~refr_isolated_em)
+        | (relapsed & ~rel_isolated_em)
+        | (em_unreassessed & ~responded_at_r1)
     )
-    em_fail = refr_em | rel_em
-    isolated_em = refr_isolated_em | rel_isolated_em
     failure_pattern = np.where(
         failure_type == "",
         "none",
-        np.where(isolated_em, "isolated_em", np.where(em_fail, "combined", "isolated_marrow")),
+        np.where(
+            em_fail & marrow_fail,
+            "combined",
+            np.where(
+                em_fail, "isolated_em", np.where(marrow_fail, "isolated_marrow", "unclassified")
+            ),
+        ),
     )
     # CD19 at failure: refractory neg 18% dim 23%; relapse neg 35% dim 6%; 15% not evaluable
     u = rng.random(n)
@@ -200,9 +286,18 @@ def simulate_patients(n: int, rng: np.random.Generator) -> pl.DataFrame:
         u < 0.35, "negative", np.where(u < 0.41, "dim", np.where(u < 0.70, "moderate", "strong"))
     )
     cd19_fail_true = np.where(refr, fail_cls_refr, fail_cls_rel)
-    fail_evaluable = (failure_type != "") & _bern(rng, 0.85, n)
+    fail_evaluable = (refr | relapsed) & _bern(rng, 0.85, n)
     fail_group = draw_group()
-    fail_group = np.where(fail_group == "cns", "cns", fail_group)
+    # EM at failure is new disease: a refractory patient's failure site is not the start site
+    other = draw_group()
+    fail_group = np.where(
+        refr & active_em & (fail_group == active_group),
+        np.where(
+            other == active_group, np.where(active_group == "liver", "spleen", "liver"), other
+        ),
+        fail_group,
+    )
+    fail_group = np.where(persistent_em, active_group, fail_group)
 
     # survival
     death_p = np.where(~responder, 0.85, np.where(relapsed, 0.70, 0.20))
@@ -219,6 +314,29 @@ def simulate_patients(n: int, rng: np.random.Generator) -> pl.DataFrame:
     died = died | ne & _bern(rng, 0.6, n) | refr_only_r1
     ne_lost_day = rng.integers(10, 20, n)
     followup = rng.integers(250, 1500, n)
+
+    # hard cases on follow-up: early deaths in remission, transplants out of remission, an
+    # unreported relapse, event ties
+    hct_row = hct.copy()
+    early_death = case("early_death_responder", responder & responded_at_r1 & ~hct & ~relapsed)
+    died = died | early_death
+    death_day = np.where(early_death, r1 + 5 + hard.integers(0, 26, n), death_day)
+    tie_death = case("tie_relapse_death", relapsed)
+    died = died | tie_death
+    death_day = np.where(tie_death, relapse_day, death_day)
+    late_hct = relapse_day + 20 + hard.integers(0, 31, n)
+    hct_after_relapse = case(
+        "hct_after_relapse", relapsed & ~hct & ~tie_death & (~died | (death_day > late_hct + 1))
+    )
+    refr_hct = r2 + 10 + hard.integers(0, 21, n)
+    hct_refractory = case(
+        "hct_non_responder", refr & ~refr_only_r1 & (~died | (death_day > refr_hct + 1))
+    )
+    hct_row = hct_row | hct_after_relapse | hct_refractory
+    hct_day = np.where(hct_after_relapse, late_hct, np.where(hct_refractory, refr_hct, hct_day))
+    relapse_unreported = case("relapse_unreported", relapsed & ~rel_isolated_em)
+    csf_rbc_missing = case("csf_rbc_missing", ~(active_em & (active_group == "cns")) & ~ne)
+    last_contact_tie = case("tie_last_contact", ~died)
 
     return pl.DataFrame(
         {
@@ -248,6 +366,22 @@ def simulate_patients(n: int, rng: np.random.Generator) -> pl.DataFrame:
             "response_day": response_day,
             "mrd_state": mrd_state,
             "hct": hct,
+            "hct_row": hct_row,
+            "marrow_responder": marrow_responder,
+            "marrow_response_day": marrow_response_day,
+            "marrow_best": marrow_best,
+            "em_unreassessed": em_unreassessed,
+            "labels_only": labels_only,
+            "persistent_em": persistent_em,
+            "refr_isolated_em": refr_isolated_em,
+            "em_fail_report": em_fail_report,
+            "early_death": early_death,
+            "hct_after_relapse": hct_after_relapse,
+            "hct_refractory": hct_refractory,
+            "tie_death": tie_death,
+            "relapse_unreported": relapse_unreported,
+            "csf_rbc_missing": csf_rbc_missing,
+            "last_contact_tie": last_contact_tie,
             "hct_day": hct_day,
             "relapsed": relapsed,
             "relapse_day": relapse_day,

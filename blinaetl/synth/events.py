@@ -55,7 +55,7 @@ def build_treatments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
         frames.append(
             _rows(p, mask, treatment="blinatumomab", cycle=k, start_day=start, end_day=start + 27)
         )
-    hct = p["hct"].to_numpy()
+    hct = p["hct_row"].to_numpy()
     frames.append(
         _rows(
             p,
@@ -98,11 +98,14 @@ def _counts(rng: np.random.Generator, n: int, category: np.ndarray) -> tuple[np.
 
 def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     n = p.height
-    best = p["best_response"].to_numpy()
-    responder = p["responder"].to_numpy()
+    # the marrow tells the marrow story: an unreassessed patient's marrow is in remission
+    best = p["marrow_best"].to_numpy()
+    responder = p["marrow_responder"].to_numpy()
     ne = best == "NE"
     r1, r2 = p["r1"].to_numpy(), p["r2"].to_numpy()
-    resp_day = p["response_day"].to_numpy()
+    resp_day = p["marrow_response_day"].to_numpy()
+    labels_only = p["labels_only"].to_numpy()
+    unreassessed = p["em_unreassessed"].to_numpy()
     only_r1 = p["refr_only_r1"].to_numpy()
     pattern = p["failure_pattern"].to_numpy()
     ftype = p["failure_type"].to_numpy()
@@ -132,6 +135,11 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
     csf_rbc = np.where(
         traumatic_cns3, 100.0, np.where(traumatic_cns2, 12000.0, np.round(rng.uniform(0, 5, n), 0))
     )
+    # hard case: blasts with WBC >= 5/uL and no red-cell count (CNS indeterminate, a query)
+    no_rbc = p["csf_rbc_missing"].to_numpy()
+    csf_blasts = np.where(no_rbc, "present", csf_blasts)
+    csf_wbc = np.where(no_rbc, 8.0 + (p["pid"].to_numpy() % 30), csf_wbc)
+    csf_rbc = np.where(no_rbc, np.nan, csf_rbc)
     frames.append(
         _rows(
             p,
@@ -146,16 +154,20 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
             csf_rbc_per_ul=csf_rbc,
             csf_blasts=csf_blasts,
             kind="baseline",
+            query=np.where(no_rbc, "DRV_CSF_RBC_NOT_REPORTED", None).astype(object),
         )
     )
 
     # first response assessment (r1)
+    # a refractory patient with isolated EM failure has a marrow in remission on the failure day
+    # (r1): the new EM disease makes the assessment refractory
+    iso_refr = p["refr_isolated_em"].to_numpy()
     cat1 = np.where(
         responder,
         np.where(resp_day == r1, best, "early"),
         np.where(
-            pattern == "isolated_em",
-            "early",
+            iso_refr,
+            "CR",
             np.where(best == "hypoplastic", "hypoplastic", "refractory"),
         ),
     )
@@ -166,9 +178,15 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
         np.where(mrd_state == "pos", np.round(rng.uniform(0.05, 2.0, n), 3), np.nan),
     )
     mrd1 = np.where(responder & (resp_day == r1), mrd_val, np.nan)
-    report1 = np.where(
-        rng.random(n) < 0.3, np.where(np.isin(cat1, ["early"]), "refractory", cat1), None
-    )
+    # hard case: the site reports only a response label (no counts) in the response window
+    label1 = np.where(np.isin(cat1, ["early"]) | iso_refr, "refractory", cat1)
+    b1 = np.where(labels_only, np.nan, b1)
+    a1 = np.where(labels_only, np.nan, a1)
+    p1 = np.where(labels_only, np.nan, p1)
+    # the first assessment of an unreassessed patient in CR_em_not_reassessed raises a query
+    q_em = "DRV_EM_NOT_REASSESSED"
+    report1 = np.where(rng.random(n) < 0.3, label1, None)
+    report1 = np.where(labels_only, label1, report1)
     frames.append(
         _rows(
             p,
@@ -180,26 +198,28 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
             mrd_pct=mrd1,
             reported_response=report1,
             kind="response",
+            query=np.where(unreassessed & (resp_day == r1), q_em, None).astype(object),
         )
     )
     # second response assessment (r2)
     cat2 = np.where(responder, best, np.where(best == "hypoplastic", "hypoplastic", "refractory"))
     b2, a2, p2 = _counts(rng, n, cat2)
-    iso_refr = (ftype == "refractory") & (pattern == "isolated_em")
-    b2 = np.where(iso_refr, np.round(rng.uniform(1.0, 4.0, n), 1), b2)
-    a2 = np.where(iso_refr, np.round(rng.uniform(1.5, 3.0, n), 2), a2)
-    p2 = np.where(iso_refr, np.round(rng.uniform(120, 250, n), 0), p2)
+    b2 = np.where(labels_only, np.nan, b2)
+    a2 = np.where(labels_only, np.nan, a2)
+    p2 = np.where(labels_only, np.nan, p2)
     mrd2 = np.where(responder, mrd_val, np.nan)
     frames.append(
         _rows(
             p,
-            ~ne & ~only_r1,
+            ~ne & ~only_r1 & (alive_to > r2),
             day=r2,
             marrow_blasts_pct=b2,
             anc_10e9l=a2,
             platelets_10e9l=p2,
             mrd_pct=mrd2,
+            reported_response=np.where(labels_only, cat2, None).astype(object),
             kind="response",
+            query=np.where(unreassessed & (resp_day == r2), q_em, None).astype(object),
         )
     )
     # relapse restaging marrow
@@ -233,13 +253,30 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
                 kind="filler",
             )
         )
-    return pl.concat(frames, how="diagonal_relaxed").with_columns(pl.col("mrd_pct").fill_nan(None))
+    out = pl.concat(frames, how="diagonal_relaxed")
+    return out.with_columns(
+        [
+            pl.col(c).fill_nan(None)
+            for c in (
+                "mrd_pct",
+                "marrow_blasts_pct",
+                "anc_10e9l",
+                "platelets_10e9l",
+                "csf_rbc_per_ul",
+            )
+        ]
+    )
 
 
 def build_outcomes(p: pl.DataFrame) -> pl.DataFrame:
     died = p["died"].to_numpy()
     frames = [
-        _rows(p, p["relapsed"].to_numpy(), event="relapse", day=p["relapse_day"].to_numpy()),
+        _rows(
+            p,
+            p["relapsed"].to_numpy() & ~p["relapse_unreported"].to_numpy(),
+            event="relapse",
+            day=p["relapse_day"].to_numpy(),
+        ),
         _rows(p, died, event="death", day=p["death_day"].to_numpy()),
         _rows(p, ~died, event="last_contact", day=p["last_contact_day"].to_numpy()),
     ]
@@ -280,9 +317,10 @@ def build_mentions(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     n = p.height
     alive_to = last_alive_day(p)
     responder = p["responder"].to_numpy()
+    marrow_responder = p["marrow_responder"].to_numpy()
     hist, hist_g = p["hist_em"].to_numpy(), p["hist_group"].to_numpy()
     active, act_g = p["active_em"].to_numpy(), p["active_group"].to_numpy()
-    em_fail, fail_g = p["em_fail"].to_numpy(), p["fail_group"].to_numpy()
+    em_fail, fail_g = p["em_fail_report"].to_numpy(), p["fail_group"].to_numpy()
     patient_groups = [
         np.where(hist, hist_g, ""),
         np.where(active, act_g, ""),
@@ -330,7 +368,7 @@ def build_mentions(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     )
     report(hist, -rng.integers(60, 401, n), mod_em, [("present", hist_g)])
     # active EM at start
-    act_day = np.where(responder, -rng.integers(0, 26, n), rng.integers(-25, 6, n))
+    act_day = np.where(marrow_responder, -rng.integers(0, 26, n), rng.integers(-25, 6, n))
     mod_act = np.where(rng.random(n) < 0.2, "pathology", imaging[rng.integers(0, 4, n)])
     report(
         active,
@@ -338,13 +376,18 @@ def build_mentions(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
         mod_act,
         [("present", act_g), ("absent", _other_group(rng, patient_groups))],
     )
-    # responders with active EM: resolution documented after the first response assessment
+    # responders with active EM: resolution documented before the first response assessment
+    # (CR needs the EM of the start shown resolved, issue 16 rule 1)
     r1 = p["r1"].to_numpy()
-    resolved_day = r1 + 3
+    resolved_day = r1 - 3
     report(active & responder & (alive_to > resolved_day), resolved_day, mod, [("resolved", act_g)])
     # EM at failure
+    # EM at failure: refractory on the failure day or up to 5 days before; relapse on the relapse
+    # day (an EM report before it would itself be the first relapse evidence)
     fday = p["failure_day"].to_numpy()
-    report(em_fail, fday - rng.integers(0, 6, n), mod_act, [("present", fail_g), ("filler", "")])
+    relapse_em = p["failure_type"].to_numpy() == "relapse"
+    em_fail_day = np.where(relapse_em, fday, fday - rng.integers(0, 6, n))
+    report(em_fail, em_fail_day, mod_act, [("present", fail_g), ("filler", "")])
     # follow-up reports with an uncertain statement about an uninvolved site
     fu_day = rng.integers(100, 200, n)
     fu = (alive_to > fu_day) & (rng.random(n) < 0.5)
@@ -427,7 +470,8 @@ def build_flow(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     fail = p["fail_evaluable"].to_numpy()
     pattern = p["failure_pattern"].to_numpy()
     fail_cls = p["cd19_fail_true"].to_numpy()
-    fday = p["failure_day"].to_numpy() + rng.integers(0, 4, n)
+    # on or after the failure day, never after death
+    fday = np.minimum(p["failure_day"].to_numpy() + rng.integers(0, 4, n), alive_to)
     tissue_type = np.where(p["fail_group"].to_numpy() == "cns", "csf", "tissue")
     frames.append(
         _rows(

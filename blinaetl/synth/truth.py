@@ -25,12 +25,15 @@ TRUTH_COLUMNS = [
     "cd19_baseline",
     "best_response",
     "responder",
+    "response_source",
     "response_day",
     "mrd_negative",
     "hct_in_cr",
     "hct_day",
     "relapsed",
     "relapse_day",
+    "relapse_evidence",
+    "failure_type",
     "failure_pattern",
     "em_at_failure",
     "cd19_at_failure",
@@ -94,13 +97,35 @@ def truth_patients(
             .agg(pl.col("site_group").unique().sort().str.join(",").alias("em_sites_at_start"))
             .with_columns(pl.lit(True).alias("active_em_at_start"))
         )
-        fail = (
+        # EM at failure = new disease (issue 16 rule 4): a site not active at start, or a start
+        # site reported resolved/absent after its last start finding and before this one
+        start_sites = (
+            ev.filter((pl.col("assertion") == "present") & pl.col("day").is_between(-30, 7))
+            .group_by("pid", "site_group")
+            .agg(pl.col("day").max().alias("last_start_day"))
+        )
+        cleared = ev.filter(pl.col("assertion").is_in(["absent", "resolved"])).select(
+            "pid", "site_group", pl.col("day").alias("clear_day")
+        )
+        near = (
             ev.filter(pl.col("assertion") == "present")
             .join(p.select("pid", "failure_day"), on="pid")
             .filter(
                 (pl.col("failure_day") >= 0) & ((pl.col("day") - pl.col("failure_day")).abs() <= 14)
             )
+            .join(start_sites, on=["pid", "site_group"], how="left")
+        )
+        shown_clear = (
+            near.filter(pl.col("last_start_day").is_not_null())
+            .join(cleared, on=["pid", "site_group"])
+            .filter(
+                (pl.col("clear_day") > pl.col("last_start_day"))
+                & (pl.col("clear_day") < pl.col("day"))
+            )
             .select("pid")
+        )
+        fail = (
+            pl.concat([near.filter(pl.col("last_start_day").is_null()).select("pid"), shown_clear])
             .unique()
             .with_columns(pl.lit(True).alias("em_at_failure_rule"))
         )
@@ -111,12 +136,25 @@ def truth_patients(
             .with_columns(
                 pl.col("prior_em").fill_null(False),
                 pl.col("active_em_at_start").fill_null(False),
-                pl.when(pl.col("failure_type") != "")
+                pl.when(pl.col("failure_day") >= 0)
                 .then(pl.col("em_at_failure_rule").fill_null(False))
                 .otherwise(None)
                 .alias("em_at_failure"),
             )
         )
+    if assessments is not None:
+        marrow = assessments.filter(
+            pl.col("marrow_blasts_pct").is_not_null() | pl.col("reported_response").is_not_null()
+        )
+        last_resp = (
+            marrow.join(p.select("pid", "response_day"), on="pid")
+            .filter(pl.col("day") >= pl.col("response_day"))
+            .group_by("pid")
+            .agg(pl.col("day").max().alias("last_response_assessment_day"))
+        )
+        base = base.join(last_resp, on="pid", how="left")
+    else:
+        base = base.with_columns(pl.lit(None, pl.Int64).alias("last_response_assessment_day"))
     baseline = (
         specimens.filter(pl.col("role") == "baseline")
         .with_columns((pl.col("specimen_type") == "marrow").alias("_marrow"))
@@ -127,6 +165,7 @@ def truth_patients(
     base = base.join(baseline, on="pid", how="left")
     resp = pl.col("responder")
     died = pl.col("died")
+    ne = pl.col("best_response") == "NE"
     os_days = pl.when(died).then(pl.col("death_day")).otherwise(pl.col("last_contact_day"))
     rel = pl.col("relapsed")
     rfs_end = (
@@ -145,7 +184,7 @@ def truth_patients(
         .otherwise(None)
         .alias("mrd_negative"),
         pl.when(resp).then(pl.col("hct")).otherwise(None).alias("hct_in_cr"),
-        pl.when(pl.col("hct")).then(pl.col("hct_day")).otherwise(None).alias("hct_day"),
+        pl.when(pl.col("hct_row")).then(pl.col("hct_day")).otherwise(None).alias("hct_day"),
         pl.when(resp).then(rel).otherwise(None).alias("relapsed"),
         pl.when(rel).then(pl.col("relapse_day")).otherwise(None).alias("relapse_day"),
         pl.when(failed & pl.col("fail_evaluable"))
@@ -154,15 +193,46 @@ def truth_patients(
         .alias("cd19_at_failure"),
         os_days.alias("os_days"),
         died.cast(pl.Int64).alias("os_event"),
-        pl.when(~resp)
+        # EFS, ELN/TOWER template: evaluable non-responders an event on day 0; not evaluable
+        # (NE) censored on day 0 unless dead; responders censored at the last response
+        # assessment (the last marrow assessment from the response day on)
+        pl.when(ne & died)
+        .then(pl.col("death_day"))
+        .when(ne)
+        .then(0)
+        .when(~resp)
         .then(0)
         .when(rel)
         .then(pl.col("relapse_day"))
         .when(died)
         .then(pl.col("death_day"))
-        .otherwise(os_days)
+        .otherwise(pl.col("last_response_assessment_day"))
         .alias("efs_days"),
-        pl.when(~resp | rel | died).then(1).otherwise(0).alias("efs_event"),
+        pl.when(ne)
+        .then(died.cast(pl.Int64))
+        .when(~resp | rel | died)
+        .then(1)
+        .otherwise(0)
+        .alias("efs_event"),
+        pl.when(ne)
+        .then(pl.lit("none"))
+        .when(pl.col("labels_only"))
+        .then(pl.lit("reported"))
+        .otherwise(pl.lit("derived"))
+        .alias("response_source"),
+        pl.when(rel)
+        .then(
+            pl.concat_str(
+                [
+                    pl.when(pl.col("failure_pattern") != "isolated_em").then(pl.lit("marrow,")),
+                    pl.when(pl.col("em_fail")).then(pl.lit("em,")),
+                    pl.when(~pl.col("relapse_unreported")).then(pl.lit("reported")),
+                ],
+                ignore_nulls=True,
+            ).str.strip_chars_end(",")
+        )
+        .alias("relapse_evidence"),
+        pl.when(pl.col("failure_type") != "").then(pl.col("failure_type")).alias("failure_type"),
         pl.when(resp).then(rfs_end - pl.col("response_day")).otherwise(None).alias("rfs_days"),
         pl.when(resp).then((rel | died).cast(pl.Int64)).otherwise(None).alias("rfs_event"),
     )

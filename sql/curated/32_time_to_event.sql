@@ -60,5 +60,5 @@ COMMENT ON COLUMN curated.time_to_event.param IS 'Parameter code (OS, EFS, RFS).
 COMMENT ON COLUMN curated.time_to_event.patient_key IS 'Pseudonymous patient key (keyed HMAC of site and MRN).';
 COMMENT ON COLUMN curated.time_to_event.start_day IS 'Origin of the parameter as a study day (STARTDT): day 0, or the response day for RFS.';
 COMMENT ON COLUMN curated.time_to_event.aval_days IS 'Days from start_day to the event or censoring day (AVAL), never negative.';
-COMMENT ON COLUMN curated.time_to_event.cnsr IS 'CNSR: 0 event, 1 censored at last known alive.';
+COMMENT ON COLUMN curated.time_to_event.cnsr IS 'CNSR: 0 event; 1 censored at last known alive; 2 EFS censored at the last response assessment or, not evaluable, on efs_not_evaluable_censor_day.';
 COMMENT ON COLUMN curated.time_to_event.event_desc IS 'What ended follow-up: the event or the censoring reason (EVNTDESC).';

@@ -43,12 +43,15 @@ SELECT
     cb.cd19_baseline,
     r.best_response,
     r.responder,
+    r.response_source,
     r.response_day,
     r.mrd_negative,
     r.hct_in_cr,
     r.hct_day,
     r.relapsed,
     r.relapse_day,
+    r.relapse_evidence,
+    r.failure_type,
     r.failure_pattern,
     r.em_at_failure,
     cf.cd19_at_failure,
@@ -83,21 +86,24 @@ COMMENT ON COLUMN curated.patients.prior_em IS 'EM disease before day 0: a findi
 COMMENT ON COLUMN curated.patients.active_em_at_start IS 'EM finding counted present (or CSF CNS3) from day active_em_window_start_day (-30) to active_em_window_end_day (7).';
 COMMENT ON COLUMN curated.patients.em_sites_at_start IS 'Comma-separated EM site groups behind active_em_at_start; NULL when none.';
 COMMENT ON COLUMN curated.patients.cd19_baseline IS 'CD19 class at baseline: classified marrow specimen closest before day 0 within cd19_baseline_window_days (60), else blood; NULL if none.';
-COMMENT ON COLUMN curated.patients.best_response IS 'Best response category over marrow assessments from day 1 to response_window_end_day (84): CR > CRh > CRi > hypoplastic > refractory > NE; NE without an assessment.';
-COMMENT ON COLUMN curated.patients.responder IS 'best_response in responder_categories (default CR, CRh, CRi).';
+COMMENT ON COLUMN curated.patients.best_response IS 'Best response over assessments from day 1 to response_window_end_day (84), derived from the counts or, when they do not suffice, the site label (response_source_precedence): CR > CRh > CRi > CR_em_not_reassessed (marrow remission, active EM at start not shown resolved) > hypoplastic > refractory > NE; NE without an assessment.';
+COMMENT ON COLUMN curated.patients.responder IS 'best_response in responder_categories (default CR, CRh, CRi), plus CR_em_not_reassessed when em_not_reassessed_counts_as_response.';
+COMMENT ON COLUMN curated.patients.response_source IS 'Where best_response came from: derived (the counts), reported (the site label, counts missing) or none (no assessment).';
 COMMENT ON COLUMN curated.patients.response_day IS 'First day an assessment met a responder category; NULL for non-responders.';
-COMMENT ON COLUMN curated.patients.mrd_negative IS 'Responders: MRD below mrd_negative_below_pct (0.01%) on a window assessment; FALSE if measured and never below; NULL if not measured or not a responder.';
+COMMENT ON COLUMN curated.patients.mrd_negative IS 'Responders: MRD below mrd_negative_below_pct (0.01%) on a window assessment in remission; FALSE if measured in remission and never below; NULL if not measured or not a responder.';
 COMMENT ON COLUMN curated.patients.hct_in_cr IS 'Responders: allogeneic HCT after the response day and before any relapse; NULL for non-responders.';
-COMMENT ON COLUMN curated.patients.hct_day IS 'Day of the first allogeneic HCT after day 0; NULL if none.';
-COMMENT ON COLUMN curated.patients.relapsed IS 'Responders: a relapse reported after the response day; NULL for non-responders.';
-COMMENT ON COLUMN curated.patients.relapse_day IS 'Day of the first relapse after response.';
-COMMENT ON COLUMN curated.patients.failure_pattern IS 'At refractory determination (last refractory window assessment) or relapse: isolated_marrow, isolated_em, combined (marrow blasts above 5% / EM counted present within failure_em_window_days, 14); none without failure.';
-COMMENT ON COLUMN curated.patients.em_at_failure IS 'EM finding counted present (or CSF CNS3) within failure_em_window_days (14) of the failure day; NULL without failure.';
+COMMENT ON COLUMN curated.patients.hct_day IS 'Day of the first allogeneic HCT after day 0 (in or out of remission); NULL if none.';
+COMMENT ON COLUMN curated.patients.relapsed IS 'Responders: relapse evidence after the response day (marrow blasts >= relapse_marrow_blasts_min_pct, circulating blasts, new EM, CSF CNS3) or a reported relapse; NULL for non-responders.';
+COMMENT ON COLUMN curated.patients.relapse_day IS 'Day of the first relapse evidence after the response day.';
+COMMENT ON COLUMN curated.patients.relapse_evidence IS 'Kinds of evidence dated on relapse_day, comma-separated in the order marrow, blood, cns3, em, reported; reported alone = the site reported it with no result showing it that day.';
+COMMENT ON COLUMN curated.patients.failure_type IS 'refractory (every non-responder, whatever the reason), relapse (relapsed responder), NULL otherwise.';
+COMMENT ON COLUMN curated.patients.failure_pattern IS 'At failure (first window assessment of a non-responder, or the relapse day): isolated_marrow, isolated_em, combined (marrow or circulating blasts / new EM within failure_em_window_days, 14), unclassified (neither, e.g. hypoplastic or persistent baseline EM), none without failure.';
+COMMENT ON COLUMN curated.patients.em_at_failure IS 'New EM disease within failure_em_window_days (14) of the failure day: a finding counted present (or CSF CNS3) at a site not active at start, or shown clear since; persistent baseline disease does not count. NULL without a failure day.';
 COMMENT ON COLUMN curated.patients.cd19_at_failure IS 'CD19 class of the first classified specimen from the failure day to cd19_failure_window_days (30) after it, marrow first on the same day; NULL if none.';
 COMMENT ON COLUMN curated.patients.died IS 'A death was reported.';
 COMMENT ON COLUMN curated.patients.os_days IS 'OS (endpoints.time_to_event): days from day 0 to death, or to last known alive.';
 COMMENT ON COLUMN curated.patients.os_event IS 'OS: 1 death, 0 censored.';
-COMMENT ON COLUMN curated.patients.efs_days IS 'EFS: non-responders an event on efs_nonresponse_event_day (0); responders days to the first of relapse and death, else censored at last known alive.';
+COMMENT ON COLUMN curated.patients.efs_days IS 'EFS (ELN/TOWER template): evaluable non-responders an event on efs_nonresponse_event_day (0); not evaluable (NE) censored on efs_not_evaluable_censor_day (0) unless dead (death day); responders days to the first of relapse and death, else censored at the last response assessment (efs_responder_censor).';
 COMMENT ON COLUMN curated.patients.efs_event IS 'EFS: 1 event, 0 censored.';
 COMMENT ON COLUMN curated.patients.rfs_days IS 'RFS, responders only: days from the response day to relapse or death, else to last known alive; NULL for non-responders.';
 COMMENT ON COLUMN curated.patients.rfs_event IS 'RFS: 1 relapse or death, 0 censored; NULL for non-responders.';

@@ -14,5 +14,5 @@ COMMENT ON COLUMN endpoints.time_to_event.param IS 'Parameter code (OS, EFS, RFS
 COMMENT ON COLUMN endpoints.time_to_event.patient_key IS 'Pseudonymous patient key.';
 COMMENT ON COLUMN endpoints.time_to_event.start_day IS 'Origin as a study day: 0, or the response day for RFS.';
 COMMENT ON COLUMN endpoints.time_to_event.aval_days IS 'Days from start_day to the event or censoring.';
-COMMENT ON COLUMN endpoints.time_to_event.cnsr IS '0 event; 1 censored at last known alive.';
+COMMENT ON COLUMN endpoints.time_to_event.cnsr IS '0 event; 1 censored at last known alive; 2 EFS censored by the ELN/TOWER template (last response assessment, or not evaluable on efs_not_evaluable_censor_day).';
 COMMENT ON COLUMN endpoints.time_to_event.event_desc IS 'Event or censoring reason.';

@@ -1,6 +1,8 @@
 -- CNS status of each CSF assessment (COG): CNS1 no blasts; CNS2 blasts with WBC < 5/uL, or a
 -- traumatic tap (RBC >= 10/uL) failing the Steinherz-Bleyer rule; CNS3 blasts with WBC >= 5/uL
--- and RBC < 10/uL, or a traumatic tap with CSF WBC/RBC > 2 x blood WBC/RBC.
+-- and RBC < 10/uL, or a traumatic tap with CSF WBC/RBC > 2 x blood WBC/RBC. Blasts with WBC >= 5/uL
+-- and no RBC count reported: 'indeterminate' (RBC not reported), never CNS3; a query asks the
+-- site for the count (harmonized.derivation_queries).
 CREATE OR REPLACE TABLE harmonized.cns_status AS
 WITH csf AS (
     SELECT
@@ -25,7 +27,8 @@ SELECT
         WHEN csf_blasts = 'absent' THEN 'CNS1'
         WHEN csf_wbc_per_ul IS NULL THEN 'CNS2'
         WHEN csf_wbc_per_ul < 5 THEN 'CNS2'
-        WHEN coalesce(csf_rbc_per_ul, 0) < 10 THEN 'CNS3'
+        WHEN csf_rbc_per_ul IS NULL THEN 'indeterminate'
+        WHEN csf_rbc_per_ul < 10 THEN 'CNS3'
         WHEN csf_wbc_per_ul / csf_rbc_per_ul > 2 * blood_wbc_rbc_ratio THEN 'CNS3'
         ELSE 'CNS2'
     END AS cns_status,
@@ -33,7 +36,8 @@ SELECT
         WHEN csf_blasts = 'absent' THEN 'CNS1_NO_BLASTS'
         WHEN csf_wbc_per_ul IS NULL THEN 'CNS2_BLASTS_NO_WBC'
         WHEN csf_wbc_per_ul < 5 THEN 'CNS2_WBC_LT5'
-        WHEN coalesce(csf_rbc_per_ul, 0) < 10 THEN 'CNS3_WBC_GE5_RBC_LT10'
+        WHEN csf_rbc_per_ul IS NULL THEN 'CNS_INDETERMINATE_RBC_NOT_REPORTED'
+        WHEN csf_rbc_per_ul < 10 THEN 'CNS3_WBC_GE5_RBC_LT10'
         WHEN csf_wbc_per_ul / csf_rbc_per_ul > 2 * blood_wbc_rbc_ratio THEN 'CNS3_TRAUMATIC_RATIO'
         WHEN blood_wbc_rbc_ratio IS NULL THEN 'CNS2_TRAUMATIC_NO_BLOOD'
         ELSE 'CNS2_TRAUMATIC_RATIO'

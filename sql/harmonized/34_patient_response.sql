@@ -1,0 +1,180 @@
+-- Best response, remission, transplant, relapse and failure per patient (docs/derivations.md).
+-- Relapse = the first relapse evidence after the response day (harmonized.relapse_evidence),
+-- with the kinds of evidence of that day. Failure: every non-responder is refractory (whatever
+-- the reason: refractory, hypoplastic, NE, CR_em_not_reassessed), failing on the first window
+-- assessment; a relapsed responder fails on the relapse day. At failure: marrow involvement
+-- (marrow blasts above the remission cut-off, at or above the relapse cut-off for a relapse, or
+-- circulating blasts) and EM at failure = a new EM site (not active at start, or shown clear since
+-- and back), never persistent baseline disease; both within failure_em_window_days of the day.
+CREATE OR REPLACE TABLE harmonized.patient_response AS
+WITH base AS (
+    SELECT
+        b.*,
+        t.day0_date
+    FROM harmonized.best_response AS b
+    INNER JOIN harmonized.patient_timeline AS t ON b.patient_key = t.patient_key
+),
+
+transplants AS (
+    SELECT
+        tr.patient_key,
+        min(date_diff('day', d.day0_date, tr.start_date)) AS hct_day
+    FROM staging.treatments AS tr
+    INNER JOIN base AS d ON tr.patient_key = d.patient_key
+    WHERE tr.treatment = 'allo_hct' AND tr.start_date > d.day0_date
+    GROUP BY tr.patient_key
+),
+
+first_evidence_day AS (
+    SELECT
+        patient_key,
+        min(study_day) AS relapse_day
+    FROM harmonized.relapse_evidence
+    GROUP BY patient_key
+),
+
+evidence_kinds AS (
+    SELECT DISTINCT
+        patient_key,
+        study_day,
+        evidence,
+        evidence_order
+    FROM harmonized.relapse_evidence
+),
+
+relapses AS (
+    SELECT
+        d.patient_key,
+        d.relapse_day,
+        string_agg(e.evidence, ',' ORDER BY e.evidence_order) AS relapse_evidence
+    FROM first_evidence_day AS d
+    INNER JOIN evidence_kinds AS e
+        ON d.patient_key = e.patient_key AND d.relapse_day = e.study_day
+    GROUP BY d.patient_key, d.relapse_day
+),
+
+outcomes_joined AS (
+    SELECT
+        d.*,
+        h.hct_day,
+        r.relapse_day,
+        r.relapse_evidence,
+        CASE WHEN NOT d.responder THEN d.first_failure_day ELSE r.relapse_day END AS failure_day,
+        CASE
+            WHEN NOT d.responder THEN 'refractory'
+            WHEN r.relapse_day IS NOT NULL THEN 'relapse'
+        END AS failure_type
+    FROM base AS d
+    LEFT JOIN transplants AS h ON d.patient_key = h.patient_key
+    LEFT JOIN relapses AS r ON d.patient_key = r.patient_key
+),
+
+marrow_failure AS (
+    SELECT DISTINCT o.patient_key
+    FROM outcomes_joined AS o
+    INNER JOIN staging.assessments AS a ON o.patient_key = a.patient_key
+    WHERE
+        o.failure_day IS NOT NULL
+        AND abs(date_diff('day', o.day0_date, a.assessment_date) - o.failure_day)
+        <= def_num('failure_em_window_days')
+        AND (
+            CASE o.failure_type
+                WHEN 'relapse' THEN a.marrow_blasts_pct >= def_num('relapse_marrow_blasts_min_pct')
+                ELSE a.marrow_blasts_pct > def_num('response_marrow_blasts_max_pct')
+            END
+            OR a.blood_blasts_pct > def_num('blood_blasts_max_pct')
+        )
+),
+
+start_sites AS (
+    -- EM sites active at start (as em_patient_baseline) with their last day counted present there
+    SELECT
+        patient_key,
+        site_group,
+        max(study_day) AS last_start_day
+    FROM harmonized.em_findings
+    WHERE
+        counts_as_present
+        AND study_day BETWEEN def_num('active_em_window_start_day') AND def_num('active_em_window_end_day')
+    GROUP BY patient_key, site_group
+),
+
+clearing_evidence AS (
+    SELECT
+        patient_key,
+        site_group,
+        study_day
+    FROM harmonized.em_findings
+    WHERE assertion IN ('absent', 'resolved')
+    UNION ALL
+    SELECT
+        patient_key,
+        'cns' AS site_group,
+        study_day
+    FROM harmonized.cns_status
+    WHERE cns_status = 'CNS1'
+),
+
+em_near_failure AS (
+    SELECT
+        o.patient_key,
+        f.site_group,
+        f.study_day
+    FROM outcomes_joined AS o
+    INNER JOIN harmonized.em_findings AS f ON o.patient_key = f.patient_key
+    WHERE
+        o.failure_day IS NOT NULL
+        AND f.counts_as_present
+        AND abs(f.study_day - o.failure_day) <= def_num('failure_em_window_days')
+),
+
+em_failure AS (
+    -- new EM: a site not active at start, or a start site shown clear after its last finding of
+    -- the start window and before this finding
+    SELECT DISTINCT n.patient_key
+    FROM em_near_failure AS n
+    LEFT JOIN start_sites AS s ON n.patient_key = s.patient_key AND n.site_group = s.site_group
+    WHERE
+        s.patient_key IS NULL
+        OR EXISTS (
+            SELECT 1
+            FROM clearing_evidence AS c
+            WHERE
+                c.patient_key = n.patient_key
+                AND c.site_group = n.site_group
+                AND c.study_day > s.last_start_day
+                AND c.study_day < n.study_day
+        )
+)
+
+SELECT
+    o.patient_key,
+    o.best_response,
+    o.responder,
+    o.response_source,
+    o.response_day,
+    o.mrd_negative,
+    o.hct_day,
+    CASE
+        WHEN NOT o.responder THEN NULL
+        ELSE coalesce(
+            o.hct_day > o.response_day AND (o.relapse_day IS NULL OR o.hct_day < o.relapse_day), FALSE
+        )
+    END AS hct_in_cr,
+    CASE WHEN o.responder THEN o.relapse_day IS NOT NULL END AS relapsed,
+    o.relapse_day,
+    o.relapse_evidence,
+    o.failure_day,
+    o.failure_type,
+    CASE WHEN o.failure_day IS NOT NULL THEN m.patient_key IS NOT NULL END AS marrow_at_failure,
+    CASE WHEN o.failure_day IS NOT NULL THEN e.patient_key IS NOT NULL END AS em_at_failure,
+    CASE
+        WHEN o.failure_type IS NULL THEN 'none'
+        WHEN m.patient_key IS NOT NULL AND e.patient_key IS NOT NULL THEN 'combined'
+        WHEN e.patient_key IS NOT NULL THEN 'isolated_em'
+        WHEN m.patient_key IS NOT NULL THEN 'isolated_marrow'
+        ELSE 'unclassified'
+    END AS failure_pattern
+FROM outcomes_joined AS o
+LEFT JOIN marrow_failure AS m ON o.patient_key = m.patient_key
+LEFT JOIN em_failure AS e ON o.patient_key = e.patient_key;

@@ -225,8 +225,8 @@ def delivered_details(
             for table in keys["table_name"].unique().to_list():
                 if table not in contracts:
                     continue
-                names = contracts[table].field_names
-                sel = ", ".join(f"CAST(s.{c} AS VARCHAR) AS {c}" for c in names)
+                fields = contracts[table].field_names
+                sel = ", ".join(f"CAST(s.{c} AS VARCHAR) AS {c}" for c in fields)
                 res = con.execute(
                     f"SELECT s._source_file, s._source_row, {sel} FROM staging.{table} s "
                     "JOIN wanted w ON s._source_file = w.f AND s._source_row = w.r "

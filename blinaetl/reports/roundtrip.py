@@ -233,7 +233,7 @@ def site_figures(
                 "status": {s: int((q["status"] == s).sum()) for s in SITE_STATUSES},
                 "open_total": live.height,
                 "ages": {b: ages.count(b) for b in AGE_BUCKETS},
-                "oldest_days": int(live["age_days"].max() or 0) if live.height else 0,
+                "oldest_days": int(live["age_days"].fill_null(0).max() or 0) if live.height else 0,  # type: ignore[arg-type]
                 "closed_confirmed": int((st["status"] == "closed_confirmed").sum()),
                 "closed_unresolvable": int((st["status"] == "closed_unresolvable").sum()),
                 "resolved_total": int((st["status"] == "resolved").sum()),

@@ -165,7 +165,15 @@ def _with_helpers(frame: pl.DataFrame, ctx: Context | None) -> pl.DataFrame:
 
 
 def compile_schema(contract: Contract, checks: list[CheckSpec]) -> pa.DataFrameSchema:
-    """The contract as a pandera polars schema: typed columns plus one check per declared check."""
+    """The contract as a pandera polars schema: typed columns plus one check per declared check.
+
+    The checks are attached to the row-number column `_idx` (each still reads the whole row
+    through `data.lazyframe`), so a failure case is that one integer. Attached to the frame,
+    pandera would copy every column of every failing row and turn them into Python rows
+    (`DataFrame.rows(named=True)`): on a delivery whose rows are nearly all duplicates that
+    cost about 140 times the file's size in memory (findings.md, "Memory on large deliveries").
+    The frame validated must therefore carry `_idx`.
+    """
     columns = {f.name: pa.Column(POLARS_TYPES[f.type], nullable=True) for f in contract.fields}
     pandera_checks = []
     for check in checks:
@@ -176,7 +184,8 @@ def compile_schema(contract: Contract, checks: list[CheckSpec]) -> pa.DataFrameS
                 name=check.id,
             )
         )
-    return pa.DataFrameSchema(columns=columns, checks=pandera_checks, name=contract.table)
+    columns["_idx"] = pa.Column(pl.Int64, checks=pandera_checks, nullable=False)
+    return pa.DataFrameSchema(columns=columns, name=contract.table)
 
 
 def _check_columns(contract: Contract, checks: list[CheckSpec], work: pl.DataFrame) -> list[str]:

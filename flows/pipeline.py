@@ -15,14 +15,18 @@ from typing import Any
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from prefect import flow, get_run_logger, task, unmapped
-from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed
+from flows.local_server import use_running_local_server
 
-from blinaetl import pipeline as core
-from blinaetl.config import load_run_config
-from blinaetl.ingest import landing as ingestion
+use_running_local_server()  # before Prefect reads its settings: a running server beats a temporary one
+
+from prefect import flow, get_run_logger, task, unmapped  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.states import Completed  # noqa: E402
+
+from blinaetl import pipeline as core  # noqa: E402
+from blinaetl.config import load_run_config  # noqa: E402
+from blinaetl.ingest import landing as ingestion  # noqa: E402
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from blinaetl.pipeline import RunConfig, run_pipeline
 from blinaetl.synth import generate
+
+# tests never borrow a Prefect server someone else runs on this machine (flows/local_server.py)
+os.environ.setdefault("BLINAETL_PREFECT_REUSE", "0")
 
 
 def _run_cohort(root: Path, n: int, seed: int) -> tuple[Path, RunConfig, object]:

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas, lifelines, statsmodels and scipy load only when models are fitted
+    import pandas as pd
 
 Z95 = 1.959963984540054
 
@@ -286,6 +288,8 @@ def fisher_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 def model_results(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Every model row, in a fixed order (analysis, outcome, landmark, term, model)."""
+    import pandas as pd
+
     rows = logrank_rows(con) + cox_rows(con) + logistic_rows(con) + fisher_rows(con)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 

@@ -7,7 +7,6 @@ sql/harmonized, sql/curated and sql/endpoints that still have no test.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
@@ -54,15 +53,25 @@ def test_every_tests_file_parses_and_belongs_to_a_model() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_models_without_tests_are_listed() -> None:
-    """Every model of harmonized, curated and endpoints should have a test; those that do not
-    are reported as a warning (to become a hard assertion once every owner has added theirs)."""
+def test_every_model_has_a_given_expect_test() -> None:
+    """Every model of harmonized, curated and endpoints has a tests file with at least one test."""
     missing = h.models_without_tests(SQL_ROOT)
-    if missing:
-        warnings.warn(
-            f"{len(missing)} SQL model(s) without a given/expect test: {', '.join(missing)}",
-            stacklevel=1,
-        )
+    assert missing == [], f"SQL model(s) without a given/expect test: {', '.join(missing)}"
+
+
+def test_coverage_check_names_a_model_without_tests_and_one_with_an_empty_file(
+    tmp_path: Path,
+) -> None:
+    for layer in h.TESTED_LAYERS:
+        (tmp_path / layer).mkdir()
+    (tmp_path / "harmonized" / "10_a.sql").write_text("CREATE TABLE harmonized.a AS SELECT 1 AS x;")
+    (tmp_path / "curated" / "10_b.sql").write_text("CREATE TABLE curated.b AS SELECT 1 AS x;")
+    (tmp_path / "curated" / "10_b.tests.yaml").write_text("tests: []\n")
+    (tmp_path / "endpoints" / "10_c.sql").write_text("CREATE VIEW endpoints.c AS SELECT 1 AS x;")
+    (tmp_path / "endpoints" / "10_c.tests.yaml").write_text(
+        "tests:\n  - name: one\n    rule: toy\n    given: {}\n    expect: {rows: [{x: 1}]}\n"
+    )
+    assert h.models_without_tests(tmp_path) == ["harmonized/10_a.sql", "curated/10_b.sql"]
 
 
 # --- the harness on small models in a temporary sql folder ----------------------------------

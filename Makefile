@@ -59,11 +59,13 @@ serve: $(VENV)/.synced
 	BLINAETL_HOME=$(CURDIR) $(BIN)/python -m flows.serve --port $${PREFECT_PORT:-4200}
 
 ## bench: pipeline benchmark at 1,000 / 10,000 / 100,000 patients, the demo path (make run warm,
-## core) and the assertion benchmark (see docs/performance.md)
+## core), the assertion benchmark and peak memory on 21 MB / 100 MB duplicate-heavy deliveries
+## (see docs/performance.md)
 bench: $(VENV)/.synced
 	$(BIN)/python benchmarks/pipeline_benchmark.py
 	$(BIN)/python benchmarks/demo_benchmark.py
 	$(BIN)/python benchmarks/assertion_benchmark.py
+	$(BIN)/python benchmarks/duplicate_memory_benchmark.py
 
 ## dict: regenerate docs/data-dictionary.md from the published database
 dict: $(VENV)/.synced

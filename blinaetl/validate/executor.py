@@ -350,13 +350,19 @@ def split_rows(
     loaded = loaded.with_columns(
         warnings["_warnings"].fill_null(pl.lit([], pl.List(pl.Utf8)))
     ).select(*contract.field_names, *LINEAGE_COLUMNS)
-    qrows = work.filter(is_error).select(
-        "_source_id",
-        "_source_file",
-        "_source_row",
-        pl.lit(contract.table).alias("table_name"),
-        "site",
-        "patient_key",
+    # narrow first, then filter: filtering the wide frame would copy every column of every
+    # quarantined row (on a duplicate-heavy delivery, nearly the whole file once more)
+    qrows = (
+        work.select("_idx", "_source_id", "_source_file", "_source_row", "site", "patient_key")
+        .filter(is_error)
+        .select(
+            "_source_id",
+            "_source_file",
+            "_source_row",
+            pl.lit(contract.table).alias("table_name"),
+            "site",
+            "patient_key",
+        )
     )
     return loaded, qrows
 

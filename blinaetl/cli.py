@@ -117,7 +117,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         if args.engine == "prefect":
-            console.print("starting the Prefect flow (a temporary local server if none is set) ...")
+            console.print(
+                "starting the Prefect flow (a local server that answers, else a temporary one, "
+                "if none is set) ..."
+            )
             from blinaetl.engines import load_engine
 
             flow = load_engine("prefect")(args.dask_address, args.dask_workers)

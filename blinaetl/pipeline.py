@@ -152,8 +152,8 @@ def warehouse_labels(con: duckdb.DuckDBPyConnection, labels: Any, contracts: dic
         items = by_field.setdefault((row["table_name"], row["field_name"]), [])
         if said not in items:
             items.append(said)
-    for (table, name), said in by_field.items():
-        text = f"{contracts[table].field(name).description} Delivered as: {'; '.join(said)}."
+    for (table, name), delivered in by_field.items():
+        text = f"{contracts[table].field(name).description} Delivered as: {'; '.join(delivered)}."
         con.execute(
             f'COMMENT ON COLUMN staging.{table}."{name}" IS ' + "'" + text.replace("'", "''") + "'"
         )

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Iterable
+from typing import cast
 
 import polars as pl
 
@@ -48,7 +49,9 @@ def secret_from_block(name: str) -> str:
     try:
         from prefect.blocks.system import Secret
 
-        value = Secret.load(name).get()
+        # prefect's sync_compatible stubs type `load` as "block or coroutine"; called outside an
+        # event loop, as here, it returns the block
+        value = cast(Secret, Secret.load(name)).get()
     except Exception as exc:  # block missing, API unreachable, wrong block type
         raise MissingSecretError(
             f"could not read the Prefect Secret block {name!r} ({type(exc).__name__}); create it "

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -57,12 +57,15 @@ class Table:
 def _reader(fmt: str) -> Callable[..., Any]:
     import pyreadstat
 
-    return {
+    read = {
         "xpt": pyreadstat.read_xport,
         "sas7bdat": pyreadstat.read_sas7bdat,
         "sav": pyreadstat.read_sav,
         "dta": pyreadstat.read_dta,
     }[fmt]
+    # pyreadstat's stubs give its Cython readers the bare type `function`, which mypy does not
+    # accept as a Callable; each takes a path and keyword options and returns (frame, metadata)
+    return cast(Callable[..., Any], read)
 
 
 def _as_text(frame: pl.DataFrame, date_format: str) -> pl.DataFrame:

@@ -23,6 +23,9 @@ import polars as pl
 
 AUDIT_FILE = "query_audit.duckdb"
 
+# Casts wrap these in `pl.Schema(...)`: polars types `cast` as a Mapping keyed by column name,
+# selector or dtype, and a Mapping's key is invariant, so a plain `dict[str, ...]` does not match.
+
 # what the lifecycle knows of the discrepancy behind a query (pseudonymous)
 SNAPSHOT_SCHEMA: dict[str, Any] = {
     "discrepancy_id": pl.Utf8,
@@ -166,8 +169,8 @@ class QueryAudit:
 
         A run id already recorded is refused: the trail never holds a run twice.
         """
-        events = events.select(list(EVENT_SCHEMA)).cast(EVENT_SCHEMA)
-        state = state.select(list(STATE_SCHEMA)).cast(STATE_SCHEMA)
+        events = events.select(list(EVENT_SCHEMA)).cast(pl.Schema(EVENT_SCHEMA))
+        state = state.select(list(STATE_SCHEMA)).cast(pl.Schema(STATE_SCHEMA))
         con = duckdb.connect(str(self.path))
         try:
             con.execute("BEGIN TRANSACTION")

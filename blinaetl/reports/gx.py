@@ -159,6 +159,9 @@ def validate_frame(frame: Any, report_dir: Path) -> dict[str, Any]:
         for run_result in result.run_results.values():
             for r in run_result.results:
                 cfg = r.expectation_config
+                # GX types it optional, but a checkpoint run attaches the configuration to every
+                # result it returns
+                assert cfg is not None, "GX returned a validation result without its expectation"
                 outcomes.append(
                     {
                         "expectation": cfg.type,

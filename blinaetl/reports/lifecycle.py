@@ -59,7 +59,7 @@ def _events(frame: pl.DataFrame, event: str, run_id: str, at: dt.datetime, **lit
             cols[name] = pl.col(name)
         else:
             cols[name] = pl.lit(None, EVENT_SCHEMA[name])
-    return frame.select(**cols).select(list(EVENT_SCHEMA)).cast(EVENT_SCHEMA)
+    return frame.select(**cols).select(list(EVENT_SCHEMA)).cast(pl.Schema(EVENT_SCHEMA))
 
 
 def advance(
@@ -75,8 +75,10 @@ def advance(
     `previous`: the state before the run (`STATE_SCHEMA`); `replies`: accepted replies
     (`query_id`, `reply`, `site_comment`), one per query, each for a live query.
     """
-    current = current.select(SNAP).cast(SNAPSHOT_SCHEMA).unique("discrepancy_id", keep="first")
-    state = previous.select(list(STATE_SCHEMA)).cast(STATE_SCHEMA)
+    current = (
+        current.select(SNAP).cast(pl.Schema(SNAPSHOT_SCHEMA)).unique("discrepancy_id", keep="first")
+    )
+    state = previous.select(list(STATE_SCHEMA)).cast(pl.Schema(STATE_SCHEMA))
     events: list[pl.DataFrame] = []
 
     # 1. the replies
@@ -211,7 +213,10 @@ def advance(
     events.append(_events(new, "opened", run_id, at))
 
     out = pl.concat(
-        [f.select(list(STATE_SCHEMA)).cast(STATE_SCHEMA) for f in (fresh, taken, gone, kept, new)]
+        [
+            f.select(list(STATE_SCHEMA)).cast(pl.Schema(STATE_SCHEMA))
+            for f in (fresh, taken, gone, kept, new)
+        ]
     ).sort("query_id")
     return Advance(out, pl.concat(events))
 

@@ -237,7 +237,7 @@ def read_replies(landing: Path, restricted_path: Path, audit: QueryAudit) -> Rep
             pl.col("rule_id").alias("check_id"),
             "row_hash",
         )
-        .cast(ACCEPTED_SCHEMA)
+        .cast(pl.Schema(ACCEPTED_SCHEMA))
     )
     return Replies(
         applied=applied_frame,

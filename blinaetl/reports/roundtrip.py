@@ -123,7 +123,7 @@ def _rejected_events(problems: pl.DataFrame, run_id: str, at: dt.datetime) -> pl
             ]
         )
         .select(list(EVENT_SCHEMA))
-        .cast(EVENT_SCHEMA)
+        .cast(pl.Schema(EVENT_SCHEMA))
     )
 
 

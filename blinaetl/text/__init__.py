@@ -91,7 +91,7 @@ def _known_alternation() -> str:
 @cache
 def _term_prefixes() -> list[str]:
     """Every leading run of words of every vocabulary term ("cervical", "cervical lymph", ...)."""
-    out = set()
+    out: set[str] = set()
     regions = context.regions().filter(pl.col("applies_to") == "lymph_node")["region"].to_list()
     for term in site_terms()["term"].to_list() + [f"{r} lymph nodes" for r in regions]:
         words = term.split()

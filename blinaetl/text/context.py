@@ -240,7 +240,7 @@ def _bfill(value: pl.Expr, cond: pl.Expr, gid: str) -> pl.Expr:
     return pl.when(g == pl.col(gid)).then(v)
 
 
-def scopes(long: pl.DataFrame) -> pl.DataFrame:
+def scopes(long: pl.LazyFrame) -> pl.LazyFrame:
     """Add clause ids (`hc` clause, `seg0` before the first colon, `_gf`/`_gb` scope groups)
     and per category `in_<cat>`: the token is in the scope of a trigger of that category."""
     prev_tok = _sh("tok", 1)
@@ -378,7 +378,7 @@ def assertion_of(prefix: str = "in_") -> pl.Expr:
     )
 
 
-def _laterality(long: pl.DataFrame) -> pl.DataFrame:
+def _laterality(long: pl.LazyFrame) -> pl.LazyFrame:
     """Laterality of every token (used for site tokens): `lat` column."""
 
     def sh(col: str, n: int) -> pl.Expr:
@@ -428,7 +428,7 @@ def _laterality(long: pl.DataFrame) -> pl.DataFrame:
     return long.with_columns(pl.coalesce(b1, b2, b3, a1, a2, far).alias("lat"))
 
 
-def _node_regions(long: pl.DataFrame) -> pl.DataFrame:
+def _node_regions(long: pl.LazyFrame) -> pl.LazyFrame:
     """Node-region words attached to a node noun: `region_mention` and `covered` node nouns.
 
     "No supraclavicular or axillary adenopathy": both regions attach to "adenopathy" (through

@@ -12,6 +12,10 @@ import polars as pl
 from blinaetl.synth.cohort import CD19_CLASSES, EM_GROUPS, GROUP_P
 from blinaetl.synth.phrases import LATERAL_GROUPS
 
+# None as an np.where operand: numpy's stubs take no bare None there; at run time numpy turns
+# None into exactly this 0-d object array, so the results are unchanged
+NO_VALUE = np.array(None, dtype=object)
+
 FILLER_DAYS = (3, 14, 52)
 
 
@@ -154,7 +158,7 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
             csf_rbc_per_ul=csf_rbc,
             csf_blasts=csf_blasts,
             kind="baseline",
-            query=np.where(no_rbc, "DRV_CSF_RBC_NOT_REPORTED", None).astype(object),
+            query=np.where(no_rbc, "DRV_CSF_RBC_NOT_REPORTED", NO_VALUE).astype(object),
         )
     )
 
@@ -185,7 +189,7 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
     p1 = np.where(labels_only, np.nan, p1)
     # the first assessment of an unreassessed patient in CR_em_not_reassessed raises a query
     q_em = "DRV_EM_NOT_REASSESSED"
-    report1 = np.where(rng.random(n) < 0.3, label1, None)
+    report1 = np.where(rng.random(n) < 0.3, label1, NO_VALUE)
     report1 = np.where(labels_only, label1, report1)
     frames.append(
         _rows(
@@ -198,7 +202,7 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
             mrd_pct=mrd1,
             reported_response=report1,
             kind="response",
-            query=np.where(unreassessed & (resp_day == r1), q_em, None).astype(object),
+            query=np.where(unreassessed & (resp_day == r1), q_em, NO_VALUE).astype(object),
         )
     )
     # second response assessment (r2)
@@ -217,9 +221,9 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
             anc_10e9l=a2,
             platelets_10e9l=p2,
             mrd_pct=mrd2,
-            reported_response=np.where(labels_only, cat2, None).astype(object),
+            reported_response=np.where(labels_only, cat2, NO_VALUE).astype(object),
             kind="response",
-            query=np.where(unreassessed & (resp_day == r2), q_em, None).astype(object),
+            query=np.where(unreassessed & (resp_day == r2), q_em, NO_VALUE).astype(object),
         )
     )
     # relapse restaging marrow

@@ -76,7 +76,13 @@ def truth_patients(
     assessments: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per patient with the columns of curated.patients (site + mrn for the key)."""
-    ev = em_evidence(mentions, assessments) if mentions is not None else None
+    ev = None
+    if mentions is not None:
+        if assessments is None:
+            raise ValueError(
+                "the EM truth needs the assessments (CSF CNS status) with the mentions"
+            )
+        ev = em_evidence(mentions, assessments)
     base = p
     if ev is not None:
         prior = (

@@ -25,6 +25,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -68,7 +69,7 @@ def _definitions(path: str | None) -> dict:
         return {}
     import yaml
 
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    doc: dict[str, Any] = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     values = doc.get("definitions", doc)
     return {k: (v["value"] if isinstance(v, dict) else v) for k, v in values.items()}
 
@@ -242,23 +243,8 @@ def cmd_queries(args: argparse.Namespace) -> int:
     return EXIT_ATTENTION if (n and args.exit_code) else EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="blinaetl",
-        description=(
-            "Validate and harmonize clinical, flow-cytometry and imaging extracts of "
-            "blinatumomab-treated R/R B-ALL patients into an analysis-ready DuckDB database."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run `blinaetl COMMAND --help` for a command's options. "
-        + EXIT_STATUS_HELP
-        + " `run` also exits 3 (published, needs attention) and 4 (publication refused).",
-    )
-    from blinaetl import __version__
-
-    parser.add_argument("--version", action="version", version=f"blinaetl {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_synth_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `synth` subcommand: its help and arguments."""
     p = sub.add_parser(
         "synth",
         help="generate a synthetic cohort with ground truth",
@@ -280,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.set_defaults(func=cmd_synth)
 
+
+def add_run_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `run` subcommand: its help and arguments."""
     p = sub.add_parser(
         "run",
         help="run the pipeline on a landing folder",
@@ -358,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the run summary as JSON on stdout")
     p.set_defaults(func=cmd_run)
 
+
+def add_sql_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `sql` subcommand: its help and arguments."""
     p = sub.add_parser(
         "sql",
         help="query the analytics database read-only",
@@ -369,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default="warehouse/blina.duckdb", help="analytics database file")
     p.set_defaults(func=cmd_sql)
 
+
+def add_report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `report` subcommand: its help and arguments."""
     p = sub.add_parser(
         "report",
         help="write the reproduction report of the seed study's analyses",
@@ -383,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/study", help="output folder")
     p.set_defaults(func=cmd_report)
 
+
+def add_dict_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `dict` subcommand: its help and arguments."""
     p = sub.add_parser(
         "dict",
         help="write the data dictionary",
@@ -393,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="docs/data-dictionary.md", help="output Markdown file")
     p.set_defaults(func=cmd_dict)
 
+
+def add_check_mapping_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `check-mapping` subcommand: its help and arguments."""
     p = sub.add_parser(
         "check-mapping",
         help="validate a source mapping and preview what it makes of a landing folder",
@@ -414,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_check_mapping)
 
+
+def add_queries_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `queries` subcommand: its help and arguments."""
     p = sub.add_parser(
         "queries",
         help="list the open queries of the latest run by site",
@@ -433,6 +437,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-code", action="store_true", help="exit 3 when any query is open (for scripts)"
     )
     p.set_defaults(func=cmd_queries)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="blinaetl",
+        description=(
+            "Validate and harmonize clinical, flow-cytometry and imaging extracts of "
+            "blinatumomab-treated R/R B-ALL patients into an analysis-ready DuckDB database."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `blinaetl COMMAND --help` for a command's options. "
+        + EXIT_STATUS_HELP
+        + " `run` also exits 3 (published, needs attention) and 4 (publication refused).",
+    )
+    from blinaetl import __version__
+
+    parser.add_argument("--version", action="version", version=f"blinaetl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_synth_command(sub)
+    add_run_command(sub)
+    add_sql_command(sub)
+    add_report_command(sub)
+    add_dict_command(sub)
+    add_check_mapping_command(sub)
+    add_queries_command(sub)
     return parser
 
 

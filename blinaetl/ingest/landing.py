@@ -34,7 +34,13 @@ from blinaetl.ingest.redcap import RedcapProblem, apply_redcap
 from blinaetl.ingest.shape import ShapeProblem, shape
 from blinaetl.ingest.sources import FileMapping, SourceMapping, load_sources, match
 from blinaetl.privacy import patient_keys
-from blinaetl.validate.contracts import LINEAGE_COLUMNS, POLARS_TYPES, Contract, load_contracts
+from blinaetl.validate.contracts import (
+    LINEAGE_COLUMNS,
+    POLARS_TYPES,
+    Contract,
+    FieldSpec,
+    load_contracts,
+)
 
 if TYPE_CHECKING:
     from blinaetl.validate.executor import ValidationOutcome
@@ -438,29 +444,75 @@ def map_frame(
     """
     raw, fm, used = _compose_columns(raw, fm, source, rel)
     delivered = [c for c in raw.columns if not c.startswith("_")]
+    mapped_sources = _mapped_source_columns(fm, used)
+    check_required_columns(delivered, mapped_sources, source, fm, contract, rel)
+    notes = describe_unmapped_columns(delivered, mapped_sources, fm)
+    check_derived_date_columns(delivered, source, fm, rel)
+    frame = raw.with_columns(_raw_text_exprs(delivered, source, fm, contract))
+    frame = frame.with_columns(
+        [
+            *(_typed_expr(f, fm, partial_dates) for f in contract.fields),
+            pl.concat_str([pl.col(c).fill_null("\x00") for c in delivered], separator="\x1f")
+            .hash(7)
+            .alias("_content_hash"),
+            # ",field,field," of the fields the site did not collect (read by the completeness checks)
+            pl.lit(
+                "," + ",".join(fm.not_collected) + "," if fm.not_collected else None, pl.Utf8
+            ).alias("_not_collected"),
+        ]
+    )
+    return frame, "; ".join(notes)
+
+
+def _derived_date_sources(fm: FileMapping) -> set[str]:
+    """The day-count and anchor columns the mapping's `derived_dates` read."""
+    return {c for d in fm.derived_dates.values() for c in (d["days"], d["anchor"])}
+
+
+def _mapped_source_columns(fm: FileMapping, used: set[str]) -> set[str]:
+    """Every delivered column the mapping reads (mapped, composed, derived-date, site)."""
     mapped_sources = set(fm.columns.values()) | used
-    mapped_sources |= {c for d in fm.derived_dates.values() for c in (d["days"], d["anchor"])}
+    mapped_sources |= _derived_date_sources(fm)
     if fm.site_from:
         mapped_sources.add(fm.site_from["column"])
+    return mapped_sources
+
+
+def check_required_columns(
+    delivered: list[str],
+    mapped_sources: set[str],
+    source: SourceMapping,
+    fm: FileMapping,
+    contract: Contract,
+    rel: str,
+) -> None:
+    """Reject the file when a required field's mapped column is not delivered."""
     missing = [
         f.name
         for f in contract.fields
         if f.name in fm.columns and fm.columns[f.name] not in delivered and f.required
     ]
-    if missing:
-        expected = ", ".join(f"'{fm.columns[m]}'" for m in missing)
-        hint = ""
-        if len(set(delivered) & mapped_sources) == 0:
-            hint = (
-                f" None of the mapped columns is on row {fm.header_row}: if the header is on "
-                "another row, set 'header_row' in the source mapping."
-            )
-        raise FileProblem(
-            "rejected",
-            f"{rel}: required column(s) {expected} not found (for {', '.join(missing)}).{hint}",
-            "add the columns to the extract, or correct 'columns' in the source mapping "
-            f"({source.path.name})",
+    if not missing:
+        return
+    expected = ", ".join(f"'{fm.columns[m]}'" for m in missing)
+    hint = ""
+    if len(set(delivered) & mapped_sources) == 0:
+        hint = (
+            f" None of the mapped columns is on row {fm.header_row}: if the header is on "
+            "another row, set 'header_row' in the source mapping."
         )
+    raise FileProblem(
+        "rejected",
+        f"{rel}: required column(s) {expected} not found (for {', '.join(missing)}).{hint}",
+        "add the columns to the extract, or correct 'columns' in the source mapping "
+        f"({source.path.name})",
+    )
+
+
+def describe_unmapped_columns(
+    delivered: list[str], mapped_sources: set[str], fm: FileMapping
+) -> list[str]:
+    """Notes on delivered columns the mapping ignores and mapped columns not delivered."""
     notes = []
     extra = sorted(set(delivered) - mapped_sources)
     if extra:
@@ -471,9 +523,14 @@ def map_frame(
     absent_optional = [f for f, c in fm.columns.items() if c not in delivered]
     if absent_optional:
         notes.append(f"optional column(s) not delivered: {', '.join(absent_optional)}")
-    derived_missing = sorted(
-        {c for d in fm.derived_dates.values() for c in (d["days"], d["anchor"])} - set(delivered)
-    )
+    return notes
+
+
+def check_derived_date_columns(
+    delivered: list[str], source: SourceMapping, fm: FileMapping, rel: str
+) -> None:
+    """Reject the file when a column named in `derived_dates` is not delivered."""
+    derived_missing = sorted(_derived_date_sources(fm) - set(delivered))
     if derived_missing:
         raise FileProblem(
             "rejected",
@@ -481,6 +538,12 @@ def map_frame(
             "'derived_dates' are not in the file",
             f"correct 'derived_dates' in the source mapping ({source.path.name}) or the header",
         )
+
+
+def _raw_text_exprs(
+    delivered: list[str], source: SourceMapping, fm: FileMapping, contract: Contract
+) -> list[pl.Expr]:
+    """Per contract field, its delivered text (code lists applied) as `__raw__<field>`."""
     exprs: list[pl.Expr] = []
     for f in contract.fields:
         src = fm.columns.get(f.name)
@@ -502,50 +565,39 @@ def map_frame(
         if codes:
             text = _norm(text).replace_strict(codes, default=text, return_dtype=pl.Utf8)
         exprs.append(text.alias(RAW_PREFIX + f.name))
-    frame = raw.with_columns(exprs)
-    typed: list[pl.Expr] = []
-    for f in contract.fields:
-        col = pl.col(RAW_PREFIX + f.name)
-        if f.type == "string":
-            value = col
-        elif f.name in fm.derived_dates:
-            value = _derived_date(fm.derived_dates[f.name], fm.date_format)
-        elif f.type == "date" and fm.date_format == ISO8601:
-            value = iso8601_date(col, partial_dates)
-        elif f.type == "date":
-            value = col.str.strptime(pl.Date, fm.date_format, strict=False)
-        elif f.type == "int":
-            num = col.str.replace_all(",", "").cast(pl.Float64, strict=False)
-            # whole and within BIGINT ("inf" and 1e30 parse as floats but are no whole number)
-            whole = num.is_finite() & (num == num.round(0)) & (num.abs() < 2.0**62)
-            value = pl.when(whole).then(num).otherwise(None).cast(pl.Int64)
-        elif f.type == "float":
-            value = col.str.replace_all(",", "").cast(pl.Float64, strict=False)
-            if f.name in fm.units:
-                value = value * fm.units[f.name]
-        else:
-            low = _norm(col)
-            value = (
-                pl.when(low.is_in(TRUE_WORDS))
-                .then(True)
-                .when(low.is_in(FALSE_WORDS))
-                .then(False)
-                .otherwise(None)
-            )
-        typed.append(value.cast(POLARS_TYPES[f.type]).alias(f.name))
-    frame = frame.with_columns(
-        [
-            *typed,
-            pl.concat_str([pl.col(c).fill_null("\x00") for c in delivered], separator="\x1f")
-            .hash(7)
-            .alias("_content_hash"),
-            # ",field,field," of the fields the site did not collect (read by the completeness checks)
-            pl.lit(
-                "," + ",".join(fm.not_collected) + "," if fm.not_collected else None, pl.Utf8
-            ).alias("_not_collected"),
-        ]
-    )
-    return frame, "; ".join(notes)
+    return exprs
+
+
+def _typed_expr(f: FieldSpec, fm: FileMapping, partial_dates: str) -> pl.Expr:
+    """A field's typed value parsed from its `__raw__<field>` text."""
+    col = pl.col(RAW_PREFIX + f.name)
+    if f.type == "string":
+        value = col
+    elif f.name in fm.derived_dates:
+        value = _derived_date(fm.derived_dates[f.name], fm.date_format)
+    elif f.type == "date" and fm.date_format == ISO8601:
+        value = iso8601_date(col, partial_dates)
+    elif f.type == "date":
+        value = col.str.strptime(pl.Date, fm.date_format, strict=False)
+    elif f.type == "int":
+        num = col.str.replace_all(",", "").cast(pl.Float64, strict=False)
+        # whole and within BIGINT ("inf" and 1e30 parse as floats but are no whole number)
+        whole = num.is_finite() & (num == num.round(0)) & (num.abs() < 2.0**62)
+        value = pl.when(whole).then(num).otherwise(None).cast(pl.Int64)
+    elif f.type == "float":
+        value = col.str.replace_all(",", "").cast(pl.Float64, strict=False)
+        if f.name in fm.units:
+            value = value * fm.units[f.name]
+    else:
+        low = _norm(col)
+        value = (
+            pl.when(low.is_in(TRUE_WORDS))
+            .then(True)
+            .when(low.is_in(FALSE_WORDS))
+            .then(False)
+            .otherwise(None)
+        )
+    return value.cast(POLARS_TYPES[f.type]).alias(f.name)
 
 
 ISO8601 = "iso8601"
@@ -1054,13 +1106,13 @@ def plan_files(
         source, fm = hit
         if fm.redcap:  # one export, one job per instrument entry of the same source
             parts = [
-                (i, e)
+                (i, e.redcap["instrument"])
                 for i, e in enumerate(source.files)
                 if e.redcap and fnmatch.fnmatchcase(rel, e.glob)
             ]
-            for i, e in parts:
-                part = e.redcap["instrument"]
-                if sum(1 for _, o in parts if o.redcap["instrument"] == part) > 1:
+            for i, instrument in parts:
+                part = instrument
+                if sum(1 for _, other in parts if other == instrument) > 1:
                     part = f"{part}.{i}"
                 jobs.append(FileJob(path, rel, source.source, i, part))
             continue

@@ -46,6 +46,7 @@ lint: $(VENV)/.synced
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/sqlfluff lint sql --disable-progress-bar
+	$(BIN)/mypy blinaetl
 
 format: $(VENV)/.synced
 	$(BIN)/ruff check --fix .

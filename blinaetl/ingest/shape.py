@@ -178,12 +178,12 @@ def shape(
         long = long.with_columns(
             pl.col(spec["name"]).replace_strict(order, return_dtype=pl.Int64).alias("_col_order")
         ).sort("_wide_row", "_col_order", maintain_order=True)
-        cells = long.height
+        n_cells = long.height
         if not spec["keep_empty"]:
             long = long.filter(pl.col(spec["value"]).is_not_null())
         notes.append(
             f"unpivot: {frame.height} row(s) x {len(columns)} column(s) gave {long.height} "
-            f"record(s); {cells - long.height} empty cell(s) skipped"
+            f"record(s); {n_cells - long.height} empty cell(s) skipped"
         )
         frame = long.drop("_wide_row", "_col_order")
     if fm.pivot:

@@ -291,27 +291,27 @@ def _shaping(raw: dict, where: str, contract: Contract) -> dict[str, Any]:
             )
         parsed = []
         for i, spec in enumerate(lookups):
-            key = f"lookup[{i}]"
+            entry = f"lookup[{i}]"
             if isinstance(spec, dict) and True in spec:
                 raise MappingError(
-                    f"{where}: '{key}' has a key that YAML reads as true (on/yes/y): name the "
+                    f"{where}: '{entry}' has a key that YAML reads as true (on/yes/y): name the "
                     "joining column with 'by' (this file) and 'key' (the lookup file)"
                 )
-            spec = _spec(spec, where, key, LOOKUP_KEYS, {"file", "by", "columns"})
+            spec = _spec(spec, where, entry, LOOKUP_KEYS, {"file", "by", "columns"})
             fmt_l = str(spec.get("format", raw.get("format", ""))).lower()
             if fmt_l not in FORMATS:
                 raise MappingError(
-                    f"{where}: '{key}.format' '{fmt_l}' is not one of {', '.join(sorted(FORMATS))}"
+                    f"{where}: '{entry}.format' '{fmt_l}' is not one of {', '.join(sorted(FORMATS))}"
                 )
-            on = _names(spec["by"], where, f"{key}.by")[0]
+            on = _names(spec["by"], where, f"{entry}.by")[0]
             parsed.append(
                 {
-                    "file": _names(spec["file"], where, f"{key}.file")[0],
+                    "file": _names(spec["file"], where, f"{entry}.file")[0],
                     "format": fmt_l,
                     "by": on,
-                    "key": _names(spec.get("key", on), where, f"{key}.key")[0],
-                    "columns": _names(spec["columns"], where, f"{key}.columns"),
-                    "where": _where(spec.get("where"), f"{where}, {key}"),
+                    "key": _names(spec.get("key", on), where, f"{entry}.key")[0],
+                    "columns": _names(spec["columns"], where, f"{entry}.columns"),
+                    "where": _where(spec.get("where"), f"{where}, {entry}"),
                     "encoding": str(spec.get("encoding", "utf-8")).lower(),
                     "delimiter": spec.get("delimiter", "\t" if fmt_l == "tsv" else ","),
                 }
@@ -393,10 +393,10 @@ def _file_mapping(raw: dict, where: str, contracts: dict[str, Contract]) -> File
     if not isinstance(not_collected, list):
         raise MappingError(f"{where}: 'not_collected' must be a list of field names")
     not_collected = [str(n) for n in not_collected]
-    bad = sorted(set(not_collected) - names)
-    if bad:
+    unknown_fields = sorted(set(not_collected) - names)
+    if unknown_fields:
         raise MappingError(
-            f"{where}: 'not_collected' names field(s) {', '.join(bad)} that table "
+            f"{where}: 'not_collected' names field(s) {', '.join(unknown_fields)} that table "
             f"'{table}' does not have"
         )
     shaping = _shaping(raw, where, contract)

@@ -62,29 +62,13 @@ def _events(frame: pl.DataFrame, event: str, run_id: str, at: dt.datetime, **lit
     return frame.select(**cols).select(list(EVENT_SCHEMA)).cast(pl.Schema(EVENT_SCHEMA))
 
 
-def advance(
-    current: pl.DataFrame,
-    previous: pl.DataFrame,
-    replies: pl.DataFrame,
-    run_id: str,
-    at: dt.datetime,
-) -> Advance:
-    """The state after this run and the events that led there.
-
-    `current`: this run's discrepancies (`SNAPSHOT_SCHEMA`, `discrepancy_id` unique);
-    `previous`: the state before the run (`STATE_SCHEMA`); `replies`: accepted replies
-    (`query_id`, `reply`, `site_comment`), one per query, each for a live query.
-    """
-    current = (
-        current.select(SNAP).cast(pl.Schema(SNAPSHOT_SCHEMA)).unique("discrepancy_id", keep="first")
-    )
-    state = previous.select(list(STATE_SCHEMA)).cast(pl.Schema(STATE_SCHEMA))
-    events: list[pl.DataFrame] = []
-
-    # 1. the replies
+def apply_replies(
+    state: pl.DataFrame, replies: pl.DataFrame, run_id: str, at: dt.datetime
+) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """Step 1: each accepted reply sets its query's status; `answered` and `closed` events."""
     replies = replies.select("query_id", "reply", pl.col("site_comment").cast(pl.Utf8))
     answered = state.drop("site_comment").join(replies, on="query_id", how="inner")
-    events.append(
+    events = [
         _events(
             answered.with_columns(
                 pl.col("reply").replace_strict(REPLY_STATUS, return_dtype=pl.Utf8).alias("status")
@@ -93,7 +77,7 @@ def advance(
             run_id,
             at,
         )
-    )
+    ]
     closing = answered.filter(pl.col("reply") != "corrected").with_columns(
         pl.col("reply").replace_strict(REPLY_STATUS, return_dtype=pl.Utf8).alias("status")
     )
@@ -121,28 +105,32 @@ def advance(
         )
         .drop("reply", "_comment")
     )
+    return state, events
 
-    # 2. queries whose discrepancy is delivered again (same content)
-    present = state.join(current.select("discrepancy_id"), on="discrepancy_id", how="semi")
-    absent = state.join(current.select("discrepancy_id"), on="discrepancy_id", how="anti")
+
+def advance_redelivered(
+    present: pl.DataFrame, current: pl.DataFrame, run_id: str, at: dt.datetime
+) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """Step 2: queries whose discrepancy is delivered again with the same content.
+
+    A corrected query still delivered unchanged in a new delivery becomes `miscorrected`; a
+    resolved one is `reopened`. Every such query takes this run's snapshot columns.
+    """
     fresh = present.drop([c for c in SNAP if c != "discrepancy_id"]).join(
         current, on="discrepancy_id", how="left"
     )
-    # a corrected query still delivered unchanged in a new delivery: miscorrected
     again = (pl.col("status") == "corrected") & (pl.col("file_sha256") != pl.col("corrected_sha"))
     reopen = pl.col("status") == "resolved"
-    events.append(
+    events = [
         _events(
             fresh.filter(again).with_columns(status=pl.lit("miscorrected")),
             "miscorrected",
             run_id,
             at,
             note="the delivery after the correction still fails this check on the same record",
-        )
-    )
-    events.append(
-        _events(fresh.filter(reopen).with_columns(status=pl.lit("open")), "reopened", run_id, at)
-    )
+        ),
+        _events(fresh.filter(reopen).with_columns(status=pl.lit("open")), "reopened", run_id, at),
+    ]
     fresh = fresh.with_columns(
         pl.when(again)
         .then(pl.lit("miscorrected"))
@@ -156,12 +144,14 @@ def advance(
         .alias("last_event_run"),
         pl.lit(run_id).alias("last_seen_run"),
     )
+    return fresh, events
 
-    # 3. live queries whose discrepancy is gone: resolved, or miscorrected when a corrected
-    #    record still fails the same check (its content changed, so its discrepancy id did)
-    unclaimed = current.join(present.select("discrepancy_id"), on="discrepancy_id", how="anti")
-    waiting = absent.filter(pl.col("status").is_in(["corrected", "miscorrected"]))
-    candidates = (
+
+def match_changed_records(waiting: pl.DataFrame, unclaimed: pl.DataFrame) -> pl.DataFrame:
+    """Pairs of a waiting (corrected or miscorrected) query and an unclaimed discrepancy on
+    the same locator (source, table, check, field, patient): at most one pair per query and
+    per discrepancy, preferring the same source row, then the lowest row and id."""
+    return (
         waiting.select("query_id", *LOCATOR, pl.col("source_row").alias("_old_row"))
         .join(unclaimed, on=LOCATOR, how="inner", nulls_equal=True)
         .with_columns((pl.col("source_row") != pl.col("_old_row")).alias("_moved"))
@@ -170,6 +160,23 @@ def advance(
         .unique("discrepancy_id", keep="first", maintain_order=True)
         .drop("_old_row", "_moved")
     )
+
+
+def advance_absent(
+    absent: pl.DataFrame,
+    unclaimed: pl.DataFrame,
+    run_id: str,
+    at: dt.datetime,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, list[pl.DataFrame]]:
+    """Step 3: live queries whose discrepancy is gone.
+
+    Resolved, or miscorrected when a corrected record still fails the same check (its content
+    changed, so its discrepancy id did). Returns the matched pairs (`candidates`), the queries
+    taken over by a changed record (`taken`), the resolved ones (`gone`), those already
+    resolved or closed and not delivered (`kept`), and the events.
+    """
+    waiting = absent.filter(pl.col("status").is_in(["corrected", "miscorrected"]))
+    candidates = match_changed_records(waiting, unclaimed)
     taken = (
         waiting.drop(SNAP)
         .join(candidates, on="query_id", how="inner")
@@ -179,27 +186,29 @@ def advance(
             pl.lit(run_id).alias("last_seen_run"),
         )
     )
-    events.append(
-        _events(
-            taken,
-            "miscorrected",
-            run_id,
-            at,
-            note="the corrected record was delivered again and still fails this check",
-        )
-    )
     gone = absent.filter(pl.col("status").is_in(LIVE)).join(
         taken.select("query_id"), on="query_id", how="anti"
     )
     gone = gone.with_columns(
         pl.lit("resolved").alias("status"), pl.lit(run_id).alias("last_event_run")
     )
-    events.append(_events(gone, "resolved", run_id, at))
-    kept = absent.filter(~pl.col("status").is_in(LIVE))  # resolved or closed, not delivered
+    events = [
+        _events(
+            taken,
+            "miscorrected",
+            run_id,
+            at,
+            note="the corrected record was delivered again and still fails this check",
+        ),
+        _events(gone, "resolved", run_id, at),
+    ]
+    kept = absent.filter(~pl.col("status").is_in(LIVE))
+    return candidates, taken, gone, kept, events
 
-    # 4. discrepancies no query holds: new queries, id = discrepancy id
-    new = unclaimed.join(candidates.select("discrepancy_id"), on="discrepancy_id", how="anti")
-    new = new.with_columns(
+
+def open_new_queries(unclaimed: pl.DataFrame, run_id: str, at: dt.datetime) -> pl.DataFrame:
+    """Step 4: discrepancies no query holds become new open queries (id = discrepancy id)."""
+    return unclaimed.with_columns(
         pl.col("discrepancy_id").alias("query_id"),
         pl.lit("open").alias("status"),
         pl.lit(run_id).alias("opened_run"),
@@ -209,6 +218,41 @@ def advance(
         pl.lit(run_id).alias("last_event_run"),
         pl.lit(None, pl.Utf8).alias("resolution"),
         pl.lit(None, pl.Utf8).alias("site_comment"),
+    )
+
+
+def advance(
+    current: pl.DataFrame,
+    previous: pl.DataFrame,
+    replies: pl.DataFrame,
+    run_id: str,
+    at: dt.datetime,
+) -> Advance:
+    """The state after this run and the events that led there.
+
+    `current`: this run's discrepancies (`SNAPSHOT_SCHEMA`, `discrepancy_id` unique);
+    `previous`: the state before the run (`STATE_SCHEMA`); `replies`: accepted replies
+    (`query_id`, `reply`, `site_comment`), one per query, each for a live query.
+    """
+    current = (
+        current.select(SNAP).cast(pl.Schema(SNAPSHOT_SCHEMA)).unique("discrepancy_id", keep="first")
+    )
+    state = previous.select(list(STATE_SCHEMA)).cast(pl.Schema(STATE_SCHEMA))
+    state, events = apply_replies(state, replies, run_id, at)
+
+    present = state.join(current.select("discrepancy_id"), on="discrepancy_id", how="semi")
+    absent = state.join(current.select("discrepancy_id"), on="discrepancy_id", how="anti")
+    fresh, redelivered_events = advance_redelivered(present, current, run_id, at)
+    events += redelivered_events
+
+    unclaimed = current.join(present.select("discrepancy_id"), on="discrepancy_id", how="anti")
+    candidates, taken, gone, kept, absent_events = advance_absent(absent, unclaimed, run_id, at)
+    events += absent_events
+
+    new = open_new_queries(
+        unclaimed.join(candidates.select("discrepancy_id"), on="discrepancy_id", how="anti"),
+        run_id,
+        at,
     )
     events.append(_events(new, "opened", run_id, at))
 

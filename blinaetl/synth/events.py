@@ -100,24 +100,9 @@ def _counts(rng: np.random.Generator, n: int, category: np.ndarray) -> tuple[np.
     return blasts, anc, plt_
 
 
-def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+def build_baseline_assessment(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+    """One baseline row per patient (day -21..-1): marrow, counts and CSF (CNS1/2/3, taps)."""
     n = p.height
-    # the marrow tells the marrow story: an unreassessed patient's marrow is in remission
-    best = p["marrow_best"].to_numpy()
-    responder = p["marrow_responder"].to_numpy()
-    ne = best == "NE"
-    r1, r2 = p["r1"].to_numpy(), p["r2"].to_numpy()
-    resp_day = p["marrow_response_day"].to_numpy()
-    labels_only = p["labels_only"].to_numpy()
-    unreassessed = p["em_unreassessed"].to_numpy()
-    only_r1 = p["refr_only_r1"].to_numpy()
-    pattern = p["failure_pattern"].to_numpy()
-    ftype = p["failure_type"].to_numpy()
-    mrd_state = p["mrd_state"].to_numpy()
-    alive_to = last_alive_day(p)
-    frames = []
-
-    # baseline marrow + counts + CSF, one row, day -21..-1
     base_day = -rng.integers(1, 22, n)
     wbc = np.round(rng.uniform(3, 8, n), 1)
     rbc = np.round(rng.uniform(3.0, 4.5, n), 2)
@@ -144,25 +129,35 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
     csf_blasts = np.where(no_rbc, "present", csf_blasts)
     csf_wbc = np.where(no_rbc, 8.0 + (p["pid"].to_numpy() % 30), csf_wbc)
     csf_rbc = np.where(no_rbc, np.nan, csf_rbc)
-    frames.append(
-        _rows(
-            p,
-            np.ones(n, bool),
-            day=base_day,
-            marrow_blasts_pct=p["bm_blasts_pct"].to_numpy(),
-            anc_10e9l=np.round(rng.uniform(0.2, 3.0, n), 2),
-            platelets_10e9l=np.round(rng.uniform(15, 150, n), 0),
-            blood_wbc_10e9l=wbc,
-            blood_rbc_10e12l=rbc,
-            csf_wbc_per_ul=csf_wbc,
-            csf_rbc_per_ul=csf_rbc,
-            csf_blasts=csf_blasts,
-            kind="baseline",
-            query=np.where(no_rbc, "DRV_CSF_RBC_NOT_REPORTED", NO_VALUE).astype(object),
-        )
+    return _rows(
+        p,
+        np.ones(n, bool),
+        day=base_day,
+        marrow_blasts_pct=p["bm_blasts_pct"].to_numpy(),
+        anc_10e9l=np.round(rng.uniform(0.2, 3.0, n), 2),
+        platelets_10e9l=np.round(rng.uniform(15, 150, n), 0),
+        blood_wbc_10e9l=wbc,
+        blood_rbc_10e12l=rbc,
+        csf_wbc_per_ul=csf_wbc,
+        csf_rbc_per_ul=csf_rbc,
+        csf_blasts=csf_blasts,
+        kind="baseline",
+        query=np.where(no_rbc, "DRV_CSF_RBC_NOT_REPORTED", NO_VALUE).astype(object),
     )
 
-    # first response assessment (r1)
+
+def build_response_assessments(p: pl.DataFrame, rng: np.random.Generator) -> list[pl.DataFrame]:
+    """The two response assessments (r1, r2): counts of the marrow's category, MRD, labels."""
+    n = p.height
+    # the marrow tells the marrow story: an unreassessed patient's marrow is in remission
+    best = p["marrow_best"].to_numpy()
+    responder = p["marrow_responder"].to_numpy()
+    ne = best == "NE"
+    r1, r2 = p["r1"].to_numpy(), p["r2"].to_numpy()
+    resp_day = p["marrow_response_day"].to_numpy()
+    labels_only = p["labels_only"].to_numpy()
+    unreassessed = p["em_unreassessed"].to_numpy()
+    mrd_state = p["mrd_state"].to_numpy()
     # a refractory patient with isolated EM failure has a marrow in remission on the failure day
     # (r1): the new EM disease makes the assessment refractory
     iso_refr = p["refr_isolated_em"].to_numpy()
@@ -191,72 +186,82 @@ def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame
     q_em = "DRV_EM_NOT_REASSESSED"
     report1 = np.where(rng.random(n) < 0.3, label1, NO_VALUE)
     report1 = np.where(labels_only, label1, report1)
-    frames.append(
-        _rows(
-            p,
-            ~ne,
-            day=r1,
-            marrow_blasts_pct=b1,
-            anc_10e9l=a1,
-            platelets_10e9l=p1,
-            mrd_pct=mrd1,
-            reported_response=report1,
-            kind="response",
-            query=np.where(unreassessed & (resp_day == r1), q_em, NO_VALUE).astype(object),
-        )
+    first = _rows(
+        p,
+        ~ne,
+        day=r1,
+        marrow_blasts_pct=b1,
+        anc_10e9l=a1,
+        platelets_10e9l=p1,
+        mrd_pct=mrd1,
+        reported_response=report1,
+        kind="response",
+        query=np.where(unreassessed & (resp_day == r1), q_em, NO_VALUE).astype(object),
     )
-    # second response assessment (r2)
     cat2 = np.where(responder, best, np.where(best == "hypoplastic", "hypoplastic", "refractory"))
     b2, a2, p2 = _counts(rng, n, cat2)
     b2 = np.where(labels_only, np.nan, b2)
     a2 = np.where(labels_only, np.nan, a2)
     p2 = np.where(labels_only, np.nan, p2)
     mrd2 = np.where(responder, mrd_val, np.nan)
-    frames.append(
-        _rows(
-            p,
-            ~ne & ~only_r1 & (alive_to > r2),
-            day=r2,
-            marrow_blasts_pct=b2,
-            anc_10e9l=a2,
-            platelets_10e9l=p2,
-            mrd_pct=mrd2,
-            reported_response=np.where(labels_only, cat2, NO_VALUE).astype(object),
-            kind="response",
-            query=np.where(unreassessed & (resp_day == r2), q_em, NO_VALUE).astype(object),
-        )
+    second = _rows(
+        p,
+        ~ne & ~p["refr_only_r1"].to_numpy() & (last_alive_day(p) > r2),
+        day=r2,
+        marrow_blasts_pct=b2,
+        anc_10e9l=a2,
+        platelets_10e9l=p2,
+        mrd_pct=mrd2,
+        reported_response=np.where(labels_only, cat2, NO_VALUE).astype(object),
+        kind="response",
+        query=np.where(unreassessed & (resp_day == r2), q_em, NO_VALUE).astype(object),
     )
-    # relapse restaging marrow
-    relapse = ftype == "relapse"
+    return [first, second]
+
+
+def build_relapse_assessment(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+    """The restaging marrow on the relapse day (in remission when the relapse is isolated EM)."""
+    n = p.height
     rb = np.where(
-        pattern == "isolated_em",
+        p["failure_pattern"].to_numpy() == "isolated_em",
         np.round(rng.uniform(1.0, 3.0, n), 1),
         np.round(rng.uniform(10, 80, n), 1),
     )
-    frames.append(
+    return _rows(
+        p,
+        p["failure_type"].to_numpy() == "relapse",
+        day=p["relapse_day"].to_numpy(),
+        marrow_blasts_pct=rb,
+        anc_10e9l=np.round(rng.uniform(0.5, 3.0, n), 2),
+        platelets_10e9l=np.round(rng.uniform(20, 200, n), 0),
+        kind="relapse",
+    )
+
+
+def build_filler_assessments(p: pl.DataFrame, rng: np.random.Generator) -> list[pl.DataFrame]:
+    """Blood-count-only rows on FILLER_DAYS (carry no derivation; defects are planted in them)."""
+    n = p.height
+    alive_to = last_alive_day(p)
+    return [
         _rows(
             p,
-            relapse,
-            day=p["relapse_day"].to_numpy(),
-            marrow_blasts_pct=rb,
-            anc_10e9l=np.round(rng.uniform(0.5, 3.0, n), 2),
-            platelets_10e9l=np.round(rng.uniform(20, 200, n), 0),
-            kind="relapse",
+            alive_to > d,
+            day=d,
+            anc_10e9l=np.round(rng.uniform(0.3, 4.0, n), 2),
+            platelets_10e9l=np.round(rng.uniform(20, 300, n), 0),
+            blood_wbc_10e9l=np.round(rng.uniform(1, 12, n), 1),
+            kind="filler",
         )
-    )
-    # blood-count-only filler rows (carry no derivation; defects are planted in them)
-    for d in FILLER_DAYS:
-        frames.append(
-            _rows(
-                p,
-                alive_to > d,
-                day=d,
-                anc_10e9l=np.round(rng.uniform(0.3, 4.0, n), 2),
-                platelets_10e9l=np.round(rng.uniform(20, 300, n), 0),
-                blood_wbc_10e9l=np.round(rng.uniform(1, 12, n), 1),
-                kind="filler",
-            )
-        )
+        for d in FILLER_DAYS
+    ]
+
+
+def build_assessments(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+    """Every assessment row: baseline, two response assessments, relapse restaging, filler."""
+    frames = [build_baseline_assessment(p, rng)]
+    frames += build_response_assessments(p, rng)
+    frames.append(build_relapse_assessment(p, rng))
+    frames += build_filler_assessments(p, rng)
     out = pl.concat(frames, how="diagonal_relaxed")
     return out.with_columns(
         [

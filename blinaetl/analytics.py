@@ -32,6 +32,7 @@ VIEWS: tuple[str, ...] = (
     "endpoints.response_rates",
     "endpoints.table_one",
     "endpoints.failure_patterns",
+    "endpoints.hct_landmark_status",
     "endpoints.hct_landmark",
     "endpoints.hct_landmark_summary",
     "endpoints.hct_counting_process",

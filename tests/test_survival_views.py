@@ -27,6 +27,7 @@ from blinaetl.warehouse import models
 ENDPOINTS = sql_dir() / "endpoints"
 SURVIVAL_MODELS = (
     "10_time_to_event.sql",
+    "11_hct_landmark_status.sql",
     "11_hct_landmark.sql",
     "12_hct_landmark_summary.sql",
     "20_km_input.sql",

@@ -1,33 +1,18 @@
 -- HCT landmark analysis (avoids immortal-time bias, domain.md section 8), at the default landmark
--- (hct_landmark_day) and at each day of hct_landmark_days: the landmark set holds responders who
--- responded on or before the landmark and are alive, under follow-up and relapse-free after it;
--- they are grouped by allogeneic HCT in CR on or before the landmark; time runs from the landmark.
+-- (hct_landmark_day) and at each day of hct_landmark_days: the landmark set of
+-- endpoints.hct_landmark_status (responders who responded on or before the landmark and are alive,
+-- under follow-up and relapse-free after it), grouped by allogeneic HCT in CR on or before the
+-- landmark; one row per parameter with time after the landmark; time runs from the landmark.
 CREATE OR REPLACE VIEW endpoints.hct_landmark AS
-WITH landmark_days AS (
-    SELECT DISTINCT
-        d.landmark_day,
-        d.landmark_day = def_num('hct_landmark_day')::INTEGER AS default_landmark
-    FROM (
-        SELECT trim(unnest(string_split(def_text('hct_landmark_days'), ',')))::INTEGER AS landmark_day
-        UNION ALL
-        SELECT def_num('hct_landmark_day')::INTEGER AS landmark_day
-    ) AS d
-),
-
-in_remission AS (
-    -- responders alive, followed and relapse-free after the landmark (OS time beyond it)
+WITH in_remission AS (
+    -- the landmark set (endpoints.hct_landmark_status: the one place of the rule)
     SELECT
-        l.landmark_day,
-        l.default_landmark,
-        p.patient_key,
-        coalesce(p.hct_in_cr AND p.hct_day <= l.landmark_day, FALSE) AS hct_in_cr_by_landmark
-    FROM curated.patients AS p
-    CROSS JOIN landmark_days AS l
-    WHERE
-        p.responder
-        AND p.response_day <= l.landmark_day
-        AND p.os_days > l.landmark_day
-        AND (p.relapse_day IS NULL OR p.relapse_day > l.landmark_day)
+        landmark_day,
+        default_landmark,
+        patient_key,
+        hct_in_cr_by_landmark
+    FROM endpoints.hct_landmark_status
+    WHERE status = 'in_set'
 )
 
 SELECT

@@ -1,33 +1,25 @@
--- Per HCT landmark day: who is in the landmark set and who is not (and why), and how many
--- transplants in CR fall after the landmark (they count in the no-HCT group of the landmark set).
+-- Per HCT landmark day: who is in the landmark set and who is not (and why), read from
+-- endpoints.hct_landmark_status, and how many transplants in CR fall after the landmark (they count
+-- in the no-HCT group of the landmark set).
 CREATE OR REPLACE VIEW endpoints.hct_landmark_summary AS
 WITH landmark_days AS (
     SELECT DISTINCT
-        d.landmark_day,
-        d.landmark_day = def_num('hct_landmark_day')::INTEGER AS default_landmark
-    FROM (
-        SELECT trim(unnest(string_split(def_text('hct_landmark_days'), ',')))::INTEGER AS landmark_day
-        UNION ALL
-        SELECT def_num('hct_landmark_day')::INTEGER AS landmark_day
-    ) AS d
+        landmark_day,
+        default_landmark
+    FROM endpoints.hct_landmark_status
 ),
 
 responders_at AS (
+    -- status and HCT of each responder at each landmark (endpoints.hct_landmark_status)
     SELECT
-        l.landmark_day,
-        l.default_landmark,
-        p.patient_key,
-        coalesce(p.hct_in_cr, FALSE) AS hct_in_cr,
-        p.hct_day,
-        CASE
-            WHEN p.response_day > l.landmark_day THEN 'response_after_landmark'
-            WHEN p.os_days IS NULL OR p.os_days <= l.landmark_day THEN 'dead_or_censored_by_landmark'
-            WHEN p.relapse_day <= l.landmark_day THEN 'relapsed_by_landmark'
-            ELSE 'in_set'
-        END AS status
-    FROM curated.patients AS p
-    CROSS JOIN landmark_days AS l
-    WHERE p.responder
+        landmark_day,
+        patient_key,
+        status,
+        hct_in_cr,
+        hct_day,
+        hct_in_cr_by_landmark
+    FROM endpoints.hct_landmark_status
+    WHERE responder
 )
 
 SELECT
@@ -35,13 +27,12 @@ SELECT
     l.default_landmark,
     count(r.patient_key)::INTEGER AS responders,
     count(*) FILTER (WHERE r.status = 'in_set')::INTEGER AS landmark_set,
-    count(*) FILTER (WHERE r.status = 'in_set' AND r.hct_in_cr AND r.hct_day <= l.landmark_day)::INTEGER
-        AS landmark_set_hct,
+    count(*) FILTER (WHERE r.status = 'in_set' AND r.hct_in_cr_by_landmark)::INTEGER AS landmark_set_hct,
     count(*) FILTER (WHERE r.status = 'response_after_landmark')::INTEGER AS excluded_response_after,
     count(*) FILTER (WHERE r.status = 'dead_or_censored_by_landmark')::INTEGER AS excluded_dead_or_censored,
     count(*) FILTER (WHERE r.status = 'relapsed_by_landmark')::INTEGER AS excluded_relapsed,
     count(*) FILTER (WHERE r.hct_in_cr)::INTEGER AS hct_in_cr,
-    count(*) FILTER (WHERE r.hct_in_cr AND r.hct_day <= l.landmark_day)::INTEGER AS hct_in_cr_by_landmark,
+    count(*) FILTER (WHERE r.hct_in_cr_by_landmark)::INTEGER AS hct_in_cr_by_landmark,
     count(*) FILTER (WHERE r.hct_in_cr AND r.hct_day > l.landmark_day)::INTEGER AS hct_in_cr_after_landmark,
     (count(*) FILTER (WHERE r.hct_in_cr AND r.hct_day > l.landmark_day))
     / nullif(count(*) FILTER (WHERE r.hct_in_cr), 0) AS share_hct_after_landmark

@@ -5,9 +5,9 @@
 -- max(1, day - em_clear_lookback_days) to the day -> refractory; missing ANC or platelets -> NE;
 -- then CR, CRh, CRi, else hypoplastic. The site's label is used instead when the counts do not
 -- suffice (response_source_precedence). A remission of a patient with active EM at start counts as
--- CR/CRh/CRi only when every EM site of the start was shown clear (reported absent or resolved,
--- or CSF CNS1 for cns) on or before the day, with no EM counted present since; otherwise the
--- category is CR_em_not_reassessed (BMT CTN/ASH, domain.md section 2).
+-- CR/CRh/CRi only when every EM site of the start was shown clear (harmonized.em_clearing_evidence:
+-- reported absent or resolved, or CSF CNS1 for cns) on or before the day, with no EM counted
+-- present since; otherwise the category is CR_em_not_reassessed (BMT CTN/ASH, domain.md section 2).
 CREATE OR REPLACE TABLE harmonized.assessment_response AS
 WITH assessments AS (
     SELECT
@@ -55,23 +55,6 @@ start_sites AS (
     WHERE active_em_at_start
 ),
 
-clearing_evidence AS (
-    -- a site shown free of disease: a report asserting it absent or resolved, or CSF CNS1
-    SELECT
-        patient_key,
-        site_group,
-        study_day
-    FROM harmonized.em_findings
-    WHERE assertion IN ('absent', 'resolved')
-    UNION ALL
-    SELECT
-        patient_key,
-        'cns' AS site_group,
-        study_day
-    FROM harmonized.cns_status
-    WHERE cns_status = 'CNS1'
-),
-
 start_sites_not_cleared AS (
     -- per window assessment, start sites with no clearing evidence on or before the day that
     -- is not followed (same day included) by a finding counted present up to the day
@@ -82,7 +65,7 @@ start_sites_not_cleared AS (
     INNER JOIN start_sites AS s ON w.patient_key = s.patient_key
     WHERE NOT EXISTS (
         SELECT 1
-        FROM clearing_evidence AS c
+        FROM harmonized.em_clearing_evidence AS c
         WHERE
             c.patient_key = s.patient_key
             AND c.site_group = s.site_group

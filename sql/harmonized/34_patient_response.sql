@@ -99,22 +99,6 @@ start_sites AS (
     GROUP BY patient_key, site_group
 ),
 
-clearing_evidence AS (
-    SELECT
-        patient_key,
-        site_group,
-        study_day
-    FROM harmonized.em_findings
-    WHERE assertion IN ('absent', 'resolved')
-    UNION ALL
-    SELECT
-        patient_key,
-        'cns' AS site_group,
-        study_day
-    FROM harmonized.cns_status
-    WHERE cns_status = 'CNS1'
-),
-
 em_near_failure AS (
     SELECT
         o.patient_key,
@@ -138,7 +122,7 @@ em_failure AS (
         s.patient_key IS NULL
         OR EXISTS (
             SELECT 1
-            FROM clearing_evidence AS c
+            FROM harmonized.em_clearing_evidence AS c
             WHERE
                 c.patient_key = n.patient_key
                 AND c.site_group = n.site_group

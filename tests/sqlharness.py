@@ -44,7 +44,8 @@ PYTHON_TABLES_DDL = (
     CREATE TABLE harmonized.em_mentions (
         _source_file VARCHAR, _source_row BIGINT, patient_key VARCHAR, site VARCHAR,
         report_date DATE, modality VARCHAR, sentence_no INTEGER, sentence VARCHAR,
-        term VARCHAR, site_group VARCHAR, icdo3 VARCHAR, laterality VARCHAR, assertion VARCHAR
+        term VARCHAR, site_group VARCHAR, icdo3 VARCHAR, laterality VARCHAR, assertion VARCHAR,
+        change VARCHAR
     )
     """,
     "CREATE TABLE harmonized.em_unmapped_terms (term VARCHAR, n_mentions BIGINT, n_reports BIGINT)",

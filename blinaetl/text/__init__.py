@@ -58,6 +58,7 @@ MENTION_COLUMNS = [
     "icdo3",
     "laterality",
     "assertion",
+    "change",
 ]
 
 
@@ -136,7 +137,7 @@ def _mentions_per_wording(wordings: pl.Series) -> pl.DataFrame:
     found = context.mentions(context.tokens(distinct)).filter(pl.col("kept"))
     return (
         found.join(distinct.select("sid", "_lc"), on="sid")
-        .select("_lc", "term", "site_group", "icdo3", "laterality", "assertion")
+        .select("_lc", "term", "site_group", "icdo3", "laterality", "assertion", "change")
         .unique()
     )
 
@@ -327,5 +328,6 @@ def _empty_mentions() -> pl.DataFrame:
             "icdo3": pl.Utf8,
             "laterality": pl.Utf8,
             "assertion": pl.Utf8,
+            "change": pl.Utf8,
         }
     )

@@ -25,6 +25,10 @@ The algorithm (Harkema et al. 2009, ConText; Chapman et al. 2001, NegEx), as imp
 5. Precedence of categories: resolved > negated (`absent`) > hypothetical > possible >
    historical > present; a historical mention whose clause negates the disease now ("history
    of CNS involvement, now without evidence of disease") is resolved.
+6. Change since the prior study (`em_change_triggers.csv`: new, increased, decreased, stable)
+   is read the same way: a change word's scope covers the mention, else its evidence's; a
+   change word in a negation's scope is not read; new > increased > decreased > stable; only
+   present and possible mentions carry one.
 
 Everything is polars expressions over a long frame of tokens (one row per token of every
 distinct sentence); there is no Python loop per sentence.
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from pathlib import Path
 
 import polars as pl
 
@@ -45,6 +50,8 @@ SECTION_WINDOW = 1000
 BIG = 1_000_000  # more than any sentence's token count plus a window
 BACK_OFFSET = 10_000  # keeps "position - window" of a backward trigger non-negative
 CATEGORIES = ("negation", "uncertainty", "historical", "resolved", "hypothetical")
+# change since the prior study, by precedence (see `change_of`)
+CHANGES = ("new", "increased", "decreased", "stable")
 TARGET_TOKEN = "qqtargetqq"
 GLUE = ("or", "and", ",", "/", "and/or", "lymph", "chain", "the")
 CLAUSE_STARTERS = ("the", "a", "an", "there", "he", "she", "it", "this", "these", "which")
@@ -97,6 +104,40 @@ def triggers() -> pl.DataFrame:
 
 
 @cache
+def change_triggers() -> pl.DataFrame:
+    """`em_change_triggers.csv` of the vocabulary (see `read_change_triggers`)."""
+    return read_change_triggers(vocab_dir() / "em_change_triggers.csv")
+
+
+def read_change_triggers(path: Path) -> pl.DataFrame:
+    """A change lexicon: phrase (normalized), change, direction; ValueError naming a bad row.
+
+    `change` is one of `CHANGES` or `none` (a phrase that holds a change word but states no
+    change: "increased FDG uptake", "clinically stable"); `direction` forward, backward or both.
+    """
+    t = pl.read_csv(path, infer_schema=False)
+    t = t.with_columns(pl.col("phrase").map_elements(_norm_text, return_dtype=pl.Utf8))
+    dup = t.filter(pl.col("phrase").is_duplicated())["phrase"].unique().to_list()
+    if dup:
+        raise ValueError(
+            f"{path.name}: phrase(s) listed twice: {sorted(dup)}; keep one row per phrase"
+        )
+    t = t.with_row_index("_line", offset=2)
+    bad = t.filter(
+        ~pl.col("change").is_in([*CHANGES, "none"]).fill_null(False)
+        | ~pl.col("direction").is_in(["forward", "backward", "both"]).fill_null(False)
+    )
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise ValueError(
+            f"{path.name} line {row['_line']}: phrase {row['phrase']!r} has change "
+            f"{row['change']!r} and direction {row['direction']!r}; change must be one of "
+            f"{', '.join([*CHANGES, 'none'])} and direction forward, backward or both"
+        )
+    return t.drop("_line")
+
+
+@cache
 def regions() -> pl.DataFrame:
     r = pl.read_csv(vocab_dir() / "em_site_regions.csv", infer_schema=False)
     return r.with_columns(pl.col("region").map_elements(_norm_text, return_dtype=pl.Utf8))
@@ -133,6 +174,7 @@ def token_pattern() -> str:
         + site_terms()["term"].to_list()
         + regions()["region"].to_list()
         + laterality_words()["phrase"].to_list()
+        + change_triggers()["phrase"].to_list()
         + list(NODE_NOUNS)
         + ["b all"]
     )
@@ -174,9 +216,15 @@ def lexicon() -> pl.DataFrame:
         .with_columns(pl.lit(True).alias("is_site"))
     )
     nouns = pl.DataFrame({"tok": list(NODE_NOUNS), "is_node_noun": [True] * len(NODE_NOUNS)})
-    keys = pl.concat([f.select("tok") for f in (trig, term, ln, skin, soft, lat, sites, nouns)])
+    chg = change_triggers().select(
+        pl.col("phrase").alias("tok"),
+        pl.col("change").alias("chg_val"),
+        pl.col("direction").alias("chg_dir"),
+    )
+    roles = (trig, term, ln, skin, soft, lat, sites, nouns, chg)
+    keys = pl.concat([f.select("tok") for f in roles])
     out = keys.unique()
-    for f in (trig, term, ln, skin, soft, lat, sites, nouns):
+    for f in roles:
         out = out.join(f, on="tok", how="left")
     return out.with_columns(
         pl.col("is_terminator").fill_null(False),
@@ -355,6 +403,44 @@ def scopes(long: pl.LazyFrame) -> pl.LazyFrame:
     return long.with_columns(exprs)
 
 
+def change_scopes(long: pl.LazyFrame) -> pl.LazyFrame:
+    """Per change of `CHANGES`, `chg_<change>`: the token is a change word of that kind or in
+    its scope, within the same scope groups as the assertion triggers (`scopes` first).
+
+    A change word in the scope of a negation is not read ("no new lesions", "not increased in
+    size"); "no change" and "unchanged" are change words of their own (stable).
+    """
+    big = pl.lit(BIG, pl.Int64)
+    gf = pl.col("_gf").cast(pl.Int64) * big
+    gb = pl.col("_gb").cast(pl.Int64) * big
+    pos = pl.col("pos").cast(pl.Int64)
+    live = ~pl.col("in_negation")
+    exprs = []
+    for change in CHANGES:
+        word = (pl.col("chg_val") == change).fill_null(False) & live
+        is_pre = word & pl.col("chg_dir").is_in(["forward", "both"]).fill_null(False)
+        is_post = word & pl.col("chg_dir").is_in(["backward", "both"]).fill_null(False)
+        reach = pl.when(is_pre).then(gf + pos + PRE_WINDOW).otherwise(gf - 1).cum_max()
+        back = (
+            pl.when(is_post)
+            .then(gb + pos - POST_WINDOW + BACK_OFFSET)
+            .otherwise(gb + BIG - 1)
+            .cum_min(reverse=True)
+        )
+        in_pre = (reach - gf) >= pos
+        in_post = (back - gb - BACK_OFFSET) <= pos
+        exprs.append((in_pre | in_post | word).alias(f"chg_{change}"))
+    return long.with_columns(exprs)
+
+
+def change_of(prefix: str = "chg_") -> pl.Expr:
+    """The change from the flags `<prefix><change>`: new > increased > decreased > stable."""
+    out = pl.lit(None, pl.Utf8)
+    for change in reversed(CHANGES):
+        out = pl.when(pl.col(prefix + change)).then(pl.lit(change)).otherwise(out)
+    return out
+
+
 def assertion_of(prefix: str = "in_") -> pl.Expr:
     """The category from the flags `<prefix><category>` by precedence (see module docstring)."""
 
@@ -475,9 +561,12 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
     """
     # the in-memory engine: polars 2's default streaming engine is several times slower on
     # these order-dependent fills and shifts over a small frame
-    long = _laterality(_node_regions(scopes(long.lazy()))).collect(engine="in-memory")
+    long = _laterality(_node_regions(change_scopes(scopes(long.lazy())))).collect(
+        engine="in-memory"
+    )
     lazy_long = long.lazy()
     cats = [f"in_{c}" for c in CATEGORIES]
+    chgs = [f"chg_{c}" for c in CHANGES]
     st = site_terms().rename({"term": "tok"}).lazy()
     site_rows = lazy_long.filter(
         pl.col("is_site") & ~pl.col("covered") & pl.col("attached_to").is_null()
@@ -543,7 +632,7 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
         pl.col("hc").alias("d_hc"),
         pl.col("seg").alias("d_seg"),
         pl.col("disease").alias("d_strength"),
-        *[pl.col(c).alias("d_" + c) for c in cats],
+        *[pl.col(c).alias("d_" + c) for c in cats + chgs],
     )
     keyed = m.with_row_index("_mid")
     ev = (
@@ -557,7 +646,7 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
         .with_columns((pl.col("d_pos") - pl.col("pos")).abs().alias("_dist"))
         .sort(["_mid", "d_strength", "_dist", "d_pos"], descending=[False, True, False, False])
         .unique("_mid", keep="first", maintain_order=True)
-        .select("_mid", *["d_" + c for c in cats], pl.lit(True).alias("_has_ev"))
+        .select("_mid", *["d_" + c for c in cats + chgs], pl.lit(True).alias("_has_ev"))
     )
     # later in the clause, a negated disease word or a resolution ("history of ..., now without
     # disease", "... disease, now in remission")
@@ -588,6 +677,17 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
         pl.when(use_ev).then(pl.col("d_" + c)).otherwise(pl.col(c)).fill_null(False).alias("f_" + c)
         for c in cats
     ]
+    # change: the mention's own change word, else its evidence's
+    own_chg = pl.any_horizontal(*[pl.col(c) for c in chgs])
+    final += [
+        pl.when(own_chg)
+        .then(pl.col(c))
+        .when(pl.col("_has_ev").fill_null(False))
+        .then(pl.col("d_" + c))
+        .fill_null(False)
+        .alias("f_" + c)
+        for c in chgs
+    ]
     keyed = keyed.with_columns(final).with_columns(
         (
             pl.col("f_in_negation")
@@ -602,17 +702,28 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
         | pl.col("in_hypothetical")
         | pl.col("is_target")
     )
-    return keyed.select(
-        "sid",
-        "pos",
-        pl.col("tok").alias("term"),
-        "site_group",
-        "icdo3",
-        pl.col("lat").alias("laterality"),
-        assertion_of("f_in_").alias("assertion"),
-        kept.alias("kept"),
-        "is_target",
-    ).collect(engine="in-memory")
+    return (
+        keyed.select(
+            "sid",
+            "pos",
+            pl.col("tok").alias("term"),
+            "site_group",
+            "icdo3",
+            pl.col("lat").alias("laterality"),
+            assertion_of("f_in_").alias("assertion"),
+            kept.alias("kept"),
+            "is_target",
+            *[f"f_{c}" for c in chgs],
+        )
+        .with_columns(
+            # only a finding asserted now (present or possible) has a change since the prior study
+            pl.when(pl.col("assertion").is_in(["present", "possible"]))
+            .then(change_of("f_chg_"))
+            .alias("change")
+        )
+        .drop([f"f_{c}" for c in chgs])
+        .collect(engine="in-memory")
+    )
 
 
 def _refine_regions(m: pl.LazyFrame, long: pl.LazyFrame) -> pl.LazyFrame:

@@ -1,7 +1,8 @@
 """Scores of the EM reader against a hand-labelled corpus (`tests/data/em_corpus.csv` format).
 
 Corpus columns: `sentence_id`, `split`, `style`, `text`, `site_group`, `icdo3`, `laterality`,
-`assertion`; one row per labelled mention, a row with an empty `site_group` for a snippet with
+`assertion`, `change` (optional: new / increased / decreased / stable, empty for none); one row
+per labelled mention, a row with an empty `site_group` for a snippet with
 no EM statement. Each snippet is read as one report by `extract_em_mentions` (the production
 path: sentence splitting, distinct wordings, the ConText engine).
 
@@ -12,7 +13,10 @@ Measures (a "finding" is a (snippet, site group) pair):
 - mention matching: each gold mention is paired with an unused read mention of the same
   snippet and site group, preferring the same ICD-O-3 code, then the same laterality;
 - assertion accuracy, ICD-O-3 exact and laterality exact over matched gold mentions
-  (laterality: both empty counts as equal); mention recall = matched / gold mentions.
+  (laterality: both empty counts as equal); mention recall = matched / gold mentions;
+- change (when the corpus has the column): exact over matched mentions, and over the matched
+  mentions where the gold or the reader states a change (`change_stated_exact`: empty = empty
+  would flatter the reader).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ def read_corpus(path: Path, split: str | None = None) -> pl.DataFrame:
         pl.col("sentence_id").cast(pl.Int64),
         *[pl.col(c).fill_null("") for c in ("site_group", "icdo3", "laterality", "assertion")],
     )
+    if "change" in gold.columns:
+        gold = gold.with_columns(pl.col("change").fill_null(""))
     return gold.filter(pl.col("split") == split) if split else gold
 
 
@@ -51,10 +57,12 @@ def read_mentions(gold: pl.DataFrame) -> pl.DataFrame:
         pl.col("icdo3").fill_null(""),
         pl.col("laterality").fill_null(""),
         "assertion",
+        pl.col("change").fill_null(""),
     )
 
 
 def score(gold: pl.DataFrame, read: pl.DataFrame | None = None) -> dict[str, float]:
+    """The measures of the module docstring, of `read` (default: the reader's) against `gold`."""
     if read is None:
         read = read_mentions(gold)
     g = gold.filter(pl.col("site_group") != "")
@@ -88,7 +96,7 @@ def score(gold: pl.DataFrame, read: pl.DataFrame | None = None) -> dict[str, flo
         pick = cands.pop(0)
         matched.append((row, pick))
     n = len(matched) or 1
-    return {
+    out = {
         "present_precision": precision,
         "present_recall": recall,
         "present_f1": f1,
@@ -102,6 +110,14 @@ def score(gold: pl.DataFrame, read: pl.DataFrame | None = None) -> dict[str, flo
         "matched": len(matched),
         "gold_mentions": g.height,
     }
+    if "change" in g.columns and "change" in read.columns:
+        stated = [(a, b) for a, b in matched if a["change"] or b["change"]]
+        out["change_exact"] = sum(a["change"] == b["change"] for a, b in matched) / n
+        out["change_stated_exact"] = sum(a["change"] == b["change"] for a, b in stated) / (
+            len(stated) or 1
+        )
+        out["change_stated"] = len(stated)
+    return out
 
 
 def errors(gold: pl.DataFrame, read: pl.DataFrame | None = None) -> list[str]:
@@ -112,15 +128,14 @@ def errors(gold: pl.DataFrame, read: pl.DataFrame | None = None) -> list[str]:
     for sid in gold["sentence_id"].unique().sort().to_list():
         gs = gold.filter((pl.col("sentence_id") == sid) & (pl.col("site_group") != ""))
         rs = read.filter(pl.col("sentence_id") == sid)
-        gset = sorted(
-            f"{r['site_group']}:{r['icdo3']}:{r['laterality'] or '-'}:{r['assertion']}"
-            for r in gs.iter_rows(named=True)
-        )
-        rset = sorted(
-            f"{r['site_group']}:{r['icdo3']}:{r['laterality'] or '-'}:{r['assertion']}"
-            for r in rs.iter_rows(named=True)
-        )
+        gset = sorted(_label(r) for r in gs.iter_rows(named=True))
+        rset = sorted(_label(r) for r in rs.iter_rows(named=True))
         if gset != rset:
             text = gold.filter(pl.col("sentence_id") == sid)["text"][0]
             out.append(f"[{sid}] {text}\n   gold {gset}\n   read {rset}")
     return out
+
+
+def _label(r: dict) -> str:
+    out = f"{r['site_group']}:{r['icdo3']}:{r['laterality'] or '-'}:{r['assertion']}"
+    return out + (f":{r['change']}" if r.get("change") else "")

@@ -1,6 +1,8 @@
 -- EM findings: site mentions from report text (harmonized.em_mentions) and CSF CNS3 (as site
 -- group 'cns'), with study day, evidence source and rank (ref.em_evidence). When findings of the
 -- same patient, site group and day disagree, the best-ranked evidence decides counts_as_present.
+-- change: the report's change since the prior study (new, increased, decreased, stable) of a
+-- present or possible mention, else NULL (schemas/vocab/em_change_triggers.csv, docs/text.md).
 CREATE OR REPLACE TABLE harmonized.em_findings AS
 WITH text_findings AS (
     SELECT
@@ -10,6 +12,7 @@ WITH text_findings AS (
         m.icdo3,
         m.laterality,
         m.assertion,
+        m.change,
         coalesce(e.evidence_source, 'imaging') AS evidence_source,
         coalesce(e.evidence_rank, 3) AS evidence_rank,
         'imaging' AS finding_source,
@@ -30,6 +33,7 @@ csf_findings AS (
         'C70.9' AS icdo3,
         NULL AS laterality,
         'present' AS assertion,
+        NULL::VARCHAR AS change,
         'csf' AS evidence_source,
         e.evidence_rank,
         'csf' AS finding_source,

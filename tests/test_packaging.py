@@ -57,7 +57,7 @@ def test_wheel_carries_schemas_and_sql_and_finds_them(tmp_path):
     )
     root, n_contracts, n_sql = out.stdout.split()
     assert Path(root) == unpacked / "blinaetl" / "_resources"
-    assert int(n_contracts) == 6
+    assert int(n_contracts) == 7
     assert int(n_sql) == len(list((ROOT / "sql").rglob("*.sql")))
 
 

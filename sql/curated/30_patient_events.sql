@@ -24,7 +24,7 @@ known_dates AS (
         SELECT
             patient_key,
             assessment_date AS known_date
-        FROM staging.assessments
+        FROM harmonized.assessments
         UNION ALL
         SELECT
             patient_key,
@@ -49,7 +49,7 @@ last_response_assessment AS (
         max(date_diff('day', t.day0_date, a.assessment_date)) AS study_day
     FROM harmonized.patient_response AS r
     INNER JOIN harmonized.patient_timeline AS t ON r.patient_key = t.patient_key
-    INNER JOIN staging.assessments AS a ON r.patient_key = a.patient_key
+    INNER JOIN harmonized.assessments AS a ON r.patient_key = a.patient_key
     WHERE
         r.responder
         AND (a.marrow_blasts_pct IS NOT NULL OR a.reported_response IS NOT NULL)

@@ -21,7 +21,7 @@ WITH assessments AS (
         a.mrd_pct,
         a.reported_response,
         date_diff('day', t.day0_date, a.assessment_date) AS study_day
-    FROM staging.assessments AS a
+    FROM harmonized.assessments AS a
     INNER JOIN harmonized.patient_timeline AS t ON a.patient_key = t.patient_key
     WHERE
         a.marrow_blasts_pct IS NOT NULL

@@ -21,10 +21,13 @@ assessment_days AS (
         a.marrow_blasts_pct,
         a.blood_blasts_pct,
         a.reported_response,
+        a.label_source_table,
+        a.label_source_file,
+        a.label_source_row,
         a._source_file,
         a._source_row,
         date_diff('day', r.day0_date, a.assessment_date) AS study_day
-    FROM staging.assessments AS a
+    FROM harmonized.assessments AS a
     INNER JOIN responders AS r ON a.patient_key = r.patient_key
 ),
 
@@ -68,9 +71,9 @@ evidence AS (
         study_day,
         'reported' AS evidence,
         5 AS evidence_order,
-        'assessments' AS source_table,
-        _source_file,
-        _source_row
+        label_source_table AS source_table,
+        label_source_file AS _source_file,
+        label_source_row AS _source_row
     FROM assessment_days
     WHERE study_day > response_day AND reported_response = 'relapse'
     UNION ALL

@@ -288,9 +288,11 @@ def _bfill(value: pl.Expr, cond: pl.Expr, gid: str) -> pl.Expr:
     return pl.when(g == pl.col(gid)).then(v)
 
 
-def scopes(long: pl.LazyFrame) -> pl.LazyFrame:
-    """Add clause ids (`hc` clause, `seg0` before the first colon, `_gf`/`_gb` scope groups)
-    and per category `in_<cat>`: the token is in the scope of a trigger of that category."""
+def _clause_marks(long: pl.LazyFrame) -> pl.LazyFrame:
+    """Per token: `_new_sid` (first token of its sentence), `_soft_comma` (a comma or "and" that
+    starts a new clause), `_enumerator` ("2)" of a numbered list), `_before_colon`, and on a
+    colon the category and direction of the heading trigger before it (`_sec_cat`, `_sec_dir`).
+    """
     prev_tok = _sh("tok", 1)
     prev_listy = (
         _sh("is_site", 1).fill_null(False)
@@ -319,35 +321,28 @@ def scopes(long: pl.LazyFrame) -> pl.LazyFrame:
         & _sh("tok", 1).str.contains(r"^[0-9]+$").fill_null(False)
         & (_sh("tok", 2) != "(").fill_null(True)
     )
-    long = long.with_columns(
+    return long.with_columns(
         new_sid.alias("_new_sid"),
         soft_comma.alias("_soft_comma"),
+        enumerator.alias("_enumerator"),
         # a trigger right before a colon is a section heading: its colon carries it into the
         # section that follows
         _sh("is_colon", -1).fill_null(False).alias("_before_colon"),
         pl.when(pl.col("is_colon")).then(_sh("trig_cat", 1)).alias("_sec_cat"),
         pl.when(pl.col("is_colon")).then(_sh("trig_dir", 1)).alias("_sec_dir"),
     )
+
+
+def _scope_groups(long: pl.LazyFrame) -> pl.LazyFrame:
+    """Group ids from the clause marks: `hc` (clause: ends at a terminator or enumerator),
+    `_gf` (forward scope: also ends at a colon or a new clause), `_gb` (backward scope: also
+    ends at a new clause), `seg` (colons before the token in its sentence)."""
+    hard = pl.col("_new_sid") | pl.col("is_terminator") | pl.col("_enumerator")
     colons = pl.col("is_colon").cast(pl.Int32).cum_sum()
-    long = long.with_columns(
-        (pl.col("_new_sid") | pl.col("is_terminator") | enumerator)
-        .cast(pl.Int32)
-        .cum_sum()
-        .alias("hc"),
-        (
-            pl.col("_new_sid")
-            | pl.col("is_terminator")
-            | enumerator
-            | pl.col("is_colon")
-            | pl.col("_soft_comma")
-        )
-        .cast(pl.Int32)
-        .cum_sum()
-        .alias("_gf"),
-        (pl.col("_new_sid") | pl.col("is_terminator") | enumerator | pl.col("_soft_comma"))
-        .cast(pl.Int32)
-        .cum_sum()
-        .alias("_gb"),
+    return long.with_columns(
+        hard.cast(pl.Int32).cum_sum().alias("hc"),
+        (hard | pl.col("is_colon") | pl.col("_soft_comma")).cast(pl.Int32).cum_sum().alias("_gf"),
+        (hard | pl.col("_soft_comma")).cast(pl.Int32).cum_sum().alias("_gb"),
         (
             colons
             - pl.when(pl.col("_new_sid"))
@@ -355,52 +350,65 @@ def scopes(long: pl.LazyFrame) -> pl.LazyFrame:
             .forward_fill()
         ).alias("seg"),
     )
-    # Each category needs, per token, "a forward trigger of this category before me reaches me"
-    # and "a backward trigger after me reaches me", within the scope group. The group id is
-    # folded into the value (gid * BIG + reach), so one cumulative max (forward) or reverse
-    # cumulative min (backward) over the whole sorted frame answers it without windows.
+
+
+def _in_scope(is_pre: pl.Expr, is_post: pl.Expr, is_sec: pl.Expr | None = None) -> pl.Expr:
+    """The token is reached by a forward trigger before it (`is_pre`: `PRE_WINDOW` tokens;
+    `is_sec`: a section heading, `SECTION_WINDOW`) or a backward trigger after it (`is_post`:
+    `POST_WINDOW`), within its scope group (`_gf` forward, `_gb` backward).
+
+    The group id is folded into the value (gid * BIG + reach), so one cumulative max (forward)
+    or reverse cumulative min (backward) over the whole sorted frame answers it without windows.
+    """
     big = pl.lit(BIG, pl.Int64)
     gf = pl.col("_gf").cast(pl.Int64) * big
     gb = pl.col("_gb").cast(pl.Int64) * big
     pos = pl.col("pos").cast(pl.Int64)
+    reach = pl.when(is_pre).then(gf + pos + PRE_WINDOW).otherwise(gf - 1)
+    if is_sec is not None:
+        reach = pl.when(is_sec).then(gf + pos + SECTION_WINDOW).otherwise(reach)
+    in_pre = (reach.cum_max() - gf) >= pos
+    back = (
+        pl.when(is_post)
+        .then(gb + pos - POST_WINDOW + BACK_OFFSET)
+        .otherwise(gb + BIG - 1)
+        .cum_min(reverse=True)
+    )
+    in_post = (back - gb - BACK_OFFSET) <= pos
+    return in_pre | in_post
+
+
+def _category_scopes(long: pl.LazyFrame) -> pl.LazyFrame:
+    """Per category `in_<cat>`: the token is in the scope of a trigger of that category (not
+    counting the trigger itself, unless it is the target placeholder)."""
     # "*_end" triggers look back only from the end of their clause: "the spleen is normal."
     # but not "... and normal sensation"
     at_end = ~_sh("tok", -1).str.contains(r"^[a-z0-9]").fill_null(False)
     exprs = []
     for cat in CATEGORIES:
-        is_pre = (pl.col("trig_cat") == cat) & pl.col("trig_dir").is_in(
-            ["forward", "both", "both_end"]
-        )
-        is_pre = is_pre.fill_null(False) & ~pl.col("_before_colon")
+        is_cat = pl.col("trig_cat") == cat
+        is_pre = (is_cat & pl.col("trig_dir").is_in(["forward", "both", "both_end"])).fill_null(
+            False
+        ) & ~pl.col("_before_colon")
         is_sec = (pl.col("_sec_cat") == cat).fill_null(False) & pl.col("_sec_dir").is_in(
             ["forward", "both"]
         ).fill_null(False)
         is_post = (
-            (pl.col("trig_cat") == cat)
+            is_cat
             & (
                 pl.col("trig_dir").is_in(["backward", "both"])
                 | (pl.col("trig_dir").is_in(["backward_end", "both_end"]) & at_end)
             )
         ).fill_null(False)
-        reach = (
-            pl.when(is_sec)
-            .then(gf + pos + SECTION_WINDOW)
-            .when(is_pre)
-            .then(gf + pos + PRE_WINDOW)
-            .otherwise(gf - 1)
-            .cum_max()
-        )
-        in_pre = (reach - gf) >= pos
-        back = (
-            pl.when(is_post)
-            .then(gb + pos - POST_WINDOW + BACK_OFFSET)
-            .otherwise(gb + BIG - 1)
-            .cum_min(reverse=True)
-        )
-        in_post = (back - gb - BACK_OFFSET) <= pos
         trigger_itself = (is_pre | is_sec | is_post) & ~pl.col("is_target")
-        exprs.append(((in_pre | in_post) & ~trigger_itself).alias(f"in_{cat}"))
+        exprs.append((_in_scope(is_pre, is_post, is_sec) & ~trigger_itself).alias(f"in_{cat}"))
     return long.with_columns(exprs)
+
+
+def scopes(long: pl.LazyFrame) -> pl.LazyFrame:
+    """Add clause ids (`hc` clause, `seg` colons before the token, `_gf`/`_gb` scope groups)
+    and per category `in_<cat>`: the token is in the scope of a trigger of that category."""
+    return _category_scopes(_scope_groups(_clause_marks(long)))
 
 
 def change_scopes(long: pl.LazyFrame) -> pl.LazyFrame:
@@ -410,26 +418,13 @@ def change_scopes(long: pl.LazyFrame) -> pl.LazyFrame:
     A change word in the scope of a negation is not read ("no new lesions", "not increased in
     size"); "no change" and "unchanged" are change words of their own (stable).
     """
-    big = pl.lit(BIG, pl.Int64)
-    gf = pl.col("_gf").cast(pl.Int64) * big
-    gb = pl.col("_gb").cast(pl.Int64) * big
-    pos = pl.col("pos").cast(pl.Int64)
     live = ~pl.col("in_negation")
     exprs = []
     for change in CHANGES:
         word = (pl.col("chg_val") == change).fill_null(False) & live
         is_pre = word & pl.col("chg_dir").is_in(["forward", "both"]).fill_null(False)
         is_post = word & pl.col("chg_dir").is_in(["backward", "both"]).fill_null(False)
-        reach = pl.when(is_pre).then(gf + pos + PRE_WINDOW).otherwise(gf - 1).cum_max()
-        back = (
-            pl.when(is_post)
-            .then(gb + pos - POST_WINDOW + BACK_OFFSET)
-            .otherwise(gb + BIG - 1)
-            .cum_min(reverse=True)
-        )
-        in_pre = (reach - gf) >= pos
-        in_post = (back - gb - BACK_OFFSET) <= pos
-        exprs.append((in_pre | in_post | word).alias(f"chg_{change}"))
+        exprs.append((_in_scope(is_pre, is_post) | word).alias(f"chg_{change}"))
     return long.with_columns(exprs)
 
 
@@ -552,21 +547,39 @@ def _node_regions(long: pl.LazyFrame) -> pl.LazyFrame:
     ).with_columns(pl.col("covered").fill_null(False))
 
 
+CATS = [f"in_{c}" for c in CATEGORIES]
+CHGS = [f"chg_{c}" for c in CHANGES]
+SOFT_TISSUE = ["soft tissue", "soft tissues"]
+
+
 def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFrame:
     """Site mentions (or target tokens) with site group, code, laterality and assertion.
 
     Returns `sid`, `pos`, `term`, `site_group`, `icdo3`, `laterality`, `assertion`, `kept`
     (false for a mention without disease evidence and without a negation of its own:
-    "degenerative changes of the spine").
+    "degenerative changes of the spine"), `is_target` and `change`.
     """
     # the in-memory engine: polars 2's default streaming engine is several times slower on
     # these order-dependent fills and shifts over a small frame
-    long = _laterality(_node_regions(change_scopes(scopes(long.lazy())))).collect(
-        engine="in-memory"
+    lazy_long = (
+        _laterality(_node_regions(change_scopes(scopes(long.lazy()))))
+        .collect(engine="in-memory")
+        .lazy()
     )
-    lazy_long = long.lazy()
-    cats = [f"in_{c}" for c in CATEGORIES]
-    chgs = [f"chg_{c}" for c in CHANGES]
+    m = _candidate_mentions(lazy_long, sites_for_targets)
+    m = _drop_descriptive_soft_tissue(m, lazy_long)
+    m = _mark_headers(_refine_regions(m, lazy_long), lazy_long)
+    dis = _disease_words(lazy_long)
+    keyed = m.with_row_index("_mid")
+    keyed = keyed.join(_evidence(keyed, dis), on="_mid", how="left").join(
+        _later_negation(keyed, dis, lazy_long), on="_mid", how="left"
+    )
+    return _read_mentions(keyed, sites_for_targets).collect(engine="in-memory")
+
+
+def _candidate_mentions(lazy_long: pl.LazyFrame, sites_for_targets: bool) -> pl.LazyFrame:
+    """Site-term tokens (not node nouns a region covers), node regions attached to a node noun
+    and, for `assertions`, the target placeholders; with `site_group`, `icdo3`, `description`."""
     st = site_terms().rename({"term": "tok"}).lazy()
     site_rows = lazy_long.filter(
         pl.col("is_site") & ~pl.col("covered") & pl.col("attached_to").is_null()
@@ -585,10 +598,14 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
             pl.lit("").alias("description"),
         )
         parts.append(tgt.select(cols))
-    m = pl.concat(parts)
-    # "soft tissue density in the nasal cavity": soft tissue describes another site
+    return pl.concat(parts)
+
+
+def _drop_descriptive_soft_tissue(m: pl.LazyFrame, lazy_long: pl.LazyFrame) -> pl.LazyFrame:
+    """ "Soft tissue density in the nasal cavity": soft tissue beside another site of its clause
+    describes that site, unless coordinated with it ("osseous or soft tissue lesion")."""
     others = (
-        m.filter(~pl.col("tok").is_in(["soft tissue", "soft tissues"]))
+        m.filter(~pl.col("tok").is_in(SOFT_TISSUE))
         .group_by("sid", "hc")
         .agg(pl.len().alias("_n_other"))
     )
@@ -601,20 +618,23 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
     )
     m = m.join(others, on=["sid", "hc"], how="left").join(next_tok, on=["sid", "pos"], how="left")
     descriptive = (
-        pl.col("tok").is_in(["soft tissue", "soft tissues"])
+        pl.col("tok").is_in(SOFT_TISSUE)
         & pl.col("_n_other").fill_null(0).gt(0)
         & ~pl.col("_prev_tok").is_in(["or", "and"]).fill_null(False)
     )
-    m = m.filter(~descriptive)
-    m = _refine_regions(m, lazy_long)
-    # evidence: the disease word a mention belongs to
+    return m.filter(~descriptive)
+
+
+def _mark_headers(m: pl.LazyFrame, lazy_long: pl.LazyFrame) -> pl.LazyFrame:
+    """`_header`: a mention before the first colon of a sentence whose first segment has no
+    disease word ("Testis, left, biopsy: ..."); it takes its evidence after the colon."""
     has_colon = lazy_long.group_by("sid").agg(pl.col("is_colon").any().alias("_has_colon"))
     seg0_disease = (
         lazy_long.filter((pl.col("seg") == 0) & (pl.col("disease") > 0))
         .group_by("sid")
         .agg(pl.lit(True).alias("_seg0_dis"))
     )
-    m = (
+    return (
         m.join(has_colon, on="sid", how="left")
         .join(seg0_disease, on="sid", how="left")
         .with_columns(
@@ -626,16 +646,24 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
             ).alias("_header")
         )
     )
-    dis = lazy_long.filter(pl.col("disease") > 0).select(
+
+
+def _disease_words(lazy_long: pl.LazyFrame) -> pl.LazyFrame:
+    """The disease words: position, clause, segment, strength and scope flags (`d_` prefix)."""
+    return lazy_long.filter(pl.col("disease") > 0).select(
         "sid",
         pl.col("pos").alias("d_pos"),
         pl.col("hc").alias("d_hc"),
         pl.col("seg").alias("d_seg"),
         pl.col("disease").alias("d_strength"),
-        *[pl.col(c).alias("d_" + c) for c in cats + chgs],
+        *[pl.col(c).alias("d_" + c) for c in CATS + CHGS],
     )
-    keyed = m.with_row_index("_mid")
-    ev = (
+
+
+def _evidence(keyed: pl.LazyFrame, dis: pl.LazyFrame) -> pl.LazyFrame:
+    """Per mention (`_mid`) the disease word it belongs to: of its clause (of the sections
+    after the colon for a header), the strongest, then the nearest; its flags and `_has_ev`."""
+    return (
         keyed.select("_mid", "sid", "pos", "hc", "_header", "disease")
         .join(dis, on="sid", how="inner")
         .filter(
@@ -646,10 +674,15 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
         .with_columns((pl.col("d_pos") - pl.col("pos")).abs().alias("_dist"))
         .sort(["_mid", "d_strength", "_dist", "d_pos"], descending=[False, True, False, False])
         .unique("_mid", keep="first", maintain_order=True)
-        .select("_mid", *["d_" + c for c in cats + chgs], pl.lit(True).alias("_has_ev"))
+        .select("_mid", *["d_" + c for c in CATS + CHGS], pl.lit(True).alias("_has_ev"))
     )
-    # later in the clause, a negated disease word or a resolution ("history of ..., now without
-    # disease", "... disease, now in remission")
+
+
+def _later_negation(
+    keyed: pl.LazyFrame, dis: pl.LazyFrame, lazy_long: pl.LazyFrame
+) -> pl.LazyFrame:
+    """`_later_neg` per mention: later in its clause, a negated disease word or a resolution
+    ("history of ..., now without disease", "... disease, now in remission")."""
     gone = pl.concat(
         [
             dis.filter(pl.col("d_in_negation") & (pl.col("d_strength") >= 2)).select(
@@ -660,35 +693,41 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
             ),
         ]
     )
-    later_neg = (
+    return (
         keyed.select("_mid", "sid", "pos", "hc")
         .join(gone, on="sid")
         .filter((pl.col("d_hc") == pl.col("hc")) & (pl.col("d_pos") > pl.col("pos")))
         .select("_mid", pl.lit(True).alias("_later_neg"))
         .unique("_mid")
     )
-    keyed = keyed.join(ev, on="_mid", how="left").join(later_neg, on="_mid", how="left")
-    own_any = pl.any_horizontal(*[pl.col(c) for c in cats])
+
+
+def _final_flags(sites_for_targets: bool) -> list[pl.Expr]:
+    """`f_in_<cat>` and `f_chg_<change>`: a mention's own trigger flags, or its evidence's when
+    no trigger covers it (for changes: when no change word covers it)."""
+    has_ev = pl.col("_has_ev").fill_null(False)
+    use_ev = has_ev & ~pl.any_horizontal(*[pl.col(c) for c in CATS])
     if sites_for_targets:
-        use_ev = pl.col("_has_ev").fill_null(False) & ~own_any & pl.col("site_group").is_not_null()
-    else:
-        use_ev = pl.col("_has_ev").fill_null(False) & ~own_any
+        use_ev = use_ev & pl.col("site_group").is_not_null()
     final = [
         pl.when(use_ev).then(pl.col("d_" + c)).otherwise(pl.col(c)).fill_null(False).alias("f_" + c)
-        for c in cats
+        for c in CATS
     ]
-    # change: the mention's own change word, else its evidence's
-    own_chg = pl.any_horizontal(*[pl.col(c) for c in chgs])
-    final += [
+    own_chg = pl.any_horizontal(*[pl.col(c) for c in CHGS])
+    return final + [
         pl.when(own_chg)
         .then(pl.col(c))
-        .when(pl.col("_has_ev").fill_null(False))
+        .when(has_ev)
         .then(pl.col("d_" + c))
         .fill_null(False)
         .alias("f_" + c)
-        for c in chgs
+        for c in CHGS
     ]
-    keyed = keyed.with_columns(final).with_columns(
+
+
+def _read_mentions(keyed: pl.LazyFrame, sites_for_targets: bool) -> pl.LazyFrame:
+    """The output columns of `mentions` from the joined evidence and later negation."""
+    keyed = keyed.with_columns(_final_flags(sites_for_targets)).with_columns(
         (
             pl.col("f_in_negation")
             | (pl.col("f_in_historical") & pl.col("_later_neg").fill_null(False))
@@ -713,7 +752,7 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
             assertion_of("f_in_").alias("assertion"),
             kept.alias("kept"),
             "is_target",
-            *[f"f_{c}" for c in chgs],
+            *[f"f_{c}" for c in CHGS],
         )
         .with_columns(
             # only a finding asserted now (present or possible) has a change since the prior study
@@ -721,8 +760,7 @@ def mentions(long: pl.DataFrame, sites_for_targets: bool = False) -> pl.DataFram
             .then(change_of("f_chg_"))
             .alias("change")
         )
-        .drop([f"f_{c}" for c in chgs])
-        .collect(engine="in-memory")
+        .drop([f"f_{c}" for c in CHGS])
     )
 
 

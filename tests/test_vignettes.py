@@ -1,7 +1,8 @@
 """Clinical vignettes: small patients written by hand, run through the whole pipeline.
 
 Each folder under `tests/vignettes/<name>/` holds landing extracts of SITE01's layout
-(`patients.csv`, `treatments.csv`, `assessments.csv`, `outcomes.csv`, optionally `reports.csv`)
+(`patients.csv`, `treatments.csv`, `assessments.csv`, `outcomes.csv`, optionally `reports.csv`
+and `flow.tsv` in LABTXT's layout)
 and `expected.yaml`: the rule it tests and, per MRN, derived values of `curated.patients` worked
 out by hand from docs/derivations.md (never produced by the code), plus the queries the
 derivations must raise. All vignettes are merged into one landing folder (each vignette has its
@@ -45,6 +46,8 @@ FILES = {
     "assessments.csv": f"clinical/SITE01/assessments_{EXTRACT}.csv",
     "outcomes.csv": f"clinical/SITE01/outcomes_{EXTRACT}.csv",
     "reports.csv": f"imaging/SITE01/reports_{EXTRACT}.csv",
+    # flow cytometry of LABTXT (schemas/sources/labtxt_flow.yaml): tab-separated, CD19 in words
+    "flow.tsv": f"flow/LABTXT/flow_{EXTRACT}.tsv",
 }
 
 
@@ -55,13 +58,18 @@ def _vignettes() -> list[Path]:
 def _merge(folders: list[Path], landing: Path) -> None:
     """One landing file per table: the vignettes' rows stacked (columns united, as text)."""
     for name, target in FILES.items():
-        parts = [pl.read_csv(f / name, infer_schema=False) for f in folders if (f / name).is_file()]
+        sep = "\t" if name.endswith(".tsv") else ","
+        parts = [
+            pl.read_csv(f / name, infer_schema=False, separator=sep)
+            for f in folders
+            if (f / name).is_file()
+        ]
         if not parts:
             continue
         merged = pl.concat(parts, how="diagonal_relaxed")
         path = landing / target
         path.parent.mkdir(parents=True, exist_ok=True)
-        merged.write_csv(path)
+        merged.write_csv(path, separator=sep)
 
 
 @dataclass

@@ -208,3 +208,177 @@ def test_sdtm_label_only_study_gets_its_cr_count_and_rate(tmp_path):
         ("refractory", "reported", 1),
     ]
     assert rate == [(3, 4, 0.75)]
+
+
+# --- TR: tumour results, linked to TU ------------------------------------------------------
+
+TU = {
+    "USUBJID": [S1, S3, S3, S3],
+    "TUSEQ": ["1", "1", "2", "3"],
+    "TULNKID": ["T01", "T01", "T02", "T03"],
+    "TULOC": ["TESTIS", "SKIN", "BREAST", "KIDNEY"],
+    "TULAT": ["LEFT", None, "RIGHT", "LEFT"],
+    "TUMETHOD": ["PHYSICAL EXAMINATION", "BIOPSY", "MRI", "CT SCAN"],
+    "TUDTC": ["2014-01-01", "2014-01-04", "2014-01-04", "2014-02-03"],
+}
+# row 4 a measurement and row 7 a not-evaluable state (left out by the template's `where`);
+# row 8 links to no TU lesion (no location: its text cannot be composed, quarantined)
+TR = {
+    "USUBJID": [S1, S1, S3, S3, S3, S3, S1, S2],
+    "TRSEQ": ["1", "2", "1", "2", "3", "4", "3", "1"],
+    "TRLNKID": ["T01", "T01", "T01", "T02", "T02", "T03", "T01", "T09"],
+    "TRTESTCD": ["TUMSTATE"] * 3 + ["LDIAM"] + ["TUMSTATE"] * 4,
+    "TRSTRESC": [
+        "PRESENT",
+        "ABSENT",
+        "PRESENT",
+        "12",
+        "UNEQUIVOCAL PROGRESSION",
+        "NEW",
+        "NOT EVALUABLE",
+        "PRESENT",
+    ],
+    "TRDTC": [
+        "2014-01-01",
+        "2014-01-30",
+        "2014-01-04",
+        "2014-01-04",
+        "2014-02-03",
+        "2014-02-03",
+        "2014-03-01",
+        "2014-03-10",
+    ],
+    "TRMETHOD": [
+        "PHYSICAL EXAMINATION",
+        "PHYSICAL EXAMINATION",
+        "BIOPSY",
+        "MRI",
+        "MRI",
+        "CT SCAN",
+        "PHYSICAL EXAMINATION",
+        "CT SCAN",
+    ],
+}
+
+
+@pytest.mark.parametrize("fmt", ["xpt", "dataset-json"])
+def test_sdtm_tr_rows_become_em_findings_with_site_laterality_assertion_and_change(tmp_path, fmt):
+    from blinaetl.text import read_em_text
+
+    domains = {"dm": DM, "mh": MH, "ex": EX, "ds": DS, "tu": TU, "tr": TR}
+    landing, sources = setup_study(tmp_path, domains, fmt, drop=("assessments",))
+    result = ingest(landing, sources)
+    ext = "xpt" if fmt == "xpt" else "json"
+    tr_rel = f"sdtm/PILOT01/tr.{ext}"
+    tr = file_row(result, tr_rel)
+    assert (tr["rows_loaded"], tr["rows_quarantined"]) == (5, 1)
+    assert "2 of 8 delivered row(s) left out by the mapping's 'where'" in tr["error"]
+    assert "(7 of 8 row(s) found)" in tr["error"]  # the lookup runs before the where
+    assert "ignored" not in tr["error"]  # TRTESTCD, TRLNKID are read by where and lookup
+    fails = result.quarantine_failures.filter(pl.col("_source_file") == tr_rel)
+    assert fails.select("_source_row", "check_id").rows() == [(8, "IMG_REPORT_TEXT_REQUIRED")]
+    img = result.tables["imaging_reports"].filter(pl.col("_source_file") == tr_rel)
+    img = img.sort("_source_row")
+    assert img.select(
+        "_source_row", "accession", "report_date", "modality", "report_text"
+    ).rows() == [
+        (
+            1,
+            f"{S1}-TR1",
+            dt.date(2014, 1, 1),
+            "exam",
+            "Extramedullary disease present in the LEFT TESTIS.",
+        ),
+        (
+            2,
+            f"{S1}-TR2",
+            dt.date(2014, 1, 30),
+            "exam",
+            "No extramedullary disease in the LEFT TESTIS.",
+        ),
+        (
+            3,
+            f"{S3}-TR1",
+            dt.date(2014, 1, 4),
+            "pathology",
+            "Extramedullary disease present in the SKIN.",
+        ),
+        (
+            5,
+            f"{S3}-TR3",
+            dt.date(2014, 2, 3),
+            "MRI",
+            "Progression of extramedullary disease in the RIGHT BREAST.",
+        ),
+        (
+            6,
+            f"{S3}-TR4",
+            dt.date(2014, 2, 3),
+            "CT",
+            "New extramedullary disease in the LEFT KIDNEY.",
+        ),
+    ]
+    mentions, unread = read_em_text(
+        img.select(
+            "patient_key",
+            "site",
+            "_source_file",
+            "_source_row",
+            "report_date",
+            "modality",
+            "report_text",
+        )
+    )
+    got = mentions.sort("_source_row").select(
+        "_source_row", "site", "site_group", "icdo3", "laterality", "assertion", "change"
+    )
+    assert got.rows() == [
+        (1, "S701", "testis", "C62.9", "left", "present", None),
+        (2, "S701", "testis", "C62.9", "left", "absent", None),
+        (3, "S702", "skin", "C44.9", None, "present", None),
+        (5, "S702", "breast", "C50.9", "right", "present", "increased"),
+        (6, "S702", "kidney", "C64.9", "left", "present", "new"),
+    ]
+    assert unread.height == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (
+            ("key: [USUBJID, TULNKID]", "key: [TULNKID]"),
+            r"t.yaml, files\[\d\]: 'lookup\[0\]' joins on 2 column\(s\) of this file .*"
+            r"give one 'key' column per 'by' column",
+        ),
+        (
+            ('NEW: "New extramedullary disease in the"', "NEW: [a, b]"),
+            r"t.yaml, files\[\d\]: 'recode.TRSTRESC' gives no single new value for NEW",
+        ),
+        (
+            ("    recode:\n      TRSTRESC:\n", "    recode:\n      TRSTRESC: x\n      Y:\n"),
+            r"t.yaml, files\[\d\]: 'recode.TRSTRESC' must map the column's delivered values",
+        ),
+    ],
+)
+def test_bad_tr_lookup_or_recode_is_refused_at_load_time_naming_file_and_key(
+    tmp_path, change, words
+):
+    from blinaetl.ingest.sources import MappingError, load_source
+
+    text = (templates_dir() / "sdtm.yaml").read_text()
+    assert change[0] in text
+    path = tmp_path / "t.yaml"
+    path.write_text(text.replace(*change))
+    with pytest.raises(MappingError, match=words):
+        load_source(path)
+
+
+def test_tr_whose_tu_lacks_the_link_column_is_rejected_naming_the_key(tmp_path):
+    """TR's link columns must be in TU: a TU without TULNKID rejects TR naming the key."""
+    tu = {k: v for k, v in TU.items() if k != "TULNKID"}
+    domains = {"dm": DM, "mh": MH, "ex": EX, "ds": DS, "tu": tu, "tr": TR}
+    landing, sources = setup_study(tmp_path, domains, "xpt", drop=("assessments",))
+    f = file_row(ingest(landing, sources), "sdtm/PILOT01/tr.xpt")
+    assert f["status"] == "rejected"
+    assert "'TULNKID' named in 'lookup' of the mapping are not in the file" in f["error"]
+    assert "sdtm.yaml" in f["fix"]

@@ -470,9 +470,12 @@ def _derived_date_sources(fm: FileMapping) -> set[str]:
 
 
 def _mapped_source_columns(fm: FileMapping, used: set[str]) -> set[str]:
-    """Every delivered column the mapping reads (mapped, composed, derived-date, site)."""
+    """Every delivered column the mapping reads (mapped, composed, derived-date, site, and the
+    columns its `where`, `lookup` and `recode` read)."""
     mapped_sources = set(fm.columns.values()) | used
     mapped_sources |= _derived_date_sources(fm)
+    mapped_sources |= {c for c, _, _ in fm.where} | set(fm.recode)
+    mapped_sources |= {c for spec in fm.lookup for c in spec["by"]}
     if fm.site_from:
         mapped_sources.add(fm.site_from["column"])
     return mapped_sources
@@ -632,7 +635,8 @@ def _compose_columns(
     raw: pl.DataFrame, fm: FileMapping, source: SourceMapping, rel: str
 ) -> tuple[pl.DataFrame, FileMapping, set[str]]:
     """`columns` values with {COLUMN} in them are composed from the row's columns, e.g.
-    `accession: "{USUBJID}-{TUSEQ}"`; a row missing any of them gets no value."""
+    `accession: "{USUBJID}-{TUSEQ}"`; a row missing any of them gets no value, except a part
+    written `{COLUMN?}` (optional: empty when missing, the spaces around it closed up)."""
     import dataclasses
 
     templated = {f: c for f, c in fm.columns.items() if TEMPLATE_RE.search(c)}
@@ -641,7 +645,8 @@ def _compose_columns(
     used: set[str] = set()
     exprs, columns = [], dict(fm.columns)
     for name, template in templated.items():
-        refs = TEMPLATE_RE.findall(template)
+        parts = TEMPLATE_RE.findall(template)
+        refs = [c.removesuffix("?") for c in parts]
         missing = [c for c in refs if c not in raw.columns]
         if missing:
             raise FileProblem(
@@ -653,7 +658,15 @@ def _compose_columns(
         used.update(refs)
         pattern = TEMPLATE_RE.sub("{}", template.replace("{}", ""))
         composed = f"{name} (composed)"
-        exprs.append(pl.format(pattern, *[pl.col(c) for c in refs]).alias(composed))
+        values = [
+            pl.col(c).fill_null("") if part.endswith("?") else pl.col(c)
+            for part, c in zip(parts, refs, strict=True)
+        ]
+        expr = pl.format(pattern, *values)
+        if any(part.endswith("?") for part in parts):
+            expr = expr.str.replace_all(r" {2,}", " ").str.replace_all(r" ([.,;:])", "$1")
+            expr = expr.str.strip_chars(" ")
+        exprs.append(expr.alias(composed))
         columns[name] = composed
     return raw.with_columns(exprs), dataclasses.replace(fm, columns=columns), used
 

@@ -1,9 +1,9 @@
-"""Row shaping declared in a source mapping: `where` filters, `unpivot` and `pivot`.
+"""Row shaping declared in a source mapping: `lookup`, `where`, `recode`, `unpivot`, `pivot`.
 
 Applied to the delivered columns (all text, as read) before the columns are mapped to the
-contract, in the order where -> unpivot -> pivot. Nothing is dropped unsaid: every row a filter
-leaves out, every empty cell an unpivot skips and every conflicting pair a pivot meets is
-counted in the file's note. Each shaped record keeps a `_source_row` (for a pivot, the first
+contract, in the order lookup -> where -> recode -> unpivot -> pivot. Nothing is dropped unsaid:
+every row a filter leaves out, every empty cell an unpivot skips and every conflicting pair a
+pivot meets is counted in the file's note. Each shaped record keeps a `_source_row` (for a pivot, the first
 delivered row of its key) so the quarantine points at the file's own row numbers.
 """
 
@@ -73,9 +73,10 @@ def _join_lookup(
     source: SourceMapping,
     notes: list[str],
 ) -> pl.DataFrame:
-    """Columns of another file joined to each row by key (the other file: one row per key)."""
-    _require(frame, [spec["by"]], "lookup.by", rel, source)
-    _require(other, [spec["key"], *spec["columns"]], "lookup", other_rel, source)
+    """Columns of another file joined to each row by key(s) (the other file: one row per key)."""
+    by, key = list(spec["by"]), list(spec["key"])
+    _require(frame, by, "lookup.by", rel, source)
+    _require(other, [*key, *spec["columns"]], "lookup", other_rel, source)
     if spec["where"]:
         _require(other, [c for c, _, _ in spec["where"]], "lookup.where", other_rel, source)
         other = other.filter(pl.all_horizontal([_condition(c, o, a) for c, o, a in spec["where"]]))
@@ -86,27 +87,42 @@ def _join_lookup(
             "of the file",
             f"leave them out of 'lookup.columns' in {source.path.name}",
         )
-    table = other.select(spec["key"], *spec["columns"]).filter(pl.col(spec["key"]).is_not_null())
-    repeated = table.filter(pl.col(spec["key"]).is_duplicated())
+    table = other.select(*key, *spec["columns"]).filter(
+        pl.all_horizontal([pl.col(k).is_not_null() for k in key])
+    )
+    repeated = table.filter(pl.struct(key).is_duplicated())
     if repeated.height:
-        rows = repeated.height
         raise ShapeProblem(
-            f"{rel}: the lookup file {other_rel} has {rows} row(s) sharing a '{spec['key']}' "
-            "(it must hold one row per key after its 'where')",
+            f"{rel}: the lookup file {other_rel} has {repeated.height} row(s) sharing a "
+            f"'{', '.join(key)}' (it must hold one row per key after its 'where')",
             f"narrow 'lookup.where' in {source.path.name} so one row per key is left",
         )
+    renamed = {k: b for k, b in zip(key, by, strict=True) if k != b}
     joined = frame.join(
-        table.rename({spec["key"]: spec["by"]}) if spec["key"] != spec["by"] else table,
-        on=spec["by"],
-        how="left",
-        maintain_order="left",
+        table.rename(renamed) if renamed else table, on=by, how="left", maintain_order="left"
     )
     found = joined.filter(pl.col(spec["columns"][0]).is_not_null()).height if spec["columns"] else 0
     notes.append(
-        f"lookup: {', '.join(spec['columns'])} from {other_rel} joined on {spec['by']} "
+        f"lookup: {', '.join(spec['columns'])} from {other_rel} joined on {', '.join(by)} "
         f"({found} of {frame.height} row(s) found)"
     )
     return joined
+
+
+def _recode(
+    frame: pl.DataFrame, fm: FileMapping, rel: str, source: SourceMapping, notes: list[str]
+) -> pl.DataFrame:
+    """Delivered values replaced by the mapping's `recode` (values it does not list are kept)."""
+    _require(frame, list(fm.recode), "recode", rel, source)
+    counts = []
+    for column, values in fm.recode.items():
+        n = frame.filter(pl.col(column).is_in(list(values))).height
+        counts.append(f"{n} {column}")
+    frame = frame.with_columns(
+        pl.col(column).replace(values) for column, values in fm.recode.items()
+    )
+    notes.append(f"recode: value(s) replaced in {', '.join(counts)} row(s)")
+    return frame
 
 
 def expand_columns(patterns: list[str], available: list[str]) -> list[str]:
@@ -145,7 +161,9 @@ def shape(
         notes.append(
             f"{left_out} of {delivered} delivered row(s) left out by the mapping's 'where' ({said})"
         )
-    quarantine_view = frame
+    quarantine_view = frame  # as delivered (a quarantined record shows the delivered values)
+    if fm.recode:
+        frame = _recode(frame, fm, rel, source, notes)
     helpers = [c for c in frame.columns if c.startswith("_") and c != "_source_row"]
     if fm.unpivot:
         spec = fm.unpivot

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ FILE_KEYS = {
     "derived_dates",
     "redcap",
     "lookup",
+    "recode",
 }
 LOOKUP_KEYS = {"file", "format", "by", "key", "columns", "where", "encoding", "delimiter"}
 REDCAP_KEYS = {"dictionary", "instrument", "repeating", "events"}
@@ -94,12 +96,14 @@ class FileMapping:
     site_from: dict[str, Any] | None = None  # column, codes (optional)
     derived_dates: dict[str, dict[str, Any]] = field(default_factory=dict)
     redcap: dict[str, Any] | None = None  # dictionary (glob), instrument, repeating, events
-    # columns joined in from other landing files by a key: file, format, on, key, columns, where
+    # columns joined in from other landing files by key(s): file, format, by, key, columns, where
     lookup: tuple[dict[str, Any], ...] = ()
+    # delivered values replaced before mapping: column -> {delivered value: new value}
+    recode: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def shaped(self) -> bool:
-        return bool(self.where or self.unpivot or self.pivot or self.lookup)
+        return bool(self.where or self.unpivot or self.pivot or self.lookup or self.recode)
 
 
 @dataclass(frozen=True)
@@ -172,8 +176,6 @@ def _where(raw: Any, where: str) -> tuple[tuple[str, str, Any], ...]:
                     f"{where}: 'where' present on column '{column}' must be true or false"
                 )
         elif op == "matches":
-            import re
-
             try:
                 re.compile(str(arg))
             except re.error as exc:
@@ -193,161 +195,208 @@ def _where(raw: Any, where: str) -> tuple[tuple[str, str, Any], ...]:
     return tuple(conditions)
 
 
-def _shaping(raw: dict, where: str, contract: Contract) -> dict[str, Any]:
-    """The row-shaping keys of a file entry, checked; names every bad key with its fix."""
-    out: dict[str, Any] = {"where": _where(raw.get("where"), where)}
-    if raw.get("pivot") is not None and raw.get("unpivot") is not None:
-        raise MappingError(
-            f"{where}: 'pivot' and 'unpivot' cannot both be set on one file entry; keep one"
-        )
-    if raw.get("pivot") is not None:
-        spec = _spec(raw["pivot"], where, "pivot", PIVOT_KEYS, PIVOT_KEYS)
-        key = _names(spec["key"], where, "pivot.key")
-        name = _names(spec["name"], where, "pivot.name")
-        value = _names(spec["value"], where, "pivot.value")
-        if len(name) != 1 or len(value) != 1:
-            raise MappingError(f"{where}: 'pivot' name and value must each be one column")
-        if name[0] in key or value[0] in key or name == value:
-            raise MappingError(f"{where}: 'pivot' key, name and value must be different columns")
-        out["pivot"] = {"key": key, "name": name[0], "value": value[0]}
-    if raw.get("unpivot") is not None:
-        spec = _spec(raw["unpivot"], where, "unpivot", UNPIVOT_KEYS, {"index", "columns"})
-        index = _names(spec["index"], where, "unpivot.index")
-        columns = _names(spec["columns"], where, "unpivot.columns")
-        if set(index) & set(columns):
-            raise MappingError(
-                f"{where}: 'unpivot' index and columns overlap "
-                f"({', '.join(sorted(set(index) & set(columns)))})"
-            )
-        keep = spec.get("keep_empty", False)
-        if not isinstance(keep, bool):
-            raise MappingError(f"{where}: 'unpivot.keep_empty' must be true or false")
-        out["unpivot"] = {
-            "index": index,
-            "columns": columns,
-            "name": str(spec.get("name", "column")),
-            "value": str(spec.get("value", "value")),
-            "keep_empty": keep,
-        }
-    if raw.get("site_from") is not None:
-        spec = _spec(raw["site_from"], where, "site_from", SITE_FROM_KEYS, {"column"})
-        codes = spec.get("codes")
-        if codes is not None and (not isinstance(codes, dict) or not codes):
-            raise MappingError(
-                f"{where}: 'site_from.codes' must map the file's site codes to site names"
-            )
-        pattern = spec.get("pattern")
-        if pattern is not None:
-            import re
+def _pivot(raw: Any, where: str) -> dict[str, Any]:
+    spec = _spec(raw, where, "pivot", PIVOT_KEYS, PIVOT_KEYS)
+    key = _names(spec["key"], where, "pivot.key")
+    name = _names(spec["name"], where, "pivot.name")
+    value = _names(spec["value"], where, "pivot.value")
+    if len(name) != 1 or len(value) != 1:
+        raise MappingError(f"{where}: 'pivot' name and value must each be one column")
+    if name[0] in key or value[0] in key or name == value:
+        raise MappingError(f"{where}: 'pivot' key, name and value must be different columns")
+    return {"key": key, "name": name[0], "value": value[0]}
 
-            try:
-                groups = re.compile(str(pattern)).groups
-            except re.error as exc:
-                raise MappingError(
-                    f"{where}: 'site_from.pattern' is not a valid regular expression ({exc})"
-                ) from exc
-            if groups != 1:
-                raise MappingError(
-                    f"{where}: 'site_from.pattern' must have exactly one (group) around the "
-                    f"site code, e.g. '^[^-]+-([^-]+)-' for USUBJID STUDY-SITE-SUBJECT; it has {groups}"
-                )
-        out["site_from"] = {
-            "pattern": str(pattern) if pattern is not None else None,
-            "column": _names(spec["column"], where, "site_from.column")[0],
-            "codes": {str(k): str(v) for k, v in (codes or {}).items()} or None,
-        }
-    derived = raw.get("derived_dates") or {}
+
+def _unpivot(raw: Any, where: str) -> dict[str, Any]:
+    spec = _spec(raw, where, "unpivot", UNPIVOT_KEYS, {"index", "columns"})
+    index = _names(spec["index"], where, "unpivot.index")
+    columns = _names(spec["columns"], where, "unpivot.columns")
+    if set(index) & set(columns):
+        raise MappingError(
+            f"{where}: 'unpivot' index and columns overlap "
+            f"({', '.join(sorted(set(index) & set(columns)))})"
+        )
+    keep = spec.get("keep_empty", False)
+    if not isinstance(keep, bool):
+        raise MappingError(f"{where}: 'unpivot.keep_empty' must be true or false")
+    return {
+        "index": index,
+        "columns": columns,
+        "name": str(spec.get("name", "column")),
+        "value": str(spec.get("value", "value")),
+        "keep_empty": keep,
+    }
+
+
+def _site_from(raw: Any, where: str) -> dict[str, Any]:
+    spec = _spec(raw, where, "site_from", SITE_FROM_KEYS, {"column"})
+    codes = spec.get("codes")
+    if codes is not None and (not isinstance(codes, dict) or not codes):
+        raise MappingError(
+            f"{where}: 'site_from.codes' must map the file's site codes to site names"
+        )
+    pattern = spec.get("pattern")
+    if pattern is not None:
+        try:
+            groups = re.compile(str(pattern)).groups
+        except re.error as exc:
+            raise MappingError(
+                f"{where}: 'site_from.pattern' is not a valid regular expression ({exc})"
+            ) from exc
+        if groups != 1:
+            raise MappingError(
+                f"{where}: 'site_from.pattern' must have exactly one (group) around the "
+                f"site code, e.g. '^[^-]+-([^-]+)-' for USUBJID STUDY-SITE-SUBJECT; it has {groups}"
+            )
+    return {
+        "pattern": str(pattern) if pattern is not None else None,
+        "column": _names(spec["column"], where, "site_from.column")[0],
+        "codes": {str(k): str(v) for k, v in (codes or {}).items()} or None,
+    }
+
+
+def _redcap(raw: dict, where: str) -> dict[str, Any]:
+    spec = _spec(raw["redcap"], where, "redcap", REDCAP_KEYS, {"dictionary", "instrument"})
+    if str(raw.get("format", "")).lower() != "csv":
+        raise MappingError(f"{where}: 'redcap' reads REDCap's CSV export: set 'format: csv'")
+    repeating = spec.get("repeating", False)
+    if not isinstance(repeating, bool):
+        raise MappingError(
+            f"{where}: 'redcap.repeating' must be true (a repeating instrument: one row "
+            "per instance) or false"
+        )
+    events = spec.get("events")
+    if events is not None:
+        events = _names(events, where, "redcap.events")
+    return {
+        "dictionary": _names(spec["dictionary"], where, "redcap.dictionary")[0],
+        "instrument": _names(spec["instrument"], where, "redcap.instrument")[0],
+        "repeating": repeating,
+        "events": events,
+    }
+
+
+def _lookup_spec(spec: Any, i: int, raw: dict, where: str) -> dict[str, Any]:
+    """One `lookup` entry: the other file, the joining column(s) on each side, the columns."""
+    entry = f"lookup[{i}]"
+    if isinstance(spec, dict) and True in spec:
+        raise MappingError(
+            f"{where}: '{entry}' has a key that YAML reads as true (on/yes/y): name the "
+            "joining column with 'by' (this file) and 'key' (the lookup file)"
+        )
+    spec = _spec(spec, where, entry, LOOKUP_KEYS, {"file", "by", "columns"})
+    fmt = str(spec.get("format", raw.get("format", ""))).lower()
+    if fmt not in FORMATS:
+        raise MappingError(
+            f"{where}: '{entry}.format' '{fmt}' is not one of {', '.join(sorted(FORMATS))}"
+        )
+    by = _names(spec["by"], where, f"{entry}.by")
+    key = _names(spec.get("key", by), where, f"{entry}.key")
+    if len(key) != len(by):
+        raise MappingError(
+            f"{where}: '{entry}' joins on {len(by)} column(s) of this file ('by': "
+            f"{', '.join(by)}) but {len(key)} of the lookup file ('key': {', '.join(key)}); "
+            "give one 'key' column per 'by' column, in the same order"
+        )
+    return {
+        "file": _names(spec["file"], where, f"{entry}.file")[0],
+        "format": fmt,
+        "by": by,
+        "key": key,
+        "columns": _names(spec["columns"], where, f"{entry}.columns"),
+        "where": _where(spec.get("where"), f"{where}, {entry}"),
+        "encoding": str(spec.get("encoding", "utf-8")).lower(),
+        "delimiter": spec.get("delimiter", "\t" if fmt == "tsv" else ","),
+    }
+
+
+def _lookups(raw: Any, file_raw: dict, where: str) -> tuple[dict[str, Any], ...]:
+    lookups = [raw] if isinstance(raw, dict) else raw
+    if not isinstance(lookups, list) or not lookups:
+        raise MappingError(
+            f"{where}: 'lookup' must be a list of {{file, by, key, columns}} (columns joined "
+            "in from another landing file by a key)"
+        )
+    return tuple(_lookup_spec(spec, i, file_raw, where) for i, spec in enumerate(lookups))
+
+
+def _recode(raw: Any, where: str) -> dict[str, dict[str, str]]:
+    """`recode: {COLUMN: {delivered value: new value}}` on the delivered columns."""
+    if not isinstance(raw, dict) or not raw:
+        raise MappingError(
+            f"{where}: 'recode' must map delivered column names to {{value: new value}}, e.g. "
+            "recode: {TRSTRESC: {ABSENT: No disease in}}"
+        )
+    out = {}
+    for column, values in raw.items():
+        if not isinstance(values, dict) or not values:
+            raise MappingError(
+                f"{where}: 'recode.{column}' must map the column's delivered values to new ones"
+            )
+        bad = [k for k, v in values.items() if v is None or isinstance(v, (dict, list))]
+        if bad:
+            raise MappingError(
+                f"{where}: 'recode.{column}' gives no single new value for "
+                f"{', '.join(map(str, bad))}; write one text value for each"
+            )
+        out[str(column)] = {str(k): str(v) for k, v in values.items()}
+    return out
+
+
+def _derived_date_spec(name: str, spec: Any, where: str, contract: Contract) -> dict[str, Any]:
+    if name not in contract.field_names:
+        raise MappingError(
+            f"{where}: 'derived_dates' names field '{name}' that table "
+            f"'{contract.table}' does not have"
+        )
+    if contract.field(name).type != "date":
+        raise MappingError(
+            f"{where}: 'derived_dates' field '{name}' is a {contract.field(name).type}, not a date"
+        )
+    spec = _spec(spec, where, f"derived_dates.{name}", DERIVED_KEYS, {"days", "anchor"})
+    day_one = spec.get("day_one", False)
+    if not isinstance(day_one, bool):
+        raise MappingError(
+            f"{where}: 'derived_dates.{name}.day_one' must be true (SDTM study days: day 1 "
+            "is the anchor date, no day 0) or false (day 0 is the anchor date)"
+        )
+    return {
+        "days": _names(spec["days"], where, f"derived_dates.{name}.days")[0],
+        "anchor": _names(spec["anchor"], where, f"derived_dates.{name}.anchor")[0],
+        "anchor_format": str(spec["anchor_format"]) if "anchor_format" in spec else None,
+        "day_one": day_one,
+    }
+
+
+def _derived_dates(raw: Any, where: str, contract: Contract) -> dict[str, dict[str, Any]]:
+    derived = raw or {}
     if not isinstance(derived, dict):
         raise MappingError(
             f"{where}: 'derived_dates' must map date fields to {{days: COLUMN, anchor: COLUMN}}"
         )
-    if raw.get("redcap") is not None:
-        spec = _spec(raw["redcap"], where, "redcap", REDCAP_KEYS, {"dictionary", "instrument"})
-        if str(raw.get("format", "")).lower() != "csv":
-            raise MappingError(f"{where}: 'redcap' reads REDCap's CSV export: set 'format: csv'")
-        repeating = spec.get("repeating", False)
-        if not isinstance(repeating, bool):
-            raise MappingError(
-                f"{where}: 'redcap.repeating' must be true (a repeating instrument: one row "
-                "per instance) or false"
-            )
-        events = spec.get("events")
-        if events is not None:
-            events = _names(events, where, "redcap.events")
-        out["redcap"] = {
-            "dictionary": _names(spec["dictionary"], where, "redcap.dictionary")[0],
-            "instrument": _names(spec["instrument"], where, "redcap.instrument")[0],
-            "repeating": repeating,
-            "events": events,
-        }
-    lookups = raw.get("lookup")
-    if lookups is not None:
-        if isinstance(lookups, dict):
-            lookups = [lookups]
-        if not isinstance(lookups, list) or not lookups:
-            raise MappingError(
-                f"{where}: 'lookup' must be a list of {{file, on, columns}} (columns joined in "
-                "from another landing file by a key)"
-            )
-        parsed = []
-        for i, spec in enumerate(lookups):
-            entry = f"lookup[{i}]"
-            if isinstance(spec, dict) and True in spec:
-                raise MappingError(
-                    f"{where}: '{entry}' has a key that YAML reads as true (on/yes/y): name the "
-                    "joining column with 'by' (this file) and 'key' (the lookup file)"
-                )
-            spec = _spec(spec, where, entry, LOOKUP_KEYS, {"file", "by", "columns"})
-            fmt_l = str(spec.get("format", raw.get("format", ""))).lower()
-            if fmt_l not in FORMATS:
-                raise MappingError(
-                    f"{where}: '{entry}.format' '{fmt_l}' is not one of {', '.join(sorted(FORMATS))}"
-                )
-            on = _names(spec["by"], where, f"{entry}.by")[0]
-            parsed.append(
-                {
-                    "file": _names(spec["file"], where, f"{entry}.file")[0],
-                    "format": fmt_l,
-                    "by": on,
-                    "key": _names(spec.get("key", on), where, f"{entry}.key")[0],
-                    "columns": _names(spec["columns"], where, f"{entry}.columns"),
-                    "where": _where(spec.get("where"), f"{where}, {entry}"),
-                    "encoding": str(spec.get("encoding", "utf-8")).lower(),
-                    "delimiter": spec.get("delimiter", "\t" if fmt_l == "tsv" else ","),
-                }
-            )
-        out["lookup"] = tuple(parsed)
-    out["derived_dates"] = {}
-    for name, spec in derived.items():
-        if name not in contract.field_names:
-            raise MappingError(
-                f"{where}: 'derived_dates' names field '{name}' that table "
-                f"'{contract.table}' does not have"
-            )
-        if contract.field(name).type != "date":
-            raise MappingError(
-                f"{where}: 'derived_dates' field '{name}' is a {contract.field(name).type}, "
-                "not a date"
-            )
-        spec = _spec(
-            spec,
-            where,
-            f"derived_dates.{name}",
-            DERIVED_KEYS,
-            {"days", "anchor"},
+    return {name: _derived_date_spec(name, spec, where, contract) for name, spec in derived.items()}
+
+
+def _shaping(raw: dict, where: str, contract: Contract) -> dict[str, Any]:
+    """The row-shaping keys of a file entry, checked; names every bad key with its fix."""
+    if raw.get("pivot") is not None and raw.get("unpivot") is not None:
+        raise MappingError(
+            f"{where}: 'pivot' and 'unpivot' cannot both be set on one file entry; keep one"
         )
-        day_one = spec.get("day_one", False)
-        if not isinstance(day_one, bool):
-            raise MappingError(
-                f"{where}: 'derived_dates.{name}.day_one' must be true (SDTM study days: day 1 "
-                "is the anchor date, no day 0) or false (day 0 is the anchor date)"
-            )
-        out["derived_dates"][name] = {
-            "days": _names(spec["days"], where, f"derived_dates.{name}.days")[0],
-            "anchor": _names(spec["anchor"], where, f"derived_dates.{name}.anchor")[0],
-            "anchor_format": str(spec["anchor_format"]) if "anchor_format" in spec else None,
-            "day_one": day_one,
-        }
+    out: dict[str, Any] = {"where": _where(raw.get("where"), where)}
+    parsers = {
+        "pivot": lambda v: _pivot(v, where),
+        "unpivot": lambda v: _unpivot(v, where),
+        "site_from": lambda v: _site_from(v, where),
+        "recode": lambda v: _recode(v, where),
+        "lookup": lambda v: _lookups(v, raw, where),
+    }
+    for key, parse in parsers.items():
+        if raw.get(key) is not None:
+            out[key] = parse(raw[key])
+    if raw.get("redcap") is not None:
+        out["redcap"] = _redcap(raw, where)
+    out["derived_dates"] = _derived_dates(raw.get("derived_dates"), where, contract)
     return out
 
 

@@ -45,6 +45,120 @@ def _rows_text(rows: pl.Expr) -> pl.Expr:
     ).list.join(", ")
 
 
+def name_conflicting_rows(failures: pl.DataFrame, unique: list[str]) -> pl.DataFrame:
+    """Step 1: conflicting rows of the patients extract each name the rows they conflict with."""
+    is_conflict = (pl.col("table_name") == "patients") & pl.col("check_id").is_in(unique)
+    conflict = failures.filter(is_conflict)
+    if not unique or conflict.height == 0:
+        return failures
+    rows = conflict.group_by("site", "patient_key").agg(
+        pl.struct("_source_file", "_source_row").unique().sort().alias("_rows")
+    )
+    failures = failures.join(rows, on=["site", "patient_key"], how="left", maintain_order="left")
+    return failures.with_columns(
+        pl.when(is_conflict)
+        .then(
+            pl.lit(
+                "This patient row conflicts with another row of the same patient (same "
+                "MRN at the same site): "
+            )
+            + _rows_text(pl.col("_rows"))
+            + pl.lit(". Send one row per patient: keep the correct row, remove the others.")
+        )
+        .otherwise(pl.col("message"))
+        .alias("message")
+    ).drop("_rows")
+
+
+def name_quarantined_patient(
+    failures: pl.DataFrame, known: list[str], unique: list[str]
+) -> pl.DataFrame:
+    """Step 2: a row failing `known_patient` whose patient's own row was quarantined says which
+    row and why (a conflict, or the checks it failed)."""
+    pat_fail = failures.filter(pl.col("table_name") == "patients")
+    if not (pat_fail.height and known):
+        return failures
+    why = pat_fail.group_by("site", "patient_key").agg(
+        pl.struct("_source_file", "_source_row").unique().sort().alias("_rows"),
+        pl.col("check_id").unique().sort().str.join(", ").alias("_checks"),
+        pl.col("check_id").is_in(unique).any().alias("_conflict"),
+    )
+    failures = failures.join(why, on=["site", "patient_key"], how="left", maintain_order="left")
+    knock_on = pl.col("check_id").is_in(known) & pl.col("_rows").is_not_null()
+    return failures.with_columns(
+        pl.when(knock_on & pl.col("_conflict"))
+        .then(
+            pl.lit("Not loaded because this patient's rows in the patients extract conflict ")
+            + pl.lit("(")
+            + _rows_text(pl.col("_rows"))
+            + pl.lit("); fix those rows and this row loads as delivered.")
+        )
+        .when(knock_on)
+        .then(
+            pl.lit("Not loaded because this patient's row in the patients extract (")
+            + _rows_text(pl.col("_rows"))
+            + pl.lit(") was quarantined (")
+            + pl.col("_checks")
+            + pl.lit("); fix that row and this row loads as delivered.")
+        )
+        .otherwise(pl.col("message"))
+        .alias("message")
+    ).drop("_rows", "_checks", "_conflict")
+
+
+def find_rejected_patient_files(
+    file_rows: list[dict], loaded_patients: pl.DataFrame, source_sites: dict[str, str]
+) -> dict[str, str]:
+    """Site -> its rejected patients file, for sites of which no patient was loaded."""
+    loaded_sites = set(loaded_patients["site"].drop_nulls().unique().to_list())
+    rejected: dict[str, str] = {}
+    for row in file_rows:
+        site = source_sites.get(row.get("source_id") or "")
+        is_rejected = row.get("table_name") == "patients" and row.get("status") == "rejected"
+        if is_rejected and site and site not in loaded_sites:
+            rejected.setdefault(site, row["path"])
+    return rejected
+
+
+def attribute_to_rejected_files(
+    failures: pl.DataFrame, rejected: dict[str, str], known: list[str]
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Step 3: `known_patient` failures of a site whose patients file was rejected get that
+    file as `root_cause`; the note per file counts the dependent rows and files."""
+    if not (rejected and known):
+        return failures, {}
+    cause = pl.col("site").replace_strict(rejected, default=None, return_dtype=pl.Utf8)
+    knock_on = pl.col("check_id").is_in(known) & cause.is_not_null()
+    failures = failures.with_columns(
+        pl.when(knock_on).then(cause).otherwise(pl.col(ROOT_CAUSE)).alias(ROOT_CAUSE)
+    ).with_columns(
+        pl.when(pl.col(ROOT_CAUSE).is_not_null())
+        .then(
+            pl.lit("Not loaded because the site's patients file ")
+            + pl.col(ROOT_CAUSE)
+            + pl.lit(" was rejected; fix that file and this row is checked again.")
+        )
+        .otherwise(pl.col("message"))
+        .alias("message")
+    )
+    per_cause = (
+        failures.filter(pl.col(ROOT_CAUSE).is_not_null())
+        .group_by(ROOT_CAUSE)
+        .agg(
+            pl.struct("_source_file", "_source_row").n_unique().alias("rows"),
+            pl.col("_source_file").unique().sort().alias("files"),
+        )
+    )
+    notes = {
+        cause_path: (
+            f"{n_rows} dependent row(s) of {len(files)} file(s) ({', '.join(files)}) are "
+            "quarantined because of it and listed under this file, not one by one"
+        )
+        for cause_path, n_rows, files in per_cause.iter_rows()
+    }
+    return failures, notes
+
+
 def attribute(
     failures: pl.DataFrame,
     file_rows: list[dict],
@@ -62,99 +176,7 @@ def attribute(
         return failures, {}
     known = _known_patient_checks(contracts)
     unique = _unique_patient_checks(contracts)
-
-    # 1. conflicting rows of the patients extract: each names the rows it conflicts with
-    if unique:
-        conflict = failures.filter(
-            (pl.col("table_name") == "patients") & pl.col("check_id").is_in(unique)
-        )
-        if conflict.height:
-            rows = conflict.group_by("site", "patient_key").agg(
-                pl.struct("_source_file", "_source_row").unique().sort().alias("_rows")
-            )
-            failures = failures.join(
-                rows, on=["site", "patient_key"], how="left", maintain_order="left"
-            )
-            is_conflict = (pl.col("table_name") == "patients") & pl.col("check_id").is_in(unique)
-            failures = failures.with_columns(
-                pl.when(is_conflict)
-                .then(
-                    pl.lit(
-                        "This patient row conflicts with another row of the same patient (same "
-                        "MRN at the same site): "
-                    )
-                    + _rows_text(pl.col("_rows"))
-                    + pl.lit(". Send one row per patient: keep the correct row, remove the others.")
-                )
-                .otherwise(pl.col("message"))
-                .alias("message")
-            ).drop("_rows")
-
-    # 2. the patient's own row was quarantined: the dependent row says which and where
-    pat_fail = failures.filter(pl.col("table_name") == "patients")
-    if pat_fail.height and known:
-        why = pat_fail.group_by("site", "patient_key").agg(
-            pl.struct("_source_file", "_source_row").unique().sort().alias("_rows"),
-            pl.col("check_id").unique().sort().str.join(", ").alias("_checks"),
-            pl.col("check_id").is_in(unique).any().alias("_conflict"),
-        )
-        failures = failures.join(why, on=["site", "patient_key"], how="left", maintain_order="left")
-        knock_on = pl.col("check_id").is_in(known) & pl.col("_rows").is_not_null()
-        failures = failures.with_columns(
-            pl.when(knock_on & pl.col("_conflict"))
-            .then(
-                pl.lit("Not loaded because this patient's rows in the patients extract conflict ")
-                + pl.lit("(")
-                + _rows_text(pl.col("_rows"))
-                + pl.lit("); fix those rows and this row loads as delivered.")
-            )
-            .when(knock_on)
-            .then(
-                pl.lit("Not loaded because this patient's row in the patients extract (")
-                + _rows_text(pl.col("_rows"))
-                + pl.lit(") was quarantined (")
-                + pl.col("_checks")
-                + pl.lit("); fix that row and this row loads as delivered.")
-            )
-            .otherwise(pl.col("message"))
-            .alias("message")
-        ).drop("_rows", "_checks", "_conflict")
-
-    # 3. the site's patients file was rejected and no patient of the site was loaded
-    loaded_sites = set(loaded_patients["site"].drop_nulls().unique().to_list())
-    rejected: dict[str, str] = {}
-    for row in file_rows:
-        site = source_sites.get(row.get("source_id") or "")
-        is_rejected = row.get("table_name") == "patients" and row.get("status") == "rejected"
-        if is_rejected and site and site not in loaded_sites:
-            rejected.setdefault(site, row["path"])
-    notes: dict[str, str] = {}
-    if rejected and known:
-        cause = pl.col("site").replace_strict(rejected, default=None, return_dtype=pl.Utf8)
-        knock_on = pl.col("check_id").is_in(known) & cause.is_not_null()
-        failures = failures.with_columns(
-            pl.when(knock_on).then(cause).otherwise(pl.col(ROOT_CAUSE)).alias(ROOT_CAUSE)
-        ).with_columns(
-            pl.when(pl.col(ROOT_CAUSE).is_not_null())
-            .then(
-                pl.lit("Not loaded because the site's patients file ")
-                + pl.col(ROOT_CAUSE)
-                + pl.lit(" was rejected; fix that file and this row is checked again.")
-            )
-            .otherwise(pl.col("message"))
-            .alias("message")
-        )
-        per_cause = (
-            failures.filter(pl.col(ROOT_CAUSE).is_not_null())
-            .group_by(ROOT_CAUSE)
-            .agg(
-                pl.struct("_source_file", "_source_row").n_unique().alias("rows"),
-                pl.col("_source_file").unique().sort().alias("files"),
-            )
-        )
-        for cause_path, n_rows, files in per_cause.iter_rows():
-            notes[cause_path] = (
-                f"{n_rows} dependent row(s) of {len(files)} file(s) ({', '.join(files)}) are "
-                "quarantined because of it and listed under this file, not one by one"
-            )
-    return failures, notes
+    failures = name_conflicting_rows(failures, unique)
+    failures = name_quarantined_patient(failures, known, unique)
+    rejected = find_rejected_patient_files(file_rows, loaded_patients, source_sites)
+    return attribute_to_rejected_files(failures, rejected, known)

@@ -17,7 +17,6 @@ the discrepancy was found in, and a test checks every identifier against the oth
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,17 +186,54 @@ def _involved(check: CheckSpec | None) -> list[str]:
     return list(dict.fromkeys(cols))
 
 
-def delivered_details(
-    restricted_path: Path,
+DETAIL_COLUMNS = (
+    "query_id",
+    "patient_ref",
+    "record_date",
+    "column",
+    "delivered_value",
+    "expected",
+    "how_to_fix",
+)
+# what decides the words and the columns shown of a query
+WORD_KEY = ["source_id", "table_name", "rule_id", "field", "source_file", "message"]
+ROW_KEY = ["source_file", "source_row"]
+_WORD_SCHEMA = pl.Schema(
+    {
+        "source_id": pl.String(),
+        "table_name": pl.String(),
+        "rule_id": pl.String(),
+        "field": pl.String(),
+        "source_file": pl.String(),
+        "message": pl.String(),
+        "expected": pl.String(),
+        "how_to_fix": pl.String(),
+        "fields": pl.List(pl.String()),
+        "names": pl.List(pl.String()),
+        "mrn_name": pl.String(),
+        "date_field": pl.String(),
+        "date_name": pl.String(),
+    }
+)
+
+
+def site_column_names(source: SourceMapping | None, table: str | None) -> dict[str, str]:
+    """Canonical column -> the site's own column name, from the source's mapping of `table`."""
+    if source is None:
+        return {}
+    mapping = next((f for f in source.files if f.table == table), None)
+    return dict(mapping.columns) if mapping is not None else {}
+
+
+def derive_query_words(
     queries: pl.DataFrame,
-    contracts: dict[str, Contract] | None = None,
-    sources: list[SourceMapping] | None = None,
-    files: pl.DataFrame | None = None,
+    contracts: dict[str, Contract],
+    sources: list[SourceMapping],
+    files: pl.DataFrame | None,
 ) -> pl.DataFrame:
-    """Per query: the site's column name(s), the delivered value(s), the MRN and record date as
-    delivered, expected and how to fix. Restricted: never write this frame outside the zone."""
-    contracts = contracts or load_contracts()
-    sources = sources if sources is not None else load_sources(None, contracts)
+    """Per distinct `WORD_KEY` of the queries (one step per kind of discrepancy, not per row):
+    expected and how to fix in words for the site, the fields involved (`fields`, canonical;
+    `names`, the site's), and the site's names of the MRN and of the record date."""
     text = load_site_text()
     by_id = {s.source: s for s in sources}
     checks = {c.id: (c, t) for t in contracts.values() for c in t.checks}
@@ -206,100 +242,227 @@ def delivered_details(
         if files is not None
         else {}
     )
-    rows = queries.filter(pl.col("source_row").is_not_null())
-    raw: dict[tuple[str, int], dict[str, Any]] = {}
-    staged: dict[tuple[str, int], dict[str, Any]] = {}
-    if rows.height and restricted_path.exists():
-        con = duckdb.connect(str(restricted_path), read_only=True)
-        try:
-            keys = rows.select(
-                pl.col("source_file").alias("f"), pl.col("source_row").alias("r"), "table_name"
-            ).unique()
-            con.register("wanted", keys.to_arrow())
-            for f, r, js in con.execute(
-                "SELECT q._source_file, q._source_row, q.raw_json FROM quarantine.rows q "
-                "JOIN wanted w ON q._source_file = w.f AND q._source_row = w.r "
-                "AND q.table_name = w.table_name"
-            ).fetchall():
-                raw[(f, r)] = json.loads(js) if js else {}
-            for table in keys["table_name"].unique().to_list():
-                if table not in contracts:
-                    continue
-                fields = contracts[table].field_names
-                sel = ", ".join(f"CAST(s.{c} AS VARCHAR) AS {c}" for c in fields)
-                res = con.execute(
-                    f"SELECT s._source_file, s._source_row, {sel} FROM staging.{table} s "
-                    "JOIN wanted w ON s._source_file = w.f AND s._source_row = w.r "
-                    "AND w.table_name = ?",
-                    [table],
-                )
-                cols = [d[0] for d in res.description]
-                for rec in res.fetchall():
-                    staged[(rec[0], rec[1])] = dict(zip(cols[2:], rec[2:], strict=True))
-            con.unregister("wanted")
-        finally:
-            con.close()
     out = []
-    for q in queries.iter_rows(named=True):
-        source = by_id.get(q["source_id"])
-        table = q["table_name"]
-        fm = (
-            next((f for f in source.files if f.table == table), None)
-            if source is not None
-            else None
-        )
-        names = dict(fm.columns) if fm is not None else {}
-        spec = checks.get(q["rule_id"])
+    for key in queries.select(WORD_KEY).unique(maintain_order=True).iter_rows(named=True):
+        names = site_column_names(by_id.get(key["source_id"]), key["table_name"])
+        spec = checks.get(key["rule_id"])
         if spec is not None:
             expected, fix = check_words(text, spec[0], spec[1], names)
         else:
-            expected, fix = rule_words(
-                text, q["rule_id"], errors.get(q["source_file"]) or q["message"] or ""
-            )
-        key = (q["source_file"], q["source_row"])
-        delivered = raw.get(key)
-        typed = staged.get(key)
-
-        def value(f: str, delivered=delivered, typed=typed, names=names) -> str | None:
-            if delivered is not None:
-                v = delivered.get(names.get(f, f))
-                return None if v is None else str(v)
-            if typed is not None:
-                return typed.get(f)
-            return None
-
+            error = errors.get(key["source_file"]) or key["message"] or ""
+            expected, fix = rule_words(text, key["rule_id"], error)
         involved = _involved(spec[0] if spec else None)
-        if spec is not None and not involved and q["field"]:
-            involved = [q["field"]]
-        if len(involved) == 1:
-            shown = value(involved[0])
-        else:
-            shown = "; ".join(f"{names.get(f, f)}={value(f) or ''}" for f in involved) or None
-        date_field = RECORD_DATE.get(table or "")
+        if spec is not None and not involved and key["field"]:
+            involved = [key["field"]]
+        date_field = RECORD_DATE.get(key["table_name"] or "")
         out.append(
             {
-                "query_id": q["query_id"],
-                "patient_ref": value("mrn") if (delivered or typed) else None,
-                "record_date": value(date_field) if date_field and (delivered or typed) else None,
-                "column": ", ".join(names.get(f, f) for f in involved) or None,
-                "delivered_value": shown,
+                **key,
                 "expected": expected,
                 "how_to_fix": fix,
+                "fields": involved,
+                "names": [names.get(f, f) for f in involved],
+                "mrn_name": names.get("mrn", "mrn"),
+                "date_field": date_field,
+                "date_name": names.get(date_field, date_field) if date_field else None,
             }
         )
-    schema = {
-        c: pl.Utf8
-        for c in (
-            "query_id",
-            "patient_ref",
-            "record_date",
-            "column",
-            "delivered_value",
-            "expected",
-            "how_to_fix",
+    return pl.DataFrame(out, schema=_WORD_SCHEMA)
+
+
+def list_wanted_values(queries: pl.DataFrame, words: pl.DataFrame) -> pl.DataFrame:
+    """One row per value a query shows: `role` (mrn, date, involved), `position` among the
+    involved fields, the canonical `field` and the site's `name` of it."""
+    q = queries.select("query_id", *WORD_KEY, "source_row").join(
+        words, on=WORD_KEY, how="left", nulls_equal=True, maintain_order="left"
+    )
+    base = ["query_id", *ROW_KEY]
+    involved = (
+        q.select(
+            *base,
+            "fields",
+            "names",
+            pl.int_ranges(pl.col("fields").list.len(), dtype=pl.Int64).alias("position"),
         )
-    }
-    return pl.DataFrame(out, schema=schema)
+        .explode("fields", "names", "position")
+        .filter(pl.col("fields").is_not_null())
+        .select(
+            *base,
+            pl.lit("involved").alias("role"),
+            "position",
+            pl.col("fields").alias("field"),
+            pl.col("names").alias("name"),
+        )
+    )
+    mrn = q.select(
+        *base,
+        pl.lit("mrn").alias("role"),
+        pl.lit(0, pl.Int64).alias("position"),
+        pl.lit("mrn").alias("field"),
+        pl.col("mrn_name").alias("name"),
+    )
+    date = q.filter(pl.col("date_field").is_not_null()).select(
+        *base,
+        pl.lit("date").alias("role"),
+        pl.lit(0, pl.Int64).alias("position"),
+        pl.col("date_field").alias("field"),
+        pl.col("date_name").alias("name"),
+    )
+    return pl.concat([involved, mrn, date])
+
+
+def read_delivered_values(
+    restricted_path: Path, queries: pl.DataFrame, contracts: dict[str, Contract]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The values of the queried records, as two long frames (`source_file`, `source_row`,
+    `name`/`field`, `value`, all text): as delivered for quarantined rows (`raw_json`, by the
+    site's column name) and as loaded for staged rows (by canonical name). A record found in
+    quarantine is shown as delivered only. Each frame has a row (with a NULL name) for every
+    record it holds, so a record without any value is still known to be there."""
+    raw_schema = {"source_file": pl.Utf8, "source_row": pl.Int64, "name": pl.Utf8, "value": pl.Utf8}
+    typed_schema = {**raw_schema, "field": pl.Utf8}
+    del typed_schema["name"]
+    keys = (
+        queries.filter(pl.col("source_row").is_not_null())
+        .select(pl.col("source_file").alias("f"), pl.col("source_row").alias("r"), "table_name")
+        .unique()
+    )
+    if keys.height == 0 or not restricted_path.exists():
+        return pl.DataFrame(schema=raw_schema), pl.DataFrame(schema=typed_schema)
+    con = duckdb.connect(str(restricted_path), read_only=True)
+    try:
+        con.register("wanted", keys.to_arrow())
+        raw = con.sql(RAW_VALUES_SQL).pl()
+        typed = [
+            read_staged_values(con, table, contracts[table])
+            for table in keys["table_name"].unique().sort().to_list()
+            if table in contracts
+        ]
+        con.unregister("wanted")
+    finally:
+        con.close()
+    raw = raw.cast(pl.Schema(raw_schema)).unique([*ROW_KEY, "name"], keep="last")
+    typed_all = pl.concat([t.cast(pl.Schema(typed_schema)) for t in typed]) if typed else None
+    if typed_all is None:
+        typed_all = pl.DataFrame(schema=typed_schema)
+    return raw, typed_all.unique([*ROW_KEY, "field"], keep="last")
+
+
+# every key of each queried quarantined row's raw_json, its value as Python's str() of the
+# decoded JSON value would write it (text as is, true/false as True/False, null as NULL);
+# a row with an empty or NULL raw_json still gives one row with a NULL name
+RAW_VALUES_SQL = """
+SELECT
+    q._source_file AS source_file,
+    q._source_row AS source_row,
+    e.key AS name,
+    CASE json_type(e.value)
+        WHEN 'VARCHAR' THEN e.value ->> '$'
+        WHEN 'NULL' THEN NULL
+        WHEN 'BOOLEAN' THEN CASE WHEN CAST(e.value AS BOOLEAN) THEN 'True' ELSE 'False' END
+        ELSE CAST(e.value AS VARCHAR)
+    END AS value
+FROM quarantine.rows AS q
+INNER JOIN wanted AS w
+    ON q._source_file = w.f AND q._source_row = w.r AND q.table_name = w.table_name
+LEFT JOIN LATERAL json_each(coalesce(nullif(q.raw_json, ''), '{}')) AS e ON TRUE
+"""
+
+
+def read_staged_values(
+    con: duckdb.DuckDBPyConnection, table: str, contract: Contract
+) -> pl.DataFrame:
+    """The queried loaded rows of `staging.<table>`, one row per (record, canonical field)."""
+    fields = contract.field_names
+    sel = ", ".join(f"CAST(s.{c} AS VARCHAR) AS {c}" for c in fields)
+    wide = con.sql(
+        f"SELECT s._source_file AS source_file, s._source_row AS source_row, {sel} "
+        f"FROM staging.{table} s "
+        "JOIN wanted w ON s._source_file = w.f AND s._source_row = w.r AND w.table_name = ?",
+        params=[table],
+    ).pl()
+    return wide.unpivot(index=ROW_KEY, variable_name="field", value_name="value")
+
+
+def resolve_values(wanted: pl.DataFrame, raw: pl.DataFrame, typed: pl.DataFrame) -> pl.DataFrame:
+    """`wanted` with the `value` of each: as delivered where the record is quarantined, else as
+    loaded, else NULL."""
+    in_raw = raw.select(ROW_KEY).unique().with_columns(pl.lit(True).alias("_raw"))
+    in_typed = typed.select(ROW_KEY).unique().with_columns(pl.lit(True).alias("_typed"))
+    return (
+        wanted.join(in_raw, on=ROW_KEY, how="left", maintain_order="left")
+        .join(in_typed, on=ROW_KEY, how="left", maintain_order="left")
+        .join(
+            raw.drop_nulls("name").rename({"value": "_raw_value"}),
+            on=[*ROW_KEY, "name"],
+            how="left",
+            maintain_order="left",
+        )
+        .join(
+            typed.drop_nulls("field").rename({"value": "_typed_value"}),
+            on=[*ROW_KEY, "field"],
+            how="left",
+            maintain_order="left",
+        )
+        .with_columns(
+            pl.when(pl.col("_raw"))
+            .then(pl.col("_raw_value"))
+            .when(pl.col("_typed"))
+            .then(pl.col("_typed_value"))
+            .otherwise(pl.lit(None, pl.Utf8))
+            .alias("value")
+        )
+    )
+
+
+def delivered_details(
+    restricted_path: Path,
+    queries: pl.DataFrame,
+    contracts: dict[str, Contract] | None = None,
+    sources: list[SourceMapping] | None = None,
+    files: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Per query: the site's column name(s), the delivered value(s), the MRN and record date as
+    delivered, expected and how to fix. Restricted: never write this frame outside the zone.
+
+    One field involved shows its value; several show `name=value; name=value` in the check's
+    order (an empty value as nothing after `=`)."""
+    contracts = contracts or load_contracts()
+    sources = sources if sources is not None else load_sources(None, contracts)
+    words = derive_query_words(queries, contracts, sources, files)
+    raw, typed = read_delivered_values(restricted_path, queries, contracts)
+    values = resolve_values(list_wanted_values(queries, words), raw, typed)
+    involved = (
+        values.filter(pl.col("role") == "involved")
+        .sort("query_id", "position")
+        .group_by("query_id", maintain_order=True)
+        .agg(
+            pl.len().alias("_n"),
+            pl.col("value").first().alias("_only"),
+            (pl.col("name") + pl.lit("=") + pl.col("value").fill_null(""))
+            .str.join("; ")
+            .alias("_pairs"),
+            pl.col("name").str.join(", ").alias("column"),
+        )
+    )
+    one = ["query_id", "value"]
+    mrn = values.filter(pl.col("role") == "mrn").select(one).rename({"value": "patient_ref"})
+    date = values.filter(pl.col("role") == "date").select(one).rename({"value": "record_date"})
+    return (
+        queries.select("query_id", *WORD_KEY)
+        .join(words, on=WORD_KEY, how="left", nulls_equal=True, maintain_order="left")
+        .join(involved, on="query_id", how="left", maintain_order="left")
+        .join(mrn, on="query_id", how="left", maintain_order="left")
+        .join(date, on="query_id", how="left", maintain_order="left")
+        .with_columns(
+            pl.when(pl.col("_n") == 1)
+            .then(pl.col("_only"))
+            .otherwise(pl.col("_pairs"))
+            .alias("delivered_value")
+        )
+        .select(DETAIL_COLUMNS)
+        .cast(dict.fromkeys(DETAIL_COLUMNS, pl.Utf8))
+    )
 
 
 # --- the workbooks --------------------------------------------------------------------------
@@ -317,6 +480,133 @@ def _sheet_name(table: str | None) -> str:
     return (table or "files")[:31]
 
 
+@dataclass(frozen=True)
+class _Formats:
+    bold: Any
+    head: Any
+    reply: Any
+    wrap: Any
+
+
+def _formats(wb: Any) -> _Formats:
+    return _Formats(
+        bold=wb.add_format({"bold": True}),
+        head=wb.add_format({"bold": True, "bg_color": "#F4F4F6", "border": 1}),
+        reply=wb.add_format({"bg_color": "#FFF8DC", "border": 1, "locked": False}),
+        wrap=wb.add_format({"text_wrap": True, "valign": "top"}),
+    )
+
+
+def _table_of(rows: pl.DataFrame, table: str) -> pl.DataFrame:
+    return rows.filter(pl.col("table_name").fill_null("files") == table)
+
+
+def write_cover(
+    wb: Any,
+    fmt: _Formats,
+    sender: str,
+    run_id: str,
+    rows: pl.DataFrame,
+    tables: list[str],
+    not_listed: int,
+) -> None:
+    """The cover sheet: who and which run, the counts, how to reply, queries per sheet."""
+    cover = wb.add_worksheet(COVER)
+    cover.set_column(0, 0, 26)
+    cover.set_column(1, 6, 14)
+    cover.write_string(0, 0, f"Data queries for {sender}", fmt.bold)
+    meta = (
+        ("site", sender),
+        ("run_id", run_id),
+        ("written_at", dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
+        ("open_queries", str(rows.height + not_listed)),
+        ("not_listed", str(not_listed)),
+    )
+    for i, (k, v) in enumerate(meta, start=2):
+        cover.write_string(i, 0, k, fmt.bold)
+        cover.write_string(i, 1, v)
+    if not_listed:
+        cover.write_string(
+            6,
+            2,
+            f"{not_listed} more open queries are not listed: each sheet lists the first "
+            "ones by file and row; they repeat the causes listed.",
+        )
+    cover.write_string(
+        8,
+        0,
+        "For each row of the table sheets, choose site_reply (corrected / confirmed_as_is / "
+        "cannot_resolve) and add a comment. Change nothing else: rows whose other columns were "
+        "edited are not applied. Send the workbook back as it is; corrected data comes in your "
+        "next extract.",
+    )
+    cover.write_row(
+        9,
+        0,
+        ["sheet", "queries", "new", "reopened", "open", "still failing", "awaiting data"],
+        fmt.head,
+    )
+    for i, table in enumerate(tables, start=11):
+        part = _table_of(rows, table)
+        cover.write_string(i, 0, _sheet_name(table))
+        cover.write_number(i, 1, part.height)
+        for j, st in enumerate(("new", "reopened", "open", "miscorrected", "corrected"), start=2):
+            cover.write_number(i, j, int((part["status"] == st).sum()))
+
+
+def _cells(r: dict[str, Any]) -> dict[str, Any]:
+    """The value columns of one query row, by header."""
+    return {
+        "query_id": r["query_id"],
+        "status": STATUS_TEXT.get(r["status"], r["status"]),
+        "opened_on": r["opened_on"],
+        "age_runs": r["age_runs"],
+        "age_days": r["age_days"],
+        "file": r["source_file"],
+        "row": r["source_row"],
+        "patient_ref": r["patient_ref"],
+        "record_date": r["record_date"],
+        "column": r["column"],
+        "delivered_value": r["delivered_value"],
+        "expected": r["expected"],
+        "how_to_fix": r["how_to_fix"],
+    }
+
+
+def write_query_sheet(wb: Any, fmt: _Formats, table: str, rows: pl.DataFrame) -> None:
+    """One table's sheet: a row per query (every cell text), the reply columns to fill, a
+    frozen header, filters and the reply list."""
+    part = _table_of(rows, table).sort("source_file", "source_row", "query_id", nulls_last=True)
+    ws = wb.add_worksheet(_sheet_name(table))
+    for j, (name, width) in enumerate(COLUMNS):
+        ws.set_column(j, j, width, fmt.wrap if name in ("expected", "how_to_fix") else None)
+        ws.write_string(0, j, name, fmt.head)
+    for i, r in enumerate(part.iter_rows(named=True), start=1):
+        cells = _cells(r)
+        for j, name in enumerate(VALUE_COLUMNS):
+            v = cells[name]
+            if v is not None:
+                ws.write_string(i, j, str(v))
+        ws.write_blank(i, HEADERS.index("site_reply"), None, fmt.reply)
+        ws.write_blank(i, HEADERS.index("site_comment"), None, fmt.reply)
+    last = max(part.height, 1)
+    ws.freeze_panes(1, 0)
+    ws.autofilter(0, 0, last, len(COLUMNS) - 1)
+    col = HEADERS.index("site_reply")
+    ws.data_validation(
+        1,
+        col,
+        max(last, 1000),
+        col,
+        {
+            "validate": "list",
+            "source": list(REPLIES),
+            "error_title": "site_reply",
+            "error_message": "Choose corrected, confirmed_as_is or cannot_resolve.",
+        },
+    )
+
+
 def write_workbook(
     path: Path, sender: str, run_id: str, rows: pl.DataFrame, not_listed: int = 0
 ) -> Path:
@@ -326,100 +616,11 @@ def write_workbook(
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     wb = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False})
     try:
-        bold = wb.add_format({"bold": True})
-        head = wb.add_format({"bold": True, "bg_color": "#F4F4F6", "border": 1})
-        reply = wb.add_format({"bg_color": "#FFF8DC", "border": 1, "locked": False})
-        wrap = wb.add_format({"text_wrap": True, "valign": "top"})
-        cover = wb.add_worksheet(COVER)
-        cover.set_column(0, 0, 26)
-        cover.set_column(1, 6, 14)
-        cover.write_string(0, 0, f"Data queries for {sender}", bold)
-        meta = (
-            ("site", sender),
-            ("run_id", run_id),
-            ("written_at", dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
-            ("open_queries", str(rows.height + not_listed)),
-            ("not_listed", str(not_listed)),
-        )
-        for i, (k, v) in enumerate(meta, start=2):
-            cover.write_string(i, 0, k, bold)
-            cover.write_string(i, 1, v)
-        if not_listed:
-            cover.write_string(
-                6,
-                2,
-                f"{not_listed} more open queries are not listed: each sheet lists the first "
-                "ones by file and row; they repeat the causes listed.",
-            )
-        cover.write_string(
-            8,
-            0,
-            "For each row of the table sheets, choose site_reply (corrected / confirmed_as_is / "
-            "cannot_resolve) and add a comment. Change nothing else: rows whose other columns were "
-            "edited are not applied. Send the workbook back as it is; corrected data comes in your "
-            "next extract.",
-        )
-        cover.write_row(
-            9,
-            0,
-            ["sheet", "queries", "new", "reopened", "open", "still failing", "awaiting data"],
-            head,
-        )
+        fmt = _formats(wb)
         tables = sorted(rows["table_name"].fill_null("files").unique().to_list())
-        for i, table in enumerate(tables, start=11):
-            part = rows.filter(pl.col("table_name").fill_null("files") == table)
-            cover.write_string(i, 0, _sheet_name(table))
-            cover.write_number(i, 1, part.height)
-            for j, st in enumerate(
-                ("new", "reopened", "open", "miscorrected", "corrected"), start=2
-            ):
-                cover.write_number(i, j, int((part["status"] == st).sum()))
+        write_cover(wb, fmt, sender, run_id, rows, tables, not_listed)
         for table in tables:
-            part = rows.filter(pl.col("table_name").fill_null("files") == table).sort(
-                "source_file", "source_row", "query_id", nulls_last=True
-            )
-            ws = wb.add_worksheet(_sheet_name(table))
-            for j, (name, width) in enumerate(COLUMNS):
-                ws.set_column(j, j, width, wrap if name in ("expected", "how_to_fix") else None)
-                ws.write_string(0, j, name, head)
-            for i, r in enumerate(part.iter_rows(named=True), start=1):
-                cells = {
-                    "query_id": r["query_id"],
-                    "status": STATUS_TEXT.get(r["status"], r["status"]),
-                    "opened_on": r["opened_on"],
-                    "age_runs": r["age_runs"],
-                    "age_days": r["age_days"],
-                    "file": r["source_file"],
-                    "row": r["source_row"],
-                    "patient_ref": r["patient_ref"],
-                    "record_date": r["record_date"],
-                    "column": r["column"],
-                    "delivered_value": r["delivered_value"],
-                    "expected": r["expected"],
-                    "how_to_fix": r["how_to_fix"],
-                }
-                for j, name in enumerate(VALUE_COLUMNS):
-                    v = cells[name]
-                    if v is not None:
-                        ws.write_string(i, j, str(v))
-                ws.write_blank(i, HEADERS.index("site_reply"), None, reply)
-                ws.write_blank(i, HEADERS.index("site_comment"), None, reply)
-            last = max(part.height, 1)
-            ws.freeze_panes(1, 0)
-            ws.autofilter(0, 0, last, len(COLUMNS) - 1)
-            col = HEADERS.index("site_reply")
-            ws.data_validation(
-                1,
-                col,
-                max(last, 1000),
-                col,
-                {
-                    "validate": "list",
-                    "source": list(REPLIES),
-                    "error_title": "site_reply",
-                    "error_message": "Choose corrected, confirmed_as_is or cannot_resolve.",
-                },
-            )
+            write_query_sheet(wb, fmt, table, rows)
     finally:
         wb.close()
     path.chmod(0o600)

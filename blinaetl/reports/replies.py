@@ -100,6 +100,137 @@ def _sheets(path: Path) -> tuple[dict[str, str], dict[str, list[tuple[int, dict[
         wb.close()
 
 
+def _problem(
+    rel: str, folder: str, sheet: str | None, row: int | None, qid: str | None, why: str
+) -> dict[str, Any]:
+    return {
+        "reply_file": rel,
+        "sheet": sheet,
+        "row": row,
+        # a cell a site typed may hold anything: only a query id's shape is kept
+        "query_id": qid if qid and QUERY_ID.fullmatch(qid) else None,
+        "sender": folder,
+        "problem": why,
+    }
+
+
+def check_cover(
+    cover: dict[str, str], folder: str, restricted_path: Path
+) -> tuple[Path | None, str | None]:
+    """(the workbook sent, or None; why the returned one cannot be matched to it, or None)."""
+    site, run_id = cover.get("site", ""), cover.get("run_id", "")
+    sent_path = workbook_path(restricted_path, site, run_id) if site and run_id else None
+    if site != folder:
+        return sent_path, (
+            f"the cover sheet names another site than {folder}; a workbook must be "
+            "returned to the folder of the site it was sent to, its cover left as sent"
+        )
+    if sent_path is None or not sent_path.exists():
+        return sent_path, (
+            f"no workbook with this run id was sent to {folder}; the cover sheet's site "
+            "and run_id must be left as sent"
+        )
+    return sent_path, None
+
+
+def judge_reply(
+    rec: dict[str, str],
+    sent: dict[str, dict[str, str]],
+    status: dict[str, str],
+    applied: dict[str, dict[str, Any]],
+) -> str | None:
+    """Why a reply row cannot be applied, or None when it can."""
+    reply, qid = rec.get("site_reply", ""), rec.get("query_id", "")
+    if reply not in REPLIES:
+        return f"site_reply is not one of {', '.join(REPLIES)}"
+    if qid not in sent:
+        by_place = {(r.get("file"), r.get("row"), r.get("column")): q for q, r in sent.items()}
+        was = by_place.get((rec.get("file"), rec.get("row"), rec.get("column")))
+        if was:
+            return f"the query id was changed (sent as {was})"
+        return "unknown query id: it was not sent to this site in this workbook"
+    edited = [
+        c for c in VALUE_COLUMNS if c != "query_id" and rec.get(c, "") != sent[qid].get(c, "")
+    ]
+    if edited:
+        return (
+            "column(s) edited by hand: "
+            + ", ".join(edited)
+            + "; only site_reply and site_comment may change"
+        )
+    now = status.get(qid)
+    if now not in LIVE:
+        return f"the query is no longer open ({now or 'unknown'})"
+    if qid in applied:
+        return f"a second reply to this query (first in {applied[qid]['reply_file']})"
+    return None
+
+
+def read_returned_workbook(
+    path: Path,
+    landing: Path,
+    restricted_path: Path,
+    status: dict[str, str],
+    applied: dict[str, dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Read one returned workbook: adds its applicable replies to `applied`; returns its
+    problems and its counts (replies, applied, rejected)."""
+    rel = path.relative_to(landing).as_posix()
+    folder = path.parent.name
+    problems: list[dict[str, Any]] = []
+    try:
+        cover, sheets = _sheets(path)
+    except Exception as exc:  # openpyxl raises many types for a file that is not a workbook
+        unreadable = f"not a readable query workbook ({type(exc).__name__})"
+        problems.append(_problem(rel, folder, None, None, None, unreadable))
+        return problems, {"replies": 0, "applied": 0, "rejected": 1}
+    sent_path, cover_problem = check_cover(cover, folder, restricted_path)
+    if cover_problem is not None:
+        problems.append(_problem(rel, folder, COVER, None, None, cover_problem))
+        sheets = {}
+    sent: dict[str, dict[str, str]] = {}
+    if sheets and sent_path is not None:
+        _, sent_sheets = _sheets(sent_path)
+        sent = {rec["query_id"]: rec for body in sent_sheets.values() for _, rec in body}
+    n_replies = n_applied = 0
+    for sheet, body in sheets.items():
+        for row, rec in body:
+            if not rec.get("site_reply", ""):
+                continue
+            n_replies += 1
+            qid = rec.get("query_id", "")
+            why = judge_reply(rec, sent, status, applied)
+            if why is not None:
+                problems.append(_problem(rel, folder, sheet, row, qid, why))
+                continue
+            applied[qid] = {
+                "query_id": qid,
+                "reply": rec["site_reply"],
+                "site_comment": rec.get("site_comment") or None,
+                "sender": folder,
+                "reply_file": rel,
+            }
+            n_applied += 1
+    return problems, {"replies": n_replies, "applied": n_applied, "rejected": len(problems)}
+
+
+def accepted_findings(state: pl.DataFrame, applied: dict[str, dict[str, Any]]) -> pl.DataFrame:
+    """The findings confirmed as delivered (before or by this run's replies): loaded from now
+    on with the check as a warning."""
+    confirmed = set(state.filter(pl.col("status") == "closed_confirmed")["query_id"])
+    confirmed |= {q for q, r in applied.items() if r["reply"] == "confirmed_as_is"}
+    return (
+        state.filter(pl.col("query_id").is_in(list(confirmed)) & pl.col("row_hash").is_not_null())
+        .select(
+            pl.col("source_id").alias("_source_id"),
+            "table_name",
+            pl.col("rule_id").alias("check_id"),
+            "row_hash",
+        )
+        .cast(pl.Schema(ACCEPTED_SCHEMA))
+    )
+
+
 def read_replies(landing: Path, restricted_path: Path, audit: QueryAudit) -> Replies:
     """Read every new returned workbook of `landing/queries/*/`; decide what applies."""
     state = audit.state()
@@ -111,139 +242,17 @@ def read_replies(landing: Path, restricted_path: Path, audit: QueryAudit) -> Rep
     files: list[dict[str, Any]] = []
     paths = sorted(p for p in root.glob("*/*.xlsx") if p.is_file()) if root.is_dir() else []
     for path in paths:
-        rel = path.relative_to(landing).as_posix()
-        folder = path.parent.name
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         if sha in seen:
             continue
-        n_replies = n_applied = 0
-        n_problems = len(problems)
-
-        def problem(sheet, row, qid, why, rel=rel, folder=folder):
-            problems.append(
-                {
-                    "reply_file": rel,
-                    "sheet": sheet,
-                    "row": row,
-                    # a cell a site typed may hold anything: only a query id's shape is kept
-                    "query_id": qid if qid and QUERY_ID.fullmatch(qid) else None,
-                    "sender": folder,
-                    "problem": why,
-                }
-            )
-
-        try:
-            cover, sheets = _sheets(path)
-        except Exception as exc:  # openpyxl raises many types for a file that is not a workbook
-            problem(None, None, None, f"not a readable query workbook ({type(exc).__name__})")
-            files.append({"sha256": sha, "path": rel, "replies": 0, "applied": 0, "rejected": 1})
-            continue
-        site, run_id = cover.get("site", ""), cover.get("run_id", "")
-        sent_path = workbook_path(restricted_path, site, run_id) if site and run_id else None
-        if site != folder:
-            problem(
-                COVER,
-                None,
-                None,
-                f"the cover sheet names another site than {folder}; a workbook must be "
-                "returned to the folder of the site it was sent to, its cover left as sent",
-            )
-            sheets = {}
-        elif sent_path is None or not sent_path.exists():
-            problem(
-                COVER,
-                None,
-                None,
-                f"no workbook with this run id was sent to {folder}; the cover sheet's site "
-                "and run_id must be left as sent",
-            )
-            sheets = {}
-        sent: dict[str, dict[str, str]] = {}
-        if sheets and sent_path is not None:
-            _, sent_sheets = _sheets(sent_path)
-            sent = {rec["query_id"]: rec for body in sent_sheets.values() for _, rec in body}
-        by_place = {(r.get("file"), r.get("row"), r.get("column")): q for q, r in sent.items()}
-        for sheet, body in sheets.items():
-            for row, rec in body:
-                reply = rec.get("site_reply", "")
-                qid = rec.get("query_id", "")
-                if not reply:
-                    continue
-                n_replies += 1
-                if reply not in REPLIES:
-                    problem(sheet, row, qid, f"site_reply is not one of {', '.join(REPLIES)}")
-                    continue
-                if qid not in sent:
-                    was = by_place.get((rec.get("file"), rec.get("row"), rec.get("column")))
-                    why = (
-                        f"the query id was changed (sent as {was})"
-                        if was
-                        else "unknown query id: it was not sent to this site in this workbook"
-                    )
-                    problem(sheet, row, qid, why)
-                    continue
-                edited = [
-                    c
-                    for c in VALUE_COLUMNS
-                    if c != "query_id" and rec.get(c, "") != sent[qid].get(c, "")
-                ]
-                if edited:
-                    problem(
-                        sheet,
-                        row,
-                        qid,
-                        "column(s) edited by hand: "
-                        + ", ".join(edited)
-                        + "; only site_reply and site_comment may change",
-                    )
-                    continue
-                now = status.get(qid)
-                if now not in LIVE:
-                    problem(sheet, row, qid, f"the query is no longer open ({now or 'unknown'})")
-                    continue
-                if qid in applied:
-                    problem(
-                        sheet,
-                        row,
-                        qid,
-                        f"a second reply to this query (first in {applied[qid]['reply_file']})",
-                    )
-                    continue
-                applied[qid] = {
-                    "query_id": qid,
-                    "reply": reply,
-                    "site_comment": rec.get("site_comment") or None,
-                    "sender": folder,
-                    "reply_file": rel,
-                }
-                n_applied += 1
-        files.append(
-            {
-                "sha256": sha,
-                "path": rel,
-                "replies": n_replies,
-                "applied": n_applied,
-                "rejected": len(problems) - n_problems,
-            }
-        )
-    applied_frame = pl.DataFrame(list(applied.values()), schema=REPLY_SCHEMA)
-    confirmed = set(state.filter(pl.col("status") == "closed_confirmed")["query_id"])
-    confirmed |= {q for q, r in applied.items() if r["reply"] == "confirmed_as_is"}
-    accepted = (
-        state.filter(pl.col("query_id").is_in(list(confirmed)) & pl.col("row_hash").is_not_null())
-        .select(
-            pl.col("source_id").alias("_source_id"),
-            "table_name",
-            pl.col("rule_id").alias("check_id"),
-            "row_hash",
-        )
-        .cast(pl.Schema(ACCEPTED_SCHEMA))
-    )
+        found, counts = read_returned_workbook(path, landing, restricted_path, status, applied)
+        problems += found
+        files.append({"sha256": sha, "path": path.relative_to(landing).as_posix(), **counts})
     return Replies(
-        applied=applied_frame,
+        applied=pl.DataFrame(list(applied.values()), schema=REPLY_SCHEMA),
         problems=pl.DataFrame(problems, schema=PROBLEM_SCHEMA),
         files=pl.DataFrame(files, schema=FILE_SCHEMA),
-        accepted=accepted,
+        accepted=accepted_findings(state, applied),
     )
 
 

@@ -163,33 +163,28 @@ def failure_rows(numbers: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
-def seed_comparison(numbers: dict[str, Any]) -> list[dict[str, str]]:
-    """The seed abstract's figures (PMID 28494518) beside this cohort's, from the views."""
-    models = numbers["models"]
-    overall = next(r for r in numbers["response_rates"] if r["predictor"] == "overall")
+def _context(numbers: dict[str, Any]) -> dict[str, Any]:
+    """The rows of the views the seed comparison reads, by name."""
     fp = {r["failure_group"]: r for r in numbers["failure_patterns"]}
-    ref, rel = fp.get("refractory", {}), fp.get("relapsed", {})
-    default_lm: dict[str, Any] = next(
-        (r for r in numbers["landmarks"] if r["default_landmark"]), {}
-    )
+    return {
+        "models": numbers["models"],
+        "overall": next(r for r in numbers["response_rates"] if r["predictor"] == "overall"),
+        "ref": fp.get("refractory", {}),
+        "rel": fp.get("relapsed", {}),
+        "default_lm": next((r for r in numbers["landmarks"] if r["default_landmark"]), {}),
+    }
 
-    def p_of(outcome: str, term: str) -> str:
-        m = _model(models, analysis="fisher", outcome=outcome, term=term)
-        return f"p = {fmt_p(m['p_value'])}" if m else "-"
 
-    cd19_neg_ps = [
-        m["p_value"]
-        for m in models
-        if m["analysis"] == "fisher"
-        and m["outcome"] == "cd19_negative_at_failure"
-        and m["p_value"] is not None
-    ]
-    hr = _model(
-        models, analysis="cox_landmark", outcome="OS", landmark_day=default_lm.get("landmark_day")
-    )
-    td = _model(models, analysis="cox_time_dependent", outcome="OS")
-    lr = _model(models, analysis="logrank", outcome="OS", term="responder_at_landmark")
+def _fisher_p(models: list[dict], outcome: str, term: str) -> str:
+    m = _model(models, analysis="fisher", outcome=outcome, term=term)
+    return f"p = {fmt_p(m['p_value'])}" if m else "-"
+
+
+def compare_response(c: dict[str, Any]) -> list[dict[str, str]]:
+    """Seed vs cohort: patients, response rate and the response predictors."""
+    models, overall = c["models"], c["overall"]
     responders = overall["responders"]
+
     return [
         {"figure": "Patients", "seed": "65", "cohort": str(overall["n"])},
         {
@@ -201,18 +196,34 @@ def seed_comparison(numbers: dict[str, Any]) -> list[dict[str, str]]:
         {
             "figure": "Lower response with marrow blasts > 50%",
             "seed": "P = .02",
-            "cohort": p_of("responder", "bm_blasts_gt50"),
+            "cohort": _fisher_p(models, "responder", "bm_blasts_gt50"),
         },
         {
             "figure": "Lower response with EM-ALL before blinatumomab",
             "seed": "P = .005",
-            "cohort": p_of("responder", "prior_em"),
+            "cohort": _fisher_p(models, "responder", "prior_em"),
         },
         {
             "figure": "Lower response with active EM-ALL at start",
             "seed": "P = .05",
-            "cohort": p_of("responder", "active_em_at_start"),
+            "cohort": _fisher_p(models, "responder", "active_em_at_start"),
         },
+    ]
+
+
+def compare_failures(c: dict[str, Any]) -> list[dict[str, str]]:
+    """Seed vs cohort: failure patterns (EM and CD19 at failure) and their predictors."""
+    models, ref, rel = c["models"], c["ref"], c["rel"]
+    responders = c["overall"]["responders"]
+
+    cd19_neg_ps = [
+        m["p_value"]
+        for m in models
+        if m["analysis"] == "fisher"
+        and m["outcome"] == "cd19_negative_at_failure"
+        and m["p_value"] is not None
+    ]
+    return [
         {
             "figure": "Refractory: EM-ALL at failure",
             "seed": "13/32 (41%)",
@@ -245,18 +256,31 @@ def seed_comparison(numbers: dict[str, Any]) -> list[dict[str, str]]:
         {
             "figure": "EM-ALL at failure: pretreatment CD19 moderate/strong",
             "seed": "P = .01",
-            "cohort": p_of("em_at_failure", "cd19_modstrong"),
+            "cohort": _fisher_p(models, "em_at_failure", "cd19_modstrong"),
         },
         {
             "figure": "EM-ALL at failure: prior EM-ALL",
             "seed": "P = .04",
-            "cohort": p_of("em_at_failure", "prior_em"),
+            "cohort": _fisher_p(models, "em_at_failure", "prior_em"),
         },
         {
             "figure": "Predictor of CD19-negative failure",
             "seed": "none",
             "cohort": f"smallest p = {fmt_p(min(cd19_neg_ps))}" if cd19_neg_ps else "-",
         },
+    ]
+
+
+def compare_transplant_and_survival(c: dict[str, Any]) -> list[dict[str, str]]:
+    """Seed vs cohort: HCT in CR, OS by HCT (landmark and time-dependent), OS by response."""
+    models, default_lm = c["models"], c["default_lm"]
+    responders = c["overall"]["responders"]
+    hr = _model(
+        models, analysis="cox_landmark", outcome="OS", landmark_day=default_lm.get("landmark_day")
+    )
+    td = _model(models, analysis="cox_time_dependent", outcome="OS")
+    lr = _model(models, analysis="logrank", outcome="OS", term="responder_at_landmark")
+    return [
         {
             "figure": "Responders to allogeneic HCT in CR",
             "seed": "15/33 (45%)",
@@ -286,6 +310,12 @@ def seed_comparison(numbers: dict[str, Any]) -> list[dict[str, str]]:
     ]
 
 
+def seed_comparison(numbers: dict[str, Any]) -> list[dict[str, str]]:
+    """The seed abstract's figures (PMID 28494518) beside this cohort's, from the views."""
+    c = _context(numbers)
+    return compare_response(c) + compare_failures(c) + compare_transplant_and_survival(c)
+
+
 # --- figures ---------------------------------------------------------------------------------
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
@@ -298,6 +328,77 @@ def _png(fig: Any) -> str:
     fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def draw_km_stratum(
+    ax: Any,
+    table_ax: Any,
+    part: pl.DataFrame,
+    at_risk: pl.DataFrame,
+    summary: list[dict],
+    key: tuple[str, str, Any],
+    row: tuple[int, int],
+) -> None:
+    """One stratum's curve, CI band and censor marks on `ax`, its numbers at risk on
+    `table_ax`; `key` = (param, variable, value), `row` = (index, number of strata)."""
+    param, variable, value = key
+    i, n_values = row
+    colour = COLOURS[i % len(COLOURS)]
+    s = part.filter(pl.col("stratum_value") == value).sort("time_days")
+    times = [0, *s["time_days"].to_list()]
+    surv = [1.0, *s["survival"].to_list()]
+    lo = [1.0, *s["ci_lower"].to_list()]
+    hi = [1.0, *s["ci_upper"].to_list()]
+    summ = next(
+        r
+        for r in summary
+        if r["param"] == param and r["stratum_variable"] == variable and r["stratum_value"] == value
+    )
+    med = summ["median_days"]
+    med_txt = "NR" if med is None else f"{med} d"
+    ax.step(
+        times,
+        surv,
+        where="post",
+        color=colour,
+        label=f"{value}: n={summ['n']}, median {med_txt}",
+    )
+    ax.fill_between(times, lo, hi, step="post", color=colour, alpha=0.15, linewidth=0)
+    cens = s.filter(pl.col("n_censor") > 0)
+    ax.plot(cens["time_days"], cens["survival"], "|", color=colour, markersize=8)
+    risk = at_risk.filter(
+        (pl.col("param") == param)
+        & (pl.col("stratum_variable") == variable)
+        & (pl.col("stratum_value") == value)
+    )
+    for t, n in zip(risk["time_days"], risk["n_at_risk"], strict=True):
+        table_ax.text(
+            t, n_values - 1 - i, str(n), ha="center", va="center", fontsize=7, color=colour
+        )
+
+
+def label_km_axes(
+    ax: Any, table_ax: Any, variable: str, title: str, values: list, origin: int, lr_txt: str
+) -> None:
+    """Legend, axes, title and the number-at-risk table's labels of a KM figure."""
+    ax.legend(
+        title=f"{variable} ({lr_txt})" if lr_txt else variable,
+        loc="upper right",
+        fontsize=7,
+        title_fontsize=7,
+    )
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("Probability")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    origin_txt = "blinatumomab start" if origin == 0 else f"the landmark (day {origin})"
+    table_ax.set_xlabel(f"Days from {origin_txt}")
+    table_ax.set_yticks(range(len(values)), [str(v) for v in reversed(values)], fontsize=7)
+    table_ax.set_ylim(-0.5, len(values) - 0.5)
+    table_ax.set_title("Number at risk", fontsize=8, loc="left")
+    table_ax.tick_params(axis="x", labelsize=7)
+    for spine in ("top", "right", "left"):
+        table_ax.spines[spine].set_visible(False)
 
 
 def km_figure(
@@ -327,59 +428,11 @@ def km_figure(
     table_ax = fig.add_subplot(grid[1], sharex=ax)
     lr = _model(models, analysis="logrank", outcome=param, term=variable)
     for i, value in enumerate(values):
-        colour = COLOURS[i % len(COLOURS)]
-        s = part.filter(pl.col("stratum_value") == value).sort("time_days")
-        times = [0, *s["time_days"].to_list()]
-        surv = [1.0, *s["survival"].to_list()]
-        lo = [1.0, *s["ci_lower"].to_list()]
-        hi = [1.0, *s["ci_upper"].to_list()]
-        summ = next(
-            r
-            for r in summary
-            if r["param"] == param
-            and r["stratum_variable"] == variable
-            and r["stratum_value"] == value
+        draw_km_stratum(
+            ax, table_ax, part, at_risk, summary, (param, variable, value), (i, len(values))
         )
-        med = summ["median_days"]
-        med_txt = "NR" if med is None else f"{med} d"
-        ax.step(
-            times,
-            surv,
-            where="post",
-            color=colour,
-            label=f"{value}: n={summ['n']}, median {med_txt}",
-        )
-        ax.fill_between(times, lo, hi, step="post", color=colour, alpha=0.15, linewidth=0)
-        cens = s.filter(pl.col("n_censor") > 0)
-        ax.plot(cens["time_days"], cens["survival"], "|", color=colour, markersize=8)
-        risk = at_risk.filter(
-            (pl.col("param") == param)
-            & (pl.col("stratum_variable") == variable)
-            & (pl.col("stratum_value") == value)
-        )
-        for t, n in zip(risk["time_days"], risk["n_at_risk"], strict=True):
-            table_ax.text(
-                t, len(values) - 1 - i, str(n), ha="center", va="center", fontsize=7, color=colour
-            )
     lr_txt = f"log-rank p = {fmt_p(lr['p_value'])}" if lr and lr["p_value"] is not None else ""
-    ax.legend(
-        title=f"{variable} ({lr_txt})" if lr_txt else variable,
-        loc="upper right",
-        fontsize=7,
-        title_fontsize=7,
-    )
-    ax.set_ylim(0, 1.02)
-    ax.set_ylabel("Probability")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    origin_txt = "blinatumomab start" if origin == 0 else f"the landmark (day {origin})"
-    table_ax.set_xlabel(f"Days from {origin_txt}")
-    table_ax.set_yticks(range(len(values)), [str(v) for v in reversed(values)], fontsize=7)
-    table_ax.set_ylim(-0.5, len(values) - 0.5)
-    table_ax.set_title("Number at risk", fontsize=8, loc="left")
-    table_ax.tick_params(axis="x", labelsize=7)
-    for spine in ("top", "right", "left"):
-        table_ax.spines[spine].set_visible(False)
+    label_km_axes(ax, table_ax, variable, title, values, origin, lr_txt)
     fig.subplots_adjust(left=0.12, right=0.97, top=0.93, bottom=0.1)
     caption = f"{title} (log-rank p {fmt_p(lr['p_value'])})" if lr else title
     return {"title": title, "png": _png(fig), "caption": caption}
@@ -446,31 +499,109 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def write_study_report(analytics: Path, out_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """Write `study_report.html` into `out_dir`; returns its path and the numbers read."""
-    con = duckdb.connect(str(analytics), read_only=True)
-    try:
-        numbers = read_numbers(con)
-        km = con.sql("SELECT * FROM endpoints.km").pl()
-        at_risk = con.sql("SELECT * FROM endpoints.km_at_risk").pl()
-        ci = con.sql(
+def _hr_text(m: dict[str, Any] | None) -> str:
+    """`HR (lo-hi), p x`, the model's note when not estimable, `-` when absent."""
+    if m and m["estimate"] is not None:
+        return fmt_est(m["estimate"], m["ci_lower"], m["ci_upper"]) + f", p {fmt_p(m['p_value'])}"
+    return m["note"] if m else "-"
+
+
+def landmark_rows(numbers: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each HCT landmark of `endpoints.hct_landmark_summary` with its share and its Cox HRs."""
+    models = numbers["models"]
+    return [
+        r
+        | {
+            "share": f"{100 * r['share_hct_after_landmark']:.0f}%"
+            if r["share_hct_after_landmark"] is not None
+            else "-",
+            "hr": {
+                p: _hr_text(
+                    _model(
+                        models, analysis="cox_landmark", outcome=p, landmark_day=r["landmark_day"]
+                    )
+                )
+                for p in ("OS", "EFS", "RFS")
+            },
+        }
+        for r in numbers["landmarks"]
+    ]
+
+
+def time_dependent_rows(models: list[dict]) -> list[dict[str, Any]]:
+    """The time-dependent HCT Cox model of each endpoint."""
+    return [
+        {
+            "param": p,
+            "n": m["n"],
+            "events": m["events"],
+            "hr": fmt_est(m["estimate"], m["ci_lower"], m["ci_upper"])
+            if m["estimate"] is not None
+            else (m["note"] or "-"),
+            "p": fmt_p(m["p_value"]),
+        }
+        for p in ("OS", "EFS", "RFS")
+        for m in [_model(models, analysis="cox_time_dependent", outcome=p)]
+        if m
+    ]
+
+
+def km_summary_rows(summary: list[dict]) -> list[dict[str, Any]]:
+    """`endpoints.km_summary` rows with the median, its CI and the 12-month survival as text."""
+
+    def bound(v: Any, missing: str) -> str:
+        return missing if v is None else str(v)
+
+    return [
+        r
+        | {
+            "median": "NR" if r["median_days"] is None else str(r["median_days"]),
+            "median_ci": f"{bound(r['median_ci_lower_days'], '-')}-"
+            f"{bound(r['median_ci_upper_days'], 'NR')}",
+            "s12": fmt_est(r["surv_12m"], r["surv_12m_ci_lower"], r["surv_12m_ci_upper"]),
+        }
+        for r in sorted(
+            summary, key=lambda r: (r["param"], r["stratum_variable"], r["stratum_value"])
+        )
+        if r["param"] != "OS_REVERSE"
+    ]
+
+
+def read_curves(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
+    """The curve tables the figures draw: KM steps, numbers at risk, cumulative incidence."""
+    return {
+        "km": con.sql("SELECT * FROM endpoints.km").pl(),
+        "at_risk": con.sql("SELECT * FROM endpoints.km_at_risk").pl(),
+        "ci": con.sql(
             "SELECT * FROM endpoints.cumulative_incidence WHERE stratum_variable = 'overall'"
-        ).pl()
-    finally:
-        con.close()
-    figures = [
+        ).pl(),
+    }
+
+
+def draw_figures(numbers: dict[str, Any], curves: dict[str, pl.DataFrame]) -> list[dict[str, str]]:
+    """The KM figures of `FIGURES` that have data."""
+    return [
         f
         for param, variable, title in FIGURES
         if (
             f := km_figure(
-                km, at_risk, numbers["km_summary"], numbers["models"], param, variable, title
+                curves["km"],
+                curves["at_risk"],
+                numbers["km_summary"],
+                numbers["models"],
+                param,
+                variable,
+                title,
             )
         )
     ]
-    incidence = cumulative_incidence_figure(ci)
+
+
+def build_view(numbers: dict[str, Any], curves: dict[str, pl.DataFrame]) -> dict[str, Any]:
+    """What the template renders: the numbers formatted, the figures drawn."""
     overall = next(r for r in numbers["response_rates"] if r["predictor"] == "overall")
     models = numbers["models"]
-    view = {
+    return {
         "overall": overall,
         "cr": fmt_count(overall["responders"], overall["n"]),
         "table_one": table_one(numbers["table_one"]),
@@ -479,67 +610,26 @@ def write_study_report(analytics: Path, out_dir: Path) -> tuple[Path, dict[str, 
         "cd19_failure": binary_tests(numbers, "cd19_negative_at_failure"),
         "failure": failure_rows(numbers),
         "seed": seed_comparison(numbers),
-        "landmarks": [
-            r
-            | {
-                "share": f"{100 * r['share_hct_after_landmark']:.0f}%"
-                if r["share_hct_after_landmark"] is not None
-                else "-",
-                "hr": {
-                    p: (
-                        fmt_est(m["estimate"], m["ci_lower"], m["ci_upper"])
-                        + f", p {fmt_p(m['p_value'])}"
-                        if m and m["estimate"] is not None
-                        else (m["note"] if m else "-")
-                    )
-                    for p in ("OS", "EFS", "RFS")
-                    for m in [
-                        _model(
-                            models,
-                            analysis="cox_landmark",
-                            outcome=p,
-                            landmark_day=r["landmark_day"],
-                        )
-                    ]
-                },
-            }
-            for r in numbers["landmarks"]
-        ],
-        "time_dependent": [
-            {
-                "param": p,
-                "n": m["n"],
-                "events": m["events"],
-                "hr": fmt_est(m["estimate"], m["ci_lower"], m["ci_upper"])
-                if m["estimate"] is not None
-                else (m["note"] or "-"),
-                "p": fmt_p(m["p_value"]),
-            }
-            for p in ("OS", "EFS", "RFS")
-            for m in [_model(models, analysis="cox_time_dependent", outcome=p)]
-            if m
-        ],
-        "km_summary": [
-            r
-            | {
-                "median": "NR" if r["median_days"] is None else str(r["median_days"]),
-                "median_ci": f"{r['median_ci_lower_days'] if r['median_ci_lower_days'] is not None else '-'}-{r['median_ci_upper_days'] if r['median_ci_upper_days'] is not None else 'NR'}",
-                "s12": fmt_est(r["surv_12m"], r["surv_12m_ci_lower"], r["surv_12m_ci_upper"]),
-            }
-            for r in sorted(
-                numbers["km_summary"],
-                key=lambda r: (r["param"], r["stratum_variable"], r["stratum_value"]),
-            )
-            if r["param"] != "OS_REVERSE"
-        ],
+        "landmarks": landmark_rows(numbers),
+        "time_dependent": time_dependent_rows(models),
+        "km_summary": km_summary_rows(numbers["km_summary"]),
         "follow_up": numbers["follow_up"][0] if numbers["follow_up"] else None,
         "n_tests": sum(1 for m in models if m["p_value"] is not None),
-        "figures": figures,
-        "incidence": incidence,
+        "figures": draw_figures(numbers, curves),
+        "incidence": cumulative_incidence_figure(curves["ci"]),
         "definitions": numbers["definitions"],
     }
-    env = template_env()
-    html = env.get_template("study_report.html.j2").render(**view)
+
+
+def write_study_report(analytics: Path, out_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """Write `study_report.html` into `out_dir`; returns its path and the numbers read."""
+    con = duckdb.connect(str(analytics), read_only=True)
+    try:
+        numbers = read_numbers(con)
+        curves = read_curves(con)
+    finally:
+        con.close()
+    html = template_env().get_template("study_report.html.j2").render(**build_view(numbers, curves))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "study_report.html"
     path.write_text(html, encoding="utf-8")

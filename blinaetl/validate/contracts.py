@@ -127,7 +127,8 @@ class Contract:
         return tuple(f.name for f in self.fields if f.identifier)
 
 
-def _implied_checks(table: str, prefix: str, fields: tuple[FieldSpec, ...]) -> list[CheckSpec]:
+def derive_row_checks(table: str, prefix: str) -> list[CheckSpec]:
+    """The checks every table has on its rows: exact duplicate, cut-off line, NUL byte."""
     checks = [
         CheckSpec(
             id=f"{prefix}_DUPLICATE_ROW",
@@ -171,72 +172,89 @@ def _implied_checks(table: str, prefix: str, fields: tuple[FieldSpec, ...]) -> l
             table=table,
         )
     )
-    for f in fields:
-        up = f.name.upper()
-        if f.required:
-            checks.append(
-                CheckSpec(
-                    id=f"{prefix}_{up}_REQUIRED",
-                    check="not_null",
-                    kahn="completeness",
-                    severity="error",
-                    threshold=0,
-                    message=f"'{f.name}' is required and is empty; fill it in the extract.",
-                    table=table,
-                    column=f.name,
-                    implied=True,
-                )
+    return checks
+
+
+# what a value of each non-text type must look like, in the words of a parse failure
+PARSE_WORDS = {
+    "date": (
+        "a date in the format the site's mapping declares in 'date_format' "
+        "(ISO %Y-%m-%d, e.g. 2024-01-31, when it declares none); the delivered "
+        "value is shown in the quarantined row (quarantine.rows.raw_json)"
+    ),
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "yes/no (true/false, 1/0, Y/N)",
+}
+
+
+def derive_field_checks(table: str, prefix: str, f: FieldSpec) -> list[CheckSpec]:
+    """The checks a field's declaration implies: required, parses as its type, a date not
+    after the extract."""
+    checks: list[CheckSpec] = []
+    up = f.name.upper()
+    if f.required:
+        checks.append(
+            CheckSpec(
+                id=f"{prefix}_{up}_REQUIRED",
+                check="not_null",
+                kahn="completeness",
+                severity="error",
+                threshold=0,
+                message=f"'{f.name}' is required and is empty; fill it in the extract.",
+                table=table,
+                column=f.name,
+                implied=True,
             )
-        if f.type != "string":
-            what = {
-                "date": (
-                    "a date in the format the site's mapping declares in 'date_format' "
-                    "(ISO %Y-%m-%d, e.g. 2024-01-31, when it declares none); the delivered "
-                    "value is shown in the quarantined row (quarantine.rows.raw_json)"
+        )
+    if f.type != "string":
+        what = PARSE_WORDS[f.type]
+        checks.append(
+            CheckSpec(
+                id=f"{prefix}_{up}_TYPE",
+                check="parses",
+                kahn="conformance.value",
+                severity="error",
+                threshold=0,
+                message=(
+                    f"'{f.name}' must be {what}; the delivered value cannot be read. "
+                    + (
+                        "Correct the value, or set 'date_format' in the site's mapping to "
+                        "the format the site uses (e.g. '%d/%m/%Y')."
+                        if f.type == "date"
+                        else "Correct the value in the extract."
+                    )
                 ),
-                "int": "a whole number",
-                "float": "a number",
-                "bool": "yes/no (true/false, 1/0, Y/N)",
-            }[f.type]
-            checks.append(
-                CheckSpec(
-                    id=f"{prefix}_{up}_TYPE",
-                    check="parses",
-                    kahn="conformance.value",
-                    severity="error",
-                    threshold=0,
-                    message=(
-                        f"'{f.name}' must be {what}; the delivered value cannot be read. "
-                        + (
-                            "Correct the value, or set 'date_format' in the site's mapping to "
-                            "the format the site uses (e.g. '%d/%m/%Y')."
-                            if f.type == "date"
-                            else "Correct the value in the extract."
-                        )
-                    ),
-                    table=table,
-                    column=f.name,
-                    implied=True,
-                )
+                table=table,
+                column=f.name,
+                implied=True,
             )
-        if f.type == "date":
-            checks.append(
-                CheckSpec(
-                    id=f"{prefix}_{up}_NOT_FUTURE",
-                    check="not_after_extract",
-                    kahn="plausibility.temporal",
-                    severity="error",
-                    threshold=0,
-                    message=(
-                        f"'{f.name}' is later than the extract's date (the date in the file "
-                        "name, or the run date when the name has none): a date cannot be "
-                        "recorded before it happens. Correct the date in the extract."
-                    ),
-                    table=table,
-                    column=f.name,
-                    implied=True,
-                )
+        )
+    if f.type == "date":
+        checks.append(
+            CheckSpec(
+                id=f"{prefix}_{up}_NOT_FUTURE",
+                check="not_after_extract",
+                kahn="plausibility.temporal",
+                severity="error",
+                threshold=0,
+                message=(
+                    f"'{f.name}' is later than the extract's date (the date in the file "
+                    "name, or the run date when the name has none): a date cannot be "
+                    "recorded before it happens. Correct the date in the extract."
+                ),
+                table=table,
+                column=f.name,
+                implied=True,
             )
+        )
+    return checks
+
+
+def _implied_checks(table: str, prefix: str, fields: tuple[FieldSpec, ...]) -> list[CheckSpec]:
+    checks = derive_row_checks(table, prefix)
+    for f in fields:
+        checks += derive_field_checks(table, prefix, f)
     return checks
 
 

@@ -175,26 +175,18 @@ def _pct_fall(before: int, after: int) -> float:
     return 0.0 if before <= 0 else 100.0 * (before - after) / before
 
 
-def gate_findings(
-    build: Profile,
-    live: Profile | None,
-    files: pl.DataFrame,
-    delivered_sites: Iterable[str],
-    max_patient_drop_pct: float = DEFAULT_MAX_PATIENT_DROP_PCT,
-) -> list[GateFinding]:
-    """Every reason to refuse the new build, compared with the live one and the delivery."""
-    found: list[GateFinding] = []
-    pct = max_patient_drop_pct
+def find_patient_loss(build: Profile, live: Profile | None, pct: float) -> list[GateFinding]:
+    """No patient at all, or the patients fell by more than `pct` percent overall."""
     if build.patients == 0:
-        found.append(
+        return [
             GateFinding(
                 "no_patients",
                 "patients",
                 "the new build holds no patient (curated.patients is empty)",
             )
-        )
-    elif live is not None and _pct_fall(live.patients, build.patients) > pct:
-        found.append(
+        ]
+    if live is not None and _pct_fall(live.patients, build.patients) > pct:
+        return [
             GateFinding(
                 "patients_fell",
                 "patients",
@@ -202,58 +194,78 @@ def gate_findings(
                 f"({_pct_fall(live.patients, build.patients):.1f}%, more than the "
                 f"{pct:g}% allowed by max_patient_drop_pct)",
             )
-        )
-    sites_now = build.patients_by_site
-    if live is not None:
-        for site, before in sorted(live.patients_by_site.items()):
-            after = sites_now.get(site, 0)
-            if after == 0:
-                found.append(
-                    GateFinding(
-                        "site_lost",
-                        site,
-                        f"site {site} had {before} patients in the published database and has "
-                        "none in the new build",
-                    )
+        ]
+    return []
+
+
+def find_site_loss(build: Profile, live: Profile, pct: float) -> list[GateFinding]:
+    """A published site with no patient now, or whose patients fell by more than `pct`."""
+    found = []
+    for site, before in sorted(live.patients_by_site.items()):
+        after = build.patients_by_site.get(site, 0)
+        if after == 0:
+            found.append(
+                GateFinding(
+                    "site_lost",
+                    site,
+                    f"site {site} had {before} patients in the published database and has "
+                    "none in the new build",
                 )
-            elif _pct_fall(before, after) > pct:
-                found.append(
-                    GateFinding(
-                        "site_patients_fell",
-                        site,
-                        f"site {site}: patients fell from {before} to {after} "
-                        f"({_pct_fall(before, after):.1f}%, more than the {pct:g}% allowed by "
-                        "max_patient_drop_pct)",
-                    )
-                )
-        for table, before in sorted(live.table_rows.items()):
-            if table not in build.table_rows:
-                found.append(
-                    GateFinding(
-                        "table_lost",
-                        f"table:{table}",
-                        f"curated.{table} is in the published database and missing from the "
-                        "new build",
-                    )
-                )
-            elif before > 0 and build.table_rows[table] == 0:
-                found.append(
-                    GateFinding(
-                        "table_emptied",
-                        f"table:{table}",
-                        f"curated.{table} had {before} rows in the published database and is "
-                        "empty in the new build",
-                    )
-                )
-    lost_sites = {f.token for f in found if f.rule == "site_lost"}
-    for site in sorted(set(delivered_sites) - set(sites_now) - lost_sites):
-        found.append(
-            GateFinding(
-                "site_lost",
-                site,
-                f"site {site} delivered files in this run and has no patient in the new build",
             )
+        elif _pct_fall(before, after) > pct:
+            found.append(
+                GateFinding(
+                    "site_patients_fell",
+                    site,
+                    f"site {site}: patients fell from {before} to {after} "
+                    f"({_pct_fall(before, after):.1f}%, more than the {pct:g}% allowed by "
+                    "max_patient_drop_pct)",
+                )
+            )
+    return found
+
+
+def find_table_loss(build: Profile, live: Profile) -> list[GateFinding]:
+    """A published curated table missing from the build, or emptied."""
+    found = []
+    for table, before in sorted(live.table_rows.items()):
+        if table not in build.table_rows:
+            found.append(
+                GateFinding(
+                    "table_lost",
+                    f"table:{table}",
+                    f"curated.{table} is in the published database and missing from the new build",
+                )
+            )
+        elif before > 0 and build.table_rows[table] == 0:
+            found.append(
+                GateFinding(
+                    "table_emptied",
+                    f"table:{table}",
+                    f"curated.{table} had {before} rows in the published database and is "
+                    "empty in the new build",
+                )
+            )
+    return found
+
+
+def find_delivered_site_loss(
+    build: Profile, delivered_sites: Iterable[str], already_lost: set[str]
+) -> list[GateFinding]:
+    """A site that delivered files in this run and has no patient (unless already found)."""
+    return [
+        GateFinding(
+            "site_lost",
+            site,
+            f"site {site} delivered files in this run and has no patient in the new build",
         )
+        for site in sorted(set(delivered_sites) - set(build.patients_by_site) - already_lost)
+    ]
+
+
+def find_source_loss(files: pl.DataFrame, live: Profile | None) -> list[GateFinding]:
+    """A source that delivered files now, or loaded rows in the last publication, and loaded
+    no row in this run."""
     now = source_rows(files)
     delivered_sources = set(
         files.filter(pl.col("source_id").is_not_null() & (pl.col("status") != "superseded"))[
@@ -261,6 +273,7 @@ def gate_findings(
         ].to_list()
     )
     before_sources = (live.source_rows or {}) if live is not None else {}
+    found = []
     for source in sorted(delivered_sources | {s for s, n in before_sources.items() if n > 0}):
         if now.get(source, 0) > 0:
             continue
@@ -273,17 +286,41 @@ def gate_findings(
                 f"source {source} {where} loaded no row in this run",
             )
         )
+    return found
+
+
+def find_emptied_files(files: pl.DataFrame) -> list[GateFinding]:
+    """A delivered file that had rows, every one of them quarantined."""
     emptied = files.filter(
         (pl.col("rows_read") > 0) & (pl.col("rows_loaded") == 0) & (pl.col("rows_quarantined") > 0)
     )
-    for path, n in emptied.select("path", "rows_read").sort("path").iter_rows():
-        found.append(
-            GateFinding(
-                "file_all_quarantined",
-                f"file:{path}",
-                f"{path}: all {n} rows were quarantined (see its queries for the cause)",
-            )
+    return [
+        GateFinding(
+            "file_all_quarantined",
+            f"file:{path}",
+            f"{path}: all {n} rows were quarantined (see its queries for the cause)",
         )
+        for path, n in emptied.select("path", "rows_read").sort("path").iter_rows()
+    ]
+
+
+def gate_findings(
+    build: Profile,
+    live: Profile | None,
+    files: pl.DataFrame,
+    delivered_sites: Iterable[str],
+    max_patient_drop_pct: float = DEFAULT_MAX_PATIENT_DROP_PCT,
+) -> list[GateFinding]:
+    """Every reason to refuse the new build, compared with the live one and the delivery."""
+    pct = max_patient_drop_pct
+    found = find_patient_loss(build, live, pct)
+    if live is not None:
+        found += find_site_loss(build, live, pct)
+        found += find_table_loss(build, live)
+    lost_sites = {f.token for f in found if f.rule == "site_lost"}
+    found += find_delivered_site_loss(build, delivered_sites, lost_sites)
+    found += find_source_loss(files, live)
+    found += find_emptied_files(files)
     return found
 
 

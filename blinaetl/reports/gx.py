@@ -55,6 +55,7 @@ SUITE: list[tuple[str, dict[str, Any]]] = [
                 "CRh",
                 "CRi",
                 "CR_em_not_reassessed",
+                "response_not_sustained",
                 "hypoplastic",
                 "refractory",
                 "NE",

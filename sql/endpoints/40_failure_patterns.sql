@@ -33,7 +33,7 @@ GROUP BY failure_group
 ORDER BY failure_group;
 
 COMMENT ON VIEW endpoints.failure_patterns IS 'Among refractory and among relapsed patients: EM at failure, failure pattern and CD19 at failure (percentages of evaluable = cd19_evaluable).';
-COMMENT ON COLUMN endpoints.failure_patterns.failure_group IS 'refractory (every non-responder: refractory, hypoplastic, NE or CR_em_not_reassessed best response) or relapsed (responders who relapsed).';
+COMMENT ON COLUMN endpoints.failure_patterns.failure_group IS 'refractory (every non-responder: refractory, hypoplastic, NE, CR_em_not_reassessed or response_not_sustained best response) or relapsed (responders who relapsed).';
 COMMENT ON COLUMN endpoints.failure_patterns.n IS 'Patients in the group.';
 COMMENT ON COLUMN endpoints.failure_patterns.em_at_failure IS 'Patients with new EM disease at failure (persistent baseline disease excluded).';
 COMMENT ON COLUMN endpoints.failure_patterns.isolated_marrow IS 'Marrow only at failure.';

@@ -1,8 +1,11 @@
 -- Best response, remission, transplant, relapse and failure per patient (docs/derivations.md).
 -- Relapse = the first relapse evidence after the response day (harmonized.relapse_evidence),
--- with the kinds of evidence of that day. Failure: every non-responder is refractory (whatever
--- the reason: refractory, hypoplastic, NE, CR_em_not_reassessed), failing on the first window
--- assessment; a relapsed responder fails on the relapse day. At failure: marrow involvement
+-- with the kinds of evidence of that day. A response whose first relapse evidence comes fewer than
+-- cr_min_duration_days after the response day is response_not_sustained, not a response (BMT
+-- CTN/CIBMTR: CR lasting >= 4 weeks). Failure: every non-responder is refractory (whatever the
+-- reason: refractory, hypoplastic, NE, CR_em_not_reassessed, response_not_sustained), failing on
+-- the first window assessment (response_not_sustained: on the evidence day); a relapsed responder
+-- fails on the relapse day. At failure: marrow involvement
 -- (marrow blasts above the remission cut-off, at or above the relapse cut-off for a relapse, or
 -- circulating blasts) and EM at failure = a new EM site (not active at start, or shown clear since
 -- and back), never persistent baseline disease; both within failure_em_window_days of the day.
@@ -53,20 +56,51 @@ relapses AS (
     GROUP BY d.patient_key, d.relapse_day
 ),
 
+judged AS (
+    -- CR lasting >= 4 weeks (BMT CTN/ASBMT, CIBMTR; domain.md section 2): a response whose first
+    -- relapse evidence comes fewer than cr_min_duration_days after the response day is not
+    -- sustained: best response response_not_sustained, not a response, failing (refractory) on
+    -- that evidence day. 0 = not required. Death without relapse evidence does not break it.
+    SELECT
+        d.*,
+        r.relapse_day AS evidence_day,
+        r.relapse_evidence AS evidence_kinds,
+        coalesce(
+            d.responder AND r.relapse_day - d.response_day < def_num('cr_min_duration_days'), FALSE
+        ) AS not_sustained
+    FROM base AS d
+    LEFT JOIN relapses AS r ON d.patient_key = r.patient_key
+),
+
+sustained AS (
+    SELECT
+        patient_key,
+        day0_date,
+        CASE WHEN not_sustained THEN 'response_not_sustained' ELSE best_response END AS best_response,
+        responder AND NOT not_sustained AS responder,
+        response_source,
+        CASE WHEN NOT not_sustained THEN response_day END AS response_day,
+        CASE WHEN NOT not_sustained THEN mrd_negative END AS mrd_negative,
+        CASE WHEN not_sustained THEN evidence_day ELSE first_failure_day END AS first_failure_day,
+        CASE WHEN responder AND NOT not_sustained THEN evidence_day END AS relapse_day,
+        CASE WHEN responder AND NOT not_sustained THEN evidence_kinds END AS relapse_evidence,
+        -- the failure is shown by relapse evidence (relapse, or a response not sustained): the
+        -- marrow at failure is read with the relapse cut-off
+        responder AND evidence_day IS NOT NULL AS failed_on_relapse_evidence
+    FROM judged
+),
+
 outcomes_joined AS (
     SELECT
         d.*,
         h.hct_day,
-        r.relapse_day,
-        r.relapse_evidence,
-        CASE WHEN NOT d.responder THEN d.first_failure_day ELSE r.relapse_day END AS failure_day,
+        CASE WHEN NOT d.responder THEN d.first_failure_day ELSE d.relapse_day END AS failure_day,
         CASE
             WHEN NOT d.responder THEN 'refractory'
-            WHEN r.relapse_day IS NOT NULL THEN 'relapse'
+            WHEN d.relapse_day IS NOT NULL THEN 'relapse'
         END AS failure_type
-    FROM base AS d
+    FROM sustained AS d
     LEFT JOIN transplants AS h ON d.patient_key = h.patient_key
-    LEFT JOIN relapses AS r ON d.patient_key = r.patient_key
 ),
 
 marrow_failure AS (
@@ -78,8 +112,9 @@ marrow_failure AS (
         AND abs(date_diff('day', o.day0_date, a.assessment_date) - o.failure_day)
         <= def_num('failure_em_window_days')
         AND (
-            CASE o.failure_type
-                WHEN 'relapse' THEN a.marrow_blasts_pct >= def_num('relapse_marrow_blasts_min_pct')
+            CASE
+                WHEN o.failed_on_relapse_evidence
+                    THEN a.marrow_blasts_pct >= def_num('relapse_marrow_blasts_min_pct')
                 ELSE a.marrow_blasts_pct > def_num('response_marrow_blasts_max_pct')
             END
             OR a.blood_blasts_pct > def_num('blood_blasts_max_pct')

@@ -382,3 +382,116 @@ def test_tr_whose_tu_lacks_the_link_column_is_rejected_naming_the_key(tmp_path):
     assert f["status"] == "rejected"
     assert "'TULNKID' named in 'lookup' of the mapping are not in the file" in f["error"]
     assert "sdtm.yaml" in f["fix"]
+
+
+# --- study days across domains: --DY with the anchor DM.RFSTDTC ------------------------------
+
+ANCHOR = '{file: "sdtm/*/dm.xpt", by: USUBJID, column: RFSTDTC}'
+RS_DAYS = {
+    "USUBJID": [S1, S1, S1, S2, S2, S3, S3, S4, S4],
+    "RSTESTCD": ["OVRLRESP"] * 9,
+    "RSSTRESC": ["CR", "NE", "NE", "CRi", "NE", "PD", "NE", "NE", "NE"],
+    "RSDTC": ["2014-01-30", None, None, "2014-03", None, None, None, "2014-02", None],
+    "RSDY": [29.0, 1.0, -1.0, 2.0, -1.0, -2.0, 0.0, None, None],
+    "VISIT": ["WEEK 4", "DAY 1", "SCREENING", "DAY 2", "SCREENING", "SCREENING", "X", "X", "X"],
+}
+
+
+def _rs_with_study_days(text: str) -> str:
+    doc = yaml.safe_load(text)
+    rs = next(f for f in doc["files"] if f["table"] == "reported_responses")
+    del rs["columns"]["response_date"]
+    rs["derived_dates"] = yaml.safe_load(
+        f"{{response_date: {{days: RSDY, date: RSDTC, day_one: true, anchor: {ANCHOR}}}}}"
+    )
+    ex = next(f for f in doc["files"] if f["table"] == "treatments")
+    del ex["columns"]["start_date"], ex["columns"]["end_date"]
+    ex["derived_dates"] = yaml.safe_load(
+        f"{{start_date: {{days: EXSTDY, date: EXSTDTC, day_one: true, anchor: {ANCHOR}}},"
+        f" end_date: {{days: EXENDY, date: EXENDTC, day_one: true, anchor: {ANCHOR}}}}}"
+    )
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def test_sdtm_study_days_anchored_on_dm_rfstdtc_where_the_dtc_is_missing_or_partial(tmp_path):
+    ex = {
+        **EX,
+        "EXSTDTC": [None, "2014-03", "2014-01-06", None],
+        "EXSTDY": [1.0, 1.0, 1.0, 1.0],
+        "EXENDTC": ["2014-01-29", None, None, None],
+        "EXENDY": [28.0, 28.0, 28.0, None],
+    }
+    domains = {"dm": DM, "mh": MH, "ex": ex, "ds": DS, "rs": RS_DAYS}
+    landing, sources = setup_study(tmp_path, domains, "xpt", drop=("imaging_reports",))
+    (sources / "sdtm.yaml").write_text(_rs_with_study_days((sources / "sdtm.yaml").read_text()))
+    result = ingest(landing, sources)
+    rs_rel, ex_rel = "sdtm/PILOT01/rs.xpt", "sdtm/PILOT01/ex.xpt"
+    got = result.tables["reported_responses"].sort("_source_row")
+    # RFSTDTC: S1 2014-01-02, S2 2014-03-01, S3 2014-01-06, S4 2014-02-01; day 1 = RFSTDTC,
+    # day 2 = the day after, day -1 = the day before, day -2 two days before; no day 0
+    assert got.select("_source_row", "mrn", "response_date").rows() == [
+        (1, S1, dt.date(2014, 1, 30)),  # complete RSDTC wins (RSDY 29 agrees)
+        (2, S1, dt.date(2014, 1, 2)),  # day 1
+        (3, S1, dt.date(2014, 1, 1)),  # day -1
+        (4, S2, dt.date(2014, 3, 2)),  # partial 2014-03, day 2: the study day, not 2014-03-01
+        (5, S2, dt.date(2014, 2, 28)),  # day -1 across a month end
+        (6, S3, dt.date(2014, 1, 4)),  # day -2
+        (8, S4, dt.date(2014, 2, 1)),  # partial 2014-02, no day: imputed (first), recorded
+    ]
+    fails = result.quarantine_failures.filter(pl.col("_source_file") == rs_rel)
+    assert sorted(fails.select("_source_row", "check_id").rows()) == [
+        (7, "RSP_RESPONSE_DATE_TYPE"),  # day 0 does not exist
+        (9, "RSP_RESPONSE_DATE_REQUIRED"),  # neither a date nor a day
+    ]
+    imputed = result.date_imputations.filter(pl.col("source_file") == rs_rel)
+    assert imputed.select("source_row", "delivered", "imputed_date").rows() == [
+        (8, "2014-02", dt.date(2014, 2, 1))
+    ]
+    # S2's partial EXSTDTC gave way to its study day: nothing imputed in EX
+    assert result.date_imputations.filter(pl.col("source_file") == ex_rel).height == 0
+    trt = result.tables["treatments"].sort("_source_row")
+    assert trt.select("mrn", "start_date", "end_date").rows() == [
+        (S1, dt.date(2014, 1, 2), dt.date(2014, 1, 29)),  # day 1; EXENDTC complete
+        (S2, dt.date(2014, 3, 1), dt.date(2014, 3, 28)),  # partial EXSTDTC: day 1; day 28
+        (S3, dt.date(2014, 1, 6), dt.date(2014, 2, 2)),  # complete EXSTDTC; day 28
+        (S4, dt.date(2014, 2, 1), None),  # day 1; no end at all (end_date is optional)
+    ]
+    note = file_row(result, ex_rel)["error"]
+    # both dates' anchors come from one join of DM
+    assert note.count("lookup: RFSTDTC from sdtm/PILOT01/dm.xpt joined on USUBJID") == 1
+    assert "(4 of 4 row(s) found)" in note
+    assert file_row(result, rs_rel)["rows_read"] == 9
+
+
+@pytest.mark.parametrize(
+    ("anchor", "words"),
+    [
+        (
+            '{file: "sdtm/*/dm.xpt", by: USUBJID}',
+            r"t.yaml, files\[\d\]: 'derived_dates.response_date.anchor' lacks column",
+        ),
+        (
+            '{file: "sdtm/*/dm.xpt", on: USUBJID, column: RFSTDTC}',
+            r"'derived_dates.response_date.anchor' has a key that YAML reads as true",
+        ),
+        (
+            '{file: "sdtm/*/dm.xpt", by: USUBJID, column: [RFSTDTC, RFENDTC]}',
+            r"'derived_dates.response_date.anchor.column' must be one column",
+        ),
+        (
+            '{file: "sdtm/*/dm.xpt", by: [USUBJID, X], key: USUBJID, column: RFSTDTC}',
+            r"'derived_dates.response_date.anchor' joins on 2 column\(s\)",
+        ),
+        ("RSDY", r"'derived_dates.response_date' names one column twice"),
+    ],
+)
+def test_bad_study_day_spec_is_refused_at_load_time_naming_file_and_key(tmp_path, anchor, words):
+    from blinaetl.ingest.sources import MappingError, load_source
+
+    doc = yaml.safe_load(_rs_with_study_days(template("xpt")))
+    rs = next(f for f in doc["files"] if f["table"] == "reported_responses")
+    rs["derived_dates"]["response_date"]["anchor"] = yaml.safe_load(anchor)
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(MappingError, match=words):
+        load_source(path)

@@ -466,7 +466,12 @@ def map_frame(
 
 def _derived_date_sources(fm: FileMapping) -> set[str]:
     """The day-count and anchor columns the mapping's `derived_dates` read."""
-    return {c for d in fm.derived_dates.values() for c in (d["days"], d["anchor"])}
+    return {
+        c
+        for d in fm.derived_dates.values()
+        for c in (d["days"], d["anchor"], d.get("date"))
+        if c is not None
+    }
 
 
 def _mapped_source_columns(fm: FileMapping, used: set[str]) -> set[str]:
@@ -553,7 +558,7 @@ def _raw_text_exprs(
         if f.name in fm.not_collected:
             text = pl.lit(None, pl.Utf8)  # the site never collected it: NULL, declared
         elif f.name in fm.derived_dates:
-            text = pl.col(fm.derived_dates[f.name]["days"])
+            text = _derived_date_text(fm.derived_dates[f.name], fm.date_format)
         elif src is not None and src in delivered:
             text = pl.col(src)
         elif f.name in fm.constants:
@@ -577,7 +582,7 @@ def _typed_expr(f: FieldSpec, fm: FileMapping, partial_dates: str) -> pl.Expr:
     if f.type == "string":
         value = col
     elif f.name in fm.derived_dates:
-        value = _derived_date(fm.derived_dates[f.name], fm.date_format)
+        value = _derived_date(fm.derived_dates[f.name], fm.date_format, partial_dates)
     elif f.type == "date" and fm.date_format == ISO8601:
         value = iso8601_date(col, partial_dates)
     elif f.type == "date":
@@ -671,7 +676,7 @@ def _compose_columns(
     return raw.with_columns(exprs), dataclasses.replace(fm, columns=columns), used
 
 
-def _derived_date(spec: dict, date_format: str) -> pl.Expr:
+def _study_day_date(spec: dict, date_format: str) -> pl.Expr:
     """anchor date + day offset; with `day_one` (SDTM study days) day 1 is the anchor, no day 0."""
     fmt = spec["anchor_format"] or date_format
     anchor = (
@@ -685,6 +690,43 @@ def _derived_date(spec: dict, date_format: str) -> pl.Expr:
     if spec["day_one"]:
         days = pl.when(days > 0).then(days - 1).when(days < 0).then(days).otherwise(None)
     return anchor + pl.duration(days=days)
+
+
+def _complete_date(col: pl.Expr, date_format: str) -> pl.Expr:
+    """A delivered date that is complete (an ISO 8601 partial date is not)."""
+    if date_format == ISO8601:
+        return iso8601_date(col, "none")
+    return col.str.strptime(pl.Date, date_format, strict=False)
+
+
+def _derived_date(spec: dict, date_format: str, partial_dates: str = "first") -> pl.Expr:
+    """The study-day date; with `date` (e.g. SDTM --DTC beside --DY) the delivered date where it
+    is complete, the study-day date where it is missing or partial, and last the partial date
+    completed by the rule of partial_date_imputation (recorded in date_imputations)."""
+    derived = _study_day_date(spec, date_format)
+    if not spec.get("date"):
+        return derived
+    delivered = pl.col(spec["date"])
+    parts = [_complete_date(delivered, date_format), derived]
+    if date_format == ISO8601:
+        parts.append(iso8601_date(delivered, partial_dates))
+    return pl.coalesce(parts)
+
+
+def _derived_date_text(spec: dict, date_format: str) -> pl.Expr:
+    """What a derived date shows as delivered: the day offset, or with `date` the delivered date
+    unless the study day was used (then `DAYS=value`, never mistaken for a partial date)."""
+    days = pl.col(spec["days"])
+    if not spec.get("date"):
+        return days
+    delivered = pl.col(spec["date"])
+    return (
+        pl.when(_complete_date(delivered, date_format).is_not_null())
+        .then(delivered)
+        .when(_study_day_date(spec, date_format).is_not_null())
+        .then(pl.lit(f"{spec['days']}=") + days)
+        .otherwise(pl.coalesce(delivered, days))
+    )
 
 
 def _read_lookups(
@@ -1435,8 +1477,9 @@ def _imputations(
         if m.mapping.date_format != ISO8601:
             continue
         for f in contracts[m.mapping.table].fields:
-            if f.type != "date" or f.name in m.mapping.derived_dates:
-                continue
+            derived = m.mapping.derived_dates.get(f.name)
+            if f.type != "date" or (derived is not None and not derived.get("date")):
+                continue  # a study-day date is never imputed (unless its delivered date was)
             raw = pl.col(RAW_PREFIX + f.name)
             parts.append(
                 m.frame.filter(raw.str.contains(PARTIAL_RE) & pl.col(f.name).is_not_null()).select(

@@ -65,7 +65,8 @@ WHERE_OPS = {"equals", "not_equals", "in", "not_in", "present", "matches"}
 PIVOT_KEYS = {"key", "name", "value"}
 UNPIVOT_KEYS = {"index", "columns", "name", "value", "keep_empty"}
 SITE_FROM_KEYS = {"column", "codes", "pattern"}
-DERIVED_KEYS = {"days", "anchor", "anchor_format", "day_one"}
+DERIVED_KEYS = {"days", "anchor", "anchor_format", "day_one", "date"}
+ANCHOR_KEYS = {"file", "format", "by", "key", "column", "where", "encoding", "delimiter"}
 SOURCE_KEYS = {"source", "kind", "site", "lab", "files"}
 
 
@@ -276,9 +277,9 @@ def _redcap(raw: dict, where: str) -> dict[str, Any]:
     }
 
 
-def _lookup_spec(spec: Any, i: int, raw: dict, where: str) -> dict[str, Any]:
-    """One `lookup` entry: the other file, the joining column(s) on each side, the columns."""
-    entry = f"lookup[{i}]"
+def _lookup_spec(spec: Any, entry: str, raw: dict, where: str) -> dict[str, Any]:
+    """One `lookup` entry (named `entry` in messages): the other file, the joining column(s) on
+    each side, the columns."""
     if isinstance(spec, dict) and True in spec:
         raise MappingError(
             f"{where}: '{entry}' has a key that YAML reads as true (on/yes/y): name the "
@@ -317,7 +318,9 @@ def _lookups(raw: Any, file_raw: dict, where: str) -> tuple[dict[str, Any], ...]
             f"{where}: 'lookup' must be a list of {{file, by, key, columns}} (columns joined "
             "in from another landing file by a key)"
         )
-    return tuple(_lookup_spec(spec, i, file_raw, where) for i, spec in enumerate(lookups))
+    return tuple(
+        _lookup_spec(spec, f"lookup[{i}]", file_raw, where) for i, spec in enumerate(lookups)
+    )
 
 
 def _recode(raw: Any, where: str) -> dict[str, dict[str, str]]:
@@ -343,7 +346,9 @@ def _recode(raw: Any, where: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def _derived_date_spec(name: str, spec: Any, where: str, contract: Contract) -> dict[str, Any]:
+def _derived_date_spec(
+    name: str, spec: Any, where: str, contract: Contract, raw_format: str
+) -> dict[str, Any]:
     if name not in contract.field_names:
         raise MappingError(
             f"{where}: 'derived_dates' names field '{name}' that table "
@@ -353,28 +358,91 @@ def _derived_date_spec(name: str, spec: Any, where: str, contract: Contract) -> 
         raise MappingError(
             f"{where}: 'derived_dates' field '{name}' is a {contract.field(name).type}, not a date"
         )
-    spec = _spec(spec, where, f"derived_dates.{name}", DERIVED_KEYS, {"days", "anchor"})
+    key = f"derived_dates.{name}"
+    spec = _spec(spec, where, key, DERIVED_KEYS, {"days", "anchor"})
     day_one = spec.get("day_one", False)
     if not isinstance(day_one, bool):
         raise MappingError(
-            f"{where}: 'derived_dates.{name}.day_one' must be true (SDTM study days: day 1 "
+            f"{where}: '{key}.day_one' must be true (SDTM study days: day 1 "
             "is the anchor date, no day 0) or false (day 0 is the anchor date)"
         )
+    anchor, anchor_from = spec["anchor"], None
+    if isinstance(anchor, dict):
+        anchor_from = _anchor_from(anchor, where, f"{key}.anchor", raw_format)
+        anchor = anchor_from["columns"][0]
+    days = _names(spec["days"], where, f"{key}.days")[0]
+    date = _names(spec["date"], where, f"{key}.date")[0] if "date" in spec else None
+    anchor = _names(anchor, where, f"{key}.anchor")[0]
+    if len({days, anchor, date} - {None}) < 2 + (date is not None):
+        raise MappingError(
+            f"{where}: '{key}' names one column twice (days {days}, anchor {anchor}"
+            f"{f', date {date}' if date else ''}); each must be a different column"
+        )
     return {
-        "days": _names(spec["days"], where, f"derived_dates.{name}.days")[0],
-        "anchor": _names(spec["anchor"], where, f"derived_dates.{name}.anchor")[0],
+        "days": days,
+        "anchor": anchor,
         "anchor_format": str(spec["anchor_format"]) if "anchor_format" in spec else None,
         "day_one": day_one,
+        "date": date,
+        "anchor_from": anchor_from,
     }
 
 
-def _derived_dates(raw: Any, where: str, contract: Contract) -> dict[str, dict[str, Any]]:
+def _anchor_from(raw: Any, where: str, key: str, raw_format: str) -> dict[str, Any]:
+    """`anchor: {file, by, key, column}`: the anchor date taken from another landing file (e.g.
+    DM.RFSTDTC for SDTM study days), joined like a `lookup` (one row per key in that file)."""
+    if isinstance(raw, dict) and True in raw:
+        raise MappingError(
+            f"{where}: '{key}' has a key that YAML reads as true (on/yes/y): name the joining "
+            "column with 'by' (this file) and 'key' (the anchor's file)"
+        )
+    spec = _spec(raw, where, key, ANCHOR_KEYS, {"file", "by", "column"})
+    column = _names(spec["column"], where, f"{key}.column")
+    if len(column) != 1:
+        raise MappingError(f"{where}: '{key}.column' must be one column (the anchor date)")
+    lookup = {k: v for k, v in spec.items() if k != "column"}
+    return _lookup_spec({**lookup, "columns": column}, key, {"format": raw_format}, where)
+
+
+def _derived_dates(
+    raw: Any, where: str, contract: Contract, raw_format: str
+) -> dict[str, dict[str, Any]]:
     derived = raw or {}
     if not isinstance(derived, dict):
         raise MappingError(
             f"{where}: 'derived_dates' must map date fields to {{days: COLUMN, anchor: COLUMN}}"
         )
-    return {name: _derived_date_spec(name, spec, where, contract) for name, spec in derived.items()}
+    return {
+        name: _derived_date_spec(name, spec, where, contract, raw_format)
+        for name, spec in derived.items()
+    }
+
+
+def _anchor_lookups(
+    derived: dict[str, dict[str, Any]], lookups: tuple[dict[str, Any], ...]
+) -> tuple[dict[str, Any], ...]:
+    """The entry's lookups plus one per anchor taken from another file (one per file and key:
+    anchors of several dates from the same file share it; a column already looked up is not
+    joined twice)."""
+    out = [dict(spec) for spec in lookups]
+    for spec in derived.values():
+        extra = spec["anchor_from"]
+        if extra is None:
+            continue
+        same = next(
+            (
+                o
+                for o in out
+                if (o["file"], o["by"], o["key"], o["where"])
+                == (extra["file"], extra["by"], extra["key"], extra["where"])
+            ),
+            None,
+        )
+        if same is None:
+            out.append(dict(extra))
+        elif extra["columns"][0] not in same["columns"]:
+            same["columns"] = [*same["columns"], extra["columns"][0]]
+    return tuple(out)
 
 
 def _shaping(raw: dict, where: str, contract: Contract) -> dict[str, Any]:
@@ -396,7 +464,11 @@ def _shaping(raw: dict, where: str, contract: Contract) -> dict[str, Any]:
             out[key] = parse(raw[key])
     if raw.get("redcap") is not None:
         out["redcap"] = _redcap(raw, where)
-    out["derived_dates"] = _derived_dates(raw.get("derived_dates"), where, contract)
+    fmt = str(raw.get("format", "")).lower()
+    out["derived_dates"] = _derived_dates(raw.get("derived_dates"), where, contract, fmt)
+    anchored = _anchor_lookups(out["derived_dates"], out.get("lookup", ()))
+    if anchored:
+        out["lookup"] = anchored
     return out
 
 

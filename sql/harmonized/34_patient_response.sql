@@ -8,7 +8,8 @@
 -- fails on the relapse day. At failure: marrow involvement
 -- (marrow blasts above the remission cut-off, at or above the relapse cut-off for a relapse, or
 -- circulating blasts) and EM at failure = a new EM site (not active at start, or shown clear since
--- and back), never persistent baseline disease; both within failure_em_window_days of the day.
+-- and back) or a start site reported increased (em_findings.change), never persistent baseline
+-- disease otherwise; both within failure_em_window_days of the day.
 CREATE OR REPLACE TABLE harmonized.patient_response AS
 WITH base AS (
     SELECT
@@ -138,7 +139,8 @@ em_near_failure AS (
     SELECT
         o.patient_key,
         f.site_group,
-        f.study_day
+        f.study_day,
+        f.change
     FROM outcomes_joined AS o
     INNER JOIN harmonized.em_findings AS f ON o.patient_key = f.patient_key
     WHERE
@@ -149,12 +151,15 @@ em_near_failure AS (
 
 em_failure AS (
     -- new EM: a site not active at start, or a start site shown clear after its last finding of
-    -- the start window and before this finding
+    -- the start window and before this finding; or a documented increase: a start site whose
+    -- finding near failure is reported increased (BMT CTN PD: new EM disease or a rise in EM
+    -- burden). Persistent start disease (stable, decreased or no change stated) does not count.
     SELECT DISTINCT n.patient_key
     FROM em_near_failure AS n
     LEFT JOIN start_sites AS s ON n.patient_key = s.patient_key AND n.site_group = s.site_group
     WHERE
         s.patient_key IS NULL
+        OR n.change = 'increased'
         OR EXISTS (
             SELECT 1
             FROM harmonized.em_clearing_evidence AS c

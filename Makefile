@@ -38,9 +38,11 @@ run: $(VENV)/.synced
 	  if [ $$rc -eq 3 ]; then echo "make run: published; the demo cohort's planted defects are listed in the report"; exit 0; fi; \
 	  exit $$rc
 
-## test: lint, then the test suite
+## test: lint, then the test suite on TEST_WORKERS pytest-xdist workers (default 2: CI has 2 cores);
+## the tests of one session cohort share one worker (conftest.py), so each cohort is built once
+TEST_WORKERS ?= 2
 test: $(VENV)/.synced lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .

@@ -136,6 +136,131 @@ def expand_columns(patterns: list[str], available: list[str]) -> list[str]:
     return out
 
 
+def _filter_rows(
+    frame: pl.DataFrame, fm: FileMapping, rel: str, source: SourceMapping, notes: list[str]
+) -> pl.DataFrame:
+    """The rows meeting every `where` condition; how many were left out goes to the notes."""
+    _require(frame, [c for c, _, _ in fm.where], "where", rel, source)
+    delivered = frame.height
+    kept = frame.filter(pl.all_horizontal([_condition(c, op, a) for c, op, a in fm.where]))
+    said = "; ".join(f"{c} {op} {a}" for c, op, a in fm.where)
+    notes.append(
+        f"{delivered - kept.height} of {delivered} delivered row(s) left out by the mapping's "
+        f"'where' ({said})"
+    )
+    return kept
+
+
+def _unpivot_columns(
+    frame: pl.DataFrame,
+    spec: dict,
+    helpers: list[str],
+    rel: str,
+    source: SourceMapping,
+    notes: list[str],
+) -> pl.DataFrame:
+    """Wide to long: one record per non-empty cell of the named columns, row by row."""
+    columns = expand_columns(spec["columns"], _data_columns(frame))
+    if not columns:
+        raise ShapeProblem(
+            f"{rel}: no column of the file matches 'unpivot.columns' "
+            f"({', '.join(spec['columns'])})",
+            f"correct 'unpivot.columns' in the source mapping ({source.path.name})",
+        )
+    _require(frame, [*spec["index"], *columns], "unpivot", rel, source)
+    clash = [c for c in (spec["name"], spec["value"]) if c in frame.columns]
+    if clash:
+        raise ShapeProblem(
+            f"{rel}: 'unpivot' name/value {', '.join(clash)} is already a column of the file",
+            f"choose other 'unpivot.name' and 'unpivot.value' in {source.path.name}",
+        )
+    long = (
+        frame.select(*spec["index"], *columns, "_source_row", *helpers)
+        .with_row_index("_wide_row")
+        .unpivot(
+            on=columns,
+            index=["_wide_row", *spec["index"], "_source_row", *helpers],
+            variable_name=spec["name"],
+            value_name=spec["value"],
+        )
+    )
+    # row by row, each row's columns in the file's order
+    order = {c: i for i, c in enumerate(columns)}
+    long = long.with_columns(
+        pl.col(spec["name"]).replace_strict(order, return_dtype=pl.Int64).alias("_col_order")
+    ).sort("_wide_row", "_col_order", maintain_order=True)
+    n_cells = long.height
+    if not spec["keep_empty"]:
+        long = long.filter(pl.col(spec["value"]).is_not_null())
+    notes.append(
+        f"unpivot: {frame.height} row(s) x {len(columns)} column(s) gave {long.height} "
+        f"record(s); {n_cells - long.height} empty cell(s) skipped"
+    )
+    return long.drop("_wide_row", "_col_order")
+
+
+def _pivot_cells(named: pl.DataFrame, spec: dict, notes: list[str]) -> pl.DataFrame:
+    """One cell per key and name: its distinct values joined, so a conflict fails its checks."""
+    key, name, value = spec["key"], spec["name"], spec["value"]
+    cells = named.group_by([*key, name], maintain_order=True).agg(
+        pl.col(value)
+        .drop_nulls()
+        .unique(maintain_order=True)
+        .str.join(CONFLICT_SEPARATOR)
+        .replace("", None)
+        .alias(value),
+        pl.col(value).drop_nulls().n_unique().alias("_n_values"),
+    )
+    conflicts = cells.filter(pl.col("_n_values") > 1).height
+    if conflicts:
+        notes.append(
+            f"pivot: {conflicts} cell(s) got more than one different '{value}' for the same "
+            f"key and '{name}'; their values are kept joined by '{CONFLICT_SEPARATOR.strip()}' "
+            "so the record fails its checks and is quarantined"
+        )
+    return cells.drop("_n_values")
+
+
+def _pivot_rows(
+    frame: pl.DataFrame,
+    spec: dict,
+    helpers: list[str],
+    rel: str,
+    source: SourceMapping,
+    notes: list[str],
+) -> pl.DataFrame:
+    """Long to wide: one record per key, a column per name (rows without a name left out)."""
+    key, name, value = spec["key"], spec["name"], spec["value"]
+    _require(frame, [*key, name, value], "pivot", rel, source)
+    unnamed = frame.filter(pl.col(name).is_null()).height
+    if unnamed:
+        notes.append(
+            f"pivot: {unnamed} row(s) with an empty '{name}' left out (no column to put "
+            "their value in)"
+        )
+    named = frame.filter(pl.col(name).is_not_null())
+    clash = sorted(set(named[name].unique().to_list()) & set(key))
+    if clash:
+        raise ShapeProblem(
+            f"{rel}: pivot name value(s) {', '.join(clash)} are also key columns",
+            f"choose another 'pivot.name' column in {source.path.name}",
+        )
+    cells = _pivot_cells(named, spec, notes)
+    first = named.group_by(key, maintain_order=True).agg(
+        pl.col("_source_row").min(),
+        *[pl.col(h).max() for h in helpers],
+        pl.len().alias("_rows"),
+    )
+    if cells.height:
+        wide = cells.pivot(on=name, index=key, values=value)
+        first = first.join(wide, on=key, how="left", nulls_equal=True, maintain_order="left")
+    wide_frame = first.drop("_rows").sort("_source_row")
+    notes.append(
+        f"pivot: {named.height} row(s) gave {wide_frame.height} record(s) by {', '.join(key)}"
+    )
+    return wide_frame
+
+
 def shape(
     raw: pl.DataFrame,
     fm: FileMapping,
@@ -149,107 +274,17 @@ def shape(
     """
     notes: list[str] = []
     frame = raw
-    delivered = raw.height
     for spec, (other_rel, other) in zip(fm.lookup, lookups or [], strict=True):
         frame = _join_lookup(frame, spec, other, other_rel, rel, source, notes)
     if fm.where:
-        _require(frame, [c for c, _, _ in fm.where], "where", rel, source)
-        keep = pl.all_horizontal([_condition(c, op, a) for c, op, a in fm.where])
-        frame = frame.filter(keep)
-        left_out = delivered - frame.height
-        said = "; ".join(f"{c} {op} {a}" for c, op, a in fm.where)
-        notes.append(
-            f"{left_out} of {delivered} delivered row(s) left out by the mapping's 'where' ({said})"
-        )
+        frame = _filter_rows(frame, fm, rel, source, notes)
     quarantine_view = frame  # as delivered (a quarantined record shows the delivered values)
     if fm.recode:
         frame = _recode(frame, fm, rel, source, notes)
     helpers = [c for c in frame.columns if c.startswith("_") and c != "_source_row"]
     if fm.unpivot:
-        spec = fm.unpivot
-        columns = expand_columns(spec["columns"], _data_columns(frame))
-        if not columns:
-            raise ShapeProblem(
-                f"{rel}: no column of the file matches 'unpivot.columns' "
-                f"({', '.join(spec['columns'])})",
-                f"correct 'unpivot.columns' in the source mapping ({source.path.name})",
-            )
-        _require(frame, [*spec["index"], *columns], "unpivot", rel, source)
-        clash = [c for c in (spec["name"], spec["value"]) if c in frame.columns]
-        if clash:
-            raise ShapeProblem(
-                f"{rel}: 'unpivot' name/value {', '.join(clash)} is already a column of the file",
-                f"choose other 'unpivot.name' and 'unpivot.value' in {source.path.name}",
-            )
-        long = (
-            frame.select(*spec["index"], *columns, "_source_row", *helpers)
-            .with_row_index("_wide_row")
-            .unpivot(
-                on=columns,
-                index=["_wide_row", *spec["index"], "_source_row", *helpers],
-                variable_name=spec["name"],
-                value_name=spec["value"],
-            )
-        )
-        # row by row, each row's columns in the file's order
-        order = {c: i for i, c in enumerate(columns)}
-        long = long.with_columns(
-            pl.col(spec["name"]).replace_strict(order, return_dtype=pl.Int64).alias("_col_order")
-        ).sort("_wide_row", "_col_order", maintain_order=True)
-        n_cells = long.height
-        if not spec["keep_empty"]:
-            long = long.filter(pl.col(spec["value"]).is_not_null())
-        notes.append(
-            f"unpivot: {frame.height} row(s) x {len(columns)} column(s) gave {long.height} "
-            f"record(s); {n_cells - long.height} empty cell(s) skipped"
-        )
-        frame = long.drop("_wide_row", "_col_order")
+        frame = _unpivot_columns(frame, fm.unpivot, helpers, rel, source, notes)
     if fm.pivot:
-        spec = fm.pivot
-        key, name, value = spec["key"], spec["name"], spec["value"]
-        _require(frame, [*key, name, value], "pivot", rel, source)
-        unnamed = frame.filter(pl.col(name).is_null()).height
-        if unnamed:
-            notes.append(
-                f"pivot: {unnamed} row(s) with an empty '{name}' left out (no column to put "
-                "their value in)"
-            )
-        named = frame.filter(pl.col(name).is_not_null())
-        clash = sorted(set(named[name].unique().to_list()) & set(key))
-        if clash:
-            raise ShapeProblem(
-                f"{rel}: pivot name value(s) {', '.join(clash)} are also key columns",
-                f"choose another 'pivot.name' column in {source.path.name}",
-            )
-        cells = named.group_by([*key, name], maintain_order=True).agg(
-            pl.col(value)
-            .drop_nulls()
-            .unique(maintain_order=True)
-            .str.join(CONFLICT_SEPARATOR)
-            .replace("", None)
-            .alias(value),
-            pl.col(value).drop_nulls().n_unique().alias("_n_values"),
-        )
-        conflicts = cells.filter(pl.col("_n_values") > 1).height
-        if conflicts:
-            notes.append(
-                f"pivot: {conflicts} cell(s) got more than one different '{value}' for the same "
-                f"key and '{name}'; their values are kept joined by '{CONFLICT_SEPARATOR.strip()}' "
-                "so the record fails its checks and is quarantined"
-            )
-        first = named.group_by(key, maintain_order=True).agg(
-            pl.col("_source_row").min(),
-            *[pl.col(h).max() for h in helpers],
-            pl.len().alias("_rows"),
-        )
-        if cells.height:
-            wide = cells.drop("_n_values").pivot(on=name, index=key, values=value)
-            frame = first.join(wide, on=key, how="left", nulls_equal=True, maintain_order="left")
-        else:
-            frame = first
-        frame = frame.drop("_rows").sort("_source_row")
-        notes.append(
-            f"pivot: {named.height} row(s) gave {frame.height} record(s) by {', '.join(key)}"
-        )
+        frame = _pivot_rows(frame, fm.pivot, helpers, rel, source, notes)
         quarantine_view = frame
-    return Shaped(frame=frame, raw=quarantine_view, delivered_rows=delivered, notes=notes)
+    return Shaped(frame=frame, raw=quarantine_view, delivered_rows=raw.height, notes=notes)

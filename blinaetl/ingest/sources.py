@@ -472,7 +472,8 @@ def _shaping(raw: dict, where: str, contract: Contract) -> dict[str, Any]:
     return out
 
 
-def _file_mapping(raw: dict, where: str, contracts: dict[str, Contract]) -> FileMapping:
+def _entry_basics(raw: dict, where: str, contracts: dict[str, Contract]) -> tuple[str, str, str]:
+    """The entry's known keys, table, format and encoding, checked: (table, format, encoding)."""
     unknown = set(raw) - FILE_KEYS
     if unknown:
         raise MappingError(
@@ -494,7 +495,11 @@ def _file_mapping(raw: dict, where: str, contracts: dict[str, Contract]) -> File
         raise MappingError(
             f"{where}: encoding '{encoding}' is not one of {', '.join(sorted(ENCODINGS))}"
         )
-    contract = contracts[table]
+    return table, fmt, encoding
+
+
+def _check_field_maps(raw: dict, where: str, contract: Contract) -> None:
+    """`columns`, `units`, `codes`, `constants` map field names the table has."""
     names = set(contract.field_names)
     for key in ("columns", "units", "codes", "constants"):
         if raw.get(key) is not None and not isinstance(raw[key], dict):
@@ -502,30 +507,36 @@ def _file_mapping(raw: dict, where: str, contracts: dict[str, Contract]) -> File
         bad = set(raw.get(key) or {}) - names
         if bad:
             raise MappingError(
-                f"{where}: '{key}' names field(s) {', '.join(sorted(bad))} that table '{table}' does not have"
+                f"{where}: '{key}' names field(s) {', '.join(sorted(bad))} that table "
+                f"'{contract.table}' does not have"
             )
-    columns = {str(k): str(v) for k, v in (raw.get("columns") or {}).items()}
-    constants = dict(raw.get("constants") or {})
-    header_row = int(raw.get("header_row", 1))
-    if header_row < 1:
-        raise MappingError(f"{where}: header_row must be 1 or more")
-    delimiter = raw.get("delimiter", "\t" if fmt == "tsv" else ",")
+
+
+def _not_collected_fields(raw: dict, where: str, contract: Contract) -> list[str]:
     not_collected = raw.get("not_collected") or []
     if not isinstance(not_collected, list):
         raise MappingError(f"{where}: 'not_collected' must be a list of field names")
     not_collected = [str(n) for n in not_collected]
-    unknown_fields = sorted(set(not_collected) - names)
+    unknown_fields = sorted(set(not_collected) - set(contract.field_names))
     if unknown_fields:
         raise MappingError(
             f"{where}: 'not_collected' names field(s) {', '.join(unknown_fields)} that table "
-            f"'{table}' does not have"
+            f"'{contract.table}' does not have"
         )
-    shaping = _shaping(raw, where, contract)
-    for key, given in (
-        ("columns", columns),
-        ("constants", constants),
-        ("derived_dates", shaping["derived_dates"]),
-    ):
+    return not_collected
+
+
+def _check_one_source_per_field(
+    where: str,
+    contract: Contract,
+    columns: dict[str, str],
+    constants: dict[str, Any],
+    derived: dict[str, Any],
+    not_collected: list[str],
+) -> None:
+    """A field is mapped, constant, derived or not collected: never two of them; a key field
+    is always collected."""
+    for key, given in (("columns", columns), ("constants", constants), ("derived_dates", derived)):
         both = sorted(set(not_collected) & set(given))
         if both:
             raise MappingError(
@@ -535,15 +546,31 @@ def _file_mapping(raw: dict, where: str, contracts: dict[str, Contract]) -> File
     keyed = sorted(set(not_collected) & set(contract.key))
     if keyed:
         raise MappingError(
-            f"{where}: 'not_collected' names key field(s) {', '.join(keyed)} of '{table}'; "
-            "every row needs its key: map them in 'columns'"
+            f"{where}: 'not_collected' names key field(s) {', '.join(keyed)} of "
+            f"'{contract.table}'; every row needs its key: map them in 'columns'"
         )
-    both = sorted(set(shaping["derived_dates"]) & (set(columns) | set(constants)))
+    both = sorted(set(derived) & (set(columns) | set(constants)))
     if both:
         raise MappingError(
             f"{where}: field(s) {', '.join(both)} are derived in 'derived_dates' and also "
             "given in 'columns' or 'constants': keep one"
         )
+
+
+def _file_mapping(raw: dict, where: str, contracts: dict[str, Contract]) -> FileMapping:
+    table, fmt, encoding = _entry_basics(raw, where, contracts)
+    contract = contracts[table]
+    _check_field_maps(raw, where, contract)
+    columns = {str(k): str(v) for k, v in (raw.get("columns") or {}).items()}
+    constants = dict(raw.get("constants") or {})
+    header_row = int(raw.get("header_row", 1))
+    if header_row < 1:
+        raise MappingError(f"{where}: header_row must be 1 or more")
+    not_collected = _not_collected_fields(raw, where, contract)
+    shaping = _shaping(raw, where, contract)
+    _check_one_source_per_field(
+        where, contract, columns, constants, shaping["derived_dates"], not_collected
+    )
     return FileMapping(
         table=table,
         glob=str(raw["glob"]),
@@ -551,7 +578,7 @@ def _file_mapping(raw: dict, where: str, contracts: dict[str, Contract]) -> File
         sheet=raw.get("sheet"),
         header_row=header_row,
         encoding=encoding,
-        delimiter=delimiter,
+        delimiter=raw.get("delimiter", "\t" if fmt == "tsv" else ","),
         date_format=str(raw.get("date_format", "%Y-%m-%d")),
         columns=columns,
         units={k: float(v) for k, v in (raw.get("units") or {}).items()},

@@ -1,10 +1,11 @@
 """The worked examples of docs/onboarding.md run as written: each example's mapping and files
-are taken from the guide, ingested, and the counts the guide states are checked, with rows read
-= loaded + quarantined for every file. Mapping-only examples must load (and, when they name a
+are taken from the guide, ingested, and the counts (and, where the guide lists them, the rows)
+the guide states are checked, with rows read = loaded + quarantined for every file. Mapping-only examples must load (and, when they name a
 shipped file, be that file)."""
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -23,13 +24,17 @@ MARK = re.compile(r"<!-- example (\w+): (.*?) -->\n(?:```\w*\n(.*?)```)?", re.S)
 def examples() -> dict[str, dict]:
     out: dict[str, dict] = {}
     for name, what, body in MARK.findall(GUIDE.read_text(encoding="utf-8")):
-        ex = out.setdefault(name, {"files": {}, "expect": {}, "mapping": None, "only": None})
+        ex = out.setdefault(
+            name, {"files": {}, "expect": {}, "rows": {}, "mapping": None, "only": None}
+        )
         if what == "mapping":
             ex["mapping"] = body
         elif what.startswith("mapping-only"):
             ex["mapping"], ex["only"] = body, what.removeprefix("mapping-only").strip()
         elif what.startswith("file "):
             ex["files"][what.removeprefix("file ")] = body
+        elif what.startswith("rows "):
+            ex["rows"][what.removeprefix("rows ").strip()] = body
         elif what.startswith("expect "):
             rel, *counts = what.removeprefix("expect ").split()
             ex["expect"][rel] = {k: int(v) for k, v in (c.split("=") for c in counts)}
@@ -51,6 +56,9 @@ def test_the_guide_has_an_example_per_layout():
         "derived_dates",
         "sas",
         "redcap",
+        "sdtm_rs",
+        "sdtm_tr",
+        "study_days",
     }
 
 
@@ -74,6 +82,14 @@ def test_guide_example_runs_as_written(tmp_path, name):
             counts["loaded"],
             counts["quarantined"],
         ), f
+    for table, text in ex["rows"].items():
+        want = pl.read_csv(io.StringIO(text), infer_schema=False).fill_null("")
+        got = (
+            result.tables[table]
+            .sort("_source_file", "_source_row")
+            .select([pl.col(c).cast(pl.Utf8).fill_null("") for c in want.columns])
+        )
+        assert got.rows() == want.rows(), f"example {name}: rows of {table}"
 
 
 @pytest.mark.parametrize("name", sorted(n for n, e in EXAMPLES.items() if e["only"] is not None))

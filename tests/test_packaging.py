@@ -100,6 +100,8 @@ def test_data_dictionary_is_generated_from_comments_and_contracts(tmp_path, demo
     text = out.read_text()
     assert "### `curated.patients` (table)" in text
     assert "### `endpoints.km` (view)" in text
+    assert "### `endpoints.cd19_discordance_summary` (view)" in text
+    assert "| `days_apart` | INTEGER |" in text  # curated.cd19_discordance, from its COMMENTs
     assert "| `os_days` | BIGINT |" in text
     assert "### `flow_results` (flow)" in text, "the canonical extract formats are documented too"
     assert "`ASM_BLASTS_RANGE`" in text

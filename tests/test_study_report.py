@@ -86,3 +86,28 @@ def test_study_report_shows_the_seed_analyses_from_the_views(demo_run):
     assert seed["Patients"] == str(truth["n"])
     assert seed["Responders who relapsed"].startswith(f"{truth['relapsed']}/{truth['responders']}")
     assert f">{seed['Responders to allogeneic HCT in CR']}<" in html
+    # the discordance sentence is the published summary row, printed as read
+    assert numbers["cd19_discordance"][0]["window_days"] == 7
+    assert f'<p id="cd19-discordance">{study.cd19_discordance_text(numbers)}</p>' in html
+
+
+def test_cd19_discordance_sentence_reads_the_summary_row():
+    row = {
+        "window_days": 7,
+        "patients_paired": 4,
+        "patients_discordant": 3,
+        "patients_em_negative": 1,
+        "patients_marrow_negative": 2,
+        "pairs": 5,
+        "pairs_discordant": 3,
+    }
+    assert study.cd19_discordance_text({"cd19_discordance": [row]}) == (
+        "EM specimen (tissue or CSF) vs marrow within 7 days: CD19 class discordant in "
+        "3/4 (75%) patients with such a pair (3 of 5 pairs); CD19-negative EM beside "
+        "CD19-expressing marrow in 1/4 (25%), the reverse in 2/4 (50%)."
+    )
+    none = row | {"window_days": 14, "patients_paired": 0, "pairs": 0}
+    assert study.cd19_discordance_text({"cd19_discordance": [none]}) == (
+        "No patient has an EM specimen (tissue or CSF) and a marrow specimen within 14 days "
+        "with CD19 classified in both."
+    )

@@ -5,9 +5,10 @@ implementation per number): Table 1 from `endpoints.table_one`, response rates w
 intervals from `endpoints.response_rates`, odds ratios, hazard ratios and p-values from
 `endpoints.model_results`, failure patterns from `endpoints.failure_patterns`, Kaplan-Meier
 curves, medians and numbers at risk from `endpoints.km`, `endpoints.km_summary` and
-`endpoints.km_at_risk`, cumulative incidence from `endpoints.cumulative_incidence`, the HCT
-landmark from `endpoints.hct_landmark_summary`, follow-up from `endpoints.follow_up`. This
-module only formats and draws them.
+`endpoints.km_at_risk`, EM-versus-marrow CD19 discordance from
+`endpoints.cd19_discordance_summary`, cumulative incidence from `endpoints.cumulative_incidence`,
+the HCT landmark from `endpoints.hct_landmark_summary`, follow-up from `endpoints.follow_up`.
+This module only formats and draws them.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def read_numbers(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "km_summary": "SELECT * FROM endpoints.km_summary",
         "landmarks": "SELECT * FROM endpoints.hct_landmark_summary ORDER BY landmark_day",
         "follow_up": "SELECT * FROM endpoints.follow_up",
+        "cd19_discordance": "SELECT * FROM endpoints.cd19_discordance_summary",
         "definitions": "SELECT name, value FROM curated.definitions ORDER BY name",
     }
     return {k: _rows(con, sql) for k, sql in q.items()}
@@ -308,6 +310,26 @@ def compare_transplant_and_survival(c: dict[str, Any]) -> list[dict[str, str]]:
             else "-",
         },
     ]
+
+
+def cd19_discordance_text(numbers: dict[str, Any]) -> str:
+    """One sentence from `endpoints.cd19_discordance_summary`: EM vs marrow CD19 discordance."""
+    rows = numbers["cd19_discordance"]
+    if not rows or not rows[0]["patients_paired"]:
+        window = f" within {rows[0]['window_days']} days" if rows else ""
+        return (
+            "No patient has an EM specimen (tissue or CSF) and a marrow specimen"
+            f"{window} with CD19 classified in both."
+        )
+    r = rows[0]
+    paired = r["patients_paired"]
+    return (
+        f"EM specimen (tissue or CSF) vs marrow within {r['window_days']} days: CD19 class "
+        f"discordant in {fmt_count(r['patients_discordant'], paired)} patients with such a pair "
+        f"({r['pairs_discordant']} of {r['pairs']} pairs); CD19-negative EM beside "
+        f"CD19-expressing marrow in {fmt_count(r['patients_em_negative'], paired)}, the reverse "
+        f"in {fmt_count(r['patients_marrow_negative'], paired)}."
+    )
 
 
 def seed_comparison(numbers: dict[str, Any]) -> list[dict[str, str]]:
@@ -609,6 +631,7 @@ def build_view(numbers: dict[str, Any], curves: dict[str, pl.DataFrame]) -> dict
         "em_failure": binary_tests(numbers, "em_at_failure"),
         "cd19_failure": binary_tests(numbers, "cd19_negative_at_failure"),
         "failure": failure_rows(numbers),
+        "cd19_discordance": cd19_discordance_text(numbers),
         "seed": seed_comparison(numbers),
         "landmarks": landmark_rows(numbers),
         "time_dependent": time_dependent_rows(models),

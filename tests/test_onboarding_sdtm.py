@@ -171,15 +171,14 @@ def test_sdtm_rs_fills_reported_responses_beside_lb_without_a_collision(tmp_path
     assert file_row(result, lb_rel)["rows_quarantined"] == 0
 
 
-def test_sdtm_label_only_study_gets_its_cr_count_and_rate(tmp_path):
+@pytest.mark.parametrize("fmt", ["xpt", "dataset-json"])
+def test_sdtm_label_only_study_gets_its_cr_count_and_rate(tmp_path, fmt):
     import duckdb
 
     from blinaetl.pipeline import RunConfig, run_pipeline
 
     domains = {"dm": DM, "mh": MH, "ex": EX, "ds": DS, "rs": RS}
-    landing, sources = setup_study(
-        tmp_path, domains, "xpt", drop=("imaging_reports", "assessments")
-    )
+    landing, sources = setup_study(tmp_path, domains, fmt, drop=("imaging_reports", "assessments"))
     cfg = RunConfig(
         landing=landing,
         warehouse=tmp_path / "wh",

@@ -36,6 +36,7 @@ RECORD_DATE = {
     "treatments": "start_date",
     "assessments": "assessment_date",
     "outcomes": "event_date",
+    "reported_responses": "response_date",
     "flow_results": "collection_date",
     "imaging_reports": "report_date",
 }

@@ -1,8 +1,9 @@
 """Ground truth of `curated.patients` from the simulated patients and their canonical records.
 
 Patient-level outcomes (response, transplant, relapse, survival) come from the simulation
-itself. The EM flags are computed by the rules of docs/derivations.md from the canonical EM
-statements and CSF results, in polars: an implementation independent of the pipeline's SQL.
+itself. The EM flags and CD19 at failure are computed by the rules of docs/derivations.md from
+the canonical EM statements, CSF results and flow specimens, in polars: an implementation
+independent of the pipeline's SQL.
 """
 
 from __future__ import annotations
@@ -171,6 +172,24 @@ def derive_cd19_baseline(specimens: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def derive_cd19_at_failure(specimens: pl.DataFrame, p: pl.DataFrame) -> pl.DataFrame:
+    """pid, cd19_at_failure_rule: the class of the canonical specimen nearest the failure day.
+
+    docs/derivations.md (issue 16 rule 3, read around the failure day): within 30 days
+    (cd19_failure_window_days) either side of it and never before day 1; on equal distance the
+    later specimen, on the same day marrow first.
+    """
+    return (
+        specimens.join(p.select("pid", "failure_day"), on="pid")
+        .with_columns((pl.col("day") - pl.col("failure_day")).abs().alias("_dist"))
+        .filter((pl.col("failure_day") >= 0) & (pl.col("day") >= 1) & (pl.col("_dist") <= 30))
+        .with_columns((pl.col("specimen_type") != "marrow").alias("_not_marrow"))
+        .sort(["pid", "_dist", "day", "_not_marrow"], descending=[False, False, True, False])
+        .group_by("pid", maintain_order=True)
+        .agg(pl.col("cls").first().alias("cd19_at_failure_rule"))
+    )
+
+
 def response_columns() -> list[pl.Expr]:
     """Response, MRD, transplant, relapse and failure columns (read from the simulation)."""
     resp, rel = pl.col("responder"), pl.col("relapsed")
@@ -186,8 +205,8 @@ def response_columns() -> list[pl.Expr]:
         pl.when(pl.col("hct_row")).then(pl.col("hct_day")).otherwise(None).alias("hct_day"),
         pl.when(resp).then(rel).otherwise(None).alias("relapsed"),
         pl.when(rel).then(pl.col("relapse_day")).otherwise(None).alias("relapse_day"),
-        pl.when(failed & pl.col("fail_evaluable"))
-        .then(pl.col("cd19_fail_true"))
+        pl.when(failed)
+        .then(pl.col("cd19_at_failure_rule"))
         .otherwise(None)
         .alias("cd19_at_failure"),
     ]
@@ -296,6 +315,7 @@ def truth_patients(
     else:
         base = base.with_columns(pl.lit(None, pl.Int64).alias("last_response_assessment_day"))
     base = base.join(derive_cd19_baseline(specimens), on="pid", how="left")
+    base = base.join(derive_cd19_at_failure(specimens, p), on="pid", how="left")
     # one with_columns: every expression reads the simulated values, not the ones it replaces
     out = base.with_columns(*response_columns(), *survival_columns(), *source_and_rfs_columns())
     if mentions is None:

@@ -99,7 +99,7 @@ COMMENT ON COLUMN curated.patients.relapse_evidence IS 'Kinds of evidence dated 
 COMMENT ON COLUMN curated.patients.failure_type IS 'refractory (every non-responder, whatever the reason), relapse (relapsed responder), NULL otherwise.';
 COMMENT ON COLUMN curated.patients.failure_pattern IS 'At failure (first window assessment of a non-responder, or the relapse day): isolated_marrow, isolated_em, combined (marrow or circulating blasts / new EM within failure_em_window_days, 14), unclassified (neither, e.g. hypoplastic or persistent baseline EM), none without failure.';
 COMMENT ON COLUMN curated.patients.em_at_failure IS 'New EM disease within failure_em_window_days (14) of the failure day: a finding counted present (or CSF CNS3) at a site not active at start, or shown clear since; persistent baseline disease does not count. NULL without a failure day.';
-COMMENT ON COLUMN curated.patients.cd19_at_failure IS 'CD19 class of the classified specimen nearest the failure day within cd19_failure_window_days (30) either side of it (equal distance: the one after; same day: marrow first); NULL if none.';
+COMMENT ON COLUMN curated.patients.cd19_at_failure IS 'CD19 class of the classified specimen nearest the failure day within cd19_failure_window_days (30) either side of it, from day 1 on (equal distance: the one after; same day: marrow first); NULL if none.';
 COMMENT ON COLUMN curated.patients.died IS 'A death was reported.';
 COMMENT ON COLUMN curated.patients.os_days IS 'OS (endpoints.time_to_event): days from day 0 to death, or to last known alive.';
 COMMENT ON COLUMN curated.patients.os_event IS 'OS: 1 death, 0 censored.';

@@ -1,5 +1,7 @@
 -- CD19 at failure: the classified specimen nearest the failure day (refractory determination or
--- relapse) within cd19_failure_window_days either side of it ("around that day", issue 16 rule 3).
+-- relapse) within cd19_failure_window_days either side of it ("around that day", issue 16 rule 3),
+-- never before day 1: a specimen of day 0 or earlier shows the disease before blinatumomab
+-- (cd19_baseline's window ends on day 0), not at failure.
 -- Ties: on equal distance the specimen after the failure day wins (it shows the disease that
 -- failed; one before it was taken while the patient still counted as responding or on treatment);
 -- on the same day marrow comes before other specimens, then file and row order.
@@ -26,6 +28,7 @@ WITH candidates AS (
     WHERE
         s.cd19_class IS NOT NULL
         AND r.failure_day IS NOT NULL
+        AND s.study_day >= 1
         AND s.study_day
         BETWEEN r.failure_day - def_num('cd19_failure_window_days')
         AND r.failure_day + def_num('cd19_failure_window_days')

@@ -1,7 +1,8 @@
 -- EM disease before and at the start of blinatumomab, per patient.
 -- prior_em: a finding present, historical or resolved before day 0, or historical in a report
--- dated up to active_em_window_end_day. active_em_at_start: a finding counted present from
--- active_em_window_start_day to active_em_window_end_day.
+-- dated up to active_em_window_end_day. active_em_at_start: a site group active at start
+-- (harmonized.em_start_sites: a finding counted present from active_em_window_start_day to
+-- active_em_window_end_day).
 CREATE OR REPLACE TABLE harmonized.em_patient_baseline AS
 WITH prior_evidence AS (
     SELECT DISTINCT patient_key
@@ -15,13 +16,11 @@ WITH prior_evidence AS (
 ),
 
 active_evidence AS (
+    -- the start-window rule lives in harmonized.em_start_sites
     SELECT
         patient_key,
         string_agg(DISTINCT site_group, ',' ORDER BY site_group) AS em_sites_at_start
-    FROM harmonized.em_findings
-    WHERE
-        counts_as_present
-        AND study_day BETWEEN def_num('active_em_window_start_day') AND def_num('active_em_window_end_day')
+    FROM harmonized.em_start_sites
     GROUP BY patient_key
 )
 

@@ -123,16 +123,12 @@ marrow_failure AS (
 ),
 
 start_sites AS (
-    -- EM sites active at start (as em_patient_baseline) with their last day counted present there
+    -- EM sites active at start with their last day counted present there
     SELECT
         patient_key,
         site_group,
-        max(study_day) AS last_start_day
-    FROM harmonized.em_findings
-    WHERE
-        counts_as_present
-        AND study_day BETWEEN def_num('active_em_window_start_day') AND def_num('active_em_window_end_day')
-    GROUP BY patient_key, site_group
+        last_start_day
+    FROM harmonized.em_start_sites
 ),
 
 em_near_failure AS (

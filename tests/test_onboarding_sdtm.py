@@ -187,7 +187,10 @@ def test_sdtm_label_only_study_gets_its_cr_count_and_rate(tmp_path, fmt):
         demo=True,
         gx=False,
     )
-    run_pipeline(cfg)
+    _, result = run_pipeline(cfg)
+    assert_conserved(result)
+    rs = result.files.filter(pl.col("path").str.starts_with("sdtm/PILOT01/rs."))
+    assert rs.select("rows_read", "rows_loaded", "rows_quarantined").rows() == [(6, 5, 1)]
     con = duckdb.connect(str(cfg.analytics_path), read_only=True)
     try:
         best = con.execute(

@@ -85,7 +85,8 @@ def _join_lookup(
         raise ShapeProblem(
             f"{rel}: 'lookup' column(s) {', '.join(clash)} from {other_rel} are already columns "
             "of the file",
-            f"leave them out of 'lookup.columns' in {source.path.name}",
+            f"leave them out of 'lookup.columns' in {source.path.name} (for an anchor taken "
+            "from another file, name the file's own column as the 'derived_dates' anchor)",
         )
     table = other.select(*key, *spec["columns"]).filter(
         pl.all_horizontal([pl.col(k).is_not_null() for k in key])

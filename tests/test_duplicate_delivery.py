@@ -9,8 +9,11 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
 
-from blinaetl.ingest.landing import ingest_landing
+from blinaetl.ingest import landing as landing_module
+from blinaetl.ingest.landing import ingest_landing, plan_files, read_file
 from blinaetl.privacy import DEMO_KEY
 
 MAPPING = """
@@ -45,7 +48,12 @@ def _run(tmp_path: Path):
     return ingest_landing(landing, "run-1", DEMO_KEY, sources_dir=sources)
 
 
-def test_duplicate_heavy_file_conserves_rows_and_keeps_exact_line_numbers(tmp_path):
+@pytest.mark.parametrize("chunk_rows", [None, "7"])
+def test_duplicate_heavy_file_conserves_rows_and_keeps_exact_line_numbers(
+    tmp_path, monkeypatch, chunk_rows
+):
+    if chunk_rows:  # read in chunks of 7 rows: copies of rows of earlier chunks
+        monkeypatch.setenv("BLINAETL_CHUNK_ROWS", chunk_rows)
     result = _run(tmp_path)
     n = len(DISTINCT) * REPEATS  # 1,200 data rows on file lines 2 .. 1,201
     # hand-worked: line L holds DISTINCT[(L - 2) % 4]; the first P001, P002, P003 (lines 2-4)
@@ -87,3 +95,71 @@ def test_duplicate_heavy_file_conserves_rows_and_keeps_exact_line_numbers(tmp_pa
     assert dq["PAT_DUPLICATE_ROW"]["rows_failed"] == n - 4
     assert dq["PAT_SEX_SET"]["rows_failed"] == REPEATS
     assert dq["PAT_DUPLICATE_ROW"]["rows_checked"] == n
+
+
+def _all_frames(result) -> dict[str, pl.DataFrame]:
+    frames = {
+        name: getattr(result, name)
+        for name in (
+            "quarantine_rows",
+            "quarantine_failures",
+            "files",
+            "dq_results",
+            "disappeared",
+            "not_collected",
+            "date_imputations",
+        )
+    }
+    return frames | {f"tables.{t}": f for t, f in result.tables.items()}
+
+
+def test_streamed_file_holds_distinct_rows_and_gives_the_whole_file_outcome(tmp_path, monkeypatch):
+    """The chunked reader keeps each distinct row once (copies as row numbers) and its outcome
+    equals the whole-file reader's, frame for frame, row order included; also when the last
+    line is cut off and when a site confirmed a duplicate row as delivered (the copy loads)."""
+    monkeypatch.setenv("BLINAETL_CHUNK_ROWS", "5")
+    sources, landing = tmp_path / "sources", tmp_path / "landing"
+    sources.mkdir()
+    (sources / "t.yaml").write_text(MAPPING)
+    path = landing / REL
+    path.parent.mkdir(parents=True)
+    # 40 rows, then a copy of P002 cut off after its sex (no closing newline)
+    path.write_text(HEADER + "".join(DISTINCT) * 10 + "P002,Bob Roe,1965-05-05,M")
+
+    plan = plan_files(landing, sources)
+    mapped = read_file(plan.jobs[0], plan, "run-1")
+    assert mapped.frame["_source_row"].to_list() == [2, 3, 4, 5, 42]  # distinct + cut-off line
+    assert mapped.copies is not None and mapped.copies.height == 36
+    assert mapped.copies["_source_row"].to_list() == list(range(6, 42))
+
+    streamed = ingest_landing(landing, "run-1", DEMO_KEY, sources_dir=sources)
+    assert streamed.quarantine_rows.filter(pl.col("_source_row") == 42).height == 1
+    p001 = streamed.quarantine_failures.filter(pl.col("_source_row") == 6)["row_hash"][0]
+    accepted = pl.DataFrame(
+        {
+            "_source_id": ["t_clinical"],
+            "table_name": ["patients"],
+            "check_id": ["PAT_DUPLICATE_ROW"],
+            "row_hash": [p001],
+        }
+    )
+    confirmed = ingest_landing(landing, "run-1", DEMO_KEY, sources_dir=sources, accepted=accepted)
+    # hand-worked: P001 (line 2) and P003 (line 4) load; P002 (line 3) shares its MRN with the
+    # cut-off line 42 (not a copy: its missing fields make other content), so both fail the
+    # MRN uniqueness check; P004 fails PAT_SEX_SET; once confirmed, the 9 copies of P001
+    # (lines 6, 10, ..., 38) load too
+    assert streamed.tables["patients"]["_source_row"].to_list() == [2, 4]
+    assert confirmed.tables["patients"]["_source_row"].to_list() == [2, 4, *range(6, 42, 4)]
+
+    monkeypatch.setattr(landing_module, "scan_plain_text", lambda *a, **k: None)
+    whole_mapped = read_file(plan.jobs[0], plan, "run-1")
+    assert whole_mapped.copies is None and whole_mapped.frame.height == 41
+    whole = ingest_landing(landing, "run-1", DEMO_KEY, sources_dir=sources)
+    whole_confirmed = ingest_landing(
+        landing, "run-1", DEMO_KEY, sources_dir=sources, accepted=accepted
+    )
+    for got, want in ((streamed, whole), (confirmed, whole_confirmed)):
+        got_frames, want_frames = _all_frames(got), _all_frames(want)
+        assert got_frames.keys() == want_frames.keys()
+        for name, frame in want_frames.items():
+            assert_frame_equal(got_frames[name], frame, check_dtypes=True), name

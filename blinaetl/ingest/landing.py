@@ -8,6 +8,8 @@ file-level status and a message saying what is wrong and how to fix it; the othe
 
 from __future__ import annotations
 
+import codecs
+import dataclasses
 import datetime as dt
 import fnmatch
 import io
@@ -69,6 +71,9 @@ class MappedFile:
     raw: pl.DataFrame  # the delivered columns as read (text) and `_source_row`, for the quarantine
     note: str = ""
     labels: dict[str, str] = field(default_factory=dict)  # field -> label the file gave its column
+    # exact copies of an earlier row of a streamed file, not held as rows: `_source_row` and
+    # `_content_hash` (the first row with that hash is in `frame`); None for files read whole
+    copies: pl.DataFrame | None = None
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -206,7 +211,41 @@ def decode_text(data: bytes, declared: str, rel: str) -> tuple[str, str]:
 def _read_text_table(
     data: bytes, fm: FileMapping, rel: str, lim: Limits | None = None
 ) -> pl.DataFrame:
+    """A delimited text file held whole: every column as text, `_source_row` (the record's
+    number as a person opening the file counts it), `_nul_line`, `_read_note`, `_truncated`."""
     lim = lim or limits()
+    text, encoding_note, nul_lines = _decode_table_text(data, fm, rel, lim)
+    start = _header_offset(text, fm, rel)
+    # utf-8 without a byte-order mark and nothing to skip: the bytes are parsed as delivered
+    untouched = (
+        start == 0
+        and _norm_encoding(fm.encoding) == "utf-8"
+        and not nul_lines
+        and bom_encoding(data) is None
+    )
+    frame = _parse_delimited(data if untouched else text[start:].encode(), text, fm, rel)
+    frame = frame.with_columns(
+        (pl.int_range(pl.len()) + fm.header_row + 1).cast(pl.Int64).alias("_source_row")
+    )
+    frame = frame.with_columns(
+        pl.col("_source_row").is_in(nul_lines).alias("_nul_line"),
+        pl.lit(encoding_note or None, pl.Utf8).alias("_read_note"),
+    )
+    # a truncated last line: fewer fields than the header and no closing newline
+    if frame.height and not text.endswith(("\n", "\r")):
+        n_fields = _field_count(text[text.rfind("\n") + 1 :], fm.delimiter)
+        if n_fields < len([c for c in frame.columns if not c.startswith("_")]):
+            frame = frame.with_columns(
+                (pl.int_range(pl.len()) == frame.height - 1).alias("_truncated")
+            )
+    return frame
+
+
+def _decode_table_text(
+    data: bytes, fm: FileMapping, rel: str, lim: Limits
+) -> tuple[str, str, list[int]]:
+    """(text, encoding note, numbers of the lines holding NUL characters) of a delimited file,
+    after the row and column limits are checked; NULs are replaced so the rest can be read."""
     text, encoding_note = decode_text(data, fm.encoding, rel)
     lines = text.count("\n") + (0 if text.endswith("\n") else 1)
     header = text[: text.find("\n")] if "\n" in text else text
@@ -223,7 +262,11 @@ def _read_text_table(
                 nul_lines.append(line)
             pos = text.find("\x00", pos + 1)
         text = text.replace("\x00", "\ufffd")
-    # the header is on line `header_row`: skip the lines above it as raw lines
+    return text, encoding_note, nul_lines
+
+
+def _header_offset(text: str, fm: FileMapping, rel: str) -> int:
+    """Where the header line (`header_row`) starts; the lines above it are skipped."""
     start = 0
     for _ in range(fm.header_row - 1):
         newline = text.find("\n", start)
@@ -235,19 +278,16 @@ def _read_text_table(
             f"{rel}: is empty (no header on line {fm.header_row})",
             "send the extract again with its header row and data",
         )
-    sep = fm.delimiter
-    # utf-8 without a byte-order mark and nothing to skip: the bytes are parsed as delivered
-    untouched = (
-        start == 0
-        and _norm_encoding(fm.encoding) == "utf-8"
-        and not nul_lines
-        and bom_encoding(data) is None
-    )
-    body = data if untouched else text[start:].encode()
+    return start
+
+
+def _parse_delimited(body: bytes, text: str, fm: FileMapping, rel: str) -> pl.DataFrame:
+    """Every column of the body as text; a parse failure names the header line when the
+    mapping's `header_row` looks wrong, else the delimiter and quoting."""
     try:
-        frame = pl.read_csv(
+        return pl.read_csv(
             io.BytesIO(body),
-            separator=sep,
+            separator=fm.delimiter,
             infer_schema=False,
             has_header=True,
             raise_if_empty=False,
@@ -263,41 +303,18 @@ def _read_text_table(
             ) from exc
         raise FileProblem(
             "rejected",
-            f"{rel}: cannot be parsed as {fm.format.upper()} with delimiter {sep!r} "
+            f"{rel}: cannot be parsed as {fm.format.upper()} with delimiter {fm.delimiter!r} "
             f"({str(exc).splitlines()[0][:160]})",
             "check the delimiter and quoting in the source mapping, or re-export the file",
         ) from exc
-    frame = frame.with_columns(
-        (pl.int_range(pl.len()) + fm.header_row + 1).cast(pl.Int64).alias("_source_row")
-    )
-    frame = frame.with_columns(
-        pl.col("_source_row").is_in(nul_lines).alias("_nul_line"),
-        pl.lit(encoding_note or None, pl.Utf8).alias("_read_note"),
-    )
-    # a truncated last line: fewer fields than the header and no closing newline
-    if frame.height and not text.endswith(("\n", "\r")):
-        last = text[text.rfind("\n") + 1 :]
-        n_fields = len(
-            next(
-                iter(
-                    pl.read_csv(
-                        io.BytesIO(last.encode()),
-                        has_header=False,
-                        separator=sep,
-                        infer_schema=False,
-                    ).iter_rows()
-                ),
-                (),
-            )
-        )
-        if n_fields < len([c for c in frame.columns if not c.startswith("_")]):
-            frame = frame.with_columns(
-                pl.when(pl.int_range(pl.len()) == frame.height - 1)
-                .then(pl.lit(True))
-                .otherwise(pl.lit(False))
-                .alias("_truncated")
-            )
-    return frame
+
+
+def _field_count(line: str, sep: str) -> int:
+    """Fields on one delimited line (quotes respected)."""
+    rows = pl.read_csv(
+        io.BytesIO(line.encode()), has_header=False, separator=sep, infer_schema=False
+    ).iter_rows()
+    return len(next(iter(rows), ()))
 
 
 def _find_header_line(lines: list[str], fm: FileMapping) -> int | None:
@@ -642,8 +659,6 @@ def _compose_columns(
     """`columns` values with {COLUMN} in them are composed from the row's columns, e.g.
     `accession: "{USUBJID}-{TUSEQ}"`; a row missing any of them gets no value, except a part
     written `{COLUMN?}` (optional: empty when missing, the spaces around it closed up)."""
-    import dataclasses
-
     templated = {f: c for f, c in fm.columns.items() if TEMPLATE_RE.search(c)}
     if not templated:
         return raw, fm, set()
@@ -818,6 +833,9 @@ def read_and_map(
     run_id: str,
     partial_dates: str = "first",
 ) -> MappedFile:
+    streamed = _read_streamed(path, rel, source, fm, contract, run_id, partial_dates)
+    if streamed is not None:
+        return streamed
     sha = file_sha256(path)
     labels: dict[str, str] = {}
     raw = read_raw(path, fm, rel, labels)
@@ -840,6 +858,26 @@ def read_and_map(
             delivered_view = shaped.raw
     frame, note = map_frame(raw, source, fm, contract, rel, partial_dates)
     note = "; ".join([*shape_notes, *([note] if note else [])])
+    frame = _with_lineage(frame, source, fm, rel, sha, run_id)
+    if "_read_note" in raw.columns and raw.height and raw["_read_note"][0]:
+        note = f"{raw['_read_note'][0]}; {note}" if note else raw["_read_note"][0]
+    delivered = [c for c in delivered_view.columns if not c.startswith("_")]
+    return MappedFile(
+        rel,
+        sha,
+        source,
+        fm,
+        frame.select(_kept_columns(contract)),
+        delivered_view.select(*delivered, "_source_row"),
+        note,
+        {f: labels[c] for f, c in fm.columns.items() if c in labels},
+    )
+
+
+def _with_lineage(
+    frame: pl.DataFrame, source: SourceMapping, fm: FileMapping, rel: str, sha: str, run_id: str
+) -> pl.DataFrame:
+    """The mapped frame with its site and the lineage of every row (source, file, hash, dates)."""
     site_expr = _site_expr(frame, source, fm, rel)
     frame = frame.with_columns(
         site_expr.cast(pl.Utf8).alias("site"),
@@ -853,9 +891,12 @@ def read_and_map(
         frame = frame.with_columns(pl.lit(False).alias("_truncated"))
     if "_nul_line" not in frame.columns:
         frame = frame.with_columns(pl.lit(False).alias("_nul_line"))
-    if "_read_note" in raw.columns and raw.height and raw["_read_note"][0]:
-        note = f"{raw['_read_note'][0]}; {note}" if note else raw["_read_note"][0]
-    keep = [
+    return frame
+
+
+def _kept_columns(contract: Contract) -> list[str]:
+    """The columns of a mapped file's frame: typed fields, their delivered text, lineage."""
+    return [
         *contract.field_names,
         *[RAW_PREFIX + f for f in contract.field_names],
         "site",
@@ -870,16 +911,155 @@ def read_and_map(
         "_not_collected",
         "_nul_line",
     ]
-    delivered = [c for c in delivered_view.columns if not c.startswith("_")]
+
+
+# --- streaming: delimited text read in chunks, exact copies kept as row numbers -------------
+
+SCAN_BLOCK = 8 * 1024 * 1024  # bytes read at a time by the pre-pass over a text file
+TAIL_BYTES = 1024 * 1024  # the end of the file kept to look at its last line
+
+
+@dataclass(frozen=True)
+class TextScan:
+    """What the pre-pass over a plain UTF-8 delimited file found (one block in memory at a time)."""
+
+    truncated_fields: int | None  # fields on the last line when it has no closing newline
+
+
+def scan_plain_text(path: Path, fm: FileMapping, rel: str, lim: Limits) -> TextScan | None:
+    """Check a delimited text file block by block, as `_read_text_table` checks it whole.
+
+    Returns None when the file needs the whole-file reader, which handles (and words the
+    message for) everything but the plain case: a byte-order mark, an encoding other than
+    UTF-8, bytes that are not valid UTF-8, NUL bytes, a header row other than 1, an empty or
+    binary file, a REDCap export, a shaped entry. Raises `LimitExceeded` over the row or column
+    limit, before anything is parsed.
+    """
+    plain = fm.format in ("csv", "tsv") and fm.header_row == 1
+    plain = plain and _norm_encoding(fm.encoding) == "utf-8"
+    if not plain or fm.redcap or fm.shaped or fm.lookup:
+        return None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    newlines, first, tail, size = 0, b"", b"", 0
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(SCAN_BLOCK):
+                if not size:
+                    if bom_encoding(block) or _binary_kind(block) or b"\n" not in block:
+                        return None
+                    first = block[: block.find(b"\n")]
+                if b"\x00" in block:
+                    return None
+                decoder.decode(block)
+                newlines += block.count(b"\n")
+                tail = (tail + block)[-TAIL_BYTES:]
+                size += len(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return None
+    if not first.strip():
+        return None
+    lines = newlines + (0 if tail.endswith(b"\n") else 1)
+    check_shape(max(0, lines - 1), first.decode().count(fm.delimiter) + 1, rel, lim)
+    truncated = None
+    if not tail.endswith((b"\n", b"\r")):
+        if b"\n" not in tail:
+            return None  # a last line longer than the tail: read whole
+        truncated = _field_count(tail[tail.rfind(b"\n") + 1 :].decode(), fm.delimiter)
+    return TextScan(truncated)
+
+
+def _read_streamed(
+    path: Path,
+    rel: str,
+    source: SourceMapping,
+    fm: FileMapping,
+    contract: Contract,
+    run_id: str,
+    partial_dates: str,
+) -> MappedFile | None:
+    """A plain delimited text file read and mapped `chunk_rows` rows at a time, or None.
+
+    Exact copies of an earlier row of the file (same `_content_hash`, which is what the
+    duplicate-row check calls a copy) are not kept as rows: only their row number and hash go
+    to `MappedFile.copies`, and `validate_files` gives each the outcome of its first row plus
+    the duplicate-row failure. Memory therefore follows the chunk and the distinct rows, not the
+    file (a delivery of one file repeated costs its distinct rows once). None when the file is
+    not plain (`scan_plain_text`) or when anything in it is wrong: the whole-file reader then
+    reads it and words the problem exactly as it always has.
+    """
+    lim = limits()
+    try:
+        check_file_size(path, rel, lim)
+        scan = scan_plain_text(path, fm, rel, lim)
+    except LimitExceeded as over:
+        raise FileProblem("rejected", over.message, over.fix) from over
+    if scan is None:
+        return None
+    try:
+        return _map_chunks(path, rel, source, fm, contract, run_id, partial_dates, scan, lim)
+    except (FileProblem, pl.exceptions.PolarsError):
+        return None
+
+
+def _map_chunks(
+    path: Path,
+    rel: str,
+    source: SourceMapping,
+    fm: FileMapping,
+    contract: Contract,
+    run_id: str,
+    partial_dates: str,
+    scan: TextScan,
+    lim: Limits,
+) -> MappedFile | None:
+    """The chunk loop of `_read_streamed`: map each chunk, keep its new distinct rows."""
+    lazy = pl.scan_csv(
+        path,
+        separator=fm.delimiter,
+        infer_schema=False,
+        has_header=True,
+        raise_if_empty=False,
+        glob=False,
+    ).with_row_index("_pos")
+    sha = file_sha256(path)
+    seen = pl.Series("_content_hash", [], pl.UInt64)
+    frames, raws, copies, note = [], [], [], ""
+    chunks = iter(lazy.collect_batches(chunk_size=max(1, lim.chunk_rows)))
+    chunk = next(chunks, None)
+    if chunk is None:
+        return None  # no rows at all: the whole-file reader builds the empty frame
+    while chunk is not None:
+        following = next(chunks, None)
+        data_cols = [c for c in chunk.columns if not c.startswith("_")]
+        last = following is None and scan.truncated_fields is not None
+        raw = chunk.select(
+            *(pl.col(c).str.strip_chars().replace("", None).alias(c) for c in data_cols),
+            (pl.col("_pos").cast(pl.Int64) + 2).alias("_source_row"),
+            (
+                (pl.int_range(pl.len()) == pl.len() - 1)
+                & pl.lit(last and (scan.truncated_fields or 0) < len(data_cols))
+            ).alias("_truncated"),
+        )
+        frame, note = map_frame(raw, source, fm, contract, rel, partial_dates)
+        frame = _with_lineage(frame, source, fm, rel, sha, run_id)
+        hashes = frame["_content_hash"]
+        first = hashes.is_first_distinct() & ~hashes.is_in(seen)
+        keep = first | frame["_truncated"]
+        seen = pl.concat([seen, hashes.filter(first)])
+        frames.append(frame.filter(keep).select(_kept_columns(contract)))
+        raws.append(raw.filter(keep).select(*data_cols, "_source_row"))
+        copies.append(frame.filter(~keep).select("_source_row", "_content_hash"))
+        chunk = following
     return MappedFile(
         rel,
         sha,
         source,
         fm,
-        frame.select(keep),
-        delivered_view.select(*delivered, "_source_row"),
+        pl.concat(frames),
+        pl.concat(raws),
         note,
-        {f: labels[c] for f, c in fm.columns.items() if c in labels},
+        copies=pl.concat(copies),
     )
 
 
@@ -1099,7 +1279,8 @@ def plan_files(
     partial = str(load_definitions(overrides=definitions)["partial_date_imputation"]["value"])
     contracts = load_contracts(contracts_dir)
     sources = load_sources(sources_dir, contracts)
-    jobs, unmatched = [], []
+    jobs: list[FileJob] = []
+    unmatched: list[dict] = []
     for path, rel in discover(landing):
         try:
             path = landing_path(landing, rel)
@@ -1107,72 +1288,64 @@ def plan_files(
             unmatched.append(_refused_row(rel, problem))
             continue
         hit = match(rel, sources)
-        dictionary_of = next(
-            (
-                (src, "dictionary")
-                for src in sources
-                for fm in src.files
-                if fm.redcap and fnmatch.fnmatchcase(rel, fm.redcap["dictionary"])
-            ),
-            None,
-        ) or next(
-            (
-                (src, "lookup")
-                for src in sources
-                for fm in src.files
-                for spec in fm.lookup
-                if fnmatch.fnmatchcase(rel, spec["file"])
-            ),
-            None,
-        )
-        if hit is None and dictionary_of is not None:
-            src, role = dictionary_of
-            unmatched.append(
-                {
-                    "path": rel,
-                    "sha256": file_sha256(path),
-                    "source_id": src.source,
-                    "table_name": None,
-                    "rows_read": 0,
-                    "rows_loaded": 0,
-                    "rows_quarantined": 0,
-                    "status": role,
-                    "error": None,
-                    "fix": None,
-                }
-            )
-            continue
         if hit is None:
-            unmatched.append(
-                {
-                    "path": rel,
-                    "sha256": file_sha256(path),
-                    "source_id": None,
-                    "table_name": None,
-                    "rows_read": 0,
-                    "rows_loaded": 0,
-                    "rows_quarantined": 0,
-                    "status": "unmatched",
-                    "error": f"{rel}: matches no source mapping, so it was not read",
-                    "fix": "add or correct a 'glob' in schemas/sources/, or move the file to its site's folder",
-                }
-            )
+            unmatched.append(_not_an_extract_row(path, rel, sources))
             continue
-        source, fm = hit
-        if fm.redcap:  # one export, one job per instrument entry of the same source
-            parts = [
-                (i, e.redcap["instrument"])
-                for i, e in enumerate(source.files)
-                if e.redcap and fnmatch.fnmatchcase(rel, e.glob)
-            ]
-            for i, instrument in parts:
-                part = instrument
-                if sum(1 for _, other in parts if other == instrument) > 1:
-                    part = f"{part}.{i}"
-                jobs.append(FileJob(path, rel, source.source, i, part))
-            continue
-        jobs.append(FileJob(path, rel, source.source, source.files.index(fm)))
+        jobs.extend(_jobs_of(path, rel, *hit))
     return Plan(jobs, unmatched, sources, contracts, landing, partial)
+
+
+def _helper_file_of(rel: str, sources: list[SourceMapping]) -> tuple[SourceMapping, str] | None:
+    """(source, role) when the file is a REDCap data dictionary or a lookup file an entry reads."""
+    for src in sources:
+        for fm in src.files:
+            if fm.redcap and fnmatch.fnmatchcase(rel, fm.redcap["dictionary"]):
+                return src, "dictionary"
+    for src in sources:
+        for fm in src.files:
+            if any(fnmatch.fnmatchcase(rel, spec["file"]) for spec in fm.lookup):
+                return src, "lookup"
+    return None
+
+
+def _not_an_extract_row(path: Path, rel: str, sources: list[SourceMapping]) -> dict:
+    """The file row of a file that matches no entry: a helper file (dictionary, lookup) of a
+    source, or unmatched with the fix."""
+    row = {
+        "path": rel,
+        "sha256": file_sha256(path),
+        "source_id": None,
+        "table_name": None,
+        "rows_read": 0,
+        "rows_loaded": 0,
+        "rows_quarantined": 0,
+        "status": "unmatched",
+        "error": f"{rel}: matches no source mapping, so it was not read",
+        "fix": "add or correct a 'glob' in schemas/sources/, or move the file to its site's folder",
+    }
+    helper = _helper_file_of(rel, sources)
+    if helper is not None:
+        src, role = helper
+        row |= {"source_id": src.source, "status": role, "error": None, "fix": None}
+    return row
+
+
+def _jobs_of(path: Path, rel: str, source: SourceMapping, fm: FileMapping) -> list[FileJob]:
+    """The jobs of a matched file: one, or one per instrument entry of a REDCap export."""
+    if not fm.redcap:
+        return [FileJob(path, rel, source.source, source.files.index(fm))]
+    parts = [
+        (i, e.redcap["instrument"])
+        for i, e in enumerate(source.files)
+        if e.redcap and fnmatch.fnmatchcase(rel, e.glob)
+    ]
+    jobs = []
+    for i, instrument in parts:
+        part = instrument
+        if sum(1 for _, other in parts if other == instrument) > 1:
+            part = f"{part}.{i}"
+        jobs.append(FileJob(path, rel, source.source, i, part))
+    return jobs
 
 
 def read_file(job: FileJob, plan: Plan, run_id: str) -> MappedFile | dict:
@@ -1269,8 +1442,11 @@ def validate_files(
 
     contracts = plan.contracts
     mapped, file_rows, previous = choose_extracts(plan, outcomes)
+    mapped = _confirmed_copies(mapped, contracts, accepted)
     combined = combine_frames(mapped, contracts, secret)
-    outcome = validate_tables(combined, contracts, accepted)
+    outcome = expand_copies(
+        validate_tables(combined, contracts, accepted), mapped, combined, contracts
+    )
     source_sites = {s.source: s.site for s in plan.sources if s.kind == "clinical" and s.site}
     failures, caused_by = attribute_root_causes(outcome, file_rows, contracts, source_sites)
     file_rows.extend(account_files(mapped, outcome, caused_by))
@@ -1293,6 +1469,299 @@ def validate_files(
         quarantine_rows=with_raw_json(outcome.quarantine_rows, mapped),
         quarantine_failures=failures,
         files=pl.DataFrame(file_rows, schema=FILE_SCHEMA).sort("path"),
+    )
+
+
+def _copy_rows(m: MappedFile, columns: list[str]) -> pl.DataFrame:
+    """The copies of a streamed file with `columns` of the first row they copy (row order)."""
+    assert m.copies is not None
+    wanted = [c for c in columns if c not in ("_source_row", "_content_hash")]
+    originals = m.frame.select("_content_hash", *wanted).unique(
+        "_content_hash", keep="first", maintain_order=True
+    )
+    return m.copies.join(originals, on="_content_hash", how="left", maintain_order="left")
+
+
+def _all_rows(m: MappedFile, columns: list[str]) -> pl.DataFrame:
+    """`columns` of every row of the file, copies included, in row order (`_source_row` among
+    them)."""
+    if m.copies is None or m.copies.height == 0:
+        return m.frame.select(columns)
+    return pl.concat([m.frame.select(columns), _copy_rows(m, columns).select(columns)]).sort(
+        "_source_row", maintain_order=True
+    )
+
+
+def restore_copies(m: MappedFile) -> MappedFile:
+    """The file with its copies held as rows again (as a whole-file read holds them)."""
+    if m.copies is None:
+        return m
+    frame = _all_rows(m, m.frame.columns)
+    delivered = [c for c in m.raw.columns if c != "_source_row"]
+    originals = m.frame.select("_content_hash", "_source_row").unique(
+        "_content_hash", keep="first", maintain_order=True
+    )
+    copied = (
+        m.copies.join(originals, on="_content_hash", how="left", suffix="_first")
+        .join(m.raw, left_on="_source_row_first", right_on="_source_row", how="left")
+        .select(*delivered, "_source_row")
+    )
+    raw = pl.concat([m.raw, copied]).sort("_source_row", maintain_order=True)
+    return dataclasses.replace(m, frame=frame, raw=raw, copies=None)
+
+
+def _confirmed_copies(
+    mapped: list[MappedFile], contracts: dict[str, Contract], accepted: pl.DataFrame | None
+) -> list[MappedFile]:
+    """Streamed files hold copies as row numbers, right while every copy is quarantined; a file
+    whose site confirmed a duplicate row as delivered (such a copy loads) gets them back as rows."""
+    if accepted is None or accepted.height == 0:
+        return mapped
+    confirmed = set(accepted.select("_source_id", "check_id").iter_rows())
+    out = []
+    for m in mapped:
+        dup_ids = {c.id for c in contracts[m.mapping.table].checks if c.check == "duplicate_row"}
+        if m.copies is not None and any((m.source.source, c) in confirmed for c in dup_ids):
+            m = restore_copies(m)
+        out.append(m)
+    return out
+
+
+FAILURE_COLUMNS = (
+    "_source_id",
+    "_source_file",
+    "_source_row",
+    "site",
+    "patient_key",
+    "row_hash",
+    "table_name",
+    "check_id",
+    "column_name",
+    "kahn",
+    "severity",
+    "message",
+)
+
+
+def _file_segment(frame: pl.DataFrame, path: str) -> tuple[int, int]:
+    """(start, end) of the file's rows in an outcome frame, where each file's rows are
+    contiguous (the executor keeps the combined frame's order, file after file)."""
+    hits = (pl.col("_source_file") == path).arg_true()
+    found = frame.select(hits.min().alias("a"), hits.max().alias("b")).row(0)
+    if found[0] is None:
+        return 0, 0
+    return int(found[0]), int(found[1]) + 1
+
+
+def _splice(frame: pl.DataFrame, path: str, segment: pl.DataFrame, at: int) -> pl.DataFrame:
+    """The frame with the file's rows replaced by `segment` (at `at` when it has none)."""
+    start, end = _file_segment(frame, path)
+    if start == end:
+        start = end = at
+    parts = [frame.slice(0, start), segment.select(frame.columns), frame.slice(end)]
+    return pl.concat(parts, how="vertical_relaxed", rechunk=False)
+
+
+def _insert_at(frame: pl.DataFrame, rank: dict[str, int], path: str) -> int:
+    """Where a file's rows go in an outcome frame that holds none of them: after the rows of
+    the files before it (tables in validation order, files in combined order)."""
+    before = [p for p, r in rank.items() if r < rank[path]]
+    hits = pl.col("_source_file").is_in(before).arg_true()
+    last = frame.select(hits.max()).item()
+    return 0 if last is None else int(last) + 1
+
+
+def _copy_spine(
+    m: MappedFile, table_frame: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(first rows, copies, spine) of a streamed file: per distinct content its first row with
+    the ids validation gave it; each copy with its first row; every row of the file in row
+    order with its first row and whether it is a copy."""
+    assert m.copies is not None
+    info = table_frame.filter(pl.col("_source_file") == m.path).select(
+        pl.col("_source_row").alias("_first_row"),
+        "_content_hash",
+        "_source_id",
+        "site",
+        "patient_key",
+        pl.col("_content_hash").cast(pl.Utf8).alias("row_hash"),
+    )
+    firsts = info.unique("_content_hash", keep="first", maintain_order=True)
+    copies = m.copies.join(
+        firsts.select("_content_hash", "_first_row"), on="_content_hash", how="left"
+    )
+    spine = pl.concat(
+        [
+            info.select("_first_row", pl.col("_first_row").alias("_source_row"), _copy=False),
+            copies.select("_first_row", "_source_row", _copy=True),
+        ]
+    ).sort("_source_row")
+    return firsts, copies, spine
+
+
+def _copy_templates(own: pl.DataFrame, firsts: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """Per first row, the failures each of its copies has, in check-id order: the first row's
+    own, but for the checks that look at copies, and every duplicate-row check."""
+    same = [c.id for c in contract.checks if c.check not in ("duplicate_row", "unique")]
+    template = [
+        own.filter(pl.col("check_id").is_in(same)).select(
+            pl.col("_source_row").alias("_first_row"), *FAILURE_COLUMNS[7:]
+        ),
+        *(
+            firsts.select(
+                "_first_row",
+                pl.lit(c.id).alias("check_id"),
+                pl.lit(c.column, pl.Utf8).alias("column_name"),
+                pl.lit(c.kahn).alias("kahn"),
+                pl.lit(c.severity).alias("severity"),
+                pl.lit(c.message).alias("message"),
+            )
+            for c in contract.checks
+            if c.check == "duplicate_row"
+        ),
+    ]
+    per_copy = pl.concat(template, how="vertical_relaxed").sort("_first_row", "check_id")
+    return per_copy.join(
+        firsts.select("_first_row", "_source_id", "site", "patient_key", "row_hash"),
+        on="_first_row",
+        how="left",
+        maintain_order="left",
+    ).with_columns(_copy=True)
+
+
+def _copy_outcome(
+    m: MappedFile,
+    table_frame: pl.DataFrame,
+    rows: pl.DataFrame,
+    failures: pl.DataFrame,
+    contract: Contract,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(quarantine rows, failures, failures of the copies per check) of one streamed file,
+    copies included, in the executor's order (row order, then check id within a row).
+
+    A copy has the delivered content of its first row, so every check reads the same values
+    and gives the same result, except the two that look at copies: it fails each duplicate-row
+    check (an error, so it is quarantined) and passes each uniqueness check (copies are left
+    out of them). Built by joining the file's rows in order to the failures of the first rows
+    (each row's in check-id order), so the large outputs are never sorted.
+    """
+    firsts, copies, spine = _copy_spine(m, table_frame)
+    own = failures.filter(pl.col("_source_file") == m.path)
+    per_copy = _copy_templates(own, firsts, contract)
+    per_row = own.select(
+        pl.col("_source_row").alias("_first_row"),
+        "_source_id",
+        *FAILURE_COLUMNS[3:6],
+        *FAILURE_COLUMNS[7:],
+        _copy=pl.lit(False),
+    )
+    extra = pl.lit(m.path).alias("_source_file"), pl.lit(contract.table).alias("table_name")
+    fails = spine.join(
+        pl.concat([per_row, per_copy.select(per_row.columns)], how="vertical_relaxed"),
+        on=["_first_row", "_copy"],
+        how="inner",
+        maintain_order="left_right",
+    ).with_columns(extra)
+    quarantined = rows.filter(pl.col("_source_file") == m.path)["_source_row"].to_list()
+    qrows = (
+        spine.filter(pl.col("_copy") | pl.col("_source_row").is_in(quarantined))
+        .join(
+            firsts.select("_first_row", "_source_id", "site", "patient_key"),
+            on="_first_row",
+            how="left",
+            maintain_order="left",
+        )
+        .with_columns(extra)
+    )
+    counted = (
+        copies.group_by("_first_row")
+        .agg(pl.len().alias("n"))
+        .join(per_copy.select("_first_row", "check_id"), on="_first_row")
+        .group_by("check_id")
+        .agg(pl.col("n").sum().alias("_more"))
+        .with_columns(pl.lit(contract.table).alias("table_name"))
+    )
+    return qrows, fails.select(FAILURE_COLUMNS), counted
+
+
+def expand_copies(
+    outcome: ValidationOutcome,
+    mapped: list[MappedFile],
+    combined: dict[str, pl.DataFrame],
+    contracts: dict[str, Contract],
+) -> ValidationOutcome:
+    """The validation outcome with the copies of streamed files put back: their quarantine rows
+    and failures in file row order (check id within a row), and the DQD counts with them, so
+    the outcome is the one validating every row would give."""
+    from blinaetl.validate.executor import ORDER, ValidationOutcome
+
+    streamed = [m for m in mapped if m.copies is not None and m.copies.height]
+    if not streamed:
+        return outcome
+    tables = [t for t in ORDER if t in combined] + [t for t in combined if t not in ORDER]
+    order = sorted(range(len(mapped)), key=lambda i: (tables.index(mapped[i].mapping.table), i))
+    rank = {mapped[i].path: r for r, i in enumerate(order)}
+    qrows, failures, counts = outcome.quarantine_rows, outcome.quarantine_failures, []
+    for m in streamed:
+        contract = contracts[m.mapping.table]
+        q, f, n = _copy_outcome(m, combined[m.mapping.table], qrows, failures, contract)
+        qrows = _splice(qrows, m.path, q, _insert_at(qrows, rank, m.path))
+        failures = _splice(failures, m.path, f, _insert_at(failures, rank, m.path))
+        counts.append(n)
+    copies_per_table: dict[str, int] = {}
+    for m in streamed:
+        assert m.copies is not None
+        copies_per_table[m.mapping.table] = (
+            copies_per_table.get(m.mapping.table, 0) + m.copies.height
+        )
+    return ValidationOutcome(
+        tables=outcome.tables,
+        quarantine_rows=qrows,
+        quarantine_failures=failures,
+        dq_results=_recount_dq(outcome.dq_results, pl.concat(counts), copies_per_table),
+    )
+
+
+def _recount_dq(
+    dq: pl.DataFrame, added: pl.DataFrame, copies_per_table: dict[str, int]
+) -> pl.DataFrame:
+    """`added`: table_name, check_id, _more (failures of the copies)."""
+    """DQD results with the copies counted: rows checked, rows failed, percent and status
+    (the executor's rules: `error` stays, `failed` above the threshold, else `passed`)."""
+    more = added.group_by("table_name", "check_id").agg(pl.col("_more").sum())
+    extra_rows = pl.col("table_name").replace_strict(
+        copies_per_table, default=0, return_dtype=pl.Int64
+    )
+    out = (
+        dq.join(more, on=["table_name", "check_id"], how="left", maintain_order="left")
+        .with_columns(
+            (pl.col("rows_failed") + pl.col("_more").fill_null(0))
+            .cast(pl.Int64)
+            .alias("rows_failed"),
+            (pl.col("rows_checked") + extra_rows).cast(pl.Int64).alias("rows_checked"),
+        )
+        .drop("_more")
+    )
+    touched = pl.col("table_name").is_in(list(copies_per_table))
+    pct = (
+        pl.when(pl.col("rows_checked") > 0)
+        .then(100.0 * pl.col("rows_failed") / pl.col("rows_checked"))
+        .otherwise(None)
+    )
+    status = (
+        pl.when(pl.col("status") == "error")
+        .then(pl.lit("error"))
+        .when(pl.col("rows_checked") == 0)
+        .then(pl.lit("not_applicable"))
+        .when(pl.col("pct_failed") > pl.col("threshold"))
+        .then(pl.lit("failed"))
+        .otherwise(pl.lit("passed"))
+    )
+    out = out.with_columns(
+        pl.when(touched).then(pct).otherwise(pl.col("pct_failed")).alias("pct_failed")
+    )
+    return out.with_columns(
+        pl.when(touched).then(status).otherwise(pl.col("status")).alias("status")
     )
 
 
@@ -1414,7 +1883,7 @@ def account_files(
     )
     rows = []
     for m in mapped:
-        read = m.frame.height
+        read = m.frame.height + (m.copies.height if m.copies is not None else 0)
         loaded, quarantined = ld.get(m.path, 0), q.get(m.path, 0)
         if read != loaded + quarantined:
             raise ConservationError(
@@ -1481,8 +1950,9 @@ def _imputations(
             if f.type != "date" or (derived is not None and not derived.get("date")):
                 continue  # a study-day date is never imputed (unless its delivered date was)
             raw = pl.col(RAW_PREFIX + f.name)
+            rows = _all_rows(m, [RAW_PREFIX + f.name, f.name, "_source_row"])
             parts.append(
-                m.frame.filter(raw.str.contains(PARTIAL_RE) & pl.col(f.name).is_not_null()).select(
+                rows.filter(raw.str.contains(PARTIAL_RE) & pl.col(f.name).is_not_null()).select(
                     pl.lit(m.source.source).alias("source_id"),
                     pl.lit(m.path).alias("source_file"),
                     pl.col("_source_row").alias("source_row"),
@@ -1503,7 +1973,8 @@ def _imputations(
 def _not_collected(mapped: list[MappedFile]) -> pl.DataFrame:
     """One row per (file, site, field) the mapping declares not collected at that site."""
     parts = [
-        m.frame.group_by("site")
+        _all_rows(m, ["site", "_source_row"])
+        .group_by("site")
         .agg(pl.len().alias("rows_delivered"))
         .join(pl.DataFrame({"field_name": list(m.mapping.not_collected)}), how="cross")
         .select(
@@ -1573,26 +2044,56 @@ def _not_collected_dq(not_collected: pl.DataFrame, contracts: dict[str, Contract
 def with_raw_json(quarantine_rows: pl.DataFrame, mapped: list[MappedFile]) -> pl.DataFrame:
     """`raw_json`: each quarantined row as delivered (its file's own columns, as text).
 
-    Built for the quarantined rows only, file by file, since each file has its own columns.
+    Built for the quarantined rows only, file by file, since each file has its own columns; a
+    copy in a streamed file gets the text of the first row it copies, encoded once for all its
+    copies. Each file's quarantined rows are contiguous (validation keeps the files' order),
+    so the column is put together segment by segment, in the rows' order, without joining the
+    whole frame.
     """
-    parts = []
-    for m in mapped:
-        rows = quarantine_rows.filter(pl.col("_source_file") == m.path).select("_source_row")
-        if rows.height == 0:
-            continue
-        delivered = [c for c in m.raw.columns if c != "_source_row"]
-        parts.append(
-            m.raw.join(rows, on="_source_row", how="semi").select(
-                pl.lit(m.path).alias("_source_file"),
-                "_source_row",
-                pl.struct(delivered).struct.json_encode().alias("raw_json"),
-            )
-        )
-    schema = {"_source_file": pl.Utf8, "_source_row": pl.Int64, "raw_json": pl.Utf8}
-    raw_json = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
-    return quarantine_rows.join(
-        raw_json, on=["_source_file", "_source_row"], how="left", maintain_order="left"
+    by_path = {m.path: m for m in mapped}
+    segments = (
+        quarantine_rows.with_row_index("_at")
+        .group_by("_source_file", maintain_order=True)
+        .agg(pl.col("_at").min().alias("start"), pl.len().alias("n"))
     )
+    if segments["n"].sum() != quarantine_rows.height or segments.height != len(
+        set(segments["_source_file"])
+    ):  # never when the rows come from validation, which keeps each file's rows together
+        raise ConservationError("quarantine rows of one file are not contiguous; a bug")
+    pieces, at = [], 0
+    for path, start, n in segments.iter_rows():
+        if start != at:  # never: as above
+            raise ConservationError(f"quarantine rows of {path} are not contiguous; a bug")
+        rows = quarantine_rows.slice(start, n).select("_source_row")
+        m = by_path.get(path)
+        pieces.append(
+            _delivered_json(m, rows) if m is not None else pl.Series("raw_json", [None] * n)
+        )
+        at = start + n
+    column = pl.concat(pieces).cast(pl.Utf8) if pieces else pl.Series("raw_json", [], pl.Utf8)
+    return quarantine_rows.with_columns(column.alias("raw_json"))
+
+
+def _delivered_json(m: MappedFile, rows: pl.DataFrame) -> pl.Series:
+    """`raw_json` of the given rows (`_source_row`) of one file, in their order."""
+    delivered = [c for c in m.raw.columns if c != "_source_row"]
+    rows = rows.with_columns(pl.col("_source_row").alias("_first_row"))
+    if m.copies is not None and m.copies.height:
+        firsts = m.frame.select("_content_hash", pl.col("_source_row").alias("_first_row"))
+        firsts = firsts.unique("_content_hash", keep="first", maintain_order=True)
+        copies = m.copies.join(firsts, on="_content_hash", how="left").select(
+            "_source_row", pl.col("_first_row").alias("_copied")
+        )
+        rows = rows.join(copies, on="_source_row", how="left", maintain_order="left").select(
+            "_source_row", pl.coalesce("_copied", "_first_row").alias("_first_row")
+        )
+    texts = m.raw.join(
+        rows.select(_source_row="_first_row").unique(), on="_source_row", how="semi"
+    ).select(
+        pl.col("_source_row").alias("_first_row"),
+        pl.struct(delivered).struct.json_encode().alias("raw_json"),
+    )
+    return rows.join(texts, on="_first_row", how="left", maintain_order="left")["raw_json"]
 
 
 def contracts_table(plan: Plan, job: FileJob) -> str:

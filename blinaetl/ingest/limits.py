@@ -24,6 +24,9 @@ class Limits:
     max_xlsx_compression_ratio: int = 200  # decompressed / compressed size of the workbook
     max_rows: int = 5_000_000  # data rows of one file
     max_columns: int = 1_000  # columns of one file
+    # not a limit: rows of a delimited text file read, mapped and de-duplicated at a time
+    # (`landing._read_streamed`), so reading holds one chunk, not the whole file
+    chunk_rows: int = 100_000
 
     @classmethod
     def from_env(cls) -> Limits:

@@ -192,6 +192,7 @@ def _db(
         "00_patient_timeline.sql",
         "20_cns_status.sql",
         "21_em_findings.sql",
+        "22_em_start_sites.sql",
         "22_em_patient_baseline.sql",
     ):
         con.execute((HARMONIZED / name).read_text())

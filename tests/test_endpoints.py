@@ -225,9 +225,12 @@ def _category(blasts, anc, plt, em_days: list[int] | None = None, day: int = 28)
         )
     for name in (
         "00_patient_timeline.sql",
+        "05_assessments.sql",
         "20_cns_status.sql",
         "21_em_findings.sql",
+        "22_em_start_sites.sql",
         "22_em_patient_baseline.sql",
+        "29_em_clearing_evidence.sql",
         "30_assessment_response.sql",
     ):
         con.execute((HARMONIZED / name).read_text())

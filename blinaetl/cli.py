@@ -29,6 +29,8 @@ from typing import Any
 
 from rich.console import Console
 
+from blinaetl.synth.hardcases import HARD_CASE_RATES, parse_hard_case
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION, EXIT_REFUSED = 0, 1, 2, 3, 4
 EXIT_STATUS_HELP = (
     "Exit status: 0 done; 1 failed; 2 bad usage or configuration (option, missing file, no key)."
@@ -64,6 +66,14 @@ def _at_least(minimum: int, why: str = ""):
 MIN_SYNTH_PATIENTS = 10
 
 
+def _hard_case(text: str) -> tuple[str, float]:
+    """argparse type of --hard-case: NAME=RATE, a known hard case and a rate from 0 to 1."""
+    try:
+        return parse_hard_case(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _definitions(path: str | None) -> dict:
     if not path:
         return {}
@@ -80,7 +90,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with console.status(f"generating {args.patients} patients ..."):
         summary = generate(
-            Path(args.out), n_patients=args.patients, seed=args.seed, progress=_progress(start)
+            Path(args.out),
+            n_patients=args.patients,
+            seed=args.seed,
+            progress=_progress(start),
+            hard_cases=not args.no_hard_cases,
+            hard_case_rates=dict(args.hard_case) or None,
         )
     console.print(
         f"wrote {args.out}/landing and {args.out}/truth in {time.perf_counter() - start:.1f}s"
@@ -264,6 +279,26 @@ def add_synth_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--seed", type=int, default=2017, help="random seed (default 2017)")
     p.add_argument("--out", default="demo", help="output folder (default ./demo)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    hard = p.add_mutually_exclusive_group()
+    defaults = ", ".join(f"{name} ({rate:g})" for name, rate in HARD_CASE_RATES.items())
+    hard.add_argument(
+        "--hard-case",
+        action="append",
+        type=_hard_case,
+        default=[],
+        metavar="NAME=RATE",
+        help=(
+            "plant hard case NAME among the patients it can apply to at RATE (a number from 0 "
+            "to 1) instead of its default; repeatable, the last rate given for a name wins. "
+            "A case with a rate above 0 is planted at least once when any patient is eligible. "
+            f"Hard cases (default rate): {defaults}. See docs/derivations.md."
+        ),
+    )
+    hard.add_argument(
+        "--no-hard-cases",
+        action="store_true",
+        help="plant no hard case (every rate 0)",
+    )
     p.set_defaults(func=cmd_synth)
 
 

@@ -14,7 +14,10 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
+from blinaetl.synth.hardcases import HARD_CASE_COLUMNS, HARD_CASE_RATES, check_hard_case_rates
 from blinaetl.synth.phrases import EM_SITE_TERMS, LATERAL_GROUPS
+
+__all__ = ["HARD_CASE_COLUMNS", "HARD_CASE_RATES", "simulate_patients"]
 
 CD19_CLASSES = np.array(["negative", "dim", "moderate", "strong"])
 EM_GROUPS = np.array(sorted(EM_SITE_TERMS))
@@ -84,48 +87,6 @@ def full_years(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     return ey - sy - (emd < smd).astype(int)
 
 
-# Hard cases (issue 16): the situations where the derivation rules matter, each at a rate among
-# the patients it can apply to. They are drawn from their own random stream, so switching them
-# off (rate 0) leaves every other draw of the cohort unchanged.
-HARD_CASE_RATES: dict[str, float] = {
-    # responders (at the first assessment, no HCT, no relapse) who die in remission before r2
-    "early_death_responder": 0.30,
-    # relapsed responders without HCT in CR who are transplanted after the relapse
-    "hct_after_relapse": 0.30,
-    # refractory patients alive well after the second assessment who are transplanted anyway
-    "hct_non_responder": 0.15,
-    # relapsed responders with marrow relapse whose relapse the site does not report
-    "relapse_unreported": 0.20,
-    # patients without CNS disease whose baseline CSF has blasts, WBC >= 5/uL and no RBC count
-    "csf_rbc_missing": 0.05,
-    # responders with active EM at start whose EM is never shown resolved (CR_em_not_reassessed)
-    "em_never_reassessed": 0.50,
-    # refractory patients with EM at start and EM near failure at the same (persistent) site
-    "em_persistent_at_failure": 0.50,
-    # responders whose response-window assessments carry only the site's response label
-    "response_labels_only": 0.10,
-    # relapsed patients who die on the day of the relapse (event tie)
-    "tie_relapse_death": 0.15,
-    # alive patients whose last contact is the day of their latest record (censoring tie)
-    "tie_last_contact": 0.15,
-}
-
-
-# hard case -> the patient-frame column flagging the patients it was planted on
-HARD_CASE_COLUMNS: dict[str, str] = {
-    "early_death_responder": "early_death",
-    "hct_after_relapse": "hct_after_relapse",
-    "hct_non_responder": "hct_refractory",
-    "relapse_unreported": "relapse_unreported",
-    "csf_rbc_missing": "csf_rbc_missing",
-    "em_never_reassessed": "em_unreassessed",
-    "em_persistent_at_failure": "persistent_em",
-    "response_labels_only": "labels_only",
-    "tie_relapse_death": "tie_death",
-    "tie_last_contact": "last_contact_tie",
-}
-
-
 # the patient frame's columns, in order (values from the stages' dict of whole-cohort arrays)
 PATIENT_FRAME_COLUMNS = (
     "pid", "site", "mrn", "last_name", "first_name", "sex", "birth_date", "diagnosis_date",
@@ -153,8 +114,20 @@ class HardCases:
         self.rng = rng or np.random.default_rng(0)
 
     def case(self, name: str, eligible: np.ndarray) -> np.ndarray:
-        """The eligible patients the hard case `name` is planted on, at its rate."""
-        return eligible & (self.rng.random(self.n) < self.rates[name])
+        """The eligible patients the hard case `name` is planted on, at its rate.
+
+        A case with a rate above 0 is planted at least once when any patient is eligible (on
+        the eligible patient whose draw came closest to the rate), so a small cohort such as the
+        demo exercises every enabled case; this draws nothing more from the stream.
+        """
+        u = self.rng.random(self.n)
+        rate = self.rates[name]
+        picked = eligible & (u < rate)
+        if rate > 0 and eligible.any() and not picked.any():
+            candidates = np.flatnonzero(eligible)
+            picked = np.zeros(self.n, bool)
+            picked[candidates[np.argmin(u[candidates])]] = True
+        return picked
 
     def integers(self, low: int, high: int) -> np.ndarray:
         return self.rng.integers(low, high, self.n)
@@ -166,12 +139,7 @@ def resolve_hard_rates(
     """Every hard case's rate: HARD_CASE_RATES overridden by `hard_rates`; all 0 without `hard`."""
     if hard is None:
         return {k: 0.0 for k in HARD_CASE_RATES}
-    unknown = set(hard_rates or {}) - set(HARD_CASE_RATES)
-    if unknown:
-        raise ValueError(
-            f"unknown hard case(s) {sorted(unknown)}; known: {', '.join(HARD_CASE_RATES)}"
-        )
-    return {**HARD_CASE_RATES, **(hard_rates or {})}
+    return check_hard_case_rates(hard_rates)
 
 
 def draw_identity(rng: np.random.Generator, n: int) -> Cohort:
@@ -185,12 +153,9 @@ def draw_identity(rng: np.random.Generator, n: int) -> Cohort:
     )
     # SITE02 numbers are 6 digits: make them unique within the site by construction
     s2 = site == "SITE02"
-    mrn[s2] = np.char.add(
-        "55-",
-        np.char.zfill(
-            (rng.choice(900_000, size=int(s2.sum()), replace=False) + 100_000).astype(str), 6
-        ),
-    )
+    s2_numbers = rng.choice(900_000, size=int(s2.sum()), replace=False) + 100_000
+    if s2.any():  # numpy's zfill fails on an empty array
+        mrn[s2] = np.char.add("55-", np.char.zfill(s2_numbers.astype(str), 6))
     return {
         "pid": np.arange(n),
         "site": site,

@@ -29,7 +29,12 @@ def _rows(p: pl.DataFrame, mask: np.ndarray, **cols) -> pl.DataFrame:
             continue
         arr = np.asarray(v)
         picked = arr[mask] if arr.shape == (p.height,) else np.full(int(mask.sum()), v)
-        out[k] = pl.Series(k, picked.tolist()) if picked.dtype == object else picked
+        if picked.dtype == object:
+            # no row picked: the type the values would have (else polars makes it Null)
+            dtype = pl.Series(np.atleast_1d(arr).tolist()).dtype if len(picked) == 0 else None
+            out[k] = pl.Series(k, picked.tolist(), dtype=dtype)
+        else:
+            out[k] = picked
     frame = pl.DataFrame(out)
     return frame.with_columns([pl.lit(None).alias(k) for k in nulls]) if nulls else frame
 

@@ -431,6 +431,7 @@ def draw_flow_rows(out: Extracts, part: pl.DataFrame, lab: str) -> pl.DataFrame:
         pl.Series(
             "specimen_id",
             (("F" if lab == "LABNUM" else "TX-") + pl.Series(ids).cast(pl.Utf8)).to_list(),
+            dtype=pl.Utf8,
         ),
         pl.Series("_dup", dup),
         pl.lit(None, pl.Utf8).alias("_defect"),
@@ -536,7 +537,9 @@ def draw_imaging_rows(out: Extracts, part: pl.DataFrame, site: str) -> pl.DataFr
         kinds[out.defects.choose(out.rng, neg, kind, taken)] = kind
     unk = out.defects.choose(out.rng, neg, "imaging_unknown_patient", taken.copy())
     part = part.with_columns(
-        pl.Series("accession", [("RA" if site == "SITE01" else "IM") + str(v) for v in acc]),
+        pl.Series(
+            "accession", [("RA" if site == "SITE01" else "IM") + str(v) for v in acc], dtype=pl.Utf8
+        ),
         pl.Series("_defect", kinds.tolist(), dtype=pl.Utf8),
     )
     extra = part.filter(pl.Series(unk)).with_columns(

@@ -201,3 +201,44 @@ def test_mappings_name_only_canonical_fields():
 
 def test_templates_cover_all_assertions():
     assert set(EM_TEMPLATES) == {"present", "absent", "possible", "historical", "resolved"}
+
+
+def _cd19_at_failure(failure_day: int, specimens: list[tuple[int, str, str]]) -> str | None:
+    """The truth's CD19 at failure of one patient with (day, specimen_type, class) specimens."""
+    from blinaetl.synth.truth import derive_cd19_at_failure
+
+    frame = pl.DataFrame(
+        {
+            "pid": [0] * len(specimens),
+            "day": [d for d, _, _ in specimens],
+            "specimen_type": [t for _, t, _ in specimens],
+            "cls": [c for _, _, c in specimens],
+        },
+        schema={"pid": pl.Int64, "day": pl.Int64, "specimen_type": pl.Utf8, "cls": pl.Utf8},
+    )
+    got = derive_cd19_at_failure(frame, pl.DataFrame({"pid": [0], "failure_day": [failure_day]}))
+    return got["cd19_at_failure_rule"].item() if got.height else None
+
+
+@pytest.mark.parametrize(
+    ("failure_day", "specimens", "expected"),
+    [
+        # window 30 days either side (cd19_failure_window_days): -31 out, -30 and +30 in
+        (40, [(9, "blood", "dim")], None),
+        (40, [(10, "blood", "dim")], "dim"),
+        (40, [(70, "blood", "dim")], "dim"),
+        (40, [(71, "blood", "dim")], None),
+        # nearest wins; on equal distance the later one; on the same day marrow first
+        (40, [(20, "blood", "dim"), (42, "marrow", "negative")], "negative"),
+        (40, [(38, "blood", "dim"), (42, "blood", "strong")], "strong"),
+        (40, [(41, "blood", "dim"), (41, "marrow", "negative")], "negative"),
+        # before the first infusion (day 0 included) is baseline, never failure
+        (28, [(-2, "marrow", "strong")], None),
+        (28, [(0, "marrow", "strong")], None),
+        (28, [(0, "marrow", "strong"), (1, "blood", "dim")], "dim"),
+        # no failure (failure_day -1): none
+        (-1, [(5, "blood", "dim")], None),
+    ],
+)
+def test_truth_cd19_at_failure_follows_the_window_rule(failure_day, specimens, expected):
+    assert _cd19_at_failure(failure_day, specimens) == expected

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -197,7 +198,7 @@ def test_no_hard_cases_plants_none(tmp_path):
 # ---------------- validation (library) ----------------
 
 
-@pytest.mark.parametrize("rate", [0, 0.0, 0.5, 1, 1.0])
+@pytest.mark.parametrize("rate", [0, 0.0, 0.5, 1, 1.0, np.int64(1), np.float32(0.5)])
 def test_rates_from_0_to_1_are_taken(rate):
     assert check_hard_case_rates({"tie_last_contact": rate})["tie_last_contact"] == rate
 

@@ -8,6 +8,7 @@ numpy: the CLI reads the names for its help and its checks without loading the g
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 
 HARD_CASE_RATES: dict[str, float] = {
@@ -60,11 +61,12 @@ def check_hard_case_rate(name: object, rate: object) -> float:
     """
     if name not in HARD_CASE_RATES:
         raise ValueError(f"unknown hard case {name!r}; hard cases: {hard_case_names()}")
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or math.isnan(rate):
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or math.isnan(rate):
         raise ValueError(f"rate of hard case {name!r} must be a number from 0 to 1, got {rate!r}")
-    if not 0 <= rate <= 1:
+    value = float(rate)
+    if not 0 <= value <= 1:
         raise ValueError(f"rate of hard case {name!r} must be from 0 to 1, got {rate!r}")
-    return float(rate)
+    return value
 
 
 def check_hard_case_rates(rates: Mapping[str, object] | None) -> dict[str, float]:

@@ -61,14 +61,16 @@ serve: $(VENV)/.synced
 	@test -d $(DEMO)/landing || $(BIN)/blinaetl synth --patients 65 --seed 2017 --out $(DEMO)
 	BLINAETL_HOME=$(CURDIR) $(BIN)/python -m flows.serve --port $${PREFECT_PORT:-4200}
 
-## bench: pipeline benchmark at 1,000 / 10,000 / 100,000 patients, the demo path (make run warm,
-## core), the assertion benchmark and peak memory on 21 MB / 100 MB duplicate-heavy deliveries
+## bench: every figure of issue 20's table with a verdict (core/floor at 10,000 patients by
+## default, 21 MB / 100 MB duplicate-heavy deliveries, one source changed, warm make run), then
+## the assertion benchmark
 ## (see docs/performance.md)
+# every figure of issue 20's table with a verdict, quick sizes by default; the issue's sizes:
+# make bench BENCH_FLAGS="--patients 100000 300000 --make-run-repeat 3" (a quiet machine)
+BENCH_FLAGS ?=
 bench: $(VENV)/.synced
-	$(BIN)/python benchmarks/pipeline_benchmark.py
-	$(BIN)/python benchmarks/demo_benchmark.py
+	$(BIN)/python benchmarks/issue20_report.py $(BENCH_FLAGS)
 	$(BIN)/python benchmarks/assertion_benchmark.py
-	$(BIN)/python benchmarks/duplicate_memory_benchmark.py
 
 ## dict: regenerate docs/data-dictionary.md from the published database
 dict: $(VENV)/.synced

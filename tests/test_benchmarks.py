@@ -58,3 +58,54 @@ def test_pipeline_benchmark_reports_ratio_memory_scaling_and_targets(tmp_path):
     header = run.stdout.splitlines()[0]
     for column in ("core_s", "floor_s", "ratio", "rss_MiB", "exp"):
         assert column in header
+
+
+def test_issue20_report_prints_every_figure_of_the_issue_with_a_verdict(tmp_path):
+    """`make bench` (benchmarks/issue20_report.py) at tiny sizes: one row per figure of issue
+    20's table, each met / NOT met / not measured here (with the reason and a command)."""
+    out = tmp_path / "report.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "issue20_report.py"),
+            "--patients",
+            "150",
+            "--duplicate-mb",
+            "0.5",
+            "--changed-patients",
+            "100",
+            "--make-run-repeat",
+            "0",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    figures = json.loads(out.read_text())["figures"]
+    names = [f["figure"] for f in figures]
+    for wanted in (
+        "core / in-memory floor, 100,000 patients",
+        "core / in-memory floor, 300,000 patients",
+        "peak RSS, 300,000 patients",
+        "peak RSS, 1,000,000 patients end to end",
+        "one 0.5 MB CSV delivered",
+        "one source changed (one row appended), 100 patients",
+        "warm `make run` (demo)",
+        "first `make run` on a fresh clone",
+        "`make test` on a fresh clone",
+    ):
+        assert any(n.startswith(wanted) for n in names), (wanted, names)
+    for f in figures:
+        assert f["verdict"] in ("met", "NOT met", "not measured here"), f
+        if f["verdict"] == "not measured here":
+            assert f["note"], f  # the reason (and, for the sizes not run, the command)
+        assert f["figure"] in run.stdout
+    # the 150-patient core run is measured, but not at a size the issue judges
+    small = next(f for f in figures if f["figure"].startswith("core / in-memory floor, 150"))
+    assert small["verdict"] == "not measured here" and "x (" in small["measured"]
+    changed = next(f for f in figures if f["figure"].startswith("one source changed"))
+    assert changed["measured"].endswith(")") and "%" in changed["measured"]

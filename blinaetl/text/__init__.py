@@ -23,6 +23,7 @@ to every sentence that reads the same; `assertion()` is the same code on a one-r
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import cache
 
 import polars as pl
@@ -142,35 +143,61 @@ def _mentions_per_wording(wordings: pl.Series) -> pl.DataFrame:
     )
 
 
-def extract_em_mentions(
-    reports: pl.DataFrame, sentences: pl.DataFrame | None = None
-) -> pl.DataFrame:
+@dataclass(frozen=True)
+class _Split:
+    """Reports cut into sentences once per distinct report text.
+
+    `reports`: the reports with `_tid`, the id of their text; `sentences`: the sentences of each
+    distinct text (`_tid`, `sentence_no`, `sentence`, `_lc`). Reports that read the same (a
+    "No acute findings." report, a template) are split and read once.
+    """
+
+    reports: pl.DataFrame
+    sentences: pl.DataFrame
+
+
+def _split_reports(reports: pl.DataFrame) -> _Split:
+    keyed = reports.with_columns(pl.col("report_text").fill_null(""))
+    texts = keyed.select("report_text").unique().with_row_index("_tid")
+    return _Split(
+        reports=keyed.join(texts, on="report_text", how="inner"),
+        sentences=lowered_sentences(texts).select("_tid", "sentence_no", "sentence", "_lc"),
+    )
+
+
+def extract_em_mentions(reports: pl.DataFrame, split: _Split | None = None) -> pl.DataFrame:
     """EM site mentions of every report, with site group, ICD-O-3, laterality and assertion.
 
     Input: `staging.imaging_reports` columns (patient_key, site, _source_file, _source_row,
-    report_date, modality, report_text), and optionally its `lowered_sentences` when the caller
-    has them already. Mentions in sentences without any disease word (e.g. "degenerative
-    changes of the spine") are not EM statements and are left out. A term found twice in one
-    sentence is one mention.
+    report_date, modality, report_text). Mentions in sentences without any disease word (e.g.
+    "degenerative changes of the spine") are not EM statements and are left out. A term found
+    twice in one sentence is one mention. Rows are sorted by every column.
     """
     if reports.height == 0:
         return _empty_mentions()
-    if sentences is None:
-        sentences = lowered_sentences(reports)
-    found = _mentions_per_wording(sentences["_lc"])
+    split = split or _split_reports(reports)
+    found = _mentions_per_wording(split.sentences["_lc"])
+    # sorted per text, then joined in report order: the rows come out sorted by report (a
+    # delivered row), sentence and every mention column without sorting the joined rows
+    per_text = (
+        split.sentences.join(found, on="_lc", how="inner")
+        .drop("_lc")
+        .sort(["_tid", "sentence_no", "term", *MENTION_COLUMNS[9:]], nulls_last=True)
+    )
     return (
-        sentences.join(found, on="_lc", how="inner")
+        split.reports.drop("report_text")
+        .sort(["_source_file", "_source_row"])
+        .join(per_text, on="_tid", how="inner", maintain_order="left_right")
         .select(MENTION_COLUMNS)
-        .sort(["_source_file", "_source_row", "sentence_no", "term"])
     )
 
 
 def read_em_text(reports: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """`extract_em_mentions` and `find_unmapped_terms` of the same reports, split once."""
-    sentences = lowered_sentences(reports) if reports.height else None
+    split = _split_reports(reports) if reports.height else None
     return (
-        extract_em_mentions(reports, sentences),
-        find_unmapped_terms(reports, sentences),
+        extract_em_mentions(reports, split),
+        find_unmapped_terms(reports, split),
     )
 
 
@@ -264,9 +291,7 @@ def assertion(sentence: str, target: str) -> str:
         raise ValueError(f"target {target!r} does not occur in the sentence") from None
 
 
-def find_unmapped_terms(
-    reports: pl.DataFrame, sentences: pl.DataFrame | None = None
-) -> pl.DataFrame:
+def find_unmapped_terms(reports: pl.DataFrame, split: _Split | None = None) -> pl.DataFrame:
     """Candidate site phrases in disease wording that match no vocabulary term, with counts.
 
     Like the mentions, the candidates are read once per distinct sentence wording and counted
@@ -276,14 +301,13 @@ def find_unmapped_terms(
     schema = {"term": pl.Utf8, "n_mentions": pl.Int64, "n_reports": pl.Int64}
     if reports.height == 0:
         return pl.DataFrame(schema=schema)
-    if sentences is None:
-        sentences = lowered_sentences(reports)
+    split = split or _split_reports(reports)
     candidate = (
         r"(?:infiltration|involvement|deposits?|mass|lesions?|relapse|recurrence) "
         r"(?:of|in|involving) (?:the )?((?:left |right |bilateral )?[a-z-]+(?: [a-z-]+)?)"
     )
     per_wording = (
-        pl.DataFrame({"_lc": sentences["_lc"].unique()})
+        pl.DataFrame({"_lc": split.sentences["_lc"].unique()})
         .with_columns(pl.col("_lc").str.extract_all(candidate).alias("_hit"))
         .explode("_hit")
         .filter(pl.col("_hit").is_not_null())
@@ -301,7 +325,11 @@ def find_unmapped_terms(
         .select("_lc", "term")
     )
     # one row per hit: a wording with two hits counts twice wherever it occurs
-    found = sentences.select("_source_file", "_source_row", "_lc").join(per_wording, on="_lc")
+    found = (
+        split.sentences.select("_tid", "_lc")
+        .join(per_wording, on="_lc")
+        .join(split.reports.select("_tid", "_source_file", "_source_row"), on="_tid")
+    )
     return (
         found.group_by("term")
         .agg(

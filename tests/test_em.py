@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.assertion_benchmark import evaluate
 from blinaetl.resources import sql_dir
-from blinaetl.synth.phrases import EM_SITE_TERMS, EM_TEMPLATES, LATERAL_GROUPS
+from blinaetl.synth.phrases import EM_SITE_TERMS, EM_TEMPLATES, LATERAL_GROUPS, em_templates
 from blinaetl.text import assertion, assertions, extract_em_mentions, find_unmapped_terms
 from tests.sqlfixtures import insert_rows, one_patient, restricted_db
 
@@ -68,10 +68,13 @@ def test_negation_scope_is_limited_to_a_window_of_words():
     assert assertion(far, "spleen") == "present"
 
 
-def _generator_sentences():
-    for label, templates in EM_TEMPLATES.items():
-        for template in templates:
-            for group, terms in EM_SITE_TERMS.items():
+def _all_generator_sentences():
+    """(text, noun, assertion, group, code, laterality, names_the_site) of every sentence the
+    generator can write: each assertion's templates and its site group's own templates."""
+    for label in EM_TEMPLATES:
+        for group, terms in EM_SITE_TERMS.items():
+            for template in em_templates(label, group):
+                names_site = "{site}" in template.lower() or "{noun}" in template.lower()
                 for noun, code in terms:
                     for lat in ("left", "right", "bilateral") if group in LATERAL_GROUPS else ("",):
                         site = f"{lat} {noun}".strip()
@@ -82,7 +85,14 @@ def _generator_sentences():
                             .replace("{Noun}", noun[0].upper() + noun[1:])
                             .replace("{lat_after}", f", {lat}" if lat else "")
                         )
-                        yield text, noun, label, group, code, lat or None
+                        yield text, noun, label, group, code, lat or None, names_site
+
+
+def _generator_sentences():
+    """The generator sentences that name their site (node lists name node regions instead)."""
+    for *row, names_site in dict.fromkeys(_all_generator_sentences()):
+        if names_site:
+            yield tuple(row)
 
 
 def test_every_generator_sentence_is_read_right():
@@ -90,6 +100,44 @@ def test_every_generator_sentence_is_read_right():
     got = assertions([r[0] for r in rows], [r[1] for r in rows]).to_list()
     wrong = [(r[0], r[2], g) for r, g in zip(rows, got, strict=True) if r[2] != g]
     assert not wrong, wrong[:5]
+
+
+def test_every_generator_sentence_yields_its_site_group_only():
+    """Each generator statement, read as a report, gives its own site group with its truth
+    assertion and nothing else: node lists ("No supraclavicular or axillary adenopathy") are
+    lymph-node statements, "soft tissue density in the orbit" adds no soft-tissue finding,
+    normal-organ sentences ("The spleen is normal in size") are negations of the organ."""
+    rows = list(dict.fromkeys((r[0], r[2], r[3]) for r in _all_generator_sentences()))
+    assert {"hypothetical"} <= {r[1] for r in rows}
+    m = extract_em_mentions(_reports([r[0] for r in rows]))
+    got: dict[int, set] = {}
+    for x in m.iter_rows(named=True):
+        got.setdefault(x["_source_row"], set()).add((x["site_group"], x["assertion"]))
+    wrong = [
+        (text, label, group, got.get(i + 2))
+        for i, (text, label, group) in enumerate(rows)
+        if got.get(i + 2) != {(group, label)}
+    ]
+    assert not wrong, wrong[:5]
+
+
+def test_generator_node_lists_code_each_region():
+    from blinaetl.synth.phrases import EM_GROUP_TEMPLATES
+
+    lists = EM_GROUP_TEMPLATES["absent"]["lymph_node"]
+    m = extract_em_mentions(_reports(list(lists)))
+    got = {(x["_source_row"], x["icdo3"], x["assertion"]) for x in m.iter_rows(named=True)}
+    # hand-coded from domain.md section 5: supraclavicular and cervical C77.0, mediastinal
+    # C77.1, retroperitoneal C77.2, axillary C77.3, inguinal C77.4
+    assert got == {
+        (2, "C77.0", "absent"),
+        (2, "C77.3", "absent"),
+        (3, "C77.0", "absent"),
+        (3, "C77.3", "absent"),
+        (3, "C77.4", "absent"),
+        (4, "C77.1", "absent"),
+        (4, "C77.2", "absent"),
+    }
 
 
 def _reports(texts: list[str], modality: str = "CT") -> pl.DataFrame:

@@ -200,7 +200,14 @@ def test_mappings_name_only_canonical_fields():
 
 
 def test_templates_cover_all_assertions():
-    assert set(EM_TEMPLATES) == {"present", "absent", "possible", "historical", "resolved"}
+    assert set(EM_TEMPLATES) == {
+        "present",
+        "absent",
+        "possible",
+        "historical",
+        "resolved",
+        "hypothetical",
+    }
 
 
 def _cd19_at_failure(failure_day: int, specimens: list[tuple[int, str, str]]) -> str | None:

@@ -344,8 +344,9 @@ def build_mentions(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     frames = []
     report_no = 0
 
-    def report(mask, day, modality, mentions, extra=()):
-        """One report per masked patient; `extra` adds (mask, assertion, group) mentions."""
+    def report(mask, day, modality, mentions, extra=(), draw=rng):
+        """One report per masked patient; `extra` adds (mask, assertion, group) mentions;
+        laterality is drawn from `draw`."""
         nonlocal report_no
         report_no += 1
         items = [(mask, a, g) for a, g in mentions] + [(m & mask, a, g) for m, a, g in extra]
@@ -361,7 +362,7 @@ def build_mentions(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
                     order=k,
                     assertion=assertion,
                     site_group=groups,
-                    laterality=_lat(rng, groups),
+                    laterality=_lat(draw, groups),
                 )
             )
 
@@ -413,6 +414,18 @@ def build_mentions(p: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
             ("possible", _other_group(rng, patient_groups)),
             ("absent", _other_group(rng, patient_groups)),
         ],
+    )
+    # an imaging request or plan (hypothetical: neither stated nor denied) about an uninvolved
+    # site; drawn from a stream of its own so the statements above and every later record of
+    # the cohort stay as they were
+    plan = rng.spawn(1)[0]
+    plan_day = plan.integers(30, 100, n)
+    report(
+        (alive_to > plan_day) & (plan.random(n) < 0.3),
+        plan_day,
+        imaging[plan.integers(0, 4, n)],
+        [("hypothetical", _other_group(plan, patient_groups))],
+        draw=plan,
     )
     m = pl.concat(frames, how="diagonal_relaxed")
     return m.with_columns(pl.col("report").cast(pl.Int64))

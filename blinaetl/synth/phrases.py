@@ -146,7 +146,47 @@ EM_TEMPLATES: dict[str, tuple[str, ...]] = {
         "The previously seen {site} lesion is no longer identified.",
         "The {site} infiltration has since resolved.",
     ),
+    # an indication or a plan: the disease is neither stated nor denied
+    "hypothetical": (
+        "MRI to assess for leukemic involvement of the {site}.",
+        "Plan: MRI of the {site} to rule out leukemic involvement.",
+        "Ultrasound requested to evaluate for leukemic infiltration of the {site}.",
+        "Follow-up imaging to assess for relapse in the {site}.",
+    ),
 }
+
+# Templates that fit some site groups only, drawn beside the templates above for those groups:
+# normal-organ sentences (no disease word), node lists (one statement naming several node
+# regions; the regions are the template's own words) and "soft tissue density in the {site}"
+# (soft tissue describes the site: the reader must find only the site itself).
+_SOFT_TISSUE_DENSITY_GROUPS = ("eye_orbit", "breast", "mediastinum", "parotid", "adrenal")
+EM_GROUP_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
+    "absent": {
+        "lymph_node": (
+            "No supraclavicular or axillary adenopathy.",
+            "No cervical, axillary or inguinal lymphadenopathy.",
+            "No mediastinal or retroperitoneal lymph node enlargement.",
+        ),
+        "spleen": ("The {site} is normal in size.", "The {site} is not enlarged."),
+        "liver": ("The {site} is normal in size and echotexture.",),
+        "kidney": ("The {site} is normal in size.",),
+        "testis": ("The {site} is normal in size and echotexture.",),
+    },
+    "possible": {
+        g: ("Soft tissue density in the {site}, concerning for leukemic infiltration.",)
+        for g in _SOFT_TISSUE_DENSITY_GROUPS
+    },
+    "present": {
+        g: ("Soft tissue density in the {site}, consistent with leukemic infiltration.",)
+        for g in _SOFT_TISSUE_DENSITY_GROUPS
+    },
+}
+
+
+def em_templates(assertion: str, group: str) -> tuple[str, ...]:
+    """Every template the generator may write for a statement of `assertion` about `group`."""
+    return EM_TEMPLATES[assertion] + EM_GROUP_TEMPLATES.get(assertion, {}).get(group, ())
+
 
 # Sentences with no EM mention that pad reports.
 EM_FILLER: tuple[str, ...] = (

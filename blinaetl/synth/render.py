@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from blinaetl.synth.phrases import CD19_PHRASES, EM_FILLER, EM_SITE_TERMS, EM_TEMPLATES
+from blinaetl.synth.phrases import (
+    CD19_PHRASES,
+    EM_FILLER,
+    EM_SITE_TERMS,
+    EM_TEMPLATES,
+    em_templates,
+)
 
 EXTRACT_DATE = "20260901"
 
@@ -71,9 +77,15 @@ def render_sentences(mentions: pl.DataFrame, rng: np.random.Generator) -> pl.Dat
     group = mentions["site_group"].to_numpy()
     lat = mentions["laterality"].to_numpy()
     template = np.empty(n, dtype=object)
-    for a, temps in EM_TEMPLATES.items():
+    for a in EM_TEMPLATES:
         mask = assertion == a
-        template[mask] = np.asarray(temps, dtype=object)[rng.integers(0, len(temps), mask.sum())]
+        # one uniform draw per statement, read against the templates of its site group
+        u = rng.random(mask.sum())
+        idx = np.flatnonzero(mask)
+        for g in np.unique(group[mask]):
+            temps = np.asarray(em_templates(a, g), dtype=object)
+            sel = group[idx] == g
+            template[idx[sel]] = temps[(u[sel] * len(temps)).astype(int)]
     filler = assertion == "filler"
     template[filler] = np.asarray(EM_FILLER, dtype=object)[
         rng.integers(0, len(EM_FILLER), filler.sum())

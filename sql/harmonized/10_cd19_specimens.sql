@@ -1,7 +1,9 @@
 -- One harmonized CD19 record per flow specimen: the class on one scale (negative, dim,
 -- moderate, strong) from numbers (percent positive, MFI ratio to normal B cells) and words
 -- (lexicon ref.cd19_lexicon), per-laboratory cut-offs and precedence (ref.cd19_lab_cutoffs),
--- the rule that decided, and flags for conflicting and unreadable evidence.
+-- the rule that decided, and flags for conflicting and unreadable evidence. A percentage or an
+-- MFI ratio written in the words counts as the column's number when the column is empty
+-- (rule ids TXT_PCT_NEG, TXT_MFI_DIM / _MODERATE / _STRONG; NUM_* when from the columns).
 CREATE OR REPLACE TABLE harmonized.cd19_specimens AS
 WITH default_cutoffs AS (
     SELECT * FROM ref.cd19_lab_cutoffs
@@ -91,6 +93,13 @@ text_evidence AS (
     WHERE rule_rank = 1
 ),
 
+mfi_patterns AS (
+    -- the two MFIs written in the words: blasts, then the normal B-cell reference
+    SELECT
+        'mfi\s*[:=]?\s*(\d+(?:\.\d+)?)\s*(?:\(|,|;|/|vs\.?)?\s*'
+        || '(?:normal\s*b(?:[\s-]*cells?)?|ref(?:erence)?)\s*(?:mfi)?\s*[:=]?\s*(\d+(?:\.\d+)?)' AS mfi_pair
+),
+
 descriptor_evidence AS (
     -- per distinct wording: its CD19 clause, a percentage written in it and the lexicon reading
     SELECT
@@ -100,10 +109,26 @@ descriptor_evidence AS (
         try_cast(
             nullif(regexp_extract(dc.cd19_clause, '(\d+(?:\.\d+)?)\s*(?:%|percent)', 1), '') AS DOUBLE
         ) AS text_pct,
+        -- an MFI ratio to normal B cells written in the CD19 clause: "mfi ratio 0.25", or the
+        -- two MFIs "mfi 1200 (normal b cells 5000)", "mfi 800 / normal b 1000", "mfi 800 vs ref 1000"
+        coalesce(
+            try_cast(
+                nullif(
+                    regexp_extract(
+                        dc.cd19_clause,
+                        'mfi\s*ratio(?:\s*to\s*normal\s*b(?:[\s-]*cells?)?)?\s*[:=]?\s*(\d+(?:\.\d+)?)', 1
+                    ),
+                    ''
+                ) AS DOUBLE
+            ),
+            try_cast(nullif(regexp_extract(dc.cd19_clause, mfi_pair, 1), '') AS DOUBLE)
+            / nullif(try_cast(nullif(regexp_extract(dc.cd19_clause, mfi_pair, 2), '') AS DOUBLE), 0)
+        ) AS text_mfi_ratio,
         te.text_class,
         te.text_rule_id,
         te.text_partial
     FROM descriptor_clauses AS dc
+    CROSS JOIN mfi_patterns
     LEFT JOIN text_evidence AS te ON dc.cd19_clause = te.cd19_clause
 ),
 
@@ -129,7 +154,14 @@ classified AS (
         coalesce(f.cd19_pct_positive, de.text_pct) AS pct_positive,
         CASE WHEN f.cd19_pct_positive IS NULL AND de.text_pct IS NOT NULL THEN 'TXT' ELSE 'NUM' END AS pct_source,
         de.text_pct,
-        CASE WHEN f.ref_mfi > 0 THEN f.cd19_mfi / f.ref_mfi END AS mfi_ratio,
+        -- the MFI ratio from the columns or, failing them, the words (as for the percentage)
+        coalesce(CASE WHEN f.ref_mfi > 0 THEN f.cd19_mfi / f.ref_mfi END, de.text_mfi_ratio) AS mfi_ratio,
+        CASE
+            WHEN f.ref_mfi > 0 AND f.cd19_mfi IS NOT NULL THEN 'NUM'
+            WHEN de.text_mfi_ratio IS NOT NULL THEN 'TXT'
+            ELSE 'NUM'
+        END AS mfi_source,
+        de.text_mfi_ratio,
         de.text_class,
         de.text_rule_id,
         de.text_partial
@@ -152,9 +184,9 @@ numeric_evidence AS (
         END AS numeric_class,
         CASE
             WHEN pct_positive < pct_cutoff THEN pct_source || '_PCT_NEG'
-            WHEN mfi_ratio < dim_upper THEN 'NUM_MFI_DIM'
-            WHEN mfi_ratio < moderate_upper THEN 'NUM_MFI_MODERATE'
-            WHEN mfi_ratio >= moderate_upper THEN 'NUM_MFI_STRONG'
+            WHEN mfi_ratio < dim_upper THEN mfi_source || '_MFI_DIM'
+            WHEN mfi_ratio < moderate_upper THEN mfi_source || '_MFI_MODERATE'
+            WHEN mfi_ratio >= moderate_upper THEN mfi_source || '_MFI_STRONG'
         END AS numeric_rule_id
     FROM classified
 )
@@ -185,8 +217,8 @@ SELECT
         AS partial,
     coalesce(numeric_class IS NOT NULL AND text_class IS NOT NULL AND numeric_class <> text_class, FALSE)
         AS evidence_conflict,
-    -- words present but neither a lexicon entry nor a percentage read from them
-    (cd19_clause <> '' AND text_class IS NULL AND text_pct IS NULL) AS unreadable,
+    -- words present but neither a lexicon entry nor a percentage nor an MFI read from them
+    (cd19_clause <> '' AND text_class IS NULL AND text_pct IS NULL AND text_mfi_ratio IS NULL) AS unreadable,
     precedence,
     _source_file,
     _source_row

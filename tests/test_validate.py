@@ -54,6 +54,7 @@ IMAGING = {
     "modality": "CT",
     "report_text": "No evidence of leukemic involvement.",
 }
+REPORTED = {"mrn": "M1", "response_date": "2015-02-01", "reported_response": "CR"}
 BASE = {
     "patients": [PATIENT],
     "treatments": [TREATMENT],
@@ -61,6 +62,7 @@ BASE = {
     "outcomes": [OUTCOME],
     "flow_results": [FLOW],
     "imaging_reports": [IMAGING],
+    "reported_responses": [REPORTED],
 }
 
 
@@ -220,6 +222,19 @@ BAD_CASES = [
 
 # plausibility.temporal (issue 18): every date of every table after the extract's date (here
 # the run date, since these rows come from no dated file); boundaries in test_hostile
+BAD_CASES += [
+    # reported responses (CDISC SDTM RS and other label-only files); diagnosis 2014-01-01, death
+    # 2016-01-01
+    ("RSP_RESPONSE_SET", "reported_responses", [{**REPORTED, "reported_response": "C R"}]),
+    (
+        "RSP_UNIQUE",
+        "reported_responses",
+        [REPORTED, {**REPORTED, "reported_response": "CRi"}],
+    ),
+    ("RSP_KNOWN_PATIENT", "reported_responses", [REPORTED, {**REPORTED, "mrn": "M9"}]),
+    ("RSP_AFTER_DX", "reported_responses", [{**REPORTED, "response_date": "2013-12-31"}]),
+    ("RSP_BEFORE_DEATH", "reported_responses", [{**REPORTED, "response_date": "2016-01-02"}]),
+]
 BAD_CASES += [
     (c.id, table, [{**rows[0], c.column: "2099-01-01"}])
     for table, rows in BASE.items()

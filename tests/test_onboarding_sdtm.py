@@ -465,6 +465,42 @@ def test_sdtm_study_days_anchored_on_dm_rfstdtc_where_the_dtc_is_missing_or_part
     assert file_row(result, rs_rel)["rows_read"] == 9
 
 
+def test_sdtm_lb_study_days_fill_a_missing_lbdtc_and_keep_one_assessment_per_draw(tmp_path):
+    # LB is long (one row per test) and pivoted to one assessment per subject and draw: with LBDY
+    # in the pivot key the tests of a draw whose LBDTC is missing stay one record, and its date
+    # comes from LBDY and DM.RFSTDTC (S1's RFSTDTC 2014-01-02: day 8 = 2014-01-09; S2's
+    # 2014-03-01: day -1 = 2014-02-28, there is no day 0)
+    lb = {
+        "USUBJID": [S1, S1, S1, S1, S2, S2],
+        "LBTESTCD": ["PLAT", "NEUT", "PLAT", "NEUT", "PLAT", "NEUT"],
+        "LBSTRESN": ["120", "1.5", "90", "0.9", "35", "0.4"],
+        "LBDTC": ["2014-01-30", "2014-01-30", None, None, None, None],
+        "LBDY": [29.0, 29.0, 8.0, 8.0, -1.0, -1.0],
+    }
+    domains = {"dm": DM, "mh": MH, "ex": EX, "ds": DS, "lb": lb}
+    landing, sources = setup_study(tmp_path, domains, "xpt", drop=("imaging_reports",))
+    doc = yaml.safe_load((sources / "sdtm.yaml").read_text())
+    doc["files"] = [f for f in doc["files"] if f["table"] != "reported_responses"]
+    entry = next(f for f in doc["files"] if f["table"] == "assessments")
+    entry["pivot"]["key"] = ["USUBJID", "LBDTC", "LBDY"]
+    del entry["columns"]["assessment_date"]
+    entry["derived_dates"] = yaml.safe_load(
+        f"{{assessment_date: {{days: LBDY, date: LBDTC, day_one: true, anchor: {ANCHOR}}}}}"
+    )
+    (sources / "sdtm.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = ingest(landing, sources)
+    got = result.tables["assessments"].sort("mrn", "assessment_date")
+    assert got.select("mrn", "assessment_date", "platelets_10e9l", "anc_10e9l").rows() == [
+        (S1, dt.date(2014, 1, 9), 90.0, 0.9),  # LBDTC missing: day 8
+        (S1, dt.date(2014, 1, 30), 120.0, 1.5),  # complete LBDTC wins (LBDY 29 agrees)
+        (S2, dt.date(2014, 2, 28), 35.0, 0.4),  # day -1 across a month end
+    ]
+    lb_file = file_row(result, "sdtm/PILOT01/lb.xpt")
+    # six delivered test rows, three draws: each draw one record, none quarantined
+    assert (lb_file["rows_read"], lb_file["rows_loaded"], lb_file["rows_quarantined"]) == (3, 3, 0)
+    assert "pivot: 6 row(s) gave 3 record(s)" in lb_file["error"]
+
+
 @pytest.mark.parametrize(
     ("anchor", "words"),
     [

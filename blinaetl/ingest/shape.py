@@ -262,6 +262,22 @@ def _pivot_rows(
     return wide_frame
 
 
+def _anchors_through_pivot(fm: FileMapping, columns: list[str]) -> list[str]:
+    """Anchor dates joined from another file (`derived_dates.anchor: {file, by, column}`, e.g.
+    SDTM DM.RFSTDTC for LB study days) whose join columns are all pivot key columns: one value per
+    record, so the pivot carries them to the record instead of dropping them."""
+    key = set(fm.pivot["key"]) if fm.pivot else set()
+    anchors = [
+        spec["anchor"]
+        for spec in fm.derived_dates.values()
+        if spec.get("anchor_from") is not None
+        and set(spec["anchor_from"]["by"]) <= key
+        and spec["anchor"] in columns
+        and spec["anchor"] not in key
+    ]
+    return list(dict.fromkeys(anchors))
+
+
 def shape(
     raw: pl.DataFrame,
     fm: FileMapping,
@@ -286,6 +302,7 @@ def shape(
     if fm.unpivot:
         frame = _unpivot_columns(frame, fm.unpivot, helpers, rel, source, notes)
     if fm.pivot:
-        frame = _pivot_rows(frame, fm.pivot, helpers, rel, source, notes)
+        carried = [*helpers, *_anchors_through_pivot(fm, frame.columns)]
+        frame = _pivot_rows(frame, fm.pivot, carried, rel, source, notes)
         quarantine_view = frame
     return Shaped(frame=frame, raw=quarantine_view, delivered_rows=raw.height, notes=notes)

@@ -94,6 +94,29 @@ def deployment_spec(name: str, path: Path = ROOT / "prefect.yaml") -> dict[str, 
     raise KeyError(f"{path.name} declares no deployment named {name!r}")
 
 
+def _serve(spec: dict[str, Any], config: str | None) -> None:
+    """Serve the deployment `spec` of prefect.yaml with its schedule until interrupted."""
+    from flows.pipeline import pipeline_flow
+
+    parameters = dict(spec.get("parameters") or {})
+    if config:
+        parameters["config"] = config
+    schedule = spec["schedules"][0]
+    print(
+        f"serving {pipeline_flow.name}/{spec['name']} on cron {schedule['cron']!r} "
+        f"({schedule.get('timezone', 'UTC')})",
+        flush=True,
+    )
+    pipeline_flow.serve(
+        name=spec["name"],
+        cron=schedule["cron"],
+        parameters=parameters,
+        tags=spec.get("tags"),
+        description=spec.get("description"),
+        pause_on_shutdown=False,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,36 +129,20 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = deployment_spec(args.deployment)
     api = f"http://{args.host}:{args.port}/api"
-    server = None
-    if not healthy(api):
-        print(f"starting a Prefect server on {api} ...", flush=True)
-        server = start_server(args.host, args.port)
-        print(f"server pid {server.pid}", flush=True)
-    os.environ["PREFECT_API_URL"] = api
-    os.environ.setdefault("PREFECT_UI_URL", f"http://{args.host}:{args.port}")
+    # SIGTERM is Ctrl-C from here on, so a stop at any moment (while the server starts, while a
+    # line is printed) still ends in the `finally` that stops the server this process started
     signal.signal(signal.SIGTERM, _on_sigterm)
-    os.environ.setdefault("BLINAETL_HOME", str(ROOT))
-    os.chdir(os.environ["BLINAETL_HOME"])  # runs resolve the run config and data paths here
-
-    from flows.pipeline import pipeline_flow
-
-    parameters = dict(spec.get("parameters") or {})
-    if args.config:
-        parameters["config"] = args.config
-    schedule = spec["schedules"][0]
-    print(
-        f"serving {pipeline_flow.name}/{spec['name']} on cron {schedule['cron']!r} ({schedule.get('timezone', 'UTC')})",
-        flush=True,
-    )
+    server = None
     try:
-        pipeline_flow.serve(
-            name=spec["name"],
-            cron=schedule["cron"],
-            parameters=parameters,
-            tags=spec.get("tags"),
-            description=spec.get("description"),
-            pause_on_shutdown=False,
-        )
+        if not healthy(api):
+            print(f"starting a Prefect server on {api} ...", flush=True)
+            server = start_server(args.host, args.port)
+            print(f"server pid {server.pid}", flush=True)
+        os.environ["PREFECT_API_URL"] = api
+        os.environ.setdefault("PREFECT_UI_URL", f"http://{args.host}:{args.port}")
+        os.environ.setdefault("BLINAETL_HOME", str(ROOT))
+        os.chdir(os.environ["BLINAETL_HOME"])  # runs resolve the run config and data paths here
+        _serve(spec, args.config)
     except KeyboardInterrupt as stop:
         why = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
         print(f"stopped serving ({why}); the schedule stays active", flush=True)

@@ -37,6 +37,7 @@ from blinaetl.ingest.shape import ShapeProblem, shape
 from blinaetl.ingest.sources import FileMapping, SourceMapping, load_sources, match
 from blinaetl.privacy import patient_keys
 from blinaetl.validate.contracts import (
+    FAILURE_COLUMNS,
     LINEAGE_COLUMNS,
     POLARS_TYPES,
     Contract,
@@ -1525,22 +1526,6 @@ def _confirmed_copies(
             m = restore_copies(m)
         out.append(m)
     return out
-
-
-FAILURE_COLUMNS = (
-    "_source_id",
-    "_source_file",
-    "_source_row",
-    "site",
-    "patient_key",
-    "row_hash",
-    "table_name",
-    "check_id",
-    "column_name",
-    "kahn",
-    "severity",
-    "message",
-)
 
 
 def _file_segment(frame: pl.DataFrame, path: str) -> tuple[int, int]:

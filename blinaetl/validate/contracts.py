@@ -55,6 +55,23 @@ KAHN_CATEGORIES = (
 SEVERITIES = {"error", "warning"}
 
 # Lineage and bookkeeping columns every staged row carries, with their DuckDB types.
+# One row per failing row and check, as validation lists it (`executor.list_failures`) and as the
+# streamed reader expands copies of a row (`ingest.landing`): located by source, file and row.
+FAILURE_COLUMNS = (
+    "_source_id",
+    "_source_file",
+    "_source_row",
+    "site",
+    "patient_key",
+    "row_hash",
+    "table_name",
+    "check_id",
+    "column_name",
+    "kahn",
+    "severity",
+    "message",
+)
+
 LINEAGE_COLUMNS: dict[str, str] = {
     "site": "VARCHAR",
     "patient_key": "VARCHAR",

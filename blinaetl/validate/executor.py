@@ -18,7 +18,13 @@ from dataclasses import dataclass
 import pandera.polars as pa
 import polars as pl
 
-from blinaetl.validate.contracts import LINEAGE_COLUMNS, POLARS_TYPES, CheckSpec, Contract
+from blinaetl.validate.contracts import (
+    FAILURE_COLUMNS,
+    LINEAGE_COLUMNS,
+    POLARS_TYPES,
+    CheckSpec,
+    Contract,
+)
 
 RAW = "__raw__"
 ORDER = ("patients", "treatments", "outcomes", "assessments", "flow_results", "imaging_reports")
@@ -379,19 +385,10 @@ def list_failures(work: pl.DataFrame, fails: pl.DataFrame, contract: Contract) -
         "patient_key",
         pl.col("_content_hash").cast(pl.Utf8).alias("row_hash"),
     )
-    return fails.join(row_ids, on="_idx", how="left", maintain_order="left").select(
-        "_source_id",
-        "_source_file",
-        "_source_row",
-        "site",
-        "patient_key",
-        "row_hash",
-        pl.lit(contract.table).alias("table_name"),
-        "check_id",
-        "column_name",
-        "kahn",
-        "severity",
-        "message",
+    return (
+        fails.join(row_ids, on="_idx", how="left", maintain_order="left")
+        .with_columns(pl.lit(contract.table).alias("table_name"))
+        .select(FAILURE_COLUMNS)
     )
 
 

@@ -38,8 +38,8 @@ def wrap(name, fn):
     def staged(*args):
         out = fn(*args)
         if name == "ingest":
-            counts["quarantined"] = out.quarantine_rows.height
-            counts["failures"] = out.quarantine_failures.height
+            counts["quarantined"] = out.quarantine.row_count
+            counts["failures"] = out.quarantine.failure_count
         peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         return out
     return staged

@@ -127,8 +127,7 @@ def stage_load(cfg: RunConfig, result: Any) -> dict[str, int]:
             con,
             load_contracts(cfg.contracts_dir),
             result.tables,
-            result.quarantine_rows,
-            result.quarantine_failures,
+            result.quarantine,
             result.files,
             result.dq_results,
         )

@@ -88,12 +88,9 @@ def check_mapping(
         "error",
         "fix",
     )
+    counts = ingest.quarantine.failure_counts()
     result.failures = (
-        ingest.quarantine_failures.group_by("_source_file", "check_id", "message")
-        .agg(pl.len().alias("rows"))
-        .sort("_source_file", "rows", descending=[False, True])
-        if ingest.quarantine_failures.height
-        else None
+        counts.sort("_source_file", "rows", descending=[False, True]) if counts.height else None
     )
     for job in jobs:
         fm = source.files[job.index]

@@ -44,6 +44,7 @@ from blinaetl.validate.contracts import (
     FieldSpec,
     load_contracts,
 )
+from blinaetl.warehouse.quarantine import CopySegment, Quarantine
 
 if TYPE_CHECKING:
     from blinaetl.validate.executor import ValidationOutcome
@@ -1148,8 +1149,9 @@ def _refused_row(rel: str, problem: FileProblem) -> dict:
 @dataclass
 class IngestResult:
     tables: dict[str, pl.DataFrame]
-    quarantine_rows: pl.DataFrame
-    quarantine_failures: pl.DataFrame
+    # the quarantine, copies of streamed files compact (`warehouse/quarantine.py`): the
+    # restricted database's quarantine tables are expanded from it at load
+    quarantine: Quarantine
     files: pl.DataFrame
     dq_results: pl.DataFrame
     disappeared: pl.DataFrame = field(
@@ -1179,7 +1181,19 @@ class IngestResult:
     def needs_attention(self) -> bool:
         bad_files = self.files.filter(pl.col("status").is_in(["rejected", "unmatched"])).height
         bad_checks = self.dq_results.filter(pl.col("status").is_in(["failed", "error"])).height
-        return bool(bad_files or bad_checks or self.quarantine_rows.height)
+        return bool(bad_files or bad_checks or self.quarantine.row_count)
+
+    @property
+    def quarantine_rows(self) -> pl.DataFrame:
+        """Every quarantined row as `quarantine.rows` holds it, copies expanded (materialized
+        on each call: for tests and small deliveries; the run reads `quarantine`)."""
+        return self.quarantine.rows()
+
+    @property
+    def quarantine_failures(self) -> pl.DataFrame:
+        """Every failure as `quarantine.failures` holds it, copies expanded (materialized on
+        each call, as `quarantine_rows`)."""
+        return self.quarantine.failures()
 
 
 DISAPPEARED_SCHEMA: dict[str, Any] = {
@@ -1445,19 +1459,20 @@ def validate_files(
     mapped, file_rows, previous = choose_extracts(plan, outcomes)
     mapped = _confirmed_copies(mapped, contracts, accepted)
     combined = combine_frames(mapped, contracts, secret)
-    outcome = expand_copies(
-        validate_tables(combined, contracts, accepted), mapped, combined, contracts
-    )
+    outcome = validate_tables(combined, contracts, accepted)
+    quarantine, dq_results = compact_copies(outcome, mapped, combined, contracts)
     source_sites = {s.source: s.site for s in plan.sources if s.kind == "clinical" and s.site}
-    failures, caused_by = attribute_root_causes(outcome, file_rows, contracts, source_sites)
-    file_rows.extend(account_files(mapped, outcome, caused_by))
+    quarantine, caused_by = attribute_root_causes(
+        quarantine, outcome.tables, file_rows, contracts, source_sites
+    )
+    file_rows.extend(account_files(mapped, quarantine, outcome.tables, caused_by))
     not_collected = _not_collected(mapped)
     return IngestResult(
         date_imputations=_imputations(mapped, contracts, plan.partial_dates),
         column_labels=list_column_labels(mapped),
         not_collected=not_collected,
         dq_results=pl.concat(
-            [outcome.dq_results, _not_collected_dq(not_collected, contracts)],
+            [dq_results, _not_collected_dq(not_collected, contracts)],
             how="vertical_relaxed",
         ),
         mappings=[
@@ -1467,8 +1482,7 @@ def validate_files(
         source_sites=source_sites,
         disappeared=_disappeared(mapped, previous, contracts, secret),
         tables=outcome.tables,
-        quarantine_rows=with_raw_json(outcome.quarantine_rows, mapped),
-        quarantine_failures=failures,
+        quarantine=quarantine,
         files=pl.DataFrame(file_rows, schema=FILE_SCHEMA).sort("path"),
     )
 
@@ -1526,34 +1540,6 @@ def _confirmed_copies(
             m = restore_copies(m)
         out.append(m)
     return out
-
-
-def _file_segment(frame: pl.DataFrame, path: str) -> tuple[int, int]:
-    """(start, end) of the file's rows in an outcome frame, where each file's rows are
-    contiguous (the executor keeps the combined frame's order, file after file)."""
-    hits = (pl.col("_source_file") == path).arg_true()
-    found = frame.select(hits.min().alias("a"), hits.max().alias("b")).row(0)
-    if found[0] is None:
-        return 0, 0
-    return int(found[0]), int(found[1]) + 1
-
-
-def _splice(frame: pl.DataFrame, path: str, segment: pl.DataFrame, at: int) -> pl.DataFrame:
-    """The frame with the file's rows replaced by `segment` (at `at` when it has none)."""
-    start, end = _file_segment(frame, path)
-    if start == end:
-        start = end = at
-    parts = [frame.slice(0, start), segment.select(frame.columns), frame.slice(end)]
-    return pl.concat(parts, how="vertical_relaxed", rechunk=False)
-
-
-def _insert_at(frame: pl.DataFrame, rank: dict[str, int], path: str) -> int:
-    """Where a file's rows go in an outcome frame that holds none of them: after the rows of
-    the files before it (tables in validation order, files in combined order)."""
-    before = [p for p, r in rank.items() if r < rank[path]]
-    hits = pl.col("_source_file").is_in(before).arg_true()
-    last = frame.select(hits.max()).item()
-    return 0 if last is None else int(last) + 1
 
 
 def _copy_spine(
@@ -1614,21 +1600,22 @@ def _copy_templates(own: pl.DataFrame, firsts: pl.DataFrame, contract: Contract)
     ).with_columns(_copy=True)
 
 
-def _copy_outcome(
+def _copy_segment(
     m: MappedFile,
     table_frame: pl.DataFrame,
     rows: pl.DataFrame,
     failures: pl.DataFrame,
     contract: Contract,
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(quarantine rows, failures, failures of the copies per check) of one streamed file,
-    copies included, in the executor's order (row order, then check id within a row).
+) -> tuple[CopySegment, pl.DataFrame]:
+    """(the quarantine of one streamed file with its copies compact, failures of the copies
+    per check for the DQD counts).
 
     A copy has the delivered content of its first row, so every check reads the same values
     and gives the same result, except the two that look at copies: it fails each duplicate-row
     check (an error, so it is quarantined) and passes each uniqueness check (copies are left
-    out of them). Built by joining the file's rows in order to the failures of the first rows
-    (each row's in check-id order), so the large outputs are never sorted.
+    out of them). The segment keeps each row's first row (a copy's, or the row itself) and per
+    first row the failures of the row itself and those of a copy, in check-id order
+    (`warehouse/quarantine.py` expands them, in row order, never by sorting the large outputs).
     """
     firsts, copies, spine = _copy_spine(m, table_frame)
     own = failures.filter(pl.col("_source_file") == m.path)
@@ -1640,23 +1627,19 @@ def _copy_outcome(
         *FAILURE_COLUMNS[7:],
         _copy=pl.lit(False),
     )
-    extra = pl.lit(m.path).alias("_source_file"), pl.lit(contract.table).alias("table_name")
-    fails = spine.join(
-        pl.concat([per_row, per_copy.select(per_row.columns)], how="vertical_relaxed"),
-        on=["_first_row", "_copy"],
-        how="inner",
-        maintain_order="left_right",
-    ).with_columns(extra)
-    quarantined = rows.filter(pl.col("_source_file") == m.path)["_source_row"].to_list()
-    qrows = (
-        spine.filter(pl.col("_copy") | pl.col("_source_row").is_in(quarantined))
-        .join(
-            firsts.select("_first_row", "_source_id", "site", "patient_key"),
-            on="_first_row",
-            how="left",
-            maintain_order="left",
-        )
-        .with_columns(extra)
+    templates = pl.concat(
+        [per_row, per_copy.select(per_row.columns)], how="vertical_relaxed"
+    ).with_columns(pl.int_range(pl.len()).over("_first_row", "_copy").alias("_k"))
+    quarantined = rows.filter(pl.col("_source_file") == m.path)["_source_row"]
+    spine = spine.with_columns(
+        (pl.col("_copy") | pl.col("_source_row").is_in(quarantined.implode())).alias("_quarantined")
+    ).filter(pl.col("_quarantined") | pl.col("_source_row").is_in(own["_source_row"].implode()))
+    segment = CopySegment(
+        path=m.path,
+        table=contract.table,
+        spine=spine.select("_source_row", "_first_row", "_copy", "_quarantined"),
+        row_info=_copy_row_info(m, spine, firsts),
+        templates=templates,
     )
     counted = (
         copies.group_by("_first_row")
@@ -1666,45 +1649,67 @@ def _copy_outcome(
         .agg(pl.col("n").sum().alias("_more"))
         .with_columns(pl.lit(contract.table).alias("table_name"))
     )
-    return qrows, fails.select(FAILURE_COLUMNS), counted
+    return segment, counted
 
 
-def expand_copies(
+def _copy_row_info(m: MappedFile, spine: pl.DataFrame, firsts: pl.DataFrame) -> pl.DataFrame:
+    """Per first row of a quarantined row: its ids and `raw_json`, the row as delivered (a
+    copy's quarantine row carries its first row's text, encoded once for all its copies)."""
+    wanted = spine.filter(pl.col("_quarantined")).select("_first_row").unique(maintain_order=True)
+    delivered = [c for c in m.raw.columns if c != "_source_row"]
+    texts = m.raw.join(
+        wanted.select(_source_row="_first_row"), on="_source_row", how="semi"
+    ).select(
+        pl.col("_source_row").alias("_first_row"),
+        pl.struct(delivered).struct.json_encode().cast(pl.Utf8).alias("raw_json"),
+    )
+    return wanted.join(
+        firsts.select("_first_row", "_source_id", "site", "patient_key"),
+        on="_first_row",
+        how="left",
+        maintain_order="left",
+    ).join(texts, on="_first_row", how="left", maintain_order="left")
+
+
+def compact_copies(
     outcome: ValidationOutcome,
     mapped: list[MappedFile],
     combined: dict[str, pl.DataFrame],
     contracts: dict[str, Contract],
-) -> ValidationOutcome:
-    """The validation outcome with the copies of streamed files put back: their quarantine rows
-    and failures in file row order (check id within a row), and the DQD counts with them, so
-    the outcome is the one validating every row would give."""
-    from blinaetl.validate.executor import ORDER, ValidationOutcome
+) -> tuple[Quarantine, pl.DataFrame]:
+    """(the quarantine of the run, DQD results), the copies of streamed files put back: the
+    quarantine as validating every row would give it, each streamed file's copies compact
+    (`CopySegment`), and the DQD counts with the copies counted. The quarantined rows of the
+    files read whole get their `raw_json` here."""
+    from blinaetl.validate.executor import ORDER
 
-    streamed = [m for m in mapped if m.copies is not None and m.copies.height]
-    if not streamed:
-        return outcome
     tables = [t for t in ORDER if t in combined] + [t for t in combined if t not in ORDER]
     order = sorted(range(len(mapped)), key=lambda i: (tables.index(mapped[i].mapping.table), i))
     rank = {mapped[i].path: r for r, i in enumerate(order)}
-    qrows, failures, counts = outcome.quarantine_rows, outcome.quarantine_failures, []
+    streamed = [m for m in mapped if m.copies is not None and m.copies.height]
+    qrows, failures = outcome.quarantine_rows, outcome.quarantine_failures
+    segments, counts = [], []
     for m in streamed:
         contract = contracts[m.mapping.table]
-        q, f, n = _copy_outcome(m, combined[m.mapping.table], qrows, failures, contract)
-        qrows = _splice(qrows, m.path, q, _insert_at(qrows, rank, m.path))
-        failures = _splice(failures, m.path, f, _insert_at(failures, rank, m.path))
+        seg, n = _copy_segment(m, combined[m.mapping.table], qrows, failures, contract)
+        segments.append(seg)
         counts.append(n)
+    whole = ~pl.col("_source_file").is_in([m.path for m in streamed])
+    quarantine = Quarantine(
+        rows_base=with_raw_json(qrows.filter(whole), mapped),
+        failures_base=failures.filter(whole),
+        segments=segments,
+        rank=rank,
+    )
+    if not streamed:
+        return quarantine, outcome.dq_results
     copies_per_table: dict[str, int] = {}
     for m in streamed:
         assert m.copies is not None
         copies_per_table[m.mapping.table] = (
             copies_per_table.get(m.mapping.table, 0) + m.copies.height
         )
-    return ValidationOutcome(
-        tables=outcome.tables,
-        quarantine_rows=qrows,
-        quarantine_failures=failures,
-        dq_results=_recount_dq(outcome.dq_results, pl.concat(counts), copies_per_table),
-    )
+    return quarantine, _recount_dq(outcome.dq_results, pl.concat(counts), copies_per_table)
 
 
 def _recount_dq(
@@ -1822,20 +1827,37 @@ def combine_frames(
 
 
 def attribute_root_causes(
-    outcome: ValidationOutcome,
+    quarantine: Quarantine,
+    tables: dict[str, pl.DataFrame],
     file_rows: list[dict],
     contracts: dict[str, Contract],
     source_sites: dict[str, str],
-) -> tuple[pl.DataFrame, dict[str, str]]:
-    """The failures with their root cause, and per file the rejected file that caused its rows'
-    quarantine. A rejected file's row in `file_rows` gets the count of rows waiting for it."""
+) -> tuple[Quarantine, dict[str, str]]:
+    """The quarantine with each failure's root cause, and per file the rejected file that
+    caused its rows' quarantine. A rejected file's row in `file_rows` gets the count of rows
+    waiting for it.
+
+    The attribution runs on the failures of the files read whole and the templates of the
+    streamed files' segments, a copy's template standing in for each of its copies (every
+    copy of a row has the same site, patient and checks, so the same cause and message);
+    the copies' own rows are given where the attribution lists or counts rows."""
+    stand_in = _attributable(quarantine)
+    patient_copies = [s.copy_rows() for s in quarantine.segments if s.table == "patients"]
     failures, root_notes = rootcause.attribute(
-        outcome.quarantine_failures,
+        stand_in,
         file_rows,
-        outcome.tables.get("patients", pl.DataFrame(schema={"site": pl.Utf8})),
+        tables.get("patients", pl.DataFrame(schema={"site": pl.Utf8})),
         contracts,
         source_sites,
+        copy_rows=pl.concat(patient_copies) if patient_copies else None,
+        copy_counts=(
+            pl.concat([s.copy_counts() for s in quarantine.segments])
+            if quarantine.segments
+            else None
+        ),
     )
+    if failures.height != stand_in.height:  # never: the attribution keeps every row
+        raise ConservationError("root-cause attribution changed the failures; a bug")
     for row in file_rows:  # a rejected file's one query counts the rows waiting for it
         if row["path"] in root_notes:
             row["error"] = f"{row['error'].rstrip('.')}; {root_notes[row['path']]}"
@@ -1844,7 +1866,50 @@ def attribute_root_causes(
         .group_by("_source_file")
         .agg(pl.col(rootcause.ROOT_CAUSE).first())
     )
-    return failures, dict(caused.iter_rows())
+    return _attributed(quarantine, failures), dict(caused.iter_rows())
+
+
+def _attributable(quarantine: Quarantine) -> pl.DataFrame:
+    """The failures of the files read whole, then per segment its templates (a row's own
+    failures, in row order, then a copy's per first row), as failure rows marked `_copy`,
+    with `_first_row` and `_k`; a copy's stand-in has no `_source_row`."""
+    base = quarantine.failures_base.with_columns(
+        pl.lit(False).alias("_copy"),
+        pl.col("_source_row").alias("_first_row"),
+        pl.lit(None, pl.Int64).alias("_k"),
+    )
+    parts = [base]
+    for seg in quarantine.segments:
+        t = seg.templates.sort("_copy", maintain_order=True)  # own failures first
+        parts.append(
+            t.with_columns(
+                pl.lit(seg.path).alias("_source_file"),
+                pl.when(pl.col("_copy")).then(None).otherwise(pl.col("_first_row"))
+                .alias("_source_row"),
+                pl.lit(seg.table).alias("table_name"),
+            ).select(base.columns)
+        )  # fmt: skip
+    return pl.concat(parts, how="vertical_relaxed")
+
+
+def _attributed(quarantine: Quarantine, failures: pl.DataFrame) -> Quarantine:
+    """The quarantine with the attributed failures of `_attributable`'s layout put back."""
+    extra = ["_copy", "_first_row", "_k"]
+    n = quarantine.failures_base.height
+    at, segments = n, []
+    for seg in quarantine.segments:
+        t = failures.slice(at, seg.templates.height)
+        at += seg.templates.height
+        templates = t.select(*seg.templates.columns, rootcause.ROOT_CAUSE).with_columns(
+            pl.col("_first_row").cast(seg.templates["_first_row"].dtype),
+            pl.col("_k").cast(seg.templates["_k"].dtype),
+        )
+        segments.append(
+            dataclasses.replace(seg, templates=templates.sort("_first_row", "_copy", "_k"))
+        )
+    return dataclasses.replace(
+        quarantine, failures_base=failures.slice(0, n).drop(extra), segments=segments
+    )
 
 
 def _count_per_file(frames: list[pl.DataFrame]) -> dict[str, int]:
@@ -1855,17 +1920,18 @@ def _count_per_file(frames: list[pl.DataFrame]) -> dict[str, int]:
 
 
 def account_files(
-    mapped: list[MappedFile], outcome: ValidationOutcome, caused_by: dict[str, str]
+    mapped: list[MappedFile],
+    quarantine: Quarantine,
+    tables: dict[str, pl.DataFrame],
+    caused_by: dict[str, str],
 ) -> list[dict]:
     """One file row per loaded file: rows read, loaded and quarantined, and its status.
 
     Raises ConservationError when rows read differ from rows loaded + quarantined.
     """
-    q = _count_per_file([outcome.quarantine_rows])
-    ld = _count_per_file(list(outcome.tables.values()))
-    w = _count_per_file(
-        [t.filter(pl.col("_warnings").list.len() > 0) for t in outcome.tables.values()]
-    )
+    q = quarantine.rows_per_file()
+    ld = _count_per_file(list(tables.values()))
+    w = _count_per_file([t.filter(pl.col("_warnings").list.len() > 0) for t in tables.values()])
     rows = []
     for m in mapped:
         read = m.frame.height + (m.copies.height if m.copies is not None else 0)
@@ -2029,9 +2095,8 @@ def _not_collected_dq(not_collected: pl.DataFrame, contracts: dict[str, Contract
 def with_raw_json(quarantine_rows: pl.DataFrame, mapped: list[MappedFile]) -> pl.DataFrame:
     """`raw_json`: each quarantined row as delivered (its file's own columns, as text).
 
-    Built for the quarantined rows only, file by file, since each file has its own columns; a
-    copy in a streamed file gets the text of the first row it copies, encoded once for all its
-    copies. Each file's quarantined rows are contiguous (validation keeps the files' order),
+    Built for the quarantined rows only, file by file, since each file has its own columns
+    (the copies of streamed files get theirs in `_copy_row_info`). Each file's quarantined rows are contiguous (validation keeps the files' order),
     so the column is put together segment by segment, in the rows' order, without joining the
     whole frame.
     """
@@ -2062,23 +2127,10 @@ def with_raw_json(quarantine_rows: pl.DataFrame, mapped: list[MappedFile]) -> pl
 def _delivered_json(m: MappedFile, rows: pl.DataFrame) -> pl.Series:
     """`raw_json` of the given rows (`_source_row`) of one file, in their order."""
     delivered = [c for c in m.raw.columns if c != "_source_row"]
-    rows = rows.with_columns(pl.col("_source_row").alias("_first_row"))
-    if m.copies is not None and m.copies.height:
-        firsts = m.frame.select("_content_hash", pl.col("_source_row").alias("_first_row"))
-        firsts = firsts.unique("_content_hash", keep="first", maintain_order=True)
-        copies = m.copies.join(firsts, on="_content_hash", how="left").select(
-            "_source_row", pl.col("_first_row").alias("_copied")
-        )
-        rows = rows.join(copies, on="_source_row", how="left", maintain_order="left").select(
-            "_source_row", pl.coalesce("_copied", "_first_row").alias("_first_row")
-        )
-    texts = m.raw.join(
-        rows.select(_source_row="_first_row").unique(), on="_source_row", how="semi"
-    ).select(
-        pl.col("_source_row").alias("_first_row"),
-        pl.struct(delivered).struct.json_encode().alias("raw_json"),
+    texts = m.raw.join(rows.unique(), on="_source_row", how="semi").select(
+        "_source_row", pl.struct(delivered).struct.json_encode().alias("raw_json")
     )
-    return rows.join(texts, on="_first_row", how="left", maintain_order="left")["raw_json"]
+    return rows.join(texts, on="_source_row", how="left", maintain_order="left")["raw_json"]
 
 
 def contracts_table(plan: Plan, job: FileJob) -> str:

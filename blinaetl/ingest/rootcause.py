@@ -14,6 +14,13 @@ not always unknown to the site:
   rows themselves get a message naming each other.
 
 Only file paths, row numbers and check ids are named, never a value.
+
+The failures may hold stand-ins (`_copy` true, no `_source_row`): the failures of the exact
+copies of one row of a streamed file, listed once (`landing.attribute_root_causes`). A copy has
+its first row's site, patient and checks, so a stand-in gets the cause and message each copy
+would; where rows are listed or counted, the copies' own rows come from `copy_rows` (site,
+patient_key, _source_file, _source_row of each copy of the patients extracts) and
+`copy_counts` (_source_file, _first_row, n: how many copies a stand-in stands for).
 """
 
 from __future__ import annotations
@@ -70,18 +77,37 @@ def name_conflicting_rows(failures: pl.DataFrame, unique: list[str]) -> pl.DataF
     ).drop("_rows")
 
 
+def _real(failures: pl.DataFrame) -> pl.DataFrame:
+    """The failures that are rows of their own (not stand-ins for copies)."""
+    return failures.filter(~pl.col("_copy")) if "_copy" in failures.columns else failures
+
+
 def name_quarantined_patient(
-    failures: pl.DataFrame, known: list[str], unique: list[str]
+    failures: pl.DataFrame,
+    known: list[str],
+    unique: list[str],
+    copy_rows: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Step 2: a row failing `known_patient` whose patient's own row was quarantined says which
     row and why (a conflict, or the checks it failed)."""
     pat_fail = failures.filter(pl.col("table_name") == "patients")
     if not (pat_fail.height and known):
         return failures
-    why = pat_fail.group_by("site", "patient_key").agg(
-        pl.struct("_source_file", "_source_row").unique().sort().alias("_rows"),
-        pl.col("check_id").unique().sort().str.join(", ").alias("_checks"),
-        pl.col("check_id").is_in(unique).any().alias("_conflict"),
+    keys = ["site", "patient_key"]
+    rows = _real(pat_fail).select(*keys, "_source_file", "_source_row")
+    if copy_rows is not None:
+        rows = pl.concat([rows, copy_rows.select(rows.columns)], how="vertical_relaxed")
+    listed = rows.group_by(keys).agg(
+        pl.struct("_source_file", "_source_row").unique().sort().alias("_rows")
+    )
+    why = (
+        pat_fail.group_by(keys)
+        .agg(
+            pl.col("check_id").unique().sort().str.join(", ").alias("_checks"),
+            pl.col("check_id").is_in(unique).any().alias("_conflict"),
+        )
+        .join(listed, on=keys, how="left")
+        .select(*keys, "_rows", "_checks", "_conflict")
     )
     failures = failures.join(why, on=["site", "patient_key"], how="left", maintain_order="left")
     knock_on = pl.col("check_id").is_in(known) & pl.col("_rows").is_not_null()
@@ -121,7 +147,10 @@ def find_rejected_patient_files(
 
 
 def attribute_to_rejected_files(
-    failures: pl.DataFrame, rejected: dict[str, str], known: list[str]
+    failures: pl.DataFrame,
+    rejected: dict[str, str],
+    known: list[str],
+    copy_counts: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, dict[str, str]]:
     """Step 3: `known_patient` failures of a site whose patients file was rejected get that
     file as `root_cause`; the note per file counts the dependent rows and files."""
@@ -141,13 +170,12 @@ def attribute_to_rejected_files(
         .otherwise(pl.col("message"))
         .alias("message")
     )
+    caused = failures.filter(pl.col(ROOT_CAUSE).is_not_null())
     per_cause = (
-        failures.filter(pl.col(ROOT_CAUSE).is_not_null())
-        .group_by(ROOT_CAUSE)
-        .agg(
-            pl.struct("_source_file", "_source_row").n_unique().alias("rows"),
-            pl.col("_source_file").unique().sort().alias("files"),
-        )
+        caused.group_by(ROOT_CAUSE)
+        .agg(pl.col("_source_file").unique().sort().alias("files"))
+        .join(_rows_per_cause(caused, copy_counts), on=ROOT_CAUSE, how="left")
+        .select(ROOT_CAUSE, "rows", "files")
     )
     notes = {
         cause_path: (
@@ -159,17 +187,44 @@ def attribute_to_rejected_files(
     return failures, notes
 
 
+def _rows_per_cause(caused: pl.DataFrame, copy_counts: pl.DataFrame | None) -> pl.DataFrame:
+    """`root_cause, rows`: the distinct rows waiting for each cause, copies included."""
+    real = (
+        _real(caused)
+        .group_by(ROOT_CAUSE)
+        .agg(pl.struct("_source_file", "_source_row").n_unique().cast(pl.Int64).alias("rows"))
+    )
+    if copy_counts is None or "_copy" not in caused.columns:
+        return real
+    copies = (
+        caused.filter(pl.col("_copy"))
+        .select(ROOT_CAUSE, "_source_file", "_first_row")
+        .unique()
+        .join(copy_counts, on=["_source_file", "_first_row"])
+        .group_by(ROOT_CAUSE)
+        .agg(pl.col("n").sum().cast(pl.Int64).alias("_more"))
+    )
+    return (
+        real.join(copies, on=ROOT_CAUSE, how="full", coalesce=True)
+        .with_columns((pl.col("rows").fill_null(0) + pl.col("_more").fill_null(0)).alias("rows"))
+        .select(ROOT_CAUSE, "rows")
+    )
+
+
 def attribute(
     failures: pl.DataFrame,
     file_rows: list[dict],
     loaded_patients: pl.DataFrame,
     contracts: dict[str, Contract],
     source_sites: dict[str, str],
+    copy_rows: pl.DataFrame | None = None,
+    copy_counts: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, dict[str, str]]:
     """(`failures` with a `root_cause` column and corrected messages, notes per rejected file).
 
     `file_rows` are the file rows of the run so far (rejected files among them), `loaded_patients`
-    the validated patients (site column), `source_sites` each clinical source's site.
+    the validated patients (site column), `source_sites` each clinical source's site;
+    `copy_rows` and `copy_counts` for stand-ins of copies (see the module).
     """
     failures = failures.with_columns(pl.lit(None, pl.Utf8).alias(ROOT_CAUSE))
     if failures.height == 0:
@@ -177,6 +232,6 @@ def attribute(
     known = _known_patient_checks(contracts)
     unique = _unique_patient_checks(contracts)
     failures = name_conflicting_rows(failures, unique)
-    failures = name_quarantined_patient(failures, known, unique)
+    failures = name_quarantined_patient(failures, known, unique, copy_rows)
     rejected = find_rejected_patient_files(file_rows, loaded_patients, source_sites)
-    return attribute_to_rejected_files(failures, rejected, known)
+    return attribute_to_rejected_files(failures, rejected, known, copy_counts)

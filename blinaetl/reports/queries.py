@@ -96,7 +96,9 @@ def current_discrepancies(result: Any, derived: pl.DataFrame | None = None) -> p
     `derived`: the derivations' queries (`derivation_discrepancies`), listed after the failed
     checks, file problems and disappeared records.
     """
-    failures = result.quarantine_failures
+    # each later copy of a row has the same failures with the same query ids as its first
+    # copy, and `unique` below keeps the first of each id: the copies but the first are left out
+    failures = result.quarantine.failures(first_copies=True)
     if (
         "root_cause" in failures.columns
     ):  # rows waiting for a rejected file: its one query counts them

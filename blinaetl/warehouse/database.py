@@ -21,6 +21,7 @@ import polars as pl
 from blinaetl.validate.contracts import Contract
 from blinaetl.warehouse import models, statistics
 from blinaetl.warehouse.frames import write_frame, write_frames
+from blinaetl.warehouse.quarantine import Quarantine
 
 FORBIDDEN_PUBLISHED_TYPES = ("DATE", "TIMESTAMP", "TIME", "INTERVAL")
 # the only published table that may hold (shifted) calendar dates, and only in date-shift mode
@@ -69,12 +70,14 @@ def load_staging(
     con: duckdb.DuckDBPyConnection,
     contracts: dict[str, Contract],
     tables: dict[str, pl.DataFrame],
-    quarantine_rows: pl.DataFrame,
-    quarantine_failures: pl.DataFrame,
+    quarantine: Quarantine,
     files: pl.DataFrame,
     dq_results: pl.DataFrame,
 ) -> dict[str, int]:
-    """Write validated rows, quarantine and run metadata; returns rows loaded per table."""
+    """Write validated rows, quarantine and run metadata; returns rows loaded per table.
+
+    The copies of streamed files are expanded into `quarantine.rows` and
+    `quarantine.failures` inside DuckDB (`warehouse/quarantine.py`)."""
     models.create_staging(con, contracts)
     con.execute("CREATE SCHEMA IF NOT EXISTS quarantine")
     for ddl in QUARANTINE_DDL:
@@ -83,8 +86,8 @@ def load_staging(
         con,
         [
             *((f"staging.{name}", tables.get(name, pl.DataFrame())) for name in contracts),
-            ("quarantine.rows", quarantine_rows),
-            ("quarantine.failures", quarantine_failures),
+            ("quarantine.rows", quarantine.rows_writer()),
+            ("quarantine.failures", quarantine.failures_writer()),
         ],
     )
     con.execute("CREATE SCHEMA IF NOT EXISTS meta")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Protocol
 
 import duckdb
 import polars as pl
@@ -40,8 +41,18 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, frame: pl.DataFrame) -> None:
         con.unregister("_frame")
 
 
-def write_frames(con: duckdb.DuckDBPyConnection, writes: list[tuple[str, pl.DataFrame]]) -> None:
-    """Append each frame to its (existing) table, several tables at once.
+class TableAppend(Protocol):
+    """An append that is not one frame (e.g. `warehouse.quarantine.QuarantineAppend`)."""
+
+    def estimated_size(self) -> int: ...
+
+    def append_to(self, con: duckdb.DuckDBPyConnection, table: str) -> None: ...
+
+
+def write_frames(
+    con: duckdb.DuckDBPyConnection, writes: list[tuple[str, pl.DataFrame | TableAppend]]
+) -> None:
+    """Append each frame (or `TableAppend`) to its (existing) table, several tables at once.
 
     DuckDB compresses and writes one append mostly on one thread, so appends to different
     tables run side by side, each on its own cursor (one per core, the largest first): 1.7-1.8 s
@@ -50,10 +61,14 @@ def write_frames(con: duckdb.DuckDBPyConnection, writes: list[tuple[str, pl.Data
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    def append(item: tuple[str, pl.DataFrame]) -> None:
+    def append(item: tuple[str, pl.DataFrame | TableAppend]) -> None:
+        table, what = item
         cursor = con.cursor()
         try:
-            write_frame(cursor, *item)
+            if isinstance(what, pl.DataFrame):
+                write_frame(cursor, table, what)
+            else:
+                what.append_to(cursor, table)
         finally:
             cursor.close()
 

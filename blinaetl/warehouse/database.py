@@ -187,6 +187,11 @@ def discard_build(analytics_path: Path, build_tag: str) -> None:
     _remove_build(building_path(analytics_path, build_tag))
 
 
+def model_cache_path(analytics_path: Path) -> Path:
+    """Beside the live file: the fitted `endpoints.model_results` rows and their inputs key."""
+    return analytics_path.with_name(analytics_path.name + ".model_results.json")
+
+
 def publish(analytics_path: Path, build_tag: str) -> Path:
     """Finish the run's new analytics file and swap it in atomically.
 
@@ -204,8 +209,9 @@ def publish(analytics_path: Path, build_tag: str) -> Path:
         con = duckdb.connect(str(path))
         try:
             models.run_layer(con, "endpoints")
-            # the models on the views, in the same file, before the swap (publish stays atomic)
-            statistics.write_model_results(con)
+            # the models on the views, in the same file, before the swap (publish stays atomic);
+            # the last fit's rows are reused when every input is the same (statistics.py)
+            statistics.write_model_results(con, cache=model_cache_path(analytics_path))
             con.execute("CHECKPOINT")
         finally:
             con.close()

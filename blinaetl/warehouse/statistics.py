@@ -16,12 +16,24 @@ atomic. Every model reads a published view:
 
 A model that cannot be fitted (one group empty, no event, separation) still gets a row, with
 NULL estimates and the reason in `note`; nothing is dropped silently.
+
+Fitting costs seconds (the imports of lifelines, statsmodels and scipy most of it on the demo
+cohort), so `write_model_results` can keep the rows of the last fit in a cache file beside the
+live analytics file: they are reused only when the key matches, a SHA-256 of every input the
+models read (`INPUTS`, the exact Arrow IPC bytes of each query's result), this module's source
+and the versions of the fitting libraries. Any other case, an unreadable cache included, fits.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import math
+import os
 import warnings
+from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -79,6 +91,33 @@ COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 
+# Everything the models read: one query per input, shared by the fitting functions and by
+# `inputs_key` (the cache key of `write_model_results`), so the key covers exactly what is fitted.
+INPUTS: dict[str, str] = {
+    "km_input": (
+        "SELECT param, stratum_variable, stratum_value, time_days, event FROM endpoints.km_input "
+        "WHERE stratum_variable <> 'overall' AND param <> 'OS_REVERSE' ORDER BY ALL"
+    ),
+    "hct_landmark": (
+        "SELECT landmark_day, param, patient_key, hct_in_cr_by_landmark::INTEGER AS hct, "
+        "days_from_landmark, event FROM endpoints.hct_landmark ORDER BY ALL"
+    ),
+    "hct_landmark_summary": ("SELECT landmark_day FROM endpoints.hct_landmark_summary ORDER BY 1"),
+    "hct_counting_process": (
+        "SELECT param, patient_key, start_day, stop_day, event, hct "
+        "FROM endpoints.hct_counting_process ORDER BY ALL"
+    ),
+    "patients": (
+        "SELECT patient_key, responder, bm_blasts_gt50, prior_em, active_em_at_start, "
+        "CASE WHEN cd19_baseline IS NOT NULL THEN cd19_baseline IN ('moderate', 'strong') END "
+        "AS cd19_modstrong, em_at_failure, "
+        "CASE WHEN em_at_failure IS NOT NULL AND cd19_at_failure IS NOT NULL "
+        "THEN cd19_at_failure = 'negative' END AS cd19_negative_at_failure "
+        "FROM curated.patients ORDER BY patient_key"
+    ),
+}
+
+
 def _row(**values: Any) -> dict[str, Any]:
     return {c: values.get(c) for c in COLUMNS}
 
@@ -90,10 +129,7 @@ def _finite(x: float) -> float | None:
 def logrank_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     from lifelines.statistics import multivariate_logrank_test
 
-    km = con.sql(
-        "SELECT param, stratum_variable, stratum_value, time_days, event FROM endpoints.km_input "
-        "WHERE stratum_variable <> 'overall' AND param <> 'OS_REVERSE' ORDER BY ALL"
-    ).df()
+    km = con.sql(INPUTS["km_input"]).df()
     rows = []
     for (param, variable), g in km.groupby(["param", "stratum_variable"], sort=True):
         base = {"analysis": "logrank", "outcome": param, "term": variable, "n": len(g)}
@@ -141,11 +177,8 @@ def _cox(frame: pd.DataFrame, duration: str, **kwargs: Any) -> tuple[dict[str, A
 
 def cox_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     rows = []
-    lm = con.sql(
-        "SELECT landmark_day, param, patient_key, hct_in_cr_by_landmark::INTEGER AS hct, "
-        "days_from_landmark, event FROM endpoints.hct_landmark ORDER BY ALL"
-    ).df()
-    days = con.sql("SELECT landmark_day FROM endpoints.hct_landmark_summary ORDER BY 1").fetchall()
+    lm = con.sql(INPUTS["hct_landmark"]).df()
+    days = con.sql(INPUTS["hct_landmark_summary"]).fetchall()
     for (day,) in days:
         for param in ("OS", "EFS", "RFS"):
             g = lm[(lm.landmark_day == day) & (lm.param == param)]
@@ -158,10 +191,7 @@ def cox_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
             else:
                 est, note = _cox(g[["days_from_landmark", "event", "hct"]], "days_from_landmark")
                 rows.append(_row(**base, **est, note=note))
-    cp = con.sql(
-        "SELECT param, patient_key, start_day, stop_day, event, hct "
-        "FROM endpoints.hct_counting_process ORDER BY ALL"
-    ).df()
+    cp = con.sql(INPUTS["hct_counting_process"]).df()
     for param in ("OS", "EFS", "RFS"):
         g = cp[cp.param == param]
         base = {"analysis": "cox_time_dependent", "outcome": param, "term": "hct"}
@@ -184,14 +214,7 @@ def cox_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def _patients(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    return con.sql(
-        "SELECT patient_key, responder, bm_blasts_gt50, prior_em, active_em_at_start, "
-        "CASE WHEN cd19_baseline IS NOT NULL THEN cd19_baseline IN ('moderate', 'strong') END "
-        "AS cd19_modstrong, em_at_failure, "
-        "CASE WHEN em_at_failure IS NOT NULL AND cd19_at_failure IS NOT NULL "
-        "THEN cd19_at_failure = 'negative' END AS cd19_negative_at_failure "
-        "FROM curated.patients ORDER BY patient_key"
-    ).df()
+    return con.sql(INPUTS["patients"]).df()
 
 
 def logistic_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -286,17 +309,81 @@ def fisher_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return rows
 
 
+def all_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Every model fitted, in a fixed order (analysis, outcome, landmark, term, model)."""
+    return logrank_rows(con) + cox_rows(con) + logistic_rows(con) + fisher_rows(con)
+
+
 def model_results(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Every model row, in a fixed order (analysis, outcome, landmark, term, model)."""
+    """Every model row fitted, as a frame with the `COLUMNS` of `endpoints.model_results`."""
     import pandas as pd
 
-    rows = logrank_rows(con) + cox_rows(con) + logistic_rows(con) + fisher_rows(con)
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return pd.DataFrame(all_rows(con), columns=list(COLUMNS))
 
 
-def write_model_results(con: duckdb.DuckDBPyConnection) -> int:
-    """Create `endpoints.model_results` (commented) on `con`; returns the number of rows."""
-    results = model_results(con)
+FITTING_PACKAGES = ("lifelines", "statsmodels", "scipy", "numpy", "pandas", "polars", "duckdb")
+
+
+def inputs_key(con: duckdb.DuckDBPyConnection) -> str:
+    """SHA-256 of what the fitted rows depend on: the result of every `INPUTS` query (Arrow IPC
+    bytes of one chunk, schema included), this module's source and the fitting libraries'
+    versions. Equal keys mean the fit would read the same numbers with the same code."""
+    h = hashlib.sha256(b"blinaetl model_results cache 1\0")
+    h.update(Path(__file__).read_bytes())
+    for package in FITTING_PACKAGES:
+        h.update(f"\0{package}={metadata.version(package)}".encode())
+    for name, sql in INPUTS.items():
+        buf = io.BytesIO()
+        con.sql(sql).pl().rechunk().write_ipc(buf, compression="uncompressed")
+        h.update(f"\0{name}\0{sql}\0{buf.tell()}\0".encode())
+        h.update(buf.getvalue())
+    return h.hexdigest()
+
+
+def cached_rows(cache: Path, key: str) -> list[dict[str, Any]] | None:
+    """The rows stored in `cache` under `key`, or None (no cache, another key, unreadable)."""
+    try:
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stored, dict) or stored.get("key") != key:
+        return None
+    rows = stored.get("rows")
+    if not isinstance(rows, list) or not all(
+        isinstance(r, dict) and list(r) == list(COLUMNS) for r in rows
+    ):
+        return None
+    return rows
+
+
+def store_rows(cache: Path, key: str, rows: list[dict[str, Any]]) -> None:
+    """Write the rows under `key` (a temporary file swapped in: a crash leaves no half file)."""
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"key": key, "rows": rows}) + "\n", encoding="utf-8")
+    os.replace(tmp, cache)
+
+
+def model_rows(con: duckdb.DuckDBPyConnection, cache: Path | None = None) -> list[dict[str, Any]]:
+    """Every model row in `model_results` order: from `cache` when its key matches the inputs,
+    else fitted (and stored in `cache` when one is given)."""
+    if cache is None:
+        return all_rows(con)
+    key = inputs_key(con)
+    rows = cached_rows(cache, key)
+    if rows is None:
+        rows = all_rows(con)
+        store_rows(cache, key, rows)
+    return rows
+
+
+def write_model_results(con: duckdb.DuckDBPyConnection, cache: Path | None = None) -> int:
+    """Create `endpoints.model_results` (commented) on `con`; returns the number of rows.
+
+    With `cache` (a JSON file), the rows of the last fit are reused when the inputs key matches
+    (module docstring); the table is the same either way."""
+    import pandas as pd
+
+    results = pd.DataFrame(model_rows(con, cache), columns=list(COLUMNS))
     ddl = ", ".join(f"{c} {t}" for c, (t, _) in COLUMNS.items())
     con.execute("CREATE OR REPLACE TABLE endpoints.model_results (" + ddl + ")")
     if len(results):

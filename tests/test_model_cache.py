@@ -1,0 +1,98 @@
+"""The fitted-rows cache of `endpoints.model_results` (`statistics.write_model_results(cache=)`).
+
+A cached table must equal a fresh fit value for value (floats compared exactly), be used only
+when every input the models read is the same, and never be trusted when unreadable.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from blinaetl.warehouse import database, statistics
+from tests.test_survival_views import cohort, survival_db
+
+TABLE = "SELECT * FROM endpoints.model_results"
+
+
+def _no_fit(_con):
+    raise AssertionError("the models were fitted although the cache matched")
+
+
+@pytest.fixture
+def con():
+    return survival_db(cohort(120, 5))
+
+
+def test_cached_table_equals_a_fresh_fit_and_no_model_is_fitted(con, tmp_path, monkeypatch):
+    cache = tmp_path / "blina.duckdb.model_results.json"
+    statistics.write_model_results(con)  # no cache: what publish wrote before the cache
+    fresh = con.sql(TABLE).fetchall()
+    assert len(fresh) > 20
+    assert statistics.write_model_results(con, cache=cache) == len(fresh)
+    assert con.sql(TABLE).fetchall() == fresh
+    stored = json.loads(cache.read_text())
+    assert stored["key"] == statistics.inputs_key(con) and len(stored["rows"]) == len(fresh)
+    monkeypatch.setattr(statistics, "all_rows", _no_fit)
+    con.execute("DROP TABLE endpoints.model_results")
+    assert statistics.write_model_results(con, cache=cache) == len(fresh)
+    # exact equality: every estimate, interval and p-value read back from the cache unchanged
+    assert con.sql(TABLE).fetchall() == fresh
+    assert con.sql(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'model_results' "
+        "AND comment IS NOT NULL"
+    ).fetchall() == [(len(statistics.COLUMNS),)]
+
+
+def test_a_changed_input_is_fitted_again(con, tmp_path):
+    cache = tmp_path / "models.json"
+    statistics.write_model_results(con, cache=cache)
+    before_key, before = statistics.inputs_key(con), con.sql(TABLE).fetchall()
+    # one patient's death becomes a censoring (or the reverse): the OS inputs change
+    con.execute(
+        "UPDATE curated.time_to_event SET cnsr = 1 - cnsr "
+        "WHERE param = 'OS' AND patient_key = 'p00003'"
+    )
+    assert statistics.inputs_key(con) != before_key
+    statistics.write_model_results(con, cache=cache)
+    after = con.sql(TABLE).fetchall()
+    assert after != before
+    statistics.write_model_results(con)
+    assert con.sql(TABLE).fetchall() == after  # what a fit without the cache gives
+    assert json.loads(cache.read_text())["key"] == statistics.inputs_key(con)
+
+
+def test_a_predictor_change_and_a_library_version_change_change_the_key(con, monkeypatch):
+    key = statistics.inputs_key(con)
+    assert statistics.inputs_key(con) == key  # deterministic
+    con.execute("UPDATE curated.patients SET prior_em = NOT prior_em WHERE patient_key = 'p00007'")
+    changed = statistics.inputs_key(con)
+    assert changed != key
+    real = statistics.metadata.version
+    monkeypatch.setattr(
+        statistics.metadata,
+        "version",
+        lambda name: "0.0.0" if name == "lifelines" else real(name),
+    )
+    assert statistics.inputs_key(con) != changed
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["", "not json", '{"key": 1}', "[]", '{"key": "K", "rows": [{"analysis": "logrank"}]}'],
+    ids=["empty", "not-json", "no-rows", "list", "wrong-columns"],
+)
+def test_an_unreadable_or_foreign_cache_is_fitted_and_replaced(con, tmp_path, content):
+    cache = tmp_path / "models.json"
+    cache.write_text(content.replace('"K"', json.dumps(statistics.inputs_key(con))))
+    statistics.write_model_results(con, cache=cache)
+    fitted = con.sql(TABLE).fetchall()
+    statistics.write_model_results(con)
+    assert con.sql(TABLE).fetchall() == fitted
+    assert json.loads(cache.read_text())["key"] == statistics.inputs_key(con)
+
+
+def test_publish_keeps_the_cache_beside_the_live_file(tmp_path):
+    live = tmp_path / "blina.duckdb"
+    assert database.model_cache_path(live) == tmp_path / "blina.duckdb.model_results.json"

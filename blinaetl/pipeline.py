@@ -289,15 +289,47 @@ def stage_report(
 
     cfg.report_dir.mkdir(parents=True, exist_ok=True)
     published = gate_outcome is None or gate_outcome.get("published", True)
+    worker = _GX_WORKERS.pop(cfg.run_id, None)
     gx_summary = None
-    if cfg.gx and published:
-        from blinaetl.reports.gx import run_gx_checkpoint
+    try:
+        if cfg.gx and published:
+            # the checkpoint runs in its child process while the study report is drawn here
+            if worker is None:  # a stage called on its own, or a task on another process
+                from blinaetl.reports.gx import GxWorker
 
-        gx_summary = run_gx_checkpoint(cfg.analytics_path, cfg.report_dir)
-    out = write_run_report(cfg, result, timings, gx_summary, gate_outcome)
-    if published:
-        write_study_report(cfg.analytics_path, out)
-    return out
+                worker = GxWorker()
+            worker.submit(cfg.analytics_path, cfg.report_dir)
+        if published:
+            write_study_report(cfg.analytics_path, cfg.report_dir)
+        if worker is not None and cfg.gx and published:
+            gx_summary = worker.result()
+    finally:
+        if worker is not None:
+            worker.close()
+    # after the checkpoint: the steward report links the Data Docs it wrote
+    return write_run_report(cfg, result, timings, gx_summary, gate_outcome)
+
+
+# the Great Expectations child of each run in progress in this process (`prestart_gx`)
+_GX_WORKERS: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def prestart_gx(cfg: RunConfig) -> Iterator[None]:
+    """Start the run's Great Expectations child now (its import then overlaps ingest to
+    publish); `stage_report` asks it for the checkpoint; ended here if it was never asked."""
+    if not cfg.gx:
+        yield
+        return
+    from blinaetl.reports.gx import GxWorker
+
+    _GX_WORKERS[cfg.run_id] = GxWorker()
+    try:
+        yield
+    finally:
+        worker = _GX_WORKERS.pop(cfg.run_id, None)
+        if worker is not None:
+            worker.close()
 
 
 # --- the whole run ------------------------------------------------------------------------
@@ -373,7 +405,7 @@ def run_pipeline(
             raise RunSkipped(
                 f"no landing file or definition changed since run {previous}; nothing to do"
             )
-    with warehouse_lock(cfg), run_log(cfg):
+    with warehouse_lock(cfg), run_log(cfg), prestart_gx(cfg):
         log.info("run %s: landing %s", cfg.run_id, cfg.landing)
         result = timed("ingest")
         log.info(

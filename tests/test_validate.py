@@ -10,7 +10,13 @@ from blinaetl.ingest.landing import map_frame
 from blinaetl.ingest.sources import FileMapping, SourceMapping
 from blinaetl.privacy import DEMO_KEY, patient_keys
 from blinaetl.validate.contracts import load_contracts
-from blinaetl.validate.executor import CHECK_TYPES, compile_schema, validate_tables
+from blinaetl.validate.executor import (
+    CHECK_PREFIX,
+    CHECK_TYPES,
+    check_frame,
+    compile_schema,
+    validate_tables,
+)
 
 CONTRACTS = load_contracts()
 
@@ -277,6 +283,42 @@ def test_exact_copy_quarantines_only_the_copy():
     ].to_list() == [3]
 
 
+def test_identical_rows_in_two_files_are_not_copies():
+    # a copy is a repeat of a row's content within one file; the same row delivered in two
+    # files is a key conflict (both rows fail ASM_UNIQUE), never a duplicate row
+    tables = {t: mapped(t, rows) for t, rows in BASE.items()}
+    one = mapped("assessments", [ASSESSMENT])
+    tables["assessments"] = pl.concat(
+        [one, one.with_columns(pl.lit("assessments_b.csv").alias("_source_file"))]
+    )
+    out = validate_tables(tables, CONTRACTS)
+    got = out.quarantine_failures.filter(pl.col("table_name") == "assessments")
+    assert got.select("_source_file", "check_id").rows() == [
+        ("assessments.csv", "ASM_UNIQUE"),
+        ("assessments_b.csv", "ASM_UNIQUE"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("events", "failing_rows"),
+    [
+        (["death", "relapse"], []),  # the relapse is outside the check (when: event death)
+        (["death", "death"], [2, 3]),  # both deaths of one patient fail
+        (["death", "relapse", "death"], [2, 4]),  # a row the check leaves out pairs with none
+        (["relapse", "relapse"], []),
+    ],
+)
+def test_unique_when_pairs_only_the_rows_it_checks(events, failing_rows):
+    rows = [
+        {**OUTCOME, "event": e, "event_date": f"2016-01-0{i + 1}"} for i, e in enumerate(events)
+    ]
+    failures, dq = run({"outcomes": rows})
+    got = failures.filter(pl.col("check_id") == "OUT_ONE_DEATH")["_source_row"].to_list()
+    assert got == failing_rows
+    row = dq.filter(pl.col("check_id") == "OUT_ONE_DEATH").row(0, named=True)
+    assert row["rows_failed"] == len(failing_rows) and row["rows_checked"] == len(events)
+
+
 def test_key_conflict_quarantines_every_conflicting_row():
     tables = {t: mapped(t, rows) for t, rows in BASE.items()}
     tables["assessments"] = mapped("assessments", [ASSESSMENT, {**ASSESSMENT, "anc_10e9l": "2"}])
@@ -331,9 +373,13 @@ def test_lazyframe_validation_would_skip_value_checks_but_ours_does_not():
     contract = CONTRACTS["assessments"]
     checks = [c for c in contract.checks if c.id == "ASM_BLASTS_RANGE"]
     schema = compile_schema(contract, checks)
-    schema.validate(frame.lazy(), lazy=True)  # pandera's default depth on a LazyFrame: no error
-    with pytest.raises(pa.errors.SchemaErrors):
-        schema.validate(frame, lazy=True)  # what blinaetl runs: a collected frame
+    checked = check_frame(contract, checks, frame)
+    assert checked[CHECK_PREFIX + "ASM_BLASTS_RANGE"].to_list() == [False]  # the one-pass outcome
+    schema.validate(checked.lazy(), lazy=True)  # pandera's default depth on a LazyFrame: no error
+    with pytest.raises(pa.errors.SchemaErrors) as err:
+        schema.validate(checked, lazy=True)  # what blinaetl runs: a collected frame
+    cases = err.value.failure_cases
+    assert cases.select("check", "index").rows() == [("ASM_BLASTS_RANGE", 0)]  # per check, by row
     assert "ASM_BLASTS_RANGE" in failed(
         {"assessments": [{**ASSESSMENT, "marrow_blasts_pct": "150"}]}
     )

@@ -120,6 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "sources_dir": Path(args.sources) if args.sources else None,
         "max_patient_drop_pct": args.max_patient_drop_pct,
         "accept_drop": tuple(args.accept_drop or ()),
+        "full": args.full,
     }
     if args.skip_unchanged:
         from blinaetl.ingest.fingerprint import unchanged_since_last_run
@@ -151,6 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 sources=args.sources,
                 max_patient_drop_pct=args.max_patient_drop_pct,
                 accept_drop=list(args.accept_drop or ()),
+                full=args.full,
             )
         else:
             cfg = RunConfig(**cfg_kwargs)
@@ -302,6 +304,21 @@ def add_synth_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(func=cmd_synth)
 
 
+def add_rerun_options(p: argparse.ArgumentParser) -> None:
+    """`run`'s options for a run after an earlier one: skip it, or read every file again."""
+    p.add_argument(
+        "--skip-unchanged",
+        action="store_true",
+        help="do nothing (exit 0) when no landing file or definition changed since the last run",
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="read every landing file again: take no unchanged file from the per-file cache of "
+        "incremental runs (the cache is written afresh)",
+    )
+
+
 def add_run_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The `run` subcommand: its help and arguments."""
     p = sub.add_parser(
@@ -349,11 +366,7 @@ def add_run_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="prefect",
         help="prefect: run as a Prefect flow (default); core: plain Python, no Prefect",
     )
-    p.add_argument(
-        "--skip-unchanged",
-        action="store_true",
-        help="do nothing (exit 0) when no landing file or definition changed since the last run",
-    )
+    add_rerun_options(p)
     p.add_argument(
         "--dask-workers",
         type=_at_least(1),

@@ -29,6 +29,8 @@ class RunConfig:
     secret_block: str | None = None  # Prefect Secret block holding the key (env var wins)
     gx: bool = True  # Great Expectations checkpoint and Data Docs in the report stage
     skip_unchanged: bool = False  # skip the run when no landing file or definition changed
+    # read every landing file again instead of taking unchanged ones from the per-file cache
+    full: bool = False
     # publish gate (blinaetl/warehouse/gate.py): the largest fall in patients, overall or at one
     # site, that is published without being accepted, and the findings accepted for this run
     max_patient_drop_pct: float = 10.0
@@ -60,6 +62,11 @@ class RunConfig:
         return self.warehouse / "restricted" / "restricted.duckdb"
 
     @property
+    def file_cache_dir(self) -> Path:
+        """Unchanged files' read and mapped rows (`blinaetl/ingest/cache.py`); restricted zone."""
+        return self.restricted_path.parent / "file_cache"
+
+    @property
     def analytics_path(self) -> Path:
         return self.warehouse / "blina.duckdb"
 
@@ -75,6 +82,7 @@ RUN_CONFIG_KEYS = {
     "demo",
     "definitions",
     "skip_unchanged",
+    "full",
     "date_shift",
     "secret_block",
     "sources",

@@ -101,9 +101,24 @@ def stage_ingest(cfg: RunConfig, progress: Progress | None = None) -> Any:
         progress=progress,
         definitions=cfg.definitions,
         accepted=replies.accepted,
+        cache_dir=cfg.file_cache_dir,
+        full=cfg.full,
     )
     result.replies = replies
     return result
+
+
+def log_reused(cfg: RunConfig, result: Any) -> None:
+    """The run log line of an incremental run: which files came from the per-file cache."""
+    reused = list(getattr(result, "reused", []))
+    if cfg.full:
+        log.info("full run (--full): every file read, the per-file cache written afresh")
+    else:
+        log.info(
+            "incremental run: %d file(s) unchanged, taken from the per-file cache%s",
+            len(reused),
+            f": {', '.join(reused)}" if reused else "",
+        )
 
 
 def site_replies(cfg: RunConfig) -> Any:
@@ -415,6 +430,7 @@ def run_pipeline(
             int(result.files["rows_loaded"].sum()),
             int(result.files["rows_quarantined"].sum()),
         )
+        log_reused(cfg, result)
         loaded = timed("load", result)
         log.info("staged rows per table: %s", loaded)
         timed("extract_text", result)

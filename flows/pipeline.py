@@ -64,8 +64,19 @@ def ingest(cfg: core.RunConfig) -> Any:
         raise FileNotFoundError(f"landing folder {cfg.landing} does not exist")
     ingestion.preload_validation()
     plan = plan_files(cfg)
-    futures = read_file.map(plan.jobs, unmapped(plan), unmapped(cfg.run_id))
-    return validate(plan, [f.result() for f in futures], cfg)
+    # unchanged files come from the per-file cache, read and written here in the flow's own
+    # process (the restricted folder), so only the other files are read by the task runner
+    cache = ingestion.open_file_cache(
+        plan, cfg.file_cache_dir, cfg.secret(), cfg.definitions, cfg.full
+    )
+    found = ingestion.cached_outcomes(plan, cache, cfg.run_id)
+    todo = [job for job, hit in zip(plan.jobs, found, strict=True) if hit is None]
+    futures = iter(read_file.map(todo, unmapped(plan), unmapped(cfg.run_id)) if todo else [])
+    outcomes = [hit if hit is not None else next(futures).result() for hit in found]
+    ingestion.store_outcomes(plan, outcomes, cache)
+    result = validate(plan, outcomes, cfg)
+    result.reused = sorted(cache.reused)
+    return result
 
 
 @task(name="load-restricted", cache_policy=NO_CACHE)
@@ -169,6 +180,7 @@ def pipeline_flow(
     sources: str | None = None,
     max_patient_drop_pct: float = 10.0,
     accept_drop: list[str] | None = None,
+    full: bool = False,
 ) -> Any:
     """Ingest, validate, load, harmonize, curate, publish and report one landing folder.
 
@@ -189,6 +201,7 @@ def pipeline_flow(
         "sources": sources,
         "max_patient_drop_pct": max_patient_drop_pct,
         "accept_drop": accept_drop or [],
+        "full": full,
     }
     if config:
         settings |= load_run_config(Path(config))
@@ -204,6 +217,7 @@ def pipeline_flow(
         sources_dir=Path(settings["sources"]) if settings.get("sources") else None,
         max_patient_drop_pct=float(settings["max_patient_drop_pct"]),
         accept_drop=tuple(settings["accept_drop"] or ()),
+        full=bool(settings["full"]),
     )
     try:
         summary, result = core.run_pipeline(

@@ -47,6 +47,7 @@ from blinaetl.validate.contracts import (
 from blinaetl.warehouse.quarantine import CopySegment, Quarantine
 
 if TYPE_CHECKING:
+    from blinaetl.ingest.cache import FileCache
     from blinaetl.validate.executor import ValidationOutcome
 
 RAW_PREFIX = "__raw__"
@@ -1176,6 +1177,7 @@ class IngestResult:
         }
 
     replies: Any = None  # the site replies read back this run (`reports.replies.Replies`)
+    reused: list[str] = field(default_factory=list)  # files taken from the per-file cache
 
     @property
     def needs_attention(self) -> bool:
@@ -1416,6 +1418,105 @@ def preload_validation() -> None:
         ).start()
 
 
+def open_file_cache(
+    plan: Plan,
+    root: Path,
+    secret: bytes,
+    definitions: dict | None = None,
+    full: bool = False,
+) -> FileCache:
+    """The per-file cache of incremental runs (`blinaetl/ingest/cache.py`) for `plan`.
+
+    `root` lies in the restricted folder (`RunConfig.file_cache_dir`); `definitions` are the
+    run's overrides; `full` reads nothing from the cache (its entries are written afresh).
+    """
+    from blinaetl.ingest.cache import FileCache, run_context
+    from blinaetl.warehouse.models import load_definitions
+
+    context = run_context(
+        plan.contracts,
+        plan.sources,
+        plan.partial_dates,
+        secret,
+        load_definitions(overrides=definitions),
+    )
+    return FileCache.open(root, context, full)
+
+
+def _cacheable(job: FileJob, plan: Plan) -> bool:
+    """Whether a job's output depends on its own file alone: REDCap exports and entries with a
+    `lookup` (or an anchor from another file) read other landing files, so are never cached."""
+    fm = next(s for s in plan.sources if s.source == job.source_id).files[job.index]
+    return not (fm.redcap or fm.lookup)
+
+
+def _cached(job: FileJob, plan: Plan, cache: FileCache, run_id: str) -> MappedFile | None:
+    """The job's `MappedFile` from the cache (its rows stamped with this run's id), or None."""
+    if not _cacheable(job, plan):
+        return None
+    try:
+        if plan.landing is not None:
+            landing_path(plan.landing, job.rel)
+        sha = file_sha256(job.path)
+    except (FileProblem, OSError):
+        return None  # the reader says what is wrong with the file
+    entry = cache.load(cache.key(job.name, job.source_id, job.index, sha), job.name, sha)
+    if entry is None:
+        return None
+    source = next(s for s in plan.sources if s.source == job.source_id)
+    frame = entry.frame.with_columns(pl.lit(run_id, pl.Utf8).alias("_run_id"))
+    return MappedFile(
+        entry.path,
+        entry.sha256,
+        source,
+        source.files[job.index],
+        frame,
+        entry.raw,
+        entry.note,
+        entry.labels,
+        entry.copies,
+    )
+
+
+def cached_outcomes(plan: Plan, cache: FileCache | None, run_id: str) -> list[MappedFile | None]:
+    """Per job of the plan, its `MappedFile` from the per-file cache, or None (to be read)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if cache is None:
+        return [None] * len(plan.jobs)
+    workers = max(1, min(len(plan.jobs), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda job: _cached(job, plan, cache, run_id), plan.jobs))
+
+
+def store_outcomes(plan: Plan, outcomes: list[MappedFile | dict], cache: FileCache | None) -> None:
+    """Write the files read this run (not taken from the cache) to the cache, then drop the
+    entries of files this run did not key (removed, changed or no longer matched)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from blinaetl.ingest.cache import Entry
+
+    if cache is None:
+        return
+    reused = set(cache.reused)
+    todo = [
+        (cache.keys[out.path][0], out)
+        for out in outcomes
+        if isinstance(out, MappedFile)
+        and out.path in cache.keys
+        and out.path not in reused
+        and out.sha256 == cache.keys[out.path][1]  # the file did not change while it was read
+    ]
+
+    def save(item: tuple[str, MappedFile]) -> None:
+        m = item[1]
+        cache.save(item[0], Entry(m.path, m.sha256, m.frame, m.raw, m.note, m.labels, m.copies))
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
+        list(pool.map(save, todo))
+    cache.prune()
+
+
 def ingest_landing(
     landing: Path,
     run_id: str,
@@ -1425,6 +1526,8 @@ def ingest_landing(
     progress: Callable[[str], None] | None = None,
     definitions: dict | None = None,
     accepted: pl.DataFrame | None = None,
+    cache_dir: Path | None = None,
+    full: bool = False,
 ) -> IngestResult:
     """Read, map and validate every file of the landing folder.
 
@@ -1432,18 +1535,36 @@ def ingest_landing(
 
     Files are read on a small thread pool (polars and fastexcel parse outside the GIL); the
     outcomes keep the plan's order, so the result does not depend on which file finished first.
+
+    `cache_dir` (in the restricted folder) turns on incremental runs: a file whose bytes and
+    run context are unchanged is taken from the per-file cache (`blinaetl/ingest/cache.py`)
+    instead of being read and mapped again; validation then runs over every file as always.
+    `full` reads every file (the cache is written afresh). `IngestResult.reused` names the
+    files taken from the cache.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     say = progress or (lambda _m: None)
     preload_validation()
     plan = plan_files(landing, sources_dir, contracts_dir, definitions)
-    say(f"reading {len(plan.jobs)} files")
-    workers = max(1, min(len(plan.jobs), os.cpu_count() or 1))
+    cache = None
+    if cache_dir is not None:
+        cache = open_file_cache(plan, cache_dir, secret, definitions, full)
+    found = cached_outcomes(plan, cache, run_id)
+    todo = [job for job, hit in zip(plan.jobs, found, strict=True) if hit is None]
+    say(
+        f"reading {len(todo)} files"
+        + (f" ({len(plan.jobs) - len(todo)} unchanged)" if cache else "")
+    )
+    workers = max(1, min(len(todo), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        outcomes = list(pool.map(lambda job: read_file(job, plan, run_id), plan.jobs))
+        read = iter(list(pool.map(lambda job: read_file(job, plan, run_id), todo)))
+    outcomes: list[MappedFile | dict] = [hit if hit is not None else next(read) for hit in found]
+    store_outcomes(plan, outcomes, cache)
     say("validating")
-    return validate_files(plan, outcomes, secret, accepted)
+    result = validate_files(plan, outcomes, secret, accepted)
+    result.reused = sorted(cache.reused) if cache else []
+    return result
 
 
 def validate_files(

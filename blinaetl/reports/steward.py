@@ -82,8 +82,19 @@ def build_manifest(cfg: Any, result: Any, timings: dict[str, float]) -> dict[str
             "rows_quarantined": int(files["rows_quarantined"].sum()),
         },
         "needs_attention": bool(result.needs_attention),
+        "incremental": incremental_summary(cfg, result),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "analytics_database": str(cfg.analytics_path),
+    }
+
+
+def incremental_summary(cfg: Any, result: Any) -> dict[str, Any]:
+    """Which files the run took from the per-file cache (names and counts only, never values)."""
+    reused = sorted(getattr(result, "reused", None) or [])
+    return {
+        "full_run": bool(getattr(cfg, "full", False)),
+        "files_reused": len(reused),
+        "reused_from_cache": reused,
     }
 
 

@@ -49,9 +49,10 @@ def _owner_only(path: Path) -> None:
 def connect_restricted(path: Path) -> duckdb.DuckDBPyConnection:
     """Open (creating) the restricted database: its folder 0700, the file 0600.
 
-    The folder holds nothing else, so the write-ahead log and DuckDB's spill directory, which
-    appear beside the database with the process umask and hold the same identifiers, are out of
-    other users' reach too.
+    The folder holds only restricted data, so the write-ahead log and DuckDB's spill directory,
+    which appear beside the database with the process umask and hold the same identifiers, are
+    out of other users' reach too; so is the per-file cache of incremental runs beside it
+    (`file_cache/`, `blinaetl/ingest/cache.py`), which survives `reset_restricted`.
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.chmod(0o700)

@@ -1,0 +1,219 @@
+"""Per-file cache of read and mapped landing files, for incremental runs (restricted zone).
+
+Reading and mapping a landing file (`landing.read_file`) depends on the file's bytes and on
+nothing else of the landing folder, except for REDCap exports and entries with a `lookup`,
+which read other landing files too and are therefore never cached. An incremental run takes
+the `MappedFile` of an unchanged file from this cache instead of reading it again; everything
+after reading (choosing the extracts, the keyed patient hash, every check, row-level and
+cross-record, over the whole current data, the accounting per file) runs as in a full run, so
+the results are those of a full run by construction.
+
+An entry is found by a key that hashes the file's SHA-256 and path, the job (source entry and
+REDCap instrument), and the run context: every contract and source mapping as loaded and as
+files (SHA-256), the definitions in force, the file limits, an identity of the pseudonymisation
+key (an HMAC of a constant under the key, never the key itself), the package's code (SHA-256 of
+every module of `blinaetl/`) and the versions of the libraries that parse files. Any change is
+a different key, so a miss and a full read of that file: the cache errs on the side of reading
+again. A `--full` run reads nothing from the cache and writes every entry afresh.
+
+The cache holds identifiable rows (MRNs, delivered text), so it lives beside the restricted
+database, in the restricted folder (0700), its files 0600. After each run only the entries of
+the files that run read are kept. An entry is a folder `<key>/` with `frame.arrow`,
+`raw.arrow`, `copies.arrow` (streamed files) in Arrow IPC (lz4) and `meta.json` (file name,
+SHA-256, note, labels; no values). An entry that cannot be read is treated as a miss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import sys
+import threading
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from blinaetl.ingest.limits import file_sha256, limits
+
+FORMAT = 1  # layout of an entry; a new layout is a new key
+PARSING_LIBRARIES = ("polars", "fastexcel", "pyreadstat", "openpyxl")
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def code_fingerprint() -> str:
+    """SHA-256 over every module of the `blinaetl` package and the parsing libraries' versions."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    versions: dict[str, str | None] = {}
+    for name in PARSING_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    digest.update(json.dumps([versions, sys.version], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def key_identity(secret: bytes) -> str:
+    """Which pseudonymisation key the run uses, without revealing it: HMAC of a constant."""
+    return hmac.new(secret, b"blinaetl file cache key identity", hashlib.sha256).hexdigest()
+
+
+def _folder_hashes(folders: set[Path]) -> list[tuple[str, str]]:
+    return [
+        (str(p.resolve()), file_sha256(p))
+        for folder in sorted(folders)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    ]
+
+
+def run_context(
+    contracts: dict[str, Any],
+    sources: list[Any],
+    partial_dates: str,
+    secret: bytes,
+    definitions: dict[str, Any],
+) -> str:
+    """Digest of everything besides the file that determines a file's mapped output: the
+    contracts and source mappings as loaded and as files, the partial-date rule and the other
+    definitions, the limits, the key's identity, the code."""
+    return _digest(
+        FORMAT,
+        code_fingerprint(),
+        key_identity(secret),
+        repr(sorted(contracts.items())),
+        repr([(s.source, s) for s in sources]),
+        _folder_hashes({c.path.parent for c in contracts.values()}),
+        _folder_hashes({s.path.parent for s in sources}),
+        definitions,
+        partial_dates,
+        repr(limits()),
+    )
+
+
+@dataclass
+class Entry:
+    """What the cache keeps of a read and mapped file (`landing.MappedFile` without the
+    mapping objects, which come from the run's plan)."""
+
+    path: str  # the file as its records name it
+    sha256: str
+    frame: pl.DataFrame
+    raw: pl.DataFrame
+    note: str
+    labels: dict[str, str]
+    copies: pl.DataFrame | None
+
+
+@dataclass
+class FileCache:
+    """The per-file cache of one run (see the module); `landing.cached_outcomes` looks files up
+    before reading, `landing.store_outcomes` writes the files read."""
+
+    root: Path
+    context: str
+    full: bool = False  # read nothing from the cache (entries are still written)
+    keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # file name -> (key, sha256)
+    reused: list[str] = field(default_factory=list)  # file names taken from the cache
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def open(cls, root: Path, context: str, full: bool = False) -> FileCache:
+        """The cache folder `root` (created 0700, as is the restricted folder holding it)."""
+        for folder in (root.parent, root):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.chmod(0o700)
+        return cls(root, context, full)
+
+    def key(self, name: str, source_id: str, index: int, sha256: str) -> str:
+        """The key of a file job: the run context, the file's name, its entry and its bytes.
+        Remembered for `store` and `prune`."""
+        key = _digest(self.context, name, source_id, index, sha256)
+        with self.lock:
+            self.keys[name] = (key, sha256)
+        return key
+
+    def load(self, key: str, name: str, sha256: str) -> Entry | None:
+        """The entry of `key`, or None (absent, damaged or not this file's: then removed)."""
+        entry = self.root / key
+        if self.full or not (entry / "meta.json").is_file():
+            return None
+        try:
+            meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+            if meta["format"] != FORMAT or meta["path"] != name or meta["sha256"] != sha256:
+                raise ValueError("the entry does not match its key")
+            found = Entry(
+                name,
+                sha256,
+                pl.read_ipc(entry / "frame.arrow"),
+                pl.read_ipc(entry / "raw.arrow"),
+                str(meta["note"]),
+                dict(meta["labels"]),
+                pl.read_ipc(entry / "copies.arrow") if meta["copies"] else None,
+            )
+        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError):
+            _remove(entry)
+            return None
+        with self.lock:
+            self.reused.append(name)
+        return found
+
+    def save(self, key: str, item: Entry) -> None:
+        """Write an entry (into a temporary folder first, then renamed: never half an entry)."""
+        entry = self.root / key
+        tmp = self.root / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+        _remove(tmp)
+        tmp.mkdir(mode=0o700)
+        try:
+            _write_frame(tmp / "frame.arrow", item.frame)
+            _write_frame(tmp / "raw.arrow", item.raw)
+            if item.copies is not None:
+                _write_frame(tmp / "copies.arrow", item.copies)
+            meta = {
+                "format": FORMAT,
+                "path": item.path,
+                "sha256": item.sha256,
+                "note": item.note,
+                "labels": item.labels,
+                "copies": item.copies is not None,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+            (tmp / "meta.json").chmod(0o600)
+            _remove(entry)
+            os.replace(tmp, entry)
+        finally:
+            _remove(tmp)
+
+    def prune(self) -> None:
+        """Remove every entry but those of the files this run keyed."""
+        kept = {key for key, _ in self.keys.values()}
+        for entry in self.root.iterdir():
+            if entry.name not in kept:
+                _remove(entry)
+
+
+def _write_frame(path: Path, frame: pl.DataFrame) -> None:
+    frame.write_ipc(path, compression="lz4")
+    path.chmod(0o600)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -1,0 +1,276 @@
+"""Incremental runs: unchanged files come from the per-file cache, results equal a full run.
+
+Each case changes the landing folder of a warehouse that has run before, runs it again
+(incremental: the unchanged files are taken from `warehouse/restricted/file_cache/`) and
+compares every table of the restricted database and every table and view of the published
+analytics database, and the per-file accounting, with a run from scratch in a fresh warehouse
+on the same folder. Expected reuse is worked out from which files the case touched.
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from blinaetl.ingest.landing import ingest_landing
+from blinaetl.pipeline import RunConfig, run_pipeline
+from blinaetl.synth import generate
+
+ALL_FILES = {
+    "clinical/SITE01/assessments_20260901.csv",
+    "clinical/SITE01/outcomes_20260901.csv",
+    "clinical/SITE01/patients_20260901.csv",
+    "clinical/SITE01/treatments_20260901.csv",
+    "clinical/SITE02/assessments_20260901.csv",
+    "clinical/SITE02/outcomes_20260901.csv",
+    "clinical/SITE02/patients_20260901.xlsx",
+    "clinical/SITE02/treatments_20260901.xlsx",
+    "flow/LABNUM/flow_20260901.parquet",
+    "flow/LABTXT/flow_20260901.tsv",
+    "imaging/SITE01/reports_20260901.csv",
+    "imaging/SITE02/reports_20260901.csv",
+}
+SECRET = b"incremental-test-key-0123456789abcdef"
+
+
+def _normalized(value: object, run_id: str) -> object:
+    """A value with the run's id replaced (lineage and metadata carry the run id)."""
+    if isinstance(value, str):
+        return value.replace(run_id, "<run>")
+    return value
+
+
+def database_content(path: Path, run_id: str) -> dict[str, list[tuple]]:
+    """Every table and view of a database: its columns and its rows in a defined order."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        names = con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = "
+            "current_database() UNION ALL SELECT schema_name, view_name FROM duckdb_views() "
+            "WHERE database_name = current_database() AND NOT internal"
+        ).fetchall()
+        out = {}
+        for schema, table in sorted(names):
+            cur = con.execute(f'SELECT * FROM "{schema}"."{table}"')
+            columns = tuple(d[0] for d in cur.description)
+            rows = [tuple(_normalized(v, run_id) for v in row) for row in cur.fetchall()]
+            out[f"{schema}.{table}"] = [columns, *sorted(rows, key=repr)]
+        return out
+    finally:
+        con.close()
+
+
+def _config(landing: Path, root: Path, **kwargs: object) -> RunConfig:
+    return RunConfig(
+        landing=landing,
+        warehouse=root / "warehouse",
+        reports=root / "reports",
+        demo=True,
+        gx=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def _run(cfg: RunConfig) -> tuple[object, object]:
+    # the report stage reads the published database only; skipped to keep the test short
+    return run_pipeline(cfg, stages={"report": lambda c, *_: c.report_dir})
+
+
+def _compare_with_fresh_full_run(
+    landing: Path, incremental: RunConfig, result: object, tmp: Path, **kwargs: object
+) -> None:
+    fresh = _config(landing, tmp, **kwargs)
+    _, full_result = _run(fresh)
+    for name in ("files", "dq_results", "quarantine_rows", "quarantine_failures"):
+        got, want = getattr(result, name), getattr(full_result, name)
+        assert got.equals(want), name
+    for table, frame in full_result.tables.items():  # type: ignore[attr-defined]
+        got = result.tables[table].with_columns(pl.lit("<run>").alias("_run_id"))  # type: ignore[attr-defined]
+        assert got.equals(frame.with_columns(pl.lit("<run>").alias("_run_id"))), table
+    for db in ("restricted_path", "analytics_path"):
+        got = database_content(getattr(incremental, db), incremental.run_id)
+        want = database_content(getattr(fresh, db), fresh.run_id)
+        assert sorted(got) == sorted(want), db
+        for table in want:
+            assert got[table] == want[table], f"{db}: {table}"
+    shutil.rmtree(tmp)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("incremental")
+    generate(root / "cohort", n_patients=120, seed=5)
+    return root / "cohort" / "landing"
+
+
+def _data_lines(path: Path) -> list[str]:
+    """The file's lines, read byte for byte (latin-1 maps every byte; written back the same)."""
+    return path.read_text(encoding="latin-1").splitlines(keepends=True)
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    path.write_text("".join(lines), encoding="latin-1")
+
+
+def test_incremental_runs_equal_full_runs_case_by_case(cohort, tmp_path):
+    landing = tmp_path / "landing"
+    shutil.copytree(cohort, landing)
+    root = tmp_path / "live"
+    first = _config(landing, root)
+    _, result = _run(first)
+    assert result.reused == []  # a first run has nothing cached
+
+    # 1. one row appended to one file (a copy of its last row: quarantined as a duplicate)
+    outcomes = landing / "clinical/SITE01/outcomes_20260901.csv"
+    lines = _data_lines(outcomes)
+    _write_lines(outcomes, [*lines, lines[-1]])
+    cfg = _config(landing, root)
+    _, result = _run(cfg)
+    assert set(result.reused) == ALL_FILES - {"clinical/SITE01/outcomes_20260901.csv"}
+    row = result.files.filter(pl.col("path") == "clinical/SITE01/outcomes_20260901.csv").row(
+        0, named=True
+    )
+    assert row["rows_read"] == len(lines)  # header + rows before, one row more now
+    assert row["rows_quarantined"] >= 1
+    _compare_with_fresh_full_run(landing, cfg, result, tmp_path / "fresh1")
+
+    # 2. a row modified so that it fails a check (a date that does not parse)
+    assessments = landing / "clinical/SITE02/assessments_20260901.csv"
+    lines = _data_lines(assessments)
+    header = lines[0].rstrip("\n").split(",")
+    cells = lines[1].rstrip("\n").split(",")
+    cells[header.index("Date")] = "not a date"
+    _write_lines(assessments, [lines[0], ",".join(cells) + "\n", *lines[2:]])
+    cfg = _config(landing, root)
+    _, result = _run(cfg)
+    assert set(result.reused) == ALL_FILES - {"clinical/SITE02/assessments_20260901.csv"}
+    failed = result.quarantine_failures.filter(
+        (pl.col("_source_file") == "clinical/SITE02/assessments_20260901.csv")
+        & (pl.col("_source_row") == 2)
+    )
+    assert failed.height >= 1  # the broken date is quarantined (the row number a person sees)
+    _compare_with_fresh_full_run(landing, cfg, result, tmp_path / "fresh2")
+
+    # 3. a file removed (the gate's finding for the lost source is accepted in both runs)
+    (landing / "flow/LABTXT/flow_20260901.tsv").unlink()
+    cfg = _config(landing, root, accept_drop=("source:labtxt_flow",))
+    _, result = _run(cfg)
+    remaining = ALL_FILES - {"flow/LABTXT/flow_20260901.tsv"}
+    assert set(result.reused) == remaining
+    assert set(result.files["path"]) == remaining
+    cached = {p.name for p in (root / "warehouse/restricted/file_cache").iterdir()}
+    assert len(cached) == len(remaining)  # the removed file's entry is dropped
+    _compare_with_fresh_full_run(
+        landing, cfg, result, tmp_path / "fresh3", accept_drop=("source:labtxt_flow",)
+    )
+
+
+def test_patient_removed_from_clinical_file_quarantines_cached_rows(cohort, tmp_path):
+    """Cross-record: only the patients file changes; the other files of the patient's site
+    come from the cache, and their rows of the removed patient are quarantined all the same
+    (known_patient), as in a full run."""
+    landing = tmp_path / "landing"
+    shutil.copytree(cohort, landing)
+    root = tmp_path / "live"
+    _run(_config(landing, root))
+    patients = landing / "clinical/SITE01/patients_20260901.csv"
+    lines = _data_lines(patients)
+    treatments = pl.read_csv(
+        landing / "clinical/SITE01/treatments_20260901.csv", infer_schema=False
+    )
+    # a patient of SITE01 with treatment rows, removed from the patients file only
+    mrn = next(
+        line.split(",")[0] for line in lines[1:] if line.split(",")[0] in set(treatments["MRN"])
+    )
+    expected_rows = treatments.filter(pl.col("MRN") == mrn).height
+    _write_lines(patients, [line for line in lines if line.split(",")[0] != mrn])
+    cfg = _config(landing, root)
+    _, result = _run(cfg)
+    assert "clinical/SITE01/treatments_20260901.csv" in result.reused
+    assert "clinical/SITE01/patients_20260901.csv" not in result.reused
+    unknown = result.quarantine_failures.filter(
+        (pl.col("_source_file") == "clinical/SITE01/treatments_20260901.csv")
+        & (pl.col("check_id") == "TRT_KNOWN_PATIENT")
+    )
+    assert unknown.height == expected_rows
+    # the run log and the manifest name the files taken from the cache (names and counts only)
+    reused = sorted(ALL_FILES - {"clinical/SITE01/patients_20260901.csv"})
+    log = (cfg.report_dir / "run.log").read_text(encoding="utf-8")
+    assert (
+        f"incremental run: 11 file(s) unchanged, taken from the per-file cache: {', '.join(reused)}"
+        in log
+    )
+    assert mrn not in log
+    from blinaetl.reports.steward import build_manifest
+
+    manifest = build_manifest(cfg, result, {})
+    assert manifest["incremental"] == {
+        "full_run": False,
+        "files_reused": 11,
+        "reused_from_cache": reused,
+    }
+    _compare_with_fresh_full_run(landing, cfg, result, tmp_path / "fresh")
+
+
+def _ingest(landing: Path, cache: Path, **kwargs: object) -> object:
+    return ingest_landing(landing, run_id="r", secret=SECRET, cache_dir=cache, **kwargs)  # type: ignore[arg-type]
+
+
+def _same_ingest(a: object, b: object) -> None:
+    for name in ("files", "dq_results", "quarantine_rows", "quarantine_failures"):
+        assert getattr(a, name).equals(getattr(b, name)), name
+    for table, frame in b.tables.items():  # type: ignore[attr-defined]
+        assert a.tables[table].equals(frame), table  # type: ignore[attr-defined]
+
+
+def test_cache_key_changes_mean_every_file_is_read_again(cohort, tmp_path):
+    cache = tmp_path / "restricted" / "file_cache"
+    first = _ingest(cohort, cache)
+    assert first.reused == []
+    again = _ingest(cohort, cache)
+    assert set(again.reused) == ALL_FILES
+    _same_ingest(again, first)
+    # another key, another partial-date rule, or --full: nothing is taken from the cache
+    other_key = ingest_landing(cohort, run_id="r", secret=SECRET + b"x", cache_dir=cache)
+    assert other_key.reused == []
+    rule = _ingest(cohort, cache, definitions={"partial_date_imputation": "middle"})
+    assert rule.reused == []
+    full = _ingest(cohort, cache, full=True)
+    assert full.reused == []
+    _same_ingest(full, first)
+    assert set(_ingest(cohort, cache).reused) == ALL_FILES  # --full wrote the entries afresh
+
+
+def test_a_changed_source_mapping_is_a_cache_miss(cohort, tmp_path):
+    from blinaetl.ingest.sources import sources_dir
+
+    mappings = tmp_path / "sources"
+    shutil.copytree(sources_dir(), mappings)
+    cache = tmp_path / "restricted" / "file_cache"
+    _ingest(cohort, cache, sources_dir=mappings)
+    assert set(_ingest(cohort, cache, sources_dir=mappings).reused) == ALL_FILES
+    labtxt = mappings / "labtxt_flow.yaml"
+    labtxt.write_text(labtxt.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    assert _ingest(cohort, cache, sources_dir=mappings).reused == []
+
+
+def test_a_damaged_entry_is_read_again_and_the_cache_is_owner_only(cohort, tmp_path):
+    cache = tmp_path / "restricted" / "file_cache"
+    first = _ingest(cohort, cache)
+    for mode_of in (cache, cache.parent):
+        assert stat.S_IMODE(mode_of.stat().st_mode) == 0o700
+    for entry in cache.iterdir():
+        assert stat.S_IMODE(entry.stat().st_mode) == 0o700
+        for f in entry.iterdir():
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    damaged = sorted(cache.iterdir())[0]
+    (damaged / "frame.arrow").write_bytes(b"not arrow")
+    again = _ingest(cohort, cache)
+    assert len(again.reused) == len(ALL_FILES) - 1
+    _same_ingest(again, first)
+    assert set(_ingest(cohort, cache).reused) == ALL_FILES  # the entry was written again

@@ -305,24 +305,25 @@ def stage_report(
     cfg.report_dir.mkdir(parents=True, exist_ok=True)
     published = gate_outcome is None or gate_outcome.get("published", True)
     worker = _GX_WORKERS.pop(cfg.run_id, None)
-    gx_summary = None
     try:
+        wait_gx = None
         if cfg.gx and published:
-            # the checkpoint runs in its child process while the study report is drawn here
+            # the checkpoint runs in its child process while the study report is drawn and the
+            # steward report's queries and snapshot are written here
             if worker is None:  # a stage called on its own, or a task on another process
                 from blinaetl.reports.gx import GxWorker
 
                 worker = GxWorker()
             worker.submit(cfg.analytics_path, cfg.report_dir)
+            wait_gx = worker.result
         if published:
             write_study_report(cfg.analytics_path, cfg.report_dir)
-        if worker is not None and cfg.gx and published:
-            gx_summary = worker.result()
+        # the steward report waits for the summary before its manifest and index.html (which
+        # links the Data Docs the checkpoint wrote)
+        return write_run_report(cfg, result, timings, None, gate_outcome, wait_gx=wait_gx)
     finally:
         if worker is not None:
             worker.close()
-    # after the checkpoint: the steward report links the Data Docs it wrote
-    return write_run_report(cfg, result, timings, gx_summary, gate_outcome)
 
 
 # the Great Expectations child of each run in progress in this process (`prestart_gx`)

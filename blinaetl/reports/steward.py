@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -232,11 +233,15 @@ def write_run_report(
     timings: dict[str, float],
     gx_summary: dict[str, Any] | None = None,
     gate: dict[str, Any] | None = None,
+    wait_gx: Callable[[], dict[str, Any] | None] | None = None,
 ) -> Path:
     """Write the run's report folder: manifest, DQ results, queries, snapshot and index.html.
 
     `gate` is the publish gate's outcome; when it refused publication, nothing is read from the
-    analytics database (it is the previous run's) and no snapshot is written.
+    analytics database (it is the previous run's) and no snapshot is written. `wait_gx`, when
+    given, returns the Great Expectations summary (`gx_summary` is then ignored): it is called
+    after the queries and the snapshot are written, so a checkpoint running in another process
+    (`reports.gx.GxWorker`) overlaps them.
     """
     import duckdb
 
@@ -258,6 +263,8 @@ def write_run_report(
             con.close()
         snapshot.write_parquet(out / SNAPSHOT)
         changes = changes_since_previous(cfg.reports, cfg.run_id, snapshot)
+    if wait_gx is not None:
+        gx_summary = wait_gx()
     manifest = build_manifest(cfg, result, timings)
     manifest["great_expectations"] = gx_summary
     manifest["published"] = published

@@ -109,3 +109,71 @@ def test_issue20_report_prints_every_figure_of_the_issue_with_a_verdict(tmp_path
     assert small["verdict"] == "not measured here" and "x (" in small["measured"]
     changed = next(f for f in figures if f["figure"].startswith("one source changed"))
     assert changed["measured"].endswith(")") and "%" in changed["measured"]
+
+
+def _db(path: Path, statements: list[str]) -> Path:
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    for sql in statements:
+        con.execute(sql)
+    con.close()
+    return path
+
+
+BASE_DB = [
+    "CREATE SCHEMA curated",
+    "CREATE TABLE curated.t (k VARCHAR, n INTEGER)",
+    "INSERT INTO curated.t VALUES ('a', 1), ('b', 2), ('c', NULL)",
+    "COMMENT ON COLUMN curated.t.n IS 'a number'",
+    "CREATE VIEW curated.v AS SELECT n FROM curated.t",
+]
+
+
+def test_compare_builds_finds_every_kind_of_difference(tmp_path):
+    from benchmarks.compare_builds import compare
+
+    before = _db(tmp_path / "before.duckdb", BASE_DB)
+    cases = {
+        "same": ([], [], []),
+        "reordered": (
+            [
+                "DELETE FROM curated.t",
+                "INSERT INTO curated.t VALUES ('c', NULL), ('a', 1), ('b', 2)",
+            ],
+            [],
+            ["x: curated.t: the same rows, stored in another order"],
+        ),
+        "value": (
+            ["UPDATE curated.t SET n = 3 WHERE k = 'b'"],
+            [
+                "x: curated.t: rows differ (3 before, 3 after)",
+                "x: curated.v: rows differ (3 before, 3 after)",
+            ],
+            [],
+        ),
+        "null": (
+            ["UPDATE curated.t SET n = 0 WHERE k = 'c'"],
+            [
+                "x: curated.t: rows differ (3 before, 3 after)",
+                "x: curated.v: rows differ (3 before, 3 after)",
+            ],
+            [],
+        ),
+        "comment": (
+            ["COMMENT ON COLUMN curated.t.n IS 'another'"],
+            ["x: curated.t: columns, types or comments differ"],
+            [],
+        ),
+        "extra": (["CREATE TABLE curated.u AS SELECT 1 AS one"], ["x: curated.u only after"], []),
+        "kind": (
+            ["DROP VIEW curated.v", "CREATE TABLE curated.v AS SELECT n FROM curated.t"],
+            ["x: curated.v is a view before, table after"],
+            [],
+        ),
+    }
+    for name, (changes, problems, notes) in cases.items():
+        after = _db(tmp_path / f"{name}.duckdb", [*BASE_DB, *changes])
+        found_notes: list[str] = []
+        assert compare(before, after, "x", found_notes) == problems, name
+        assert found_notes == notes, name

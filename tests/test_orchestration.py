@@ -58,6 +58,60 @@ def test_frames_written_side_by_side_keep_their_rows_and_order(tmp_path):
         con.close()
 
 
+def test_frames_keep_every_value_and_type_the_pipeline_writes(tmp_path):
+    # text long and short (DuckDB and polars inline up to 12 bytes), empty, non-ASCII and null;
+    # dates, integers, floats, booleans and lists of text (the staged `_warnings`), across
+    # several INSERT slices, each value as written
+    import datetime as dt
+
+    import polars as pl
+
+    from blinaetl.warehouse import frames as frames_module
+    from blinaetl.warehouse.frames import write_frame
+
+    texts = ["", "short", "a text longer than twelve bytes", "Zürich – ½", None]
+    n = 1_003
+    frame = pl.DataFrame(
+        {
+            "s": [texts[i % 5] for i in range(n)],
+            "d": [
+                None if i % 7 == 0 else dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in range(n)
+            ],
+            "i": [None if i % 11 == 0 else i * 1_000_003 for i in range(n)],
+            "f": [None if i % 13 == 0 else i / 3 for i in range(n)],
+            "b": [None if i % 17 == 0 else i % 2 == 0 for i in range(n)],
+            "w": [[] if i % 3 else ["CHK_A", f"CHK_{i}"] for i in range(n)],
+        },
+        schema={
+            "s": pl.Utf8,
+            "d": pl.Date,
+            "i": pl.Int64,
+            "f": pl.Float64,
+            "b": pl.Boolean,
+            "w": pl.List(pl.Utf8),
+        },
+    )
+    con = duckdb.connect(str(tmp_path / "types.duckdb"))
+    try:
+        write_frame(con, "made", frame, replace=True)
+        con.execute(
+            "CREATE TABLE appended (s VARCHAR, d DATE, i BIGINT, f DOUBLE, b BOOLEAN, w VARCHAR[])"
+        )
+        old_slice, frames_module.SLICE_ROWS = frames_module.SLICE_ROWS, 100
+        try:
+            write_frame(con, "appended", frame)
+        finally:
+            frames_module.SLICE_ROWS = old_slice
+        for table in ("made", "appended"):
+            types = [r[1] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+            assert types == ["VARCHAR", "DATE", "BIGINT", "DOUBLE", "BOOLEAN", "VARCHAR[]"]
+            back = con.sql(f"SELECT * FROM {table} ORDER BY rowid").pl()
+            assert back.equals(frame, null_equal=True), table
+            assert back["s"][3] == "Zürich – ½" and back["w"][0].to_list() == ["CHK_A", "CHK_0"]
+    finally:
+        con.close()
+
+
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> Path:
     from blinaetl.synth import generate

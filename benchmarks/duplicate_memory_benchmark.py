@@ -8,8 +8,9 @@ folder gets SITE01's assessments CSV with its data rows repeated until the file 
 so nearly every row is an exact duplicate of an earlier one and is quarantined (the case in
 findings.md, "Memory on large deliveries"). The pipeline (no Prefect, no GX) runs on it in a fresh
 child process; the figure is the child's peak RSS (`ru_maxrss`), with the peak reached by the end
-of each stage, the rows quarantined and the wall time (unreliable on a loaded machine; the load
-average is printed). Targets (issue 20): 21 MB <= 1 GiB, 100 MB <= 1.5 GiB.
+of each stage, each stage's seconds, the rows quarantined and the wall time (unreliable on a
+loaded machine; the load average is printed). Targets (issue 20): 21 MB <= 1 GiB, 100 MB <=
+1.5 GiB.
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ from pathlib import Path
 from blinaetl import pipeline
 from blinaetl.pipeline import RunConfig, run_pipeline
 landing, work = Path(sys.argv[1]), Path(sys.argv[2])
-peaks, counts = {}, {}
+peaks, counts, seconds = {}, {}, {}
 def wrap(name, fn):
     def staged(*args):
+        t = time.perf_counter()
         out = fn(*args)
+        seconds[name] = time.perf_counter() - t
         if name == "ingest":
-            counts["quarantined"] = out.quarantine.row_count
-            counts["failures"] = out.quarantine.failure_count
+            q = getattr(out, "quarantine", None)  # revisions before the compact quarantine
+            counts["quarantined"] = q.row_count if q else out.quarantine_rows.height
+            counts["failures"] = q.failure_count if q else out.quarantine_failures.height
         peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         return out
     return staged
@@ -55,6 +59,7 @@ except Exception as exc:  # the figure is memory; a refused publish still counts
 wall = time.perf_counter() - t0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"wall_s": wall, "peak_rss_bytes": rss, "peak_by_stage": peaks,
+                  "seconds_by_stage": seconds,
                   **counts, "error": error}))
 """
 
@@ -131,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         stages = ", ".join(f"{k} {v / GIB:.2f}" for k, v in r["peak_by_stage"].items())
         print(f"{'':>8} peak GiB by the end of each stage: {stages}")
+        secs = ", ".join(f"{k} {v:.1f}" for k, v in r["seconds_by_stage"].items())
+        print(f"{'':>8} seconds per stage: {secs}")
         if r["error"]:
             print(f"{'':>8} run ended with {r['error']}")
     if args.json:

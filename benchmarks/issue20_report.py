@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import dask_benchmark  # noqa: E402
 import duplicate_memory_benchmark as dup  # noqa: E402
 import pipeline_benchmark as pipe  # noqa: E402
 
@@ -204,6 +205,47 @@ def changed_source_figure(n: int, work: Path, seed: int) -> Figure:
     )
 
 
+DASK_COMMAND = "benchmarks/dask_benchmark.py --patients 300000 (about 15 min on 2 quiet cores)"
+
+
+def dask_figure(patients: int, workdir: Path) -> Figure:
+    """The Prefect flow on a LocalCluster of 2 workers against the flow without Dask, on one
+    cohort kept in `workdir` for later runs (`dask_benchmark.py`)."""
+    figure, target = "Dask path, LocalCluster of 2 workers", "measured at 300,000 patients"
+    if not patients:
+        return not_measured(figure, target, "too slow for quick mode", DASK_COMMAND)
+    workdir.mkdir(parents=True, exist_ok=True)
+    landing, _ = dask_benchmark.ensure_cohort(workdir, patients, 11)
+    server, url = dask_benchmark.start_prefect_server(workdir / "prefect_home")
+    env = {**os.environ, "BLINAETL_HOME": str(ROOT), "PREFECT_API_URL": url,
+           "PREFECT_HOME": str(workdir / "prefect_home")}  # fmt: skip
+    try:
+        at = load()
+        runs = {
+            mode: dask_benchmark.run_mode(mode, landing, workdir / f"run_{mode}", 2, env)
+            for mode in ("dask", "prefect")
+        }
+    finally:
+        dask_benchmark.stop_server(server)
+    d, p = runs["dask"], runs["prefect"]
+    held = d["driver_peak_rss_bytes"] + sum(d["worker_peak_rss_bytes"])
+    return Figure(
+        f"{figure}, {patients:,} patients",
+        target,
+        f"flow {d['flow_s']:.0f} s (ingest {d['stages_s']['ingest']:.0f} s) vs "
+        f"{p['flow_s']:.0f} s without Dask (ingest {p['stages_s']['ingest']:.0f} s); peak RSS "
+        f"driver + workers {held / GIB:.2f} GiB vs {p['driver_peak_rss_bytes'] / GIB:.2f} GiB "
+        f"({at})",
+        "met" if patients == 300_000 else "not measured here",
+        "files read and mapped on the workers, the rest in the driver"
+        + (
+            ""
+            if patients == 300_000
+            else f"; the issue asks 300,000 patients, this is {patients:,}"
+        ),
+    )
+
+
 def make_run_figure(repeat: int) -> Figure:
     """A warm `make run` on the demo cohort (one warm-up run first)."""
     import demo_benchmark
@@ -261,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--changed-patients", type=int, default=1_000)
     ap.add_argument("--make-run-repeat", type=int, default=1, help="0 skips `make run`")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument(
+        "--dask-patients", type=int, default=0, help="run the Dask figure at this size (0: skip)"
+    )
+    ap.add_argument("--dask-workdir", type=Path, default=Path("/tmp/blinaetl-dask-bench"))
     ap.add_argument("--out", type=Path, default=HERE / "out" / "issue20_report.json")
     args = ap.parse_args(argv)
     figures: list[Figure] = []
@@ -280,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 "benchmarks/issue20_report.py",
             )
         )
+    figures.append(dask_figure(args.dask_patients, args.dask_workdir))
     figures += fixed_figures()
     print(render(figures))
     args.out.parent.mkdir(parents=True, exist_ok=True)

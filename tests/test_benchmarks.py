@@ -97,6 +97,7 @@ def test_issue20_report_prints_every_figure_of_the_issue_with_a_verdict(tmp_path
         "warm `make run` (demo)",
         "first `make run` on a fresh clone",
         "`make test` on a fresh clone",
+        "Dask path, LocalCluster of 2 workers",
     ):
         assert any(n.startswith(wanted) for n in names), (wanted, names)
     for f in figures:
@@ -107,6 +108,9 @@ def test_issue20_report_prints_every_figure_of_the_issue_with_a_verdict(tmp_path
     # the 150-patient core run is measured, but not at a size the issue judges
     small = next(f for f in figures if f["figure"].startswith("core / in-memory floor, 150"))
     assert small["verdict"] == "not measured here" and "x (" in small["measured"]
+    dask = next(f for f in figures if f["figure"].startswith("Dask path"))
+    assert dask["verdict"] == "not measured here"  # quick mode: the command is given
+    assert "dask_benchmark.py --patients 300000" in dask["note"]
     changed = next(f for f in figures if f["figure"].startswith("one source changed"))
     assert changed["measured"].endswith(")") and "%" in changed["measured"]
 

@@ -126,10 +126,17 @@ def test_threshold_outside_0_to_100_is_a_configuration_error(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory):
+def cohort(tmp_path_factory) -> Path:
+    """The gate tests' cohort as generated (24 patients), read-only: variants are copies."""
+    out = tmp_path_factory.mktemp("gate_cohort") / "cohort"
+    generate(out, n_patients=24, seed=5)
+    return out / "landing"
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, cohort):
     root = tmp_path_factory.mktemp("gate")
-    generate(root / "cohort", n_patients=24, seed=5)
-    landing = root / "cohort" / "landing"
+    landing = cohort
     cfg = RunConfig(landing=landing, warehouse=root / "wh", reports=root / "rp", demo=True)
     summary, _ = run_pipeline(cfg)
     return root, landing, cfg, summary
@@ -274,18 +281,18 @@ print(json.dumps(out))
 """
 
 
-def test_prefect_run_states_tell_gated_routine_and_clean_runs_apart(published, tmp_path):
-    import os
+def test_prefect_run_states_tell_gated_routine_and_clean_runs_apart(
+    cohort, prefect_server, tmp_path
+):
     import subprocess
     import sys
 
-    root, landing, _, _ = published
-    broken = _variant(root, landing, "renamed_header_flow")
+    landing = cohort
+    broken = _variant(tmp_path, landing, "renamed_header_flow")
     pat = broken / "clinical/SITE01/patients_20260901.csv"
     header, rest = pat.read_bytes().split(b"\n", 1)
     pat.write_bytes(header.replace(b"MRN", b"PatientID") + b"\n" + rest)
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    _, env = prefect_server  # the session's Prefect server, not a temporary one per run
     args = [str(landing), str(broken), str(tmp_path / "wh"), str(tmp_path / "rp")]
     out = subprocess.run(
         [sys.executable, "-c", FLOW_STATES, *args],

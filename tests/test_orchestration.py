@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -121,6 +122,26 @@ def cohort(tmp_path_factory) -> Path:
     return out / "landing"
 
 
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, cohort) -> Path:
+    """One published run of the cohort (warehouse `wh`, reports `rp`), never written to again:
+    the tests that start from a published database take a copy of it (`_published`) instead of
+    running the pipeline for it each time."""
+    root = tmp_path_factory.mktemp("orch_first_run")
+    run_pipeline(RunConfig(landing=cohort, warehouse=root / "wh", reports=root / "rp", demo=True))
+    return root
+
+
+def _published(first_run: Path, tmp_path: Path, cohort: Path) -> RunConfig:
+    """The state a first run leaves, as a copy of `first_run` at tmp_path/wh and tmp_path/rp:
+    the same files (published database, restricted zone, sidecar, lock file and the run's
+    report folder) with their permissions, so the next run finds what it would after its own
+    first run. The database files hold no path of their own folder."""
+    for name in ("wh", "rp"):
+        shutil.copytree(first_run / name, tmp_path / name)
+    return RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
+
+
 def test_same_inputs_give_identical_results(tmp_path, cohort):
     a = RunConfig(landing=cohort, warehouse=tmp_path / "a", reports=tmp_path / "ra", demo=True)
     b = RunConfig(landing=cohort, warehouse=tmp_path / "b", reports=tmp_path / "rb", demo=True)
@@ -137,9 +158,8 @@ def test_same_inputs_give_identical_results(tmp_path, cohort):
     )
 
 
-def test_second_writer_exits_clearly_and_changes_nothing(tmp_path, cohort):
-    cfg = RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
-    run_pipeline(cfg)
+def test_second_writer_exits_clearly_and_changes_nothing(tmp_path, cohort, first_run):
+    cfg = _published(first_run, tmp_path, cohort)
     before = content_hashes(cfg.analytics_path)
     mtime = cfg.analytics_path.stat().st_mtime_ns
     with warehouse_lock(cfg):
@@ -200,9 +220,10 @@ KILLER = textwrap.dedent(
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
-def test_run_killed_at_any_stage_leaves_the_published_database_intact(tmp_path, cohort, stage):
-    cfg = RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
-    run_pipeline(cfg)
+def test_run_killed_at_any_stage_leaves_the_published_database_intact(
+    tmp_path, cohort, first_run, stage
+):
+    cfg = _published(first_run, tmp_path, cohort)
     before = content_hashes(cfg.analytics_path)
     reader = duckdb.connect(str(cfg.analytics_path), read_only=True)
     try:
@@ -237,9 +258,8 @@ def test_run_killed_at_any_stage_leaves_the_published_database_intact(tmp_path, 
     )
 
 
-def test_publish_swaps_while_a_reader_holds_the_old_file(tmp_path, cohort):
-    cfg = RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
-    run_pipeline(cfg)
+def test_publish_swaps_while_a_reader_holds_the_old_file(tmp_path, cohort, first_run):
+    cfg = _published(first_run, tmp_path, cohort)
     reader = duckdb.connect(str(cfg.analytics_path), read_only=True)
     try:
         old_inode = os.stat(cfg.analytics_path).st_ino
@@ -287,12 +307,11 @@ def test_run_with_no_changed_input_can_be_skipped(tmp_path, cohort):
 
 
 def test_a_curated_table_refused_at_transform_publishes_nothing_and_leaves_no_build_file(
-    tmp_path, cohort, monkeypatch
+    tmp_path, cohort, first_run, monkeypatch
 ):
     from blinaetl.warehouse import database as warehouse
 
-    cfg = RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
-    run_pipeline(cfg)
+    cfg = _published(first_run, tmp_path, cohort)
     before = content_hashes(cfg.analytics_path)
     checked = []
 

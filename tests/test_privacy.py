@@ -37,8 +37,8 @@ def test_short_secret_is_refused(monkeypatch):
         resolve_secret(demo=False)
 
 
-def test_run_without_secret_stops_before_writing(tmp_path, demo_run):
-    cohort, _, _ = demo_run
+def test_run_without_secret_stops_before_writing(tmp_path, demo_cohort):
+    cohort = demo_cohort
     env = {k: v for k, v in os.environ.items() if k != "BLINAETL_SECRET_KEY"}
     out = subprocess.run(
         [
@@ -222,10 +222,10 @@ PUBLISHED_COLUMNS = (
 
 
 @pytest.fixture(scope="module")
-def shifted_run(tmp_path_factory, demo_run):
+def shifted_run(tmp_path_factory, demo_cohort):
     from blinaetl.pipeline import RunConfig, run_pipeline
 
-    cohort, _, _ = demo_run
+    cohort = demo_cohort
     root = tmp_path_factory.mktemp("date_shift")
     cfg = RunConfig(
         landing=cohort / "landing",

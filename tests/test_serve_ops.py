@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from flows.serve import healthy
-from tests.test_server import _free_port
+from tests.conftest import _free_port
 
 pytestmark = pytest.mark.server
 

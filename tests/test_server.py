@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,8 +12,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-from flows.serve import healthy, start_server, stop_server
 
 pytestmark = pytest.mark.server
 
@@ -61,28 +58,6 @@ print(json.dumps([entry.message for entry in logs]))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect_home")
-    port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_LOGGING_LEVEL": "WARNING"}
-    env.pop("PREFECT_API_URL", None)
-    server = start_server("127.0.0.1", port, env=env)
-    api = f"http://127.0.0.1:{port}/api"
-    yield api, {**env, "PREFECT_API_URL": api}
-    stop_server(server)
-    deadline = time.monotonic() + 30
-    while healthy(api) and time.monotonic() < deadline:
-        time.sleep(1)
-    assert not healthy(api), "the server the test started is stopped"
-
-
 def _wait_for_deployment(env: dict, deadline: float) -> None:
     probe = f"from prefect.client.orchestration import get_client\nwith get_client(sync_client=True) as c: c.read_deployment_by_name({DEPLOYMENT!r})"
     while time.monotonic() < deadline:
@@ -105,8 +80,8 @@ def _patients(db: Path) -> int:
         con.close()
 
 
-def test_scheduled_deployment_served_and_triggered(tmp_path, demo_run, prefect_server):
-    cohort, _, _ = demo_run
+def test_scheduled_deployment_served_and_triggered(tmp_path, demo_cohort, prefect_server):
+    cohort = demo_cohort
     api, env = prefect_server
     config = tmp_path / "run.yaml"
     config.write_text(
@@ -157,8 +132,8 @@ def test_scheduled_deployment_served_and_triggered(tmp_path, demo_run, prefect_s
     )
 
 
-def test_flow_on_a_dask_local_cluster_with_two_workers(tmp_path, demo_run, prefect_server):
-    cohort, _, _ = demo_run
+def test_flow_on_a_dask_local_cluster_with_two_workers(tmp_path, demo_cohort, prefect_server):
+    cohort = demo_cohort
     _, env = prefect_server
     out = subprocess.run(
         [
@@ -223,13 +198,13 @@ print(json.dumps(out))
 """
 
 
-def test_key_from_a_prefect_secret_block(tmp_path, demo_run, prefect_server):
+def test_key_from_a_prefect_secret_block(tmp_path, demo_cohort, prefect_server):
     """Outside demo mode, with no environment key, the run takes its key from a Secret block."""
     import polars as pl
 
     from blinaetl.privacy import patient_keys
 
-    cohort, _, _ = demo_run
+    cohort = demo_cohort
     _, env = prefect_server
     env = {k: v for k, v in env.items() if k != "BLINAETL_SECRET_KEY"}
     value = "block-held-key-" + "7f" * 16

@@ -66,6 +66,7 @@ _RUN_FIRST = (
     "roundtrip",
     "tests/test_publish_crash.py",
     "tests/test_orchestration.py",  # killed runs: one child process and two runs each
+    "tests/test_incremental.py",  # several runs each, compared with fresh full runs
     "survival_db",
     "demo_run",
     "large_run",

@@ -30,11 +30,15 @@ import pipeline_benchmark as pipe  # noqa: E402
 STAGES = ("ingest", "load", "extract_text", "transform", "gate", "publish")
 
 
-def measure(n: int, work: Path, repeat: int, seed: int) -> dict:
+def measure(n: int, work: Path, repeat: int, seed: int, given: Path | None = None) -> dict:
+    """One size; `given`: a generated cohort's landing folder to copy instead of generating."""
     from blinaetl.synth import generate
 
     cohort = work / f"cohort_{n}"
-    generate(cohort, n_patients=n, seed=seed)
+    if given is not None:
+        shutil.copytree(given, cohort / "landing")
+    else:
+        generate(cohort, n_patients=n, seed=seed)
     landing = cohort / "landing"
     target = sorted(landing.glob("clinical/*/outcomes_*.csv"))[0]
     original = target.read_bytes()
@@ -87,10 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patients", type=int, nargs="+", default=[10_000])
     ap.add_argument("--repeat", type=int, default=2, help="pairs of runs per size; fastest counts")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument(
+        "--landing",
+        type=Path,
+        help="a generated cohort's landing folder (of --patients, one size) to copy, not generate",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "out" / "incremental_benchmark.json")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="blinaetl-incremental-") as tmp:
-        results = [measure(n, Path(tmp), args.repeat, args.seed) for n in args.patients]
+        results = [
+            measure(n, Path(tmp), args.repeat, args.seed, args.landing) for n in args.patients
+        ]
     print(render(results))
     for r in results:
         print(

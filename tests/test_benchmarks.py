@@ -181,3 +181,32 @@ def test_compare_builds_finds_every_kind_of_difference(tmp_path):
         found_notes: list[str] = []
         assert compare(before, after, "x", found_notes) == problems, name
         assert found_notes == notes, name
+
+
+def test_incremental_benchmark_reports_both_runs_stage_by_stage(tmp_path):
+    out = tmp_path / "incremental.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "incremental_benchmark.py"),
+            "--patients",
+            "60",
+            "--repeat",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    (result,) = json.loads(out.read_text())
+    assert result["patients"] == 60
+    full, inc = result["full"], result["incremental"]
+    # the appended row is one more row read in the incremental run
+    assert inc["rows_read"] == full["rows_read"] + 1
+    for r in (full, inc):
+        assert set(r["stages_s"]) >= {"ingest", "load", "transform", "publish"}
+    assert math.isclose(result["share"], inc["total_s"] / full["total_s"])
+    assert "| 60 | incremental |" in run.stdout

@@ -13,8 +13,10 @@ import dataclasses
 import datetime as dt
 import fnmatch
 import io
+import logging
 import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1510,7 +1512,12 @@ def store_outcomes(plan: Plan, outcomes: list[MappedFile | dict], cache: FileCac
 
     def save(item: tuple[str, MappedFile]) -> None:
         m = item[1]
-        cache.save(item[0], Entry(m.path, m.sha256, m.frame, m.raw, m.note, m.labels, m.copies))
+        try:
+            cache.save(item[0], Entry(m.path, m.sha256, m.frame, m.raw, m.note, m.labels, m.copies))
+        except OSError as exc:  # the run goes on; the file is read again next run
+            logging.getLogger("blinaetl").warning(
+                "file cache: %s not kept for the next run (%s)", m.path, type(exc).__name__
+            )
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
         list(pool.map(save, todo))
@@ -1560,9 +1567,25 @@ def ingest_landing(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         read = iter(list(pool.map(lambda job: read_file(job, plan, run_id), todo)))
     outcomes: list[MappedFile | dict] = [hit if hit is not None else next(read) for hit in found]
-    store_outcomes(plan, outcomes, cache)
+    # the files read this run are written to the cache while validation runs (the frames are
+    # only read by both); the run ends after the writes
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            store_outcomes(plan, outcomes, cache)
+        except BaseException as exc:  # raised in the run's own thread below
+            failed.append(exc)
+
+    writer = threading.Thread(target=write, name="file-cache-writer")
+    writer.start()
     say("validating")
-    result = validate_files(plan, outcomes, secret, accepted)
+    try:
+        result = validate_files(plan, outcomes, secret, accepted)
+    finally:
+        writer.join()
+    if failed:
+        raise failed[0]
     result.reused = sorted(cache.reused) if cache else []
     return result
 

@@ -300,52 +300,61 @@ def stage_report(
     the steward report says why publication was refused and how to override.
     """
     from blinaetl.reports.steward import write_run_report
-    from blinaetl.reports.study import write_study_report
 
     cfg.report_dir.mkdir(parents=True, exist_ok=True)
     published = gate_outcome is None or gate_outcome.get("published", True)
-    worker = _GX_WORKERS.pop(cfg.run_id, None)
+    children = _REPORT_CHILDREN.pop(cfg.run_id, {})
     try:
         wait_gx = None
-        if cfg.gx and published:
-            # the checkpoint runs in its child process while the study report is drawn and the
-            # steward report's queries and snapshot are written here
-            if worker is None:  # a stage called on its own, or a task on another process
-                from blinaetl.reports.gx import GxWorker
-
-                worker = GxWorker()
-            worker.submit(cfg.analytics_path, cfg.report_dir)
-            wait_gx = worker.result
         if published:
-            write_study_report(cfg.analytics_path, cfg.report_dir)
-        # the steward report waits for the summary before its manifest and index.html (which
-        # links the Data Docs the checkpoint wrote)
-        return write_run_report(cfg, result, timings, None, gate_outcome, wait_gx=wait_gx)
+            # the checkpoint and the study report run in their child processes (started with
+            # the run, `prestart_reports`) while the steward report is written here
+            kinds = ("gx", "study") if cfg.gx else ("study",)
+            children |= {k: _new_child(k) for k in kinds if k not in children}
+            if cfg.gx:
+                children["gx"].submit_checkpoint(cfg.analytics_path, cfg.report_dir)
+                wait_gx = children["gx"].result
+            children["study"].submit_report(cfg.analytics_path, cfg.report_dir)
+        # the steward report waits for the checkpoint's summary before its manifest and
+        # index.html (which links the Data Docs the checkpoint wrote)
+        out = write_run_report(cfg, result, timings, None, gate_outcome, wait_gx=wait_gx)
+        if "study" in children and published:
+            children["study"].result()  # raises when the study report failed
+        return out
     finally:
-        if worker is not None:
-            worker.close()
+        for child in children.values():
+            child.close()
 
 
-# the Great Expectations child of each run in progress in this process (`prestart_gx`)
-_GX_WORKERS: dict[str, Any] = {}
+# the report children of each run in progress in this process (`prestart_reports`); a stage
+# called on its own, or a task on another process, starts its own
+_REPORT_CHILDREN: dict[str, dict[str, Any]] = {}
+
+
+def _new_child(kind: str) -> Any:
+    if kind == "gx":
+        from blinaetl.reports.gx import GxWorker
+
+        return GxWorker()
+    from blinaetl.reports.study import StudyWorker
+
+    return StudyWorker()
 
 
 @contextlib.contextmanager
-def prestart_gx(cfg: RunConfig) -> Iterator[None]:
-    """Start the run's Great Expectations child now (its import then overlaps ingest to
-    publish); `stage_report` asks it for the checkpoint; ended here if it was never asked."""
-    if not cfg.gx:
-        yield
-        return
-    from blinaetl.reports.gx import GxWorker
-
-    _GX_WORKERS[cfg.run_id] = GxWorker()
+def prestart_reports(cfg: RunConfig) -> Iterator[None]:
+    """Start the run's report children now: their imports (great_expectations, matplotlib)
+    then overlap ingest to publish; `stage_report` gives them their jobs; any child not asked
+    (a refused or failed run) is ended here."""
+    kinds = ("gx", "study") if cfg.gx else ("study",)
+    children = _REPORT_CHILDREN[cfg.run_id] = {}
+    children |= {k: _new_child(k) for k in kinds}
     try:
         yield
     finally:
-        worker = _GX_WORKERS.pop(cfg.run_id, None)
-        if worker is not None:
-            worker.close()
+        _REPORT_CHILDREN.pop(cfg.run_id, None)
+        for child in children.values():
+            child.close()
 
 
 # --- the whole run ------------------------------------------------------------------------
@@ -421,7 +430,7 @@ def run_pipeline(
             raise RunSkipped(
                 f"no landing file or definition changed since run {previous}; nothing to do"
             )
-    with warehouse_lock(cfg), run_log(cfg), prestart_gx(cfg):
+    with warehouse_lock(cfg), run_log(cfg), prestart_reports(cfg):
         log.info("run %s: landing %s", cfg.run_id, cfg.landing)
         result = timed("ingest")
         log.info(

@@ -6,7 +6,7 @@ a scratch folder, validates a pandas frame pulled from the analytics database (G
 DuckDB source here; stack-notes), and copies the rendered Data Docs into the run's report folder.
 Results use the SUMMARY format with no partial unexpected values, so no raw value is written.
 `import great_expectations` takes seconds: it happens only inside these functions, and in a run
-inside a child process of its own (`GxWorker`), started when the run starts so that the import
+inside a child process of its own (`GxWorker`, `reports/child.py`), started when the run starts so that the import
 overlaps the stages before it, and asked for the checkpoint once the database is published.
 """
 
@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import ast
 import html
-import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from blinaetl.reports.child import ReportChild, serve
 from blinaetl.resources import resource_root
 
 PROJECT_DIR = "gx"
@@ -187,91 +185,26 @@ def validate_frame(frame: Any, report_dir: Path) -> dict[str, Any]:
 
 # --- the checkpoint in a child process -----------------------------------------------------
 
-RESULT_MARK = "blinaetl-gx-result "
 
-
-class GxWorkerError(RuntimeError):
-    """The Great Expectations child process failed or returned no result."""
-
-
-class GxWorker:
-    """`python -m blinaetl.reports.gx worker`: imports great_expectations at once, then reads one
-    job (analytics file, report folder) on stdin and runs `run_gx_checkpoint` on it.
-
-    `submit` sends the job, `result` waits for the summary (the same dict `run_gx_checkpoint`
-    returns) and raises `GxWorkerError` when the child failed; `close` ends a child that was
-    never asked (a refused or failed run). Output goes to temporary files, not pipes, so a
-    chatty child never blocks on a full pipe while the run writes its other reports.
-    """
+class GxWorker(ReportChild):
+    """`python -m blinaetl.reports.gx worker`: imports great_expectations at once, then runs
+    `run_gx_checkpoint` on the job it is sent; `result` returns the same summary."""
 
     def __init__(self) -> None:
-        # closed by `close`: they outlive this call, so no `with`
-        self._out: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
-        self._err: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "blinaetl.reports.gx", "worker"],
-            stdin=subprocess.PIPE,
-            stdout=self._out,
-            stderr=self._err,
-        )
-        self._submitted = False
+        super().__init__("blinaetl.reports.gx", "Great Expectations checkpoint")
 
-    def submit(self, analytics_path: Path, report_dir: Path) -> None:
-        # paths as given, read from this process's folder: the summary names the Data Docs
-        # exactly as an in-process checkpoint would
-        job = {"cwd": os.getcwd(), "analytics": str(analytics_path), "report_dir": str(report_dir)}
-        assert self._proc.stdin is not None
-        try:
-            self._proc.stdin.write((json.dumps(job) + "\n").encode())
-            self._proc.stdin.close()
-        except BrokenPipeError:
-            pass  # the child died early: `result` reports why
-        self._submitted = True
-
-    def result(self) -> dict[str, Any]:
-        if not self._submitted:
-            raise GxWorkerError("no checkpoint was submitted to the Great Expectations worker")
-        code = self._proc.wait()
-        out, err = self._read(self._out), self._read(self._err)
-        lines = [ln for ln in out.splitlines() if ln.startswith(RESULT_MARK)]
-        if code != 0 or not lines:
-            last = err.strip().splitlines()[-1:] or ["no error output"]
-            raise GxWorkerError(
-                f"the Great Expectations checkpoint failed in its child process (exit status "
-                f"{code}): {last[0]}"
-            )
-        summary: dict[str, Any] = json.loads(lines[-1][len(RESULT_MARK) :])
-        return summary
-
-    def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        if self._proc.stdin is not None and not self._proc.stdin.closed:
-            self._proc.stdin.close()
-        self._out.close()
-        self._err.close()
-
-    @staticmethod
-    def _read(handle: IO[bytes]) -> str:
-        handle.seek(0)
-        return handle.read().decode("utf-8", "replace")
+    def submit_checkpoint(self, analytics_path: Path, report_dir: Path) -> None:
+        # paths as given: the summary names the Data Docs as an in-process checkpoint would
+        self.submit(analytics=str(analytics_path), report_dir=str(report_dir))
 
 
-def worker_main() -> int:
-    """The child's side of `GxWorker`: import GX, wait for the job, print the summary line."""
+def _preload() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations  # noqa: F401  (the seconds-long import, before the job arrives)
 
-    line = sys.stdin.readline()
-    if not line.strip():
-        return 0  # closed unused: the run was refused or failed before publishing
-    job = json.loads(line)
-    os.chdir(job["cwd"])
-    summary = run_gx_checkpoint(Path(job["analytics"]), Path(job["report_dir"]))
-    sys.stdout.write(RESULT_MARK + json.dumps(summary) + "\n")
-    sys.stdout.flush()
-    return 0
+
+def _run_job(job: dict[str, Any]) -> dict[str, Any]:
+    return run_gx_checkpoint(Path(job["analytics"]), Path(job["report_dir"]))
 
 
 # --- Data Docs that open offline and make no request ----------------------------------------
@@ -382,6 +315,6 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["build"]:
         print(build_project(Path.cwd()))
     elif sys.argv[1:] == ["worker"]:
-        sys.exit(worker_main())
+        sys.exit(serve(_preload, _run_job))
     else:
         print("usage: python -m blinaetl.reports.gx build   (run from the repository root)")

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import base64
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 
+from blinaetl.reports.child import ReportChild, serve
 from blinaetl.reports.html import template_env
 
 PREDICTOR_LABELS: dict[str, str] = {
@@ -656,3 +658,35 @@ def write_study_report(analytics: Path, out_dir: Path) -> tuple[Path, dict[str, 
     path = out_dir / "study_report.html"
     path.write_text(html, encoding="utf-8")
     return path, numbers
+
+
+# --- the report in a child process (reports/child.py) ---------------------------------------
+
+
+class StudyWorker(ReportChild):
+    """`python -m blinaetl.reports.study worker`: imports matplotlib at once, then writes the
+    study report of the job it is sent with `write_study_report` (the same file)."""
+
+    def __init__(self) -> None:
+        super().__init__("blinaetl.reports.study", "study report")
+
+    def submit_report(self, analytics: Path, out_dir: Path) -> None:
+        self.submit(analytics=str(analytics), out_dir=str(out_dir))
+
+
+def _preload() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+    from matplotlib.figure import Figure  # noqa: F401
+
+    template_env()
+
+
+def _run_job(job: dict[str, Any]) -> dict[str, Any]:
+    path, _ = write_study_report(Path(job["analytics"]), Path(job["out_dir"]))
+    return {"path": str(path)}
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["worker"]:
+        sys.exit(serve(_preload, _run_job))
+    print("usage: python -m blinaetl.reports.study worker   (a run starts it)")

@@ -23,7 +23,11 @@ cluster's start, and peak RSS: the driver's (`ru_maxrss`), each Dask worker's (`
 in the worker at the end of the run), the nannies' (sampled), and the largest sum of the driver
 and all its child processes sampled every 0.2 s (what the machine had to hold at once). Great
 Expectations is off in every mode (`gx=False`, as `pipeline_benchmark.py`), so the report
-stage is the steward and study reports. The load average is printed with every run.
+stage is the steward and study reports. The statistical models of the publish stage
+(`endpoints.model_results`) are not fitted unless `--with-models` is given: the fit is the same
+work in every mode, runs in the driver, and alone took 1,035 s at 100,000 patients under load
+(docs/performance.md), longer than everything Dask spreads. The load average is printed with
+every run.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ from pathlib import Path
 import psutil
 
 mode, landing, work, workers = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+if sys.argv[5] != "models":  # the same fit in every mode, in the driver, and the longest stage
+    from blinaetl.warehouse import statistics
+    statistics.model_rows = lambda con, cache=None: []  # endpoints.model_results left empty
 me = psutil.Process()
 peak = {"all": 0, "nannies": 0}
 worker_pids: set[int] = set()
@@ -175,11 +182,14 @@ def stop_server(proc: subprocess.Popen | None) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def run_mode(mode: str, landing: Path, work: Path, workers: int, env: dict[str, str]) -> dict:
+def run_mode(
+    mode: str, landing: Path, work: Path, workers: int, env: dict[str, str], models: bool = False
+) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    fit = "models" if models else "no-models"
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(landing), str(work), str(workers)],
+        [sys.executable, "-c", CHILD, mode, str(landing), str(work), str(workers), fit],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -224,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", nargs="+", default=["dask", "prefect", "core"],
                     choices=["dask", "prefect", "core"])  # fmt: skip
     ap.add_argument("--repeat", type=int, default=1, help="runs per mode, interleaved")
+    ap.add_argument(
+        "--with-models",
+        action="store_true",
+        help="fit endpoints.model_results in the publish stage (skipped by default)",
+    )
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/blinaetl-dask-bench"))
     ap.add_argument("--out", type=Path, default=HERE / "out" / "dask_benchmark.json")
     args = ap.parse_args(argv)
@@ -245,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.repeat):
             for mode in args.modes:
                 work = args.workdir / f"run_{args.patients}_{mode}"
-                r = run_mode(mode, landing, work, args.workers, env)
+                r = run_mode(mode, landing, work, args.workers, env, args.with_models)
                 r["repeat"] = i
                 results.append(r)
                 print(f"... {mode} done in {r['wall_s']:.0f} s", file=sys.stderr)

@@ -46,6 +46,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from pipeline_benchmark import _child  # noqa: E402
+
 GIB = 1024**3
 
 CHILD = r"""
@@ -188,17 +192,10 @@ def run_mode(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     fit = "models" if models else "no-models"
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(landing), str(work), str(workers), fit],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"{mode} run failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        return _child(CHILD, mode, str(landing), str(work), str(workers), fit, env=env, cwd=ROOT)
+    except RuntimeError as exc:
+        raise SystemExit(f"{mode} run failed:\n{exc}") from None
 
 
 def _gib(n: float | None) -> str:

@@ -82,13 +82,17 @@ print(json.dumps({"floor_s": total, "rows": rows,
 """
 
 
-def _child(code: str, *args: str) -> dict:
+def _child(
+    code: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> dict:
+    """Run `code` in a fresh Python process; the JSON object on its last stdout line."""
     out = subprocess.run(
         [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        env={**os.environ, "PYTHONWARNINGS": "ignore"} if env is None else env,
+        cwd=cwd,
     )
     if out.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{out.stderr[-3000:]}")

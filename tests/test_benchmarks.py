@@ -11,27 +11,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_pipeline_benchmark_reports_ratio_memory_scaling_and_targets(tmp_path):
-    out = tmp_path / "bench.json"
+def _run_benchmark(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `benchmarks/<script>` in a fresh interpreter; it must exit 0."""
     run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "pipeline_benchmark.py"),
-            "--sizes",
-            "150",
-            "300",
-            "--repeat",
-            "2",
-            "--workdir",
-            str(tmp_path / "work"),
-            "--out",
-            str(out),
-        ],
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
         check=False,
+        cwd=cwd,
     )
     assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def test_pipeline_benchmark_reports_ratio_memory_scaling_and_targets(tmp_path):
+    out = tmp_path / "bench.json"
+    run = _run_benchmark(
+        "pipeline_benchmark.py",
+        *("--sizes", "150", "300", "--repeat", "2"),
+        *("--workdir", str(tmp_path / "work"), "--out", str(out)),
+    )
     doc = json.loads(out.read_text())
     small, large = doc["results"]
     assert [small["patients"], large["patients"]] == [150, 300]
@@ -64,27 +63,12 @@ def test_issue20_report_prints_every_figure_of_the_issue_with_a_verdict(tmp_path
     """`make bench` (benchmarks/issue20_report.py) at tiny sizes: one row per figure of issue
     20's table, each met / NOT met / not measured here (with the reason and a command)."""
     out = tmp_path / "report.json"
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "issue20_report.py"),
-            "--patients",
-            "150",
-            "--duplicate-mb",
-            "0.5",
-            "--changed-patients",
-            "100",
-            "--make-run-repeat",
-            "0",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    run = _run_benchmark(
+        "issue20_report.py",
+        *("--patients", "150", "--duplicate-mb", "0.5", "--changed-patients", "100"),
+        *("--make-run-repeat", "0", "--out", str(out)),
         cwd=ROOT,
     )
-    assert run.returncode == 0, run.stderr[-3000:]
     figures = json.loads(out.read_text())["figures"]
     names = [f["figure"] for f in figures]
     for wanted in (
@@ -185,22 +169,9 @@ def test_compare_builds_finds_every_kind_of_difference(tmp_path):
 
 def test_incremental_benchmark_reports_both_runs_stage_by_stage(tmp_path):
     out = tmp_path / "incremental.json"
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "incremental_benchmark.py"),
-            "--patients",
-            "60",
-            "--repeat",
-            "1",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    run = _run_benchmark(
+        "incremental_benchmark.py", "--patients", "60", "--repeat", "1", "--out", str(out)
     )
-    assert run.returncode == 0, run.stderr[-3000:]
     (result,) = json.loads(out.read_text())
     assert result["patients"] == 60
     full, inc = result["full"], result["incremental"]

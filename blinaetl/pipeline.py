@@ -309,8 +309,7 @@ def stage_report(
         if published:
             # the checkpoint and the study report run in their child processes (started with
             # the run, `prestart_reports`) while the steward report is written here
-            kinds = ("gx", "study") if cfg.gx else ("study",)
-            children |= {k: _new_child(k) for k in kinds if k not in children}
+            children |= {k: _new_child(k) for k in _report_kinds(cfg) if k not in children}
             if cfg.gx:
                 children["gx"].submit_checkpoint(cfg.analytics_path, cfg.report_dir)
                 wait_gx = children["gx"].result
@@ -331,6 +330,11 @@ def stage_report(
 _REPORT_CHILDREN: dict[str, dict[str, Any]] = {}
 
 
+def _report_kinds(cfg: RunConfig) -> tuple[str, ...]:
+    """The report children a run has: the study report, and the GX checkpoint unless disabled."""
+    return ("gx", "study") if cfg.gx else ("study",)
+
+
 def _new_child(kind: str) -> Any:
     if kind == "gx":
         from blinaetl.reports.gx import GxWorker
@@ -346,9 +350,8 @@ def prestart_reports(cfg: RunConfig) -> Iterator[None]:
     """Start the run's report children now: their imports (great_expectations, matplotlib)
     then overlap ingest to publish; `stage_report` gives them their jobs; any child not asked
     (a refused or failed run) is ended here."""
-    kinds = ("gx", "study") if cfg.gx else ("study",)
     children = _REPORT_CHILDREN[cfg.run_id] = {}
-    children |= {k: _new_child(k) for k in kinds}
+    children |= {k: _new_child(k) for k in _report_kinds(cfg)}
     try:
         yield
     finally:

@@ -9,6 +9,8 @@ on the same folder. Expected reuse is worked out from which files the case touch
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 import stat
 from pathlib import Path
@@ -228,7 +230,7 @@ def _same_ingest(a: object, b: object) -> None:
         assert a.tables[table].equals(frame), table  # type: ignore[attr-defined]
 
 
-def test_cache_key_changes_mean_every_file_is_read_again(cohort, tmp_path):
+def test_cache_key_changes_mean_every_file_is_read_again(cohort, tmp_path, caplog):
     cache = tmp_path / "restricted" / "file_cache"
     first = _ingest(cohort, cache)
     assert first.reused == []
@@ -236,8 +238,14 @@ def test_cache_key_changes_mean_every_file_is_read_again(cohort, tmp_path):
     assert set(again.reused) == ALL_FILES
     _same_ingest(again, first)
     # another key, another partial-date rule, or --full: nothing is taken from the cache
-    other_key = ingest_landing(cohort, run_id="r", secret=SECRET + b"x", cache_dir=cache)
+    with caplog.at_level(logging.INFO, logger="blinaetl"):
+        other_key = ingest_landing(cohort, run_id="r", secret=SECRET + b"x", cache_dir=cache)
     assert other_key.reused == []
+    assert (
+        "file cache: 12 entries dropped (of files removed or changed, or of another code, "
+        "contract, mapping, definition or key version)"
+    ) in [r.getMessage() for r in caplog.records]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # a miss, not damage
     rule = _ingest(cohort, cache, definitions={"partial_date_imputation": "middle"})
     assert rule.reused == []
     full = _ingest(cohort, cache, full=True)
@@ -259,7 +267,7 @@ def test_a_changed_source_mapping_is_a_cache_miss(cohort, tmp_path):
     assert _ingest(cohort, cache, sources_dir=mappings).reused == []
 
 
-def test_a_damaged_entry_is_read_again_and_the_cache_is_owner_only(cohort, tmp_path):
+def test_a_damaged_entry_is_read_again_and_the_cache_is_owner_only(cohort, tmp_path, caplog):
     cache = tmp_path / "restricted" / "file_cache"
     first = _ingest(cohort, cache)
     for mode_of in (cache, cache.parent):
@@ -269,8 +277,69 @@ def test_a_damaged_entry_is_read_again_and_the_cache_is_owner_only(cohort, tmp_p
         for f in entry.iterdir():
             assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     damaged = sorted(cache.iterdir())[0]
+    name = json.loads((damaged / "meta.json").read_text(encoding="utf-8"))["path"]
     (damaged / "frame.arrow").write_bytes(b"not arrow")
-    again = _ingest(cohort, cache)
-    assert len(again.reused) == len(ALL_FILES) - 1
+    with caplog.at_level(logging.INFO, logger="blinaetl"):
+        again = _ingest(cohort, cache)
+    assert set(again.reused) == ALL_FILES - {name}
     _same_ingest(again, first)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [
+        f"file cache: the entry of {name} could not be used (damaged: OSError); the file "
+        "is read in full and its entry written again"
+    ]
     assert set(_ingest(cohort, cache).reused) == ALL_FILES  # the entry was written again
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda m: {**m, "format": 0}, "entry format 0, this version writes 1"),
+        (lambda m: {**m, "sha256": "0" * 64}, "the entry is of another file or of other bytes"),
+        (lambda m: {k: v for k, v in m.items() if k != "labels"}, "damaged: KeyError"),
+    ],
+    ids=["stale-format", "other-bytes", "meta-incomplete"],
+)
+def test_a_stale_or_incomplete_entry_is_a_logged_full_read(cohort, tmp_path, caplog, edit, reason):
+    cache = tmp_path / "restricted" / "file_cache"
+    first = _ingest(cohort, cache)
+    entry = sorted(cache.iterdir())[-1]
+    meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+    (entry / "meta.json").write_text(json.dumps(edit(meta)), encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="blinaetl"):
+        again = _ingest(cohort, cache)
+    assert set(again.reused) == ALL_FILES - {meta["path"]}
+    _same_ingest(again, first)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"file cache: the entry of {meta['path']} could not be used ({reason}); the file is "
+        "read in full and its entry written again"
+    ]
+    assert set(_ingest(cohort, cache).reused) == ALL_FILES
+
+
+def test_a_changed_check_definition_is_a_cache_miss_and_changes_the_outcome(cohort, tmp_path):
+    """A contract's check edited (the outcomes' uniqueness check made a warning): no entry is
+    reused, and the outcome is the edited contract's, equal to a run without any cache."""
+    from blinaetl.resources import contracts_dir
+    from blinaetl.validate.contracts import load_contracts
+
+    contracts = tmp_path / "contracts"
+    shutil.copytree(contracts_dir(), contracts)
+    cache = tmp_path / "restricted" / "file_cache"
+    before = _ingest(cohort, cache, contracts_dir=contracts)
+    assert set(_ingest(cohort, cache, contracts_dir=contracts).reused) == ALL_FILES
+    path = contracts / "outcomes.yaml"
+    text = path.read_text(encoding="utf-8")
+    unique = "id: OUT_UNIQUE, check: unique, columns: [mrn, event, event_date], kahn: "
+    edited = text.replace(
+        unique + "plausibility.uniqueness, severity: error",
+        unique + "plausibility.uniqueness, severity: warning",
+    )
+    assert edited != text
+    path.write_text(edited, encoding="utf-8")
+    load_contracts.cache_clear()  # contracts are read once per process (a run is a process)
+    after = _ingest(cohort, cache, contracts_dir=contracts)
+    assert after.reused == []
+    fresh = ingest_landing(cohort, run_id="r", secret=SECRET, contracts_dir=contracts)
+    _same_ingest(after, fresh)
+    assert not before.dq_results.equals(after.dq_results)  # the edit reached the outcome

@@ -20,7 +20,8 @@ The cache holds identifiable rows (MRNs, delivered text), so it lives beside the
 database, in the restricted folder (0700), its files 0600. After each run only the entries of
 the files that run read are kept. An entry is a folder `<key>/` with `frame.arrow`,
 `raw.arrow`, `copies.arrow` (streamed files) in Arrow IPC (lz4) and `meta.json` (file name,
-SHA-256, note, labels; no values). An entry that cannot be read is treated as a miss.
+SHA-256, note, labels; no values). An entry that cannot be read (damaged, partial, of another
+format) is a miss: the run log says so, the file is read in full and its entry written again.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import shutil
 import sys
@@ -44,6 +46,8 @@ from blinaetl.ingest.limits import file_sha256, limits
 
 FORMAT = 1  # layout of an entry; a new layout is a new key
 PARSING_LIBRARIES = ("polars", "fastexcel", "pyreadstat", "openpyxl")
+
+log = logging.getLogger("blinaetl")
 
 
 def _digest(*parts: object) -> str:
@@ -105,6 +109,10 @@ def run_context(
     )
 
 
+class _Unusable(ValueError):
+    """An entry that reads but is not usable for its key (another format, another file)."""
+
+
 @dataclass
 class Entry:
     """What the cache keeps of a read and mapped file (`landing.MappedFile` without the
@@ -150,12 +158,14 @@ class FileCache:
     def load(self, key: str, name: str, sha256: str) -> Entry | None:
         """The entry of `key`, or None (absent, damaged or not this file's: then removed)."""
         entry = self.root / key
-        if self.full or not (entry / "meta.json").is_file():
+        if self.full or not entry.is_dir():
             return None
         try:
             meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
-            if meta["format"] != FORMAT or meta["path"] != name or meta["sha256"] != sha256:
-                raise ValueError("the entry does not match its key")
+            if meta["format"] != FORMAT:
+                raise _Unusable(f"entry format {meta['format']!r}, this version writes {FORMAT}")
+            if meta["path"] != name or meta["sha256"] != sha256:
+                raise _Unusable("the entry is of another file or of other bytes")
             found = Entry(
                 name,
                 sha256,
@@ -165,7 +175,15 @@ class FileCache:
                 dict(meta["labels"]),
                 pl.read_ipc(entry / "copies.arrow") if meta["copies"] else None,
             )
-        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError):
+        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:
+            # a damaged, partial or stale entry: read the file in full, write the entry afresh
+            why = str(exc) if isinstance(exc, _Unusable) else f"damaged: {type(exc).__name__}"
+            log.warning(
+                "file cache: the entry of %s could not be used (%s); the file is read in full "
+                "and its entry written again",
+                name,
+                why,
+            )
             _remove(entry)
             return None
         with self.lock:
@@ -201,9 +219,16 @@ class FileCache:
     def prune(self) -> None:
         """Remove every entry but those of the files this run keyed."""
         kept = {key for key, _ in self.keys.values()}
-        for entry in self.root.iterdir():
-            if entry.name not in kept:
-                _remove(entry)
+        dropped = [entry for entry in self.root.iterdir() if entry.name not in kept]
+        for entry in dropped:
+            _remove(entry)
+        if dropped:
+            log.info(
+                "file cache: %d entr%s dropped (of files removed or changed, or of another "
+                "code, contract, mapping, definition or key version)",
+                len(dropped),
+                "y" if len(dropped) == 1 else "ies",
+            )
 
 
 def _write_frame(path: Path, frame: pl.DataFrame) -> None:

@@ -1532,13 +1532,14 @@ def ingest_landing(
     contracts_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
     definitions: dict | None = None,
-    accepted: pl.DataFrame | None = None,
+    accepted: pl.DataFrame | Callable[[], pl.DataFrame] | None = None,
     cache_dir: Path | None = None,
     full: bool = False,
 ) -> IngestResult:
     """Read, map and validate every file of the landing folder.
 
-    `accepted`: failures the sites confirmed as delivered (see `validate_tables`).
+    `accepted`: failures the sites confirmed as delivered (see `validate_tables`), or a
+    function giving them, called once the files are read (just before validation).
 
     Files are read on a small thread pool (polars and fastexcel parse outside the GIL); the
     outcomes keep the plan's order, so the result does not depend on which file finished first.
@@ -1581,7 +1582,8 @@ def ingest_landing(
     writer.start()
     say("validating")
     try:
-        result = validate_files(plan, outcomes, secret, accepted)
+        confirmed = accepted() if callable(accepted) else accepted
+        result = validate_files(plan, outcomes, secret, confirmed)
     finally:
         writer.join()
     if failed:

@@ -7,6 +7,7 @@ when every input the models read is the same, and never be trusted when unreadab
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +77,23 @@ def test_a_predictor_change_and_a_library_version_change_change_the_key(con, mon
         lambda name: "0.0.0" if name == "lifelines" else real(name),
     )
     assert statistics.inputs_key(con) != changed
+
+
+def test_the_key_covers_the_source_of_every_module_the_fit_runs(con, tmp_path, monkeypatch):
+    from blinaetl.warehouse import exact
+
+    assert {Path(statistics.__file__), Path(exact.__file__)} <= set(statistics.FITTING_SOURCES)
+    copies = []
+    for source in statistics.FITTING_SOURCES:
+        copies.append(tmp_path / source.name)
+        copies[-1].write_bytes(source.read_bytes())
+    monkeypatch.setattr(statistics, "FITTING_SOURCES", tuple(copies))
+    key = statistics.inputs_key(con)
+    assert key == statistics.inputs_key(con)
+    for copy in copies:  # one byte more in any of them is another key
+        copy.write_bytes(copy.read_bytes() + b"#")
+        assert statistics.inputs_key(con) != key
+        key = statistics.inputs_key(con)
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,9 @@ atomic. Every model reads a published view:
   (`CoxTimeVaryingFitter`);
 - logistic regression of response on the seed's predictors (statsmodels `Logit`): univariable
   odds ratios and one multivariable model on complete cases;
-- Fisher's exact tests (scipy) with the conditional maximum-likelihood odds ratio and its exact
-  interval, for response, EM at failure and CD19-negative failure.
+- Fisher's exact tests (scipy's two-sided p) with the conditional maximum-likelihood odds ratio
+  and its exact interval (`blinaetl.warehouse.exact`: scipy's definition, fast on large tables),
+  for response, EM at failure and CD19-negative failure.
 
 A model that cannot be fitted (one group empty, no event, separation) still gets a row, with
 NULL estimates and the reason in `note`; nothing is dropped silently.
@@ -20,8 +21,9 @@ NULL estimates and the reason in `note`; nothing is dropped silently.
 Fitting costs seconds (the imports of lifelines, statsmodels and scipy most of it on the demo
 cohort), so `write_model_results` can keep the rows of the last fit in a cache file beside the
 live analytics file: they are reused only when the key matches, a SHA-256 of every input the
-models read (`INPUTS`, the exact Arrow IPC bytes of each query's result), this module's source
-and the versions of the fitting libraries. Any other case, an unreadable cache included, fits.
+models read (`INPUTS`, the exact Arrow IPC bytes of each query's result), the source of this
+module and of `exact.py` (`FITTING_SOURCES`) and the versions of the fitting libraries. Any
+other case, an unreadable cache included, fits.
 """
 
 from __future__ import annotations
@@ -276,7 +278,8 @@ FISHER_SETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 def fisher_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     import numpy as np
     from scipy.stats import fisher_exact
-    from scipy.stats.contingency import odds_ratio
+
+    from blinaetl.warehouse.exact import conditional_odds_ratio
 
     p = _patients(con)
     rows = []
@@ -294,15 +297,14 @@ def fisher_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
                 continue
             table = np.array([[a, b], [c, e]])
             pval = float(fisher_exact(table, alternative="two-sided")[1])
-            ratio = odds_ratio(table, kind="conditional")
-            ci = ratio.confidence_interval(confidence_level=0.95)
+            ratio = conditional_odds_ratio(table, confidence_level=0.95)
             rows.append(
                 _row(
                     **base,
                     estimate_type="OR",
-                    estimate=_finite(float(ratio.statistic)),
-                    ci_lower=_finite(float(ci.low)),
-                    ci_upper=_finite(float(ci.high)),
+                    estimate=_finite(ratio.estimate),
+                    ci_lower=_finite(ratio.low),
+                    ci_upper=_finite(ratio.high),
                     p_value=pval,
                 )
             )
@@ -322,14 +324,20 @@ def model_results(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 FITTING_PACKAGES = ("lifelines", "statsmodels", "scipy", "numpy", "pandas", "polars", "duckdb")
+# The project's own code the fitted rows depend on: this module and the exact conditional odds
+# ratio of the Fisher rows.
+FITTING_SOURCES = (Path(__file__), Path(__file__).with_name("exact.py"))
 
 
 def inputs_key(con: duckdb.DuckDBPyConnection) -> str:
     """SHA-256 of what the fitted rows depend on: the result of every `INPUTS` query (Arrow IPC
-    bytes of one chunk, schema included), this module's source and the fitting libraries'
-    versions. Equal keys mean the fit would read the same numbers with the same code."""
+    bytes of one chunk, schema included), the source of `FITTING_SOURCES` and the fitting
+    libraries' versions. Equal keys mean the fit would read the same numbers with the same code."""
     h = hashlib.sha256(b"blinaetl model_results cache 1\0")
-    h.update(Path(__file__).read_bytes())
+    for source in FITTING_SOURCES:
+        code = source.read_bytes()
+        h.update(f"\0{source.name}\0{len(code)}\0".encode())
+        h.update(code)
     for package in FITTING_PACKAGES:
         h.update(f"\0{package}={metadata.version(package)}".encode())
     for name, sql in INPUTS.items():

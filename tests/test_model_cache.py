@@ -114,3 +114,24 @@ def test_an_unreadable_or_foreign_cache_is_fitted_and_replaced(con, tmp_path, co
 def test_publish_keeps_the_cache_beside_the_live_file(tmp_path):
     live = tmp_path / "blina.duckdb"
     assert database.model_cache_path(live) == tmp_path / "blina.duckdb.model_results.json"
+
+
+def test_the_key_covers_the_source_of_the_cox_and_logrank_fits(con, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from blinaetl.warehouse import survival_fit
+
+    sources = {p.resolve() for p in statistics.FITTING_SOURCES}
+    assert Path(survival_fit.__file__).resolve() in sources
+    assert Path(statistics.__file__).resolve() in sources
+    key = statistics.inputs_key(con)
+    copies = []
+    for source in statistics.FITTING_SOURCES:
+        copy = tmp_path / source.name
+        copy.write_bytes(source.read_bytes())
+        copies.append(copy)
+    monkeypatch.setattr(statistics, "FITTING_SOURCES", tuple(copies))
+    assert statistics.inputs_key(con) == key  # byte-identical copies: the same key
+    fit = tmp_path / "survival_fit.py"
+    fit.write_bytes(fit.read_bytes() + b"\n# one changed line\n")
+    assert statistics.inputs_key(con) != key

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from statsmodels.duration.hazard_regression import PHReg
 
@@ -126,3 +127,170 @@ def test_fisher_odds_ratio_equals_r_on_the_tea_tasting_table():
     # a factor nobody has: a row with the reason, not a missing row
     empty = next(r for r in statistics.fisher_rows(con) if r["term"] == "prior_em")
     assert empty["estimate"] is None and "no patient" in empty["note"]
+
+
+# lifelines run to the maximum of the partial likelihood (its default stopping ends up to about
+# 5e-4 standard errors short of it; tests/test_survival_fit.py)
+TIGHT = {"precision": 1e-16, "r_precision": 0.0}
+
+
+def _lifelines_hr(fit) -> dict:
+    s = fit.summary.loc["hct"]
+    return {
+        "estimate": s["exp(coef)"],
+        "ci_lower": s["exp(coef) lower 95%"],
+        "ci_upper": s["exp(coef) upper 95%"],
+        "statistic": s["z"],
+        "p_value": s["p"],
+    }
+
+
+def _assert_rows_equal_lifelines(con, rows) -> int:
+    """Every fitted cox_* and logrank row of `rows` equals lifelines on the same model inputs;
+    returns how many fitted rows were compared."""
+    import warnings
+
+    from lifelines import CoxPHFitter, CoxTimeVaryingFitter
+    from lifelines.statistics import multivariate_logrank_test
+
+    def frame(name: str) -> pd.DataFrame:
+        return con.sql(statistics.INPUTS[name]).df()
+
+    compared = 0
+    for row in rows:
+        if row["note"] is not None:
+            assert row["estimate"] is None and row["statistic"] is None
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if row["analysis"] == "logrank":
+                km = frame("km_input")
+                g = km[(km.param == row["outcome"]) & (km.stratum_variable == row["term"])]
+                ref = multivariate_logrank_test(g["time_days"], g["stratum_value"], g["event"])
+                assert row["statistic"] == pytest.approx(ref.test_statistic, rel=1e-10)
+                assert row["df"] == ref.degrees_of_freedom
+                assert row["p_value"] == pytest.approx(ref.p_value, rel=1e-9)
+                compared += 1
+                continue
+            if row["analysis"] == "cox_landmark":
+                lm = frame("hct_landmark")
+                g = lm[(lm.landmark_day == row["landmark_day"]) & (lm.param == row["outcome"])]
+                fit = CoxPHFitter().fit(
+                    g[["days_from_landmark", "event", "hct"]],
+                    duration_col="days_from_landmark",
+                    event_col="event",
+                    fit_options=TIGHT,
+                )
+            else:
+                cp = frame("hct_counting_process")
+                g = cp[cp.param == row["outcome"]]
+                fit = CoxTimeVaryingFitter().fit(
+                    g[["patient_key", "start_day", "stop_day", "event", "hct"]],
+                    id_col="patient_key",
+                    start_col="start_day",
+                    stop_col="stop_day",
+                    event_col="event",
+                    fit_options=TIGHT,
+                )
+        ref = _lifelines_hr(fit)
+        z = abs(ref["statistic"])
+        for column in ("estimate", "ci_lower", "ci_upper"):
+            assert row[column] == pytest.approx(ref[column], rel=1e-7), (row, column)
+        assert row["statistic"] == pytest.approx(ref["statistic"], rel=1e-7, abs=1e-8)
+        assert row["p_value"] == pytest.approx(ref["p_value"], rel=1e-7 * (1 + z) ** 2)
+        compared += 1
+    return compared
+
+
+def test_demo_cohort_cox_and_logrank_rows_equal_lifelines(demo_run):
+    import duckdb
+
+    _, cfg, _ = demo_run
+    con = duckdb.connect(str(cfg.analytics_path), read_only=True)
+    try:
+        published = con.sql(
+            "SELECT * FROM endpoints.model_results WHERE analysis IN "
+            "('logrank', 'cox_landmark', 'cox_time_dependent')"
+        ).df()
+        rows = [
+            {k: (None if pd.isna(v) else v) for k, v in r.items()}
+            for r in published.to_dict("records")
+        ]
+        assert len([r for r in rows if r["analysis"].startswith("cox")]) == 12
+        fitted = _assert_rows_equal_lifelines(con, rows)
+        assert fitted >= 10
+        # and the rows are what the functions give now, in the same order
+        fresh = statistics.logrank_rows(con) + statistics.cox_rows(con)
+        assert [(r["analysis"], r["outcome"], r["landmark_day"], r["term"]) for r in fresh] == [
+            (r["analysis"], r["outcome"], r["landmark_day"], r["term"]) for r in rows
+        ]
+    finally:
+        con.close()
+
+
+def _endpoint_db(landmark: list[tuple], counting: list[tuple]):
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(
+        "CREATE SCHEMA endpoints; CREATE TABLE endpoints.hct_landmark (landmark_day INTEGER, "
+        "param VARCHAR, patient_key VARCHAR, hct_in_cr_by_landmark BOOLEAN, "
+        "days_from_landmark BIGINT, event INTEGER); "
+        "CREATE TABLE endpoints.hct_counting_process (param VARCHAR, patient_key VARCHAR, "
+        "start_day BIGINT, stop_day BIGINT, event INTEGER, hct INTEGER)"
+    )
+    con.executemany("INSERT INTO endpoints.hct_landmark VALUES (?, ?, ?, ?, ?, ?)", landmark)
+    con.executemany(
+        "INSERT INTO endpoints.hct_counting_process VALUES (?, ?, ?, ?, ?, ?)", counting
+    )
+    con.execute(
+        "CREATE VIEW endpoints.hct_landmark_summary AS "
+        "SELECT DISTINCT landmark_day FROM endpoints.hct_landmark"
+    )
+    return con
+
+
+def test_cox_rows_keep_a_row_with_a_note_for_every_model_not_fitted():
+    rng = np.random.default_rng(3)
+    landmark, counting = [], []
+    for i in range(80):
+        hct = i % 4 == 0
+        days, event = int(rng.integers(1, 40)), int(rng.random() < 0.6)
+        # OS: every event among no-HCT patients (separation: the HR is 0, no finite estimate)
+        landmark.append((60, "OS", f"p{i}", hct, days, 0 if hct else event))
+        landmark.append((60, "EFS", f"p{i}", hct, days, event))  # fitted
+        landmark.append((60, "RFS", f"p{i}", hct, days, 0))  # no event
+        start = int(rng.integers(20, 40))
+        stop = start + int(rng.integers(1, 60))
+        if hct and stop - start > 1:  # transplanted in CR during follow-up: two rows
+            switch = start + (stop - start) // 2
+            counting += [
+                ("OS", f"p{i}", start, switch, 0, 0),
+                ("OS", f"p{i}", switch, stop, event, 1),
+            ]
+        else:
+            counting.append(("OS", f"p{i}", start, stop, event, 0))
+        counting.append(("EFS", f"p{i}", start, stop, event, 0))  # nobody transplanted
+    con = _endpoint_db(landmark, counting)
+    rows = statistics.cox_rows(con)
+    keys = [(r["analysis"], r["outcome"], r["landmark_day"]) for r in rows]
+    assert keys == [
+        ("cox_landmark", "OS", 60),
+        ("cox_landmark", "EFS", 60),
+        ("cox_landmark", "RFS", 60),
+        ("cox_time_dependent", "OS", None),
+        ("cox_time_dependent", "EFS", None),
+        ("cox_time_dependent", "RFS", None),
+    ]
+    notes = [r["note"] for r in rows]
+    assert notes == [
+        "not fitted: ConvergenceError",
+        None,
+        "no event",
+        None,
+        "no patient transplanted in CR",
+        "no patient transplanted in CR",  # RFS has no rows at all
+    ]
+    assert rows[0]["estimate"] is None and rows[0]["n"] == 80 and rows[0]["events"] > 0
+    assert rows[3]["n"] == 80  # patients, not rows
+    assert _assert_rows_equal_lifelines(con, rows) == 2

@@ -4,11 +4,13 @@ Run by `publish` on the new analytics file after the endpoint views exist and be
 checkpointed and swapped in, so the report and analysts read the same rows and publishing stays
 atomic. Every model reads a published view:
 
-- log-rank tests (lifelines `multivariate_logrank_test`) for every stratum variable of
-  `endpoints.km_input` with two or more values, per parameter;
-- Cox hazard ratios of HCT in CR at each landmark day of `endpoints.hct_landmark` (lifelines
-  `CoxPHFitter`, Efron ties) and time-dependent on responders from `endpoints.hct_counting_process`
-  (`CoxTimeVaryingFitter`);
+- log-rank tests (lifelines' `multivariate_logrank_test` definition) for every stratum variable
+  of `endpoints.km_input` with two or more values, per parameter;
+- Cox hazard ratios of HCT in CR at each landmark day of `endpoints.hct_landmark` (lifelines'
+  `CoxPHFitter` definition, Efron ties) and time-dependent on responders from
+  `endpoints.hct_counting_process` ((start, stop] rows, `CoxTimeVaryingFitter`'s definition);
+  both fitted by `blinaetl.warehouse.survival_fit` (vectorized numpy, the same numbers as
+  lifelines in tests/test_survival_fit.py, seconds instead of minutes at 300,000 patients);
 - logistic regression of response on the seed's predictors (statsmodels `Logit`): univariable
   odds ratios and one multivariable model on complete cases;
 - Fisher's exact tests (scipy's two-sided p) with the conditional maximum-likelihood odds ratio
@@ -18,12 +20,12 @@ atomic. Every model reads a published view:
 A model that cannot be fitted (one group empty, no event, separation) still gets a row, with
 NULL estimates and the reason in `note`; nothing is dropped silently.
 
-Fitting costs seconds (the imports of lifelines, statsmodels and scipy most of it on the demo
+Fitting costs seconds (the imports of statsmodels and scipy most of it on the demo
 cohort), so `write_model_results` can keep the rows of the last fit in a cache file beside the
 live analytics file: they are reused only when the key matches, a SHA-256 of every input the
 models read (`INPUTS`, the exact Arrow IPC bytes of each query's result), the source of this
-module and of `exact.py` (`FITTING_SOURCES`) and the versions of the fitting libraries. Any
-other case, an unreadable cache included, fits.
+module, of `exact.py` and of `survival_fit.py` (`FITTING_SOURCES`) and the versions of the
+fitting libraries. Any other case, an unreadable cache included, fits.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-if TYPE_CHECKING:  # pandas, lifelines, statsmodels and scipy load only when models are fitted
+if TYPE_CHECKING:  # pandas, statsmodels and scipy load only when models are fitted
     import pandas as pd
 
 Z95 = 1.959963984540054
@@ -129,87 +131,90 @@ def _finite(x: float) -> float | None:
 
 
 def logrank_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    from lifelines.statistics import multivariate_logrank_test
+    from blinaetl.warehouse.survival_fit import logrank_test
 
-    km = con.sql(INPUTS["km_input"]).df()
+    km = con.sql(INPUTS["km_input"]).pl()
     rows = []
-    for (param, variable), g in km.groupby(["param", "stratum_variable"], sort=True):
-        base = {"analysis": "logrank", "outcome": param, "term": variable, "n": len(g)}
+    # sorted keys: the order of pandas' groupby(sort=True), which wrote these rows before
+    for (param, variable), g in sorted(
+        km.partition_by(["param", "stratum_variable"], as_dict=True).items()
+    ):
+        base = {"analysis": "logrank", "outcome": param, "term": variable, "n": g.height}
         base["events"] = int(g["event"].sum())
-        if g["stratum_value"].nunique() < 2:
+        if g["stratum_value"].drop_nulls().n_unique() < 2:  # as pandas' nunique
             rows.append(_row(**base, note="only one group"))
             continue
         if base["events"] == 0:
             rows.append(_row(**base, note="no event"))
             continue
-        res = multivariate_logrank_test(g["time_days"], g["stratum_value"], g["event"])
-        rows.append(
-            _row(
-                **base,
-                statistic=float(res.test_statistic),
-                df=int(res.degrees_of_freedom),
-                p_value=float(res.p_value),
-            )
+        # groups as dense ranks of the sorted labels: lifelines' group order, without sorting
+        # Python strings
+        res = logrank_test(
+            g["time_days"].to_numpy(),
+            g["event"].to_numpy(),
+            g["stratum_value"].rank("dense").to_numpy(),
         )
+        rows.append(_row(**base, statistic=res.statistic, df=res.df, p_value=res.p_value))
     return rows
 
 
-def _cox(frame: pd.DataFrame, duration: str, **kwargs: Any) -> tuple[dict[str, Any], str | None]:
-    from lifelines import CoxPHFitter, CoxTimeVaryingFitter
+def _cox(stop: Any, event: Any, hct: Any, start: Any = None) -> tuple[dict[str, Any], str | None]:
+    """The HR row values of one Cox fit (`survival_fit.cox_fit`, Efron ties; lifelines'
+    numbers), or the reason it could not be fitted."""
+    from blinaetl.warehouse.survival_fit import cox_fit
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if "start_col" in kwargs:
-                fit = CoxTimeVaryingFitter().fit(frame, **kwargs)
-            else:
-                fit = CoxPHFitter().fit(frame, duration_col=duration, event_col="event")
-    except Exception as exc:  # convergence failure: reported, not raised
+        fit = cox_fit(stop, event, hct, start=start)
+    except Exception as exc:  # convergence failure, unusable input: reported, not raised
         return {}, f"not fitted: {type(exc).__name__}"
-    s = fit.summary.loc["hct"]
+    hr, low, high = fit.hazard_ratio()
     return {
         "estimate_type": "HR",
-        "estimate": _finite(s["exp(coef)"]),
-        "ci_lower": _finite(s["exp(coef) lower 95%"]),
-        "ci_upper": _finite(s["exp(coef) upper 95%"]),
-        "statistic": _finite(s["z"]),
-        "p_value": _finite(s["p"]),
+        "estimate": _finite(float(hr[0])),
+        "ci_lower": _finite(float(low[0])),
+        "ci_upper": _finite(float(high[0])),
+        "statistic": _finite(float(fit.z[0])),
+        "p_value": _finite(float(fit.p[0])),
     }, None
 
 
 def cox_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    import polars as pl
+
     rows = []
-    lm = con.sql(INPUTS["hct_landmark"]).df()
+    # polars, not pandas: the inputs hold a million rows at 300,000 patients, and polars reads
+    # and filters them several times faster; null-free counts as pandas' nunique did
+    lm = con.sql(INPUTS["hct_landmark"]).pl()
     days = con.sql(INPUTS["hct_landmark_summary"]).fetchall()
     for (day,) in days:
         for param in ("OS", "EFS", "RFS"):
-            g = lm[(lm.landmark_day == day) & (lm.param == param)]
+            g = lm.filter((pl.col("landmark_day") == day) & (pl.col("param") == param))
             base = {"analysis": "cox_landmark", "outcome": param, "landmark_day": int(day)}
-            base |= {"term": "hct", "n": len(g), "events": int(g["event"].sum())}
-            if g["hct"].nunique() < 2:
+            base |= {"term": "hct", "n": g.height, "events": int(g["event"].sum())}
+            if g["hct"].drop_nulls().n_unique() < 2:
                 rows.append(_row(**base, note="HCT group or no-HCT group empty"))
             elif base["events"] == 0:
                 rows.append(_row(**base, note="no event"))
             else:
-                est, note = _cox(g[["days_from_landmark", "event", "hct"]], "days_from_landmark")
+                est, note = _cox(
+                    g["days_from_landmark"].to_numpy(), g["event"].to_numpy(), g["hct"].to_numpy()
+                )
                 rows.append(_row(**base, **est, note=note))
-    cp = con.sql(INPUTS["hct_counting_process"]).df()
+    cp = con.sql(INPUTS["hct_counting_process"]).pl()
     for param in ("OS", "EFS", "RFS"):
-        g = cp[cp.param == param]
+        g = cp.filter(pl.col("param") == param)
         base = {"analysis": "cox_time_dependent", "outcome": param, "term": "hct"}
-        base |= {"n": int(g["patient_key"].nunique()), "events": int(g["event"].sum())}
-        if g["hct"].nunique() < 2:
+        base |= {"n": g["patient_key"].drop_nulls().n_unique(), "events": int(g["event"].sum())}
+        if g["hct"].drop_nulls().n_unique() < 2:
             rows.append(_row(**base, note="no patient transplanted in CR"))
         elif base["events"] == 0:
             rows.append(_row(**base, note="no event"))
         else:
             est, note = _cox(
-                g[["patient_key", "start_day", "stop_day", "event", "hct"]],
-                "stop_day",
-                id_col="patient_key",
-                start_col="start_day",
-                stop_col="stop_day",
-                event_col="event",
+                g["stop_day"].to_numpy(),
+                g["event"].to_numpy(),
+                g["hct"].to_numpy(),
+                start=g["start_day"].to_numpy(),
             )
             rows.append(_row(**base, **est, note=note))
     return rows
@@ -324,9 +329,13 @@ def model_results(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 FITTING_PACKAGES = ("lifelines", "statsmodels", "scipy", "numpy", "pandas", "polars", "duckdb")
-# The project's own code the fitted rows depend on: this module and the exact conditional odds
-# ratio of the Fisher rows.
-FITTING_SOURCES = (Path(__file__), Path(__file__).with_name("exact.py"))
+# The project's own code the fitted rows depend on: this module, the exact conditional odds
+# ratio of the Fisher rows and the Cox and log-rank fits.
+FITTING_SOURCES = (
+    Path(__file__),
+    Path(__file__).with_name("exact.py"),
+    Path(__file__).with_name("survival_fit.py"),
+)
 
 
 def inputs_key(con: duckdb.DuckDBPyConnection) -> str:

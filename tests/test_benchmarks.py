@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -182,3 +184,48 @@ def test_incremental_benchmark_reports_both_runs_stage_by_stage(tmp_path):
         assert set(r["stages_s"]) >= {"ingest", "load", "transform", "publish"}
     assert math.isclose(result["share"], inc["total_s"] / full["total_s"])
     assert "| 60 | incremental |" in run.stdout
+
+
+def test_fisher_benchmark_times_ours_and_scipy_on_the_tables_of_a_published_file(tmp_path):
+    import duckdb
+
+    db = tmp_path / "analytics.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute(
+        "CREATE SCHEMA curated; CREATE TABLE curated.patients AS SELECT "
+        "'p' || i AS patient_key, i % 2 = 0 AS responder, i % 3 = 0 AS bm_blasts_gt50, "
+        "i % 5 = 0 AS prior_em, FALSE AS active_em_at_start, 'strong' AS cd19_baseline, "
+        "CASE WHEN i % 2 = 1 THEN i % 7 = 0 END AS em_at_failure, "
+        "CASE WHEN i % 2 = 1 THEN 'negative' END AS cd19_at_failure FROM range(60) t(i)"
+    )
+    con.close()
+    out = tmp_path / "fisher.json"
+    run = _run_benchmark(
+        "fisher_benchmark.py",
+        *("--db", str(db), "--table", "3,1,1,3", "--scipy", "1", "--repeat", "1"),
+        *("--json", str(out)),
+    )
+    from_db, given = json.loads(out.read_text())
+    # responder x bm_blasts_gt50 of i in 0..59: i % 6 == 0 -> 10 of 20 factor patients respond
+    first = from_db["rows"][0]
+    assert first["table"] == "responder/bm_blasts_gt50" and first["counts"] == [[10, 10], [20, 20]]
+    # active_em_at_start: nobody has it, so no table; scipy on the one smallest support only
+    assert all("active_em_at_start" not in r["table"] for r in from_db["rows"])
+    timed = [r for r in from_db["rows"] if r["scipy_s"] is not None]
+    assert len(timed) == 1 and timed[0]["max_rel_diff"] < 1e-9
+    assert timed[0]["support"] == min(r["support"] for r in from_db["rows"])
+    (tea,) = given["rows"]
+    assert tea["counts"] == [[3, 1], [1, 3]] and tea["support"] == 5
+    assert all(r["ours_s"] > 0 and r["p_value_s"] > 0 for r in from_db["rows"] + given["rows"])
+    assert "60 patients" in run.stdout and "load average at start" in run.stdout
+
+
+@pytest.mark.parametrize("bad", ["1,2,3", "1,-2,3,4", "1,2,x,4"])
+def test_fisher_benchmark_refuses_a_bad_table(bad):
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "fisher_benchmark.py"), "--table", bad],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 2 and "four non-negative integers a,b,c,d" in run.stderr

@@ -145,22 +145,45 @@ def site_replies(cfg: RunConfig) -> Any:
 
 
 def stage_load(cfg: RunConfig, result: Any) -> dict[str, int]:
-    """Rebuild the restricted database's staging, quarantine and meta tables."""
-    warehouse.reset_restricted(cfg.restricted_path)
+    """Rebuild the restricted database's staging, quarantine and meta tables.
+
+    When the run's build key (`blinaetl/reuse.py`) is the last build's, the staged rows are
+    kept (given this run's `_run_id` and file hashes) and the run reuses the last build
+    (`result.build_reused`): the text reader and the SQL models are not run again.
+    """
+    from blinaetl import reuse
+
+    contracts = load_contracts(cfg.contracts_dir)
+    result.build_key = reuse.build_key(cfg, result)
+    result.build_reused = reuse.can_reuse(cfg, result.build_key)
+    if result.build_reused:
+        log.info(
+            "build reused: the staged rows and everything the SQL models read are those of "
+            "the last published build; its harmonized and curated tables are kept"
+        )
+    else:
+        warehouse.reset_restricted(cfg.restricted_path)
     con = warehouse.connect_restricted(cfg.restricted_path)
     try:
+        if result.build_reused:
+            reuse.keep_restricted(con, cfg.run_id, result.files, list(contracts))
+            con.execute(models.NOT_COLLECTED_DDL)
+            con.execute(models.DATE_IMPUTATIONS_DDL)
         loaded = warehouse.load_staging(
             con,
-            load_contracts(cfg.contracts_dir),
+            contracts,
             result.tables,
             result.quarantine,
             result.files,
             result.dq_results,
+            staging=not result.build_reused,
         )
         # fields the sites' mappings declare not collected (staging.not_collected exists empty)
         frames.write_frame(con, "staging.not_collected", result.not_collected)
-        warehouse_labels(con, result.column_labels, load_contracts(cfg.contracts_dir))
+        warehouse_labels(con, result.column_labels, contracts)
         frames.write_frame(con, "staging.date_imputations", result.date_imputations)
+        if result.build_reused:
+            reuse.record_key(con, result.build_key)
         return loaded
     finally:
         con.close()
@@ -192,6 +215,12 @@ def stage_extract_text(cfg: RunConfig, result: Any) -> int:
     """
     from blinaetl.text import read_em_text
 
+    if getattr(result, "build_reused", False):  # harmonized.em_mentions is the last build's
+        con = warehouse.connect_restricted(cfg.restricted_path)
+        try:
+            return int(con.execute("SELECT count(*) FROM harmonized.em_mentions").fetchall()[0][0])
+        finally:
+            con.close()
     reports = result.tables["imaging_reports"].select(
         "patient_key",
         "site",
@@ -212,8 +241,12 @@ def stage_extract_text(cfg: RunConfig, result: Any) -> int:
         con.close()
 
 
-def stage_transform(cfg: RunConfig) -> dict:
+def stage_transform(cfg: RunConfig, result: Any = None) -> dict:
     """Harmonize in the restricted database, then curate into the run's new analytics file.
+
+    With an ingest result whose build is reused (`stage_load`), the new analytics file is a
+    copy of the live one and no model runs; otherwise the result's build key is recorded in
+    the restricted database once the models have run.
 
     Definitions and vocabularies are installed, the `harmonized` models run in the restricted
     database, and the `curated` models write their tables straight into the new analytics file
@@ -221,6 +254,13 @@ def stage_transform(cfg: RunConfig) -> dict:
     ends; `stage_publish` swaps it in. In date-shift mode the per-patient shifts are computed
     (restricted zone only) and the `date_shift` layer adds `curated.patient_dates`.
     """
+    from blinaetl import reuse
+
+    if getattr(result, "build_reused", False):
+        reuse.copy_live_build(
+            cfg.analytics_path, warehouse.building_path(cfg.analytics_path, cfg.run_id)
+        )
+        return {}
     definitions = models.load_definitions(overrides=cfg.definitions)
     con = warehouse.connect_restricted(cfg.restricted_path)
     try:
@@ -236,6 +276,8 @@ def stage_transform(cfg: RunConfig) -> dict:
             if cfg.date_shift:
                 ran["date_shift"] = models.run_layer(con, "date_shift")
             warehouse.check_publishable(con, date_shift=cfg.date_shift)
+        if getattr(result, "build_key", None):
+            reuse.record_key(con, result.build_key)
         return ran
     finally:
         con.close()
@@ -290,7 +332,16 @@ def stage_publish(cfg: RunConfig, result: Any = None) -> Path:
     With the ingest result, the profile of what was published is written beside the live file
     for the next run's gate (`blinaetl/warehouse/gate.py`).
     """
-    path = warehouse.publish(cfg.analytics_path, build_tag=cfg.run_id)
+    from blinaetl import reuse
+
+    # the live file's build key goes before the swap and comes back after it (a run stopped in
+    # between leaves no key, so the next run builds afresh)
+    reuse.published_key_path(cfg.analytics_path).unlink(missing_ok=True)
+    reused = bool(getattr(result, "build_reused", False))
+    path = warehouse.publish(cfg.analytics_path, build_tag=cfg.run_id, finished=reused)
+    key = getattr(result, "build_key", None)
+    if key:
+        reuse.published_key_path(path).write_text(key + "\n", encoding="utf-8")
     if result is not None:
         from blinaetl.warehouse import gate
 
@@ -458,7 +509,7 @@ def run_pipeline(
         loaded = timed("load", result)
         log.info("staged rows per table: %s", loaded)
         timed("extract_text", result)
-        timed("transform")
+        timed("transform", result)
         try:
             gate_outcome = timed("gate", result)
         except PublicationRefused as refused:

@@ -94,8 +94,8 @@ def extract_text(cfg: core.RunConfig, result: Any) -> int:
 
 
 @task(name="harmonize-and-curate", cache_policy=NO_CACHE)
-def transform(cfg: core.RunConfig) -> dict:
-    models = core.stage_transform(cfg)
+def transform(cfg: core.RunConfig, result: Any = None) -> dict:
+    models = core.stage_transform(cfg, result)
     get_run_logger().info("SQL models run: %d", sum(len(v) for v in models.values()))
     return models
 

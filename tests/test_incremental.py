@@ -139,6 +139,8 @@ def test_incremental_runs_equal_full_runs_case_by_case(cohort, tmp_path):
     )
     assert row["rows_read"] == len(lines)  # header + rows before, one row more now
     assert row["rows_quarantined"] >= 1
+    # the copy is quarantined, so no staged row changed: the last build is reused
+    assert result.build_reused
     _compare_with_fresh_full_run(landing, cfg, result, tmp_path / "fresh1")
 
     # 2. a row modified so that it fails a check (a date that does not parse)
@@ -156,6 +158,7 @@ def test_incremental_runs_equal_full_runs_case_by_case(cohort, tmp_path):
         & (pl.col("_source_row") == 2)
     )
     assert failed.height >= 1  # the broken date is quarantined (the row number a person sees)
+    assert not result.build_reused  # a staged row left: the models run again
     _compare_with_fresh_full_run(landing, cfg, result, tmp_path / "fresh2")
 
     # 3. a file removed (the gate's finding for the lost source is accepted in both runs)
@@ -343,3 +346,93 @@ def test_a_changed_check_definition_is_a_cache_miss_and_changes_the_outcome(coho
     fresh = ingest_landing(cohort, run_id="r", secret=SECRET, contracts_dir=contracts)
     _same_ingest(after, fresh)
     assert not before.dq_results.equals(after.dq_results)  # the edit reached the outcome
+
+
+def _frames() -> object:
+    from types import SimpleNamespace
+
+    staged = pl.DataFrame(
+        {
+            "mrn": ["A1", "A2"],
+            "event_date": [None, None],
+            "_source_file": ["clinical/S/outcomes_1.csv"] * 2,
+            "_file_sha256": ["a" * 64] * 2,
+            "_run_id": ["run-1"] * 2,
+            "_warnings": [["W"], []],
+        },
+        schema_overrides={"event_date": pl.Date},
+    )
+    return SimpleNamespace(
+        tables={"outcomes": staged},
+        not_collected=pl.DataFrame({"field_name": ["x"]}),
+        date_imputations=pl.DataFrame({"source_row": [2]}),
+        column_labels=pl.DataFrame({"label": ["Age"]}),
+    )
+
+
+def test_the_build_key_ignores_only_the_run_id_and_the_file_hash(tmp_path):
+    from blinaetl.reuse import build_key, excluded_columns
+
+    assert excluded_columns() == ("_run_id", "_file_sha256")  # no SQL model names either
+    cfg = _config(tmp_path / "landing", tmp_path)
+    base = _frames()
+    key = build_key(cfg, base)
+    assert build_key(cfg, _frames()) == key  # the same rows: the same key
+    other_run = _frames()
+    other_run.tables["outcomes"] = other_run.tables["outcomes"].with_columns(  # type: ignore[attr-defined]
+        pl.lit("run-2").alias("_run_id"), pl.lit("b" * 64).alias("_file_sha256")
+    )
+    assert build_key(cfg, other_run) == key
+    changes = {
+        "a value": lambda f: f.with_columns(pl.Series("mrn", ["A1", "A3"])),
+        "a null": lambda f: f.with_columns(pl.Series("mrn", ["A1", None])),
+        "a warning": lambda f: f.with_columns(pl.Series("_warnings", [[], []])),
+        "row order": lambda f: f.reverse(),
+        "a row less": lambda f: f.head(1),
+        "a column type": lambda f: f.with_columns(pl.col("mrn").cast(pl.Categorical)),
+    }
+    for what, change in changes.items():
+        changed = _frames()
+        changed.tables["outcomes"] = change(changed.tables["outcomes"])  # type: ignore[attr-defined]
+        assert build_key(cfg, changed) != key, what
+    labels = _frames()
+    labels.column_labels = pl.DataFrame({"label": ["Age (years)"]})  # type: ignore[attr-defined]
+    assert build_key(cfg, labels) != key
+    # the run context: definitions, date-shift mode, the pseudonymisation key
+    assert build_key(_config(tmp_path, tmp_path, date_shift=True), base) != key
+    defs = _config(tmp_path, tmp_path, definitions={"partial_date_imputation": "middle"})
+    assert build_key(defs, base) != key
+    other_secret = _config(tmp_path, tmp_path)
+    other_secret.secret = lambda: b"another-key-0123456789abcdef0123456789"  # type: ignore[method-assign]
+    assert build_key(other_secret, base) != key
+
+
+def test_the_build_is_reused_only_when_both_databases_carry_the_key(cohort, tmp_path, caplog):
+    landing = tmp_path / "landing"
+    shutil.copytree(cohort, landing)
+    root = tmp_path / "live"
+    _, first = _run(_config(landing, root))
+    assert not first.build_reused  # nothing to reuse on a first run
+    with caplog.at_level(logging.INFO, logger="blinaetl"):
+        cfg = _config(landing, root)
+        summary, again = _run(cfg)
+    assert again.build_reused and again.build_key == first.build_key
+    assert "transform" in summary.timings
+    assert any(r.getMessage().startswith("build reused:") for r in caplog.records)
+    _compare_with_fresh_full_run(landing, cfg, again, tmp_path / "fresh")
+    # the key beside the live file is gone (e.g. a run stopped between swap and key): a build
+    sidecar = root / "warehouse" / "blina.duckdb.build_key"
+    assert sidecar.read_text(encoding="utf-8").strip() == first.build_key
+    sidecar.unlink()
+    _, third = _run(_config(landing, root))
+    assert not third.build_reused and sidecar.is_file()
+    # the restricted database's key differs (its build is not the live one's): a build
+    con = duckdb.connect(str(root / "warehouse" / "restricted" / "restricted.duckdb"))
+    con.execute("UPDATE meta.build_key SET key = 'other'")
+    con.close()
+    _, fourth = _run(_config(landing, root))
+    assert not fourth.build_reused
+    # --full never reuses
+    _, full = _run(_config(landing, root, full=True))
+    assert not full.build_reused
+    assert _run(_config(landing, root))[1].build_reused  # and the next run can again

@@ -74,19 +74,23 @@ def load_staging(
     quarantine: Quarantine,
     files: pl.DataFrame,
     dq_results: pl.DataFrame,
+    staging: bool = True,
 ) -> dict[str, int]:
     """Write validated rows, quarantine and run metadata; returns rows loaded per table.
 
     The copies of streamed files are expanded into `quarantine.rows` and
-    `quarantine.failures` inside DuckDB (`warehouse/quarantine.py`)."""
-    models.create_staging(con, contracts)
+    `quarantine.failures` inside DuckDB (`warehouse/quarantine.py`). `staging=False`: the
+    staging tables already hold these rows (a reused build, `blinaetl/reuse.py`)."""
+    if staging:
+        models.create_staging(con, contracts)
     con.execute("CREATE SCHEMA IF NOT EXISTS quarantine")
     for ddl in QUARANTINE_DDL:
         con.execute(ddl)
+    staged = [(f"staging.{name}", tables.get(name, pl.DataFrame())) for name in contracts]
     write_frames(
         con,
         [
-            *((f"staging.{name}", tables.get(name, pl.DataFrame())) for name in contracts),
+            *(staged if staging else []),
             ("quarantine.rows", quarantine.rows_writer()),
             ("quarantine.failures", quarantine.failures_writer()),
         ],
@@ -193,12 +197,13 @@ def model_cache_path(analytics_path: Path) -> Path:
     return analytics_path.with_name(analytics_path.name + ".model_results.json")
 
 
-def publish(analytics_path: Path, build_tag: str) -> Path:
+def publish(analytics_path: Path, build_tag: str, finished: bool = False) -> Path:
     """Finish the run's new analytics file and swap it in atomically.
 
     The file `building` wrote (definitions and macros, curated tables, checked by
     `check_publishable`) gets the endpoint views, is checkpointed and closed, then `os.replace`d
     over the live file. Any failure removes the new file and leaves the live one as it was.
+    `finished`: the file is complete already (a copy of the live file, `blinaetl/reuse.py`).
     """
     path = building_path(analytics_path, build_tag)
     if not path.exists():
@@ -207,15 +212,17 @@ def publish(analytics_path: Path, build_tag: str) -> Path:
             "stage first"
         )
     try:
-        con = duckdb.connect(str(path))
-        try:
-            models.run_layer(con, "endpoints")
-            # the models on the views, in the same file, before the swap (publish stays atomic);
-            # the last fit's rows are reused when every input is the same (statistics.py)
-            statistics.write_model_results(con, cache=model_cache_path(analytics_path))
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
+        if not finished:
+            con = duckdb.connect(str(path))
+            try:
+                models.run_layer(con, "endpoints")
+                # the models on the views, in the same file, before the swap (publish stays
+                # atomic); the last fit's rows are reused when every input is the same
+                # (statistics.py)
+                statistics.write_model_results(con, cache=model_cache_path(analytics_path))
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
         path.chmod(0o644)
         os.replace(path, analytics_path)
     except BaseException:

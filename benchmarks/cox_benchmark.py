@@ -8,8 +8,8 @@ Reads the model inputs (`statistics.INPUTS`) once from the database (opened read
 times every fit of `statistics.cox_rows` (the landmark fits and the time-dependent fits) and
 every log-rank test of `statistics.logrank_rows` with `survival_fit` (`--repeat` times, the
 fastest counts), and the two families end to end through `cox_rows` / `logrank_rows` (queries
-included). lifelines takes minutes on a 300,000-patient cohort (its time-dependent fit about
-11 minutes for one model), so by default it is run once on the largest fit of each kind
+included). lifelines takes minutes on a 300,000-patient cohort (its time-dependent fit 7-11
+minutes for one model at load 11-16), so by default it is run once on the largest fit of each kind
 (`--lifelines largest`); `all` runs it on every fit, `none` skips it. Each lifelines figure is
 printed beside survival_fit's, with the difference of the coefficients in standard errors
 (lifelines' default stopping leaves up to about 5e-4 se; survival_fit iterates to the maximum).

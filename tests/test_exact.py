@@ -342,3 +342,15 @@ def test_any_integer_array_gives_the_same_numbers():
     for dtype in (np.int32, np.int64, np.uint16):
         assert conditional_odds_ratio(np.array([[3, 1], [1, 3]], dtype=dtype)) == expected
     assert isinstance(expected, ConditionalOddsRatio)
+
+
+def test_the_window_drops_only_terms_that_are_zero_in_double_precision():
+    from blinaetl.warehouse.exact import _Conditional
+
+    full = _Conditional.of(62634, 92456, 85790, 59120)  # the 300k cohort's most balanced table
+    near = full.window(-0.8, -0.7)
+    assert 0 < len(near.logp) < len(full.logp) / 4 and near.offset[near.i] == 0
+    for t in np.linspace(-0.8, -0.7, 7):
+        for name in ("mean_minus_a", "at_least_a", "at_most_a"):
+            ours, whole = getattr(near, name)(t), getattr(full, name)(t)
+            assert ours == pytest.approx(whole, rel=1e-13, abs=1e-15), (name, t)

@@ -1,12 +1,16 @@
 """Incremental runs: one row appended to one file, against the full run, stage by stage.
 
     .venv/bin/python benchmarks/incremental_benchmark.py --patients 10000 100000 [--repeat 2]
+        [--change appended-copy|removed-row]
 
 Per size, a cohort is generated once; each repeat runs the pipeline (no Prefect server, no
 Great Expectations, each run in a fresh child process, as `pipeline_benchmark.py`) in a fresh
-warehouse (the full run, which also fills the per-file cache), appends a copy of the last row of
-one outcomes file, runs again in the same warehouse (the incremental run: the other eleven
-files come from the cache) and puts the file back. The fastest run of each kind counts. Prints
+warehouse (the full run, which also fills the per-file cache), changes one outcomes file, runs
+again in the same warehouse (the incremental run: the other eleven files come from the cache)
+and puts the file back. The change (`--change`): `appended-copy` (the default) appends a copy of
+the file's last row, which is quarantined as a duplicate, so no staged row changes and the last
+build is reused (`blinaetl/reuse.py`); `removed-row` removes the last row, a change that reaches
+the staged rows, so the models run again. The fastest run of each kind counts. Prints
 the core (ingest to publish) and every stage of both, the share, and the load average; writes
 `benchmarks/out/incremental_benchmark.json`. `issue20_report.py` measures the same figure
 once (`--changed-patients`).
@@ -30,8 +34,16 @@ import pipeline_benchmark as pipe  # noqa: E402
 STAGES = ("ingest", "load", "extract_text", "transform", "gate", "publish")
 
 
-def measure(n: int, work: Path, repeat: int, seed: int, given: Path | None = None) -> dict:
-    """One size; `given`: a generated cohort's landing folder to copy instead of generating."""
+def measure(
+    n: int,
+    work: Path,
+    repeat: int,
+    seed: int,
+    given: Path | None = None,
+    change: str = "appended-copy",
+) -> dict:
+    """One size; `given`: a generated cohort's landing folder to copy instead of generating;
+    `change`: what is done to the outcomes file (see the module)."""
     from blinaetl.synth import generate
 
     cohort = work / f"cohort_{n}"
@@ -43,14 +55,18 @@ def measure(n: int, work: Path, repeat: int, seed: int, given: Path | None = Non
     target = sorted(landing.glob("clinical/*/outcomes_*.csv"))[0]
     original = target.read_bytes()
     lines = original.decode("latin-1").splitlines(keepends=True)
-    appended = original + (lines[-1] if lines[-1].endswith("\n") else "\n").encode("latin-1")
+    if change == "removed-row":
+        changed = "".join(lines[:-1]).encode("latin-1")
+    else:
+        last = lines[-1] if lines[-1].endswith("\n") else "\n"
+        changed = original + last.encode("latin-1")
     fulls, increments, loads = [], [], []
     for i in range(repeat):
         run = work / f"run_{n}_{i}"
         target.write_bytes(original)
         loads.append(os.getloadavg()[0])
         fulls.append(pipe._child(pipe.CORE_CHILD, str(landing), str(run)))
-        target.write_bytes(appended)
+        target.write_bytes(changed)
         increments.append(pipe._child(pipe.CORE_CHILD, str(landing), str(run)))
         shutil.rmtree(run, ignore_errors=True)
     target.write_bytes(original)
@@ -59,6 +75,7 @@ def measure(n: int, work: Path, repeat: int, seed: int, given: Path | None = Non
     inc = min(increments, key=lambda r: r["total_s"])
     return {
         "patients": n,
+        "change": change,
         "full": full,
         "incremental": inc,
         "share": inc["total_s"] / full["total_s"],
@@ -96,17 +113,26 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="a generated cohort's landing folder (of --patients, one size) to copy, not generate",
     )
+    ap.add_argument(
+        "--change",
+        choices=("appended-copy", "removed-row"),
+        default="appended-copy",
+        help="appended-copy: one copy of the last row appended (no staged row changes); "
+        "removed-row: the last row removed (a staged row changes)",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "out" / "incremental_benchmark.json")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="blinaetl-incremental-") as tmp:
         results = [
-            measure(n, Path(tmp), args.repeat, args.seed, args.landing) for n in args.patients
+            measure(n, Path(tmp), args.repeat, args.seed, args.landing, args.change)
+            for n in args.patients
         ]
     print(render(results))
     for r in results:
         print(
             f"{r['patients']:,} patients: full runs {r['full_runs_s']}, incremental runs "
-            f"{r['incremental_runs_s']}, load average at each pair {r['load_average']}"
+            f"{r['incremental_runs_s']}, load average at each pair {r['load_average']}; "
+            f"change {r['change']}, build reused: {r['incremental'].get('build_reused')}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -48,7 +48,8 @@ core = with_report - summary.timings["report"]  # landing files to published dat
 rows = int(result.files["rows_read"].sum())
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"total_s": core, "with_report_s": with_report, "stages_s": summary.timings,
-                  "rows_read": rows, "peak_rss_bytes": rss}))
+                  "rows_read": rows, "peak_rss_bytes": rss,
+                  "build_reused": bool(getattr(result, "build_reused", False))}))
 """
 
 FLOOR_CHILD = r"""

@@ -178,12 +178,24 @@ def test_incremental_benchmark_reports_both_runs_stage_by_stage(tmp_path):
     (result,) = json.loads(out.read_text())
     assert result["patients"] == 60
     full, inc = result["full"], result["incremental"]
-    # the appended row is one more row read in the incremental run
+    # the appended row is one more row read in the incremental run; a copy, quarantined, so
+    # no staged row changed and the last build is reused
     assert inc["rows_read"] == full["rows_read"] + 1
+    assert (full["build_reused"], inc["build_reused"]) == (False, True)
     for r in (full, inc):
         assert set(r["stages_s"]) >= {"ingest", "load", "transform", "publish"}
     assert math.isclose(result["share"], inc["total_s"] / full["total_s"])
     assert "| 60 | incremental |" in run.stdout
+    assert "change appended-copy, build reused: True" in run.stdout
+    # the last row removed: a staged row changes, the models run again
+    _run_benchmark(
+        *("incremental_benchmark.py", "--patients", "60", "--repeat", "1"),
+        *("--change", "removed-row", "--out", str(out)),
+    )
+    (removed,) = json.loads(out.read_text())
+    assert removed["change"] == "removed-row"
+    assert removed["incremental"]["rows_read"] == removed["full"]["rows_read"] - 1
+    assert removed["incremental"]["build_reused"] is False
 
 
 def test_fisher_benchmark_times_ours_and_scipy_on_the_tables_of_a_published_file(tmp_path):

@@ -9,7 +9,7 @@ warehouse (the full run, which also fills the per-file cache), changes one outco
 again in the same warehouse (the incremental run: the other eleven files come from the cache)
 and puts the file back. The change (`--change`): `appended-copy` (the default) appends a copy of
 the file's last row, which is quarantined as a duplicate, so no staged row changes and the last
-build is reused (`blinaetl/reuse.py`); `removed-row` removes the last row, a change that reaches
+build is reused (`blinaetl/ingest/reuse.py`); `removed-row` removes the last row, a change that reaches
 the staged rows, so the models run again. The fastest run of each kind counts. Prints
 the core (ingest to publish) and every stage of both, the share, and the load average; writes
 `benchmarks/out/incremental_benchmark.json`. `issue20_report.py` measures the same figure

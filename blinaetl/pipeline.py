@@ -147,11 +147,11 @@ def site_replies(cfg: RunConfig) -> Any:
 def stage_load(cfg: RunConfig, result: Any) -> dict[str, int]:
     """Rebuild the restricted database's staging, quarantine and meta tables.
 
-    When the run's build key (`blinaetl/reuse.py`) is the last build's, the staged rows are
+    When the run's build key (`blinaetl/ingest/reuse.py`) is the last build's, the staged rows are
     kept (given this run's `_run_id` and file hashes) and the run reuses the last build
     (`result.build_reused`): the text reader and the SQL models are not run again.
     """
-    from blinaetl import reuse
+    from blinaetl.ingest import reuse
 
     contracts = load_contracts(cfg.contracts_dir)
     result.build_key = reuse.build_key(cfg, result)
@@ -254,7 +254,7 @@ def stage_transform(cfg: RunConfig, result: Any = None) -> dict:
     ends; `stage_publish` swaps it in. In date-shift mode the per-patient shifts are computed
     (restricted zone only) and the `date_shift` layer adds `curated.patient_dates`.
     """
-    from blinaetl import reuse
+    from blinaetl.ingest import reuse
 
     if getattr(result, "build_reused", False):
         reuse.copy_live_build(
@@ -332,7 +332,7 @@ def stage_publish(cfg: RunConfig, result: Any = None) -> Path:
     With the ingest result, the profile of what was published is written beside the live file
     for the next run's gate (`blinaetl/warehouse/gate.py`).
     """
-    from blinaetl import reuse
+    from blinaetl.ingest import reuse
 
     # the live file's build key goes before the swap and comes back after it (a run stopped in
     # between leaves no key, so the next run builds afresh)

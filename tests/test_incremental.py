@@ -371,7 +371,7 @@ def _frames() -> object:
 
 
 def test_the_build_key_ignores_only_the_run_id_and_the_file_hash(tmp_path):
-    from blinaetl.reuse import build_key, excluded_columns
+    from blinaetl.ingest.reuse import build_key, excluded_columns
 
     assert excluded_columns() == ("_run_id", "_file_sha256")  # no SQL model names either
     cfg = _config(tmp_path / "landing", tmp_path)

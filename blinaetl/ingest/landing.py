@@ -1180,7 +1180,7 @@ class IngestResult:
 
     replies: Any = None  # the site replies read back this run (`reports.replies.Replies`)
     reused: list[str] = field(default_factory=list)  # files taken from the per-file cache
-    build_key: str | None = None  # `blinaetl/reuse.py`, set by the load stage
+    build_key: str | None = None  # `blinaetl/ingest/reuse.py`, set by the load stage
     build_reused: bool = False  # the last build is this run's (load, text and models skipped)
 
     @property

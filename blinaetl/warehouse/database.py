@@ -80,7 +80,7 @@ def load_staging(
 
     The copies of streamed files are expanded into `quarantine.rows` and
     `quarantine.failures` inside DuckDB (`warehouse/quarantine.py`). `staging=False`: the
-    staging tables already hold these rows (a reused build, `blinaetl/reuse.py`)."""
+    staging tables already hold these rows (a reused build, `blinaetl/ingest/reuse.py`)."""
     if staging:
         models.create_staging(con, contracts)
     con.execute("CREATE SCHEMA IF NOT EXISTS quarantine")
@@ -203,7 +203,7 @@ def publish(analytics_path: Path, build_tag: str, finished: bool = False) -> Pat
     The file `building` wrote (definitions and macros, curated tables, checked by
     `check_publishable`) gets the endpoint views, is checkpointed and closed, then `os.replace`d
     over the live file. Any failure removes the new file and leaves the live one as it was.
-    `finished`: the file is complete already (a copy of the live file, `blinaetl/reuse.py`).
+    `finished`: the file is complete already (a copy of the live file, `blinaetl/ingest/reuse.py`).
     """
     path = building_path(analytics_path, build_tag)
     if not path.exists():

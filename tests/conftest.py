@@ -80,6 +80,15 @@ _RUN_FIRST = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist's loadscope/loadgroup scheduler re-sorts the work units by their number of tests
+    # (`--loadscope-reorder`, on by default), which throws `_RUN_FIRST` away: in the full run
+    # of 2026-12-02 07:05 UTC the demo-run and vignette groups (many short tests) went first and
+    # the Prefect server group started at 364 s. The collection order is the schedule.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 class _Groups:
     """Union-find over group names: tests sharing any expensive fixture share one group."""
 

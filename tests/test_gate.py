@@ -133,11 +133,16 @@ def cohort(tmp_path_factory) -> Path:
     return out / "landing"
 
 
+# The end-to-end gate runs are about the gate, the live database and the steward report's
+# gate section: the Great Expectations checkpoint (its own child process, about 5.6 s CPU a
+# run) is off; tests/test_gx.py and tests/test_report_children.py test it.
 @pytest.fixture(scope="module")
 def published(tmp_path_factory, cohort):
     root = tmp_path_factory.mktemp("gate")
     landing = cohort
-    cfg = RunConfig(landing=landing, warehouse=root / "wh", reports=root / "rp", demo=True)
+    cfg = RunConfig(
+        landing=landing, warehouse=root / "wh", reports=root / "rp", demo=True, gx=False
+    )
     summary, _ = run_pipeline(cfg)
     return root, landing, cfg, summary
 
@@ -160,7 +165,9 @@ def test_good_run_publishes_and_records_its_profile(published):
 
 def test_the_same_delivery_again_passes_the_gate(published):
     _, landing, cfg, _ = published
-    again = RunConfig(landing=landing, warehouse=cfg.warehouse, reports=cfg.reports, demo=True)
+    again = RunConfig(
+        landing=landing, warehouse=cfg.warehouse, reports=cfg.reports, demo=True, gx=False
+    )
     summary, _ = run_pipeline(again)
     assert summary.gate == {
         "published": True,
@@ -202,7 +209,9 @@ def test_renamed_header_in_one_sites_patients_file_is_refused(published, capsys)
     assert not (latest / "patients_snapshot.parquet").exists()
     assert (
         unchanged_since_last_run(
-            RunConfig(landing=broken, warehouse=cfg.warehouse, reports=cfg.reports, demo=True)
+            RunConfig(
+                landing=broken, warehouse=cfg.warehouse, reports=cfg.reports, demo=True, gx=False
+            )
         )
         is None
     ), "a refused run is never 'unchanged'"
@@ -220,7 +229,9 @@ def test_all_quarantined_delivery_is_refused_and_says_why(published):
         frame.with_columns(pl.lit(None, pl.Utf8).alias("MRN")).write_csv().encode("latin-1")
     )
     before = content_hashes(cfg.analytics_path)
-    run = RunConfig(landing=broken, warehouse=cfg.warehouse, reports=cfg.reports, demo=True)
+    run = RunConfig(
+        landing=broken, warehouse=cfg.warehouse, reports=cfg.reports, demo=True, gx=False
+    )
     with pytest.raises(PublicationRefused) as refused:
         run_pipeline(run)
     assert content_hashes(cfg.analytics_path) == before
@@ -237,7 +248,9 @@ def test_accepted_drop_is_published_and_reported(published):
     smaller = _variant(root, landing, "site02_gone")
     shutil.rmtree(smaller / "clinical" / "SITE02")
     shutil.rmtree(smaller / "imaging" / "SITE02")
-    run = RunConfig(landing=smaller, warehouse=cfg.warehouse, reports=cfg.reports, demo=True)
+    run = RunConfig(
+        landing=smaller, warehouse=cfg.warehouse, reports=cfg.reports, demo=True, gx=False
+    )
     with pytest.raises(PublicationRefused) as refused:
         run_pipeline(run)
     tokens = {f.token for f in refused.value.findings}
@@ -257,7 +270,12 @@ def test_accepted_drop_is_published_and_reported(published):
         assert rows > 0 and other_sites == 0, (token, rows, other_sites)
     accept = tuple(sorted(tokens))
     again = RunConfig(
-        landing=smaller, warehouse=cfg.warehouse, reports=cfg.reports, demo=True, accept_drop=accept
+        landing=smaller,
+        warehouse=cfg.warehouse,
+        reports=cfg.reports,
+        demo=True,
+        gx=False,
+        accept_drop=accept,
     )
     summary, _ = run_pipeline(again)
     assert summary.gate["published"] is True

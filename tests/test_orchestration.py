@@ -113,6 +113,11 @@ def test_frames_keep_every_value_and_type_the_pipeline_writes(tmp_path):
         con.close()
 
 
+# Every run here is about the warehouse (atomic publish, killed runs, determinism, the lock),
+# so the Great Expectations checkpoint is off (`gx=False`): it only reads the published file
+# and writes Data Docs into the report folder, and its child process cost about 5.6 s CPU per
+# run (2026-12-02, in-process warm runs of this cohort: 12.5 s CPU with it, 6.9 s without).
+# tests/test_gx.py, tests/test_report_children.py and the demo run test the checkpoint.
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> Path:
     from blinaetl.synth import generate
@@ -128,7 +133,9 @@ def first_run(tmp_path_factory, cohort) -> Path:
     the tests that start from a published database take a copy of it (`_published`) instead of
     running the pipeline for it each time."""
     root = tmp_path_factory.mktemp("orch_first_run")
-    run_pipeline(RunConfig(landing=cohort, warehouse=root / "wh", reports=root / "rp", demo=True))
+    run_pipeline(
+        RunConfig(landing=cohort, warehouse=root / "wh", reports=root / "rp", demo=True, gx=False)
+    )
     return root
 
 
@@ -139,19 +146,27 @@ def _published(first_run: Path, tmp_path: Path, cohort: Path) -> RunConfig:
     first run. The database files hold no path of their own folder."""
     for name in ("wh", "rp"):
         shutil.copytree(first_run / name, tmp_path / name)
-    return RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
+    return RunConfig(
+        landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True, gx=False
+    )
 
 
 def test_same_inputs_give_identical_results(tmp_path, cohort):
-    a = RunConfig(landing=cohort, warehouse=tmp_path / "a", reports=tmp_path / "ra", demo=True)
-    b = RunConfig(landing=cohort, warehouse=tmp_path / "b", reports=tmp_path / "rb", demo=True)
+    a = RunConfig(
+        landing=cohort, warehouse=tmp_path / "a", reports=tmp_path / "ra", demo=True, gx=False
+    )
+    b = RunConfig(
+        landing=cohort, warehouse=tmp_path / "b", reports=tmp_path / "rb", demo=True, gx=False
+    )
     run_pipeline(a)
     run_pipeline(b)
     ha, hb = content_hashes(a.analytics_path), content_hashes(b.analytics_path)
     assert len(ha) >= 10
     assert ha == hb
     run_pipeline(
-        RunConfig(landing=cohort, warehouse=tmp_path / "a", reports=tmp_path / "ra", demo=True)
+        RunConfig(
+            landing=cohort, warehouse=tmp_path / "a", reports=tmp_path / "ra", demo=True, gx=False
+        )
     )
     assert content_hashes(a.analytics_path) == ha, (
         "a rerun over the same warehouse gives the same content"
@@ -166,7 +181,11 @@ def test_second_writer_exits_clearly_and_changes_nothing(tmp_path, cohort, first
         with pytest.raises(RunLockedError, match="another blinaetl run"):
             run_pipeline(
                 RunConfig(
-                    landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True
+                    landing=cohort,
+                    warehouse=tmp_path / "wh",
+                    reports=tmp_path / "rp",
+                    demo=True,
+                    gx=False,
                 )
             )
         out = subprocess.run(
@@ -213,7 +232,7 @@ KILLER = textwrap.dedent(
             return original(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGKILL)
     pipeline.STAGES[stage] = die
-    cfg = pipeline.RunConfig(landing=Path(sys.argv[1]), warehouse=Path(sys.argv[2]), reports=Path(sys.argv[3]), demo=True)
+    cfg = pipeline.RunConfig(landing=Path(sys.argv[1]), warehouse=Path(sys.argv[2]), reports=Path(sys.argv[3]), demo=True, gx=False)
     pipeline.run_pipeline(cfg)
     """
 )
@@ -250,7 +269,9 @@ def test_run_killed_at_any_stage_leaves_the_published_database_intact(
     assert not list(cfg.warehouse.glob(".*.building")) or stage in ("gate", "publish")
     # the next run succeeds (the lock died with the killed process) and cleans up
     run_pipeline(
-        RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
+        RunConfig(
+            landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True, gx=False
+        )
     )
     assert content_hashes(cfg.analytics_path) == before
     assert not list(cfg.warehouse.glob(".*.building*")), (
@@ -264,7 +285,13 @@ def test_publish_swaps_while_a_reader_holds_the_old_file(tmp_path, cohort, first
     try:
         old_inode = os.stat(cfg.analytics_path).st_ino
         run_pipeline(
-            RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
+            RunConfig(
+                landing=cohort,
+                warehouse=tmp_path / "wh",
+                reports=tmp_path / "rp",
+                demo=True,
+                gx=False,
+            )
         )
         assert os.stat(cfg.analytics_path).st_ino != old_inode, "a new file was swapped in"
         assert reader.execute("SELECT count(*) FROM curated.patients").fetchone()[0] == 40
@@ -280,6 +307,7 @@ def test_run_with_no_changed_input_can_be_skipped(tmp_path, cohort):
         warehouse=tmp_path / "wh",
         reports=tmp_path / "rp",
         demo=True,
+        gx=False,
         skip_unchanged=True,
     )
     run_pipeline(cfg)
@@ -290,6 +318,7 @@ def test_run_with_no_changed_input_can_be_skipped(tmp_path, cohort):
                 warehouse=tmp_path / "wh",
                 reports=tmp_path / "rp",
                 demo=True,
+                gx=False,
                 skip_unchanged=True,
             )
         )
@@ -299,6 +328,7 @@ def test_run_with_no_changed_input_can_be_skipped(tmp_path, cohort):
         warehouse=tmp_path / "wh",
         reports=tmp_path / "rp",
         demo=True,
+        gx=False,
         skip_unchanged=True,
         definitions={"hct_landmark_day": 120},
     )
@@ -323,7 +353,13 @@ def test_a_curated_table_refused_at_transform_publishes_nothing_and_leaves_no_bu
     monkeypatch.setattr(warehouse, "check_publishable", refuse)
     with pytest.raises(warehouse.PublishError, match="has no COMMENT"):
         run_pipeline(
-            RunConfig(landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True)
+            RunConfig(
+                landing=cohort,
+                warehouse=tmp_path / "wh",
+                reports=tmp_path / "rp",
+                demo=True,
+                gx=False,
+            )
         )
     assert checked == [40]
     assert content_hashes(cfg.analytics_path) == before

@@ -359,6 +359,9 @@ def test_a_curated_table_refused_at_transform_publishes_nothing_and_leaves_no_bu
                 reports=tmp_path / "rp",
                 demo=True,
                 gx=False,
+                # the inputs are the published run's: an incremental run would reuse its build
+                # (blinaetl/ingest/reuse.py) and never reach the transform this test refuses
+                full=True,
             )
         )
     assert checked == [40]

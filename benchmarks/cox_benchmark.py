@@ -82,7 +82,7 @@ def main() -> None:
     con = duckdb.connect(str(args.db), read_only=True)
     lm = con.sql(statistics.INPUTS["hct_landmark"]).df()
     cp = con.sql(statistics.INPUTS["hct_counting_process"]).df()
-    km = con.sql(statistics.INPUTS["km_input"]).df()
+    km = statistics.Inputs(con).km_rows().to_pandas()  # the rows the log-rank tests read
     days = [d for (d,) in con.sql(statistics.INPUTS["hct_landmark_summary"]).fetchall()]
 
     fits: list[dict[str, Any]] = []

@@ -74,7 +74,7 @@ def test_a_predictor_change_and_a_library_version_change_change_the_key(con, mon
     monkeypatch.setattr(
         statistics.metadata,
         "version",
-        lambda name: "0.0.0" if name == "lifelines" else real(name),
+        lambda name: "0.0.0" if name == "statsmodels" else real(name),
     )
     assert statistics.inputs_key(con) != changed
 
@@ -135,3 +135,65 @@ def test_the_key_covers_the_source_of_the_cox_and_logrank_fits(con, tmp_path, mo
     fit = tmp_path / "survival_fit.py"
     fit.write_bytes(fit.read_bytes() + b"\n# one changed line\n")
     assert statistics.inputs_key(con) != key
+
+
+def test_lifelines_is_not_in_the_key_as_no_fitting_module_imports_it():
+    assert "lifelines" not in statistics.FITTING_PACKAGES
+    for source in statistics.FITTING_SOURCES:
+        text = source.read_text(encoding="utf-8")
+        assert "import lifelines" not in text and "from lifelines" not in text
+
+
+def test_km_rows_are_the_ordered_rows_of_km_input(con):
+    # what the log-rank tests read: the view's rows ORDER BY ALL, value for value and in order
+    reference = con.sql(
+        "SELECT param, stratum_variable, stratum_value, time_days, event FROM endpoints.km_input "
+        "WHERE stratum_variable <> 'overall' AND param <> 'OS_REVERSE' ORDER BY ALL"
+    ).pl()
+    rows = statistics.Inputs(con).km_rows()
+    assert reference.height > 1000 and rows.schema == reference.schema
+    assert rows.equals(reference)
+    counted = statistics.Inputs(con).frame("km_input")
+    assert counted.height < reference.height and counted["n_rows"].sum() == reference.height
+
+
+def test_one_fit_runs_each_input_query_once_and_the_key_is_the_same(con, tmp_path, monkeypatch):
+    key = statistics.inputs_key(con)  # a fresh Inputs per call: every query run again
+    fresh = statistics.all_rows(con)
+    ran: list[str] = []
+    real = statistics.Inputs.frame
+
+    def counting(self, name):
+        if name not in self._frames:
+            ran.append(name)
+        return real(self, name)
+
+    monkeypatch.setattr(statistics.Inputs, "frame", counting)
+    rows = statistics.model_rows(con, tmp_path / "models.json")
+    assert sorted(ran) == sorted(statistics.INPUTS)  # each query once, key and fit together
+    assert rows == fresh  # the same rows as reading each input per family
+    assert json.loads((tmp_path / "models.json").read_text())["key"] == key
+
+
+def test_the_key_changes_when_one_km_row_is_repeated(con):
+    # a count of a distinct km_input row is in the key: a duplicated row (same values) changes it
+    key = statistics.inputs_key(con)
+    con.execute(
+        "INSERT INTO curated.time_to_event SELECT param || '', 'zz_copy', start_day, aval_days, "
+        "cnsr, event_desc FROM curated.time_to_event WHERE patient_key = 'p00003'"
+    )
+    con.execute(
+        "INSERT INTO curated.patients SELECT * REPLACE ('zz_copy' AS patient_key) "
+        "FROM curated.patients WHERE patient_key = 'p00003'"
+    )
+    assert statistics.inputs_key(con) != key
+
+
+def test_the_patients_frame_is_the_pandas_frame_of_the_query(con):
+    import pandas as pd
+
+    # logistic and Fisher fit the same pandas frame (dtypes included) as `.df()` of the query gave
+    expected = con.sql(statistics.INPUTS["patients"]).df()
+    inputs = statistics.Inputs(con)
+    pd.testing.assert_frame_equal(inputs.patients(), expected, check_exact=True)
+    assert inputs.patients() is inputs.patients()  # converted once

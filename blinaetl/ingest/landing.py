@@ -1968,8 +1968,15 @@ def combine_frames(
     # one keyed hash per distinct (site, MRN) of the whole run, joined to every table
     pairs = pl.concat([f.select("site", "mrn") for f in combined.values()]).unique().drop_nulls()
     keys = pairs.with_columns(patient_keys(pairs["site"], pairs["mrn"], secret))
+    # the key is looked up by a join of the (site, mrn) columns alone and set beside the frame:
+    # joining the wide frame would copy every column of every file (1.6 GiB at 300,000
+    # patients), while the concatenated frames share the mapped files' buffers
     return {
-        t: frame.join(keys, on=["site", "mrn"], how="left", maintain_order="left")
+        t: frame.with_columns(
+            frame.select("site", "mrn")
+            .join(keys, on=["site", "mrn"], how="left", maintain_order="left")
+            .get_column("patient_key")
+        )
         for t, frame in combined.items()
     }
 

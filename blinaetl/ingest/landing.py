@@ -1585,7 +1585,8 @@ def ingest_landing(
     say("validating")
     try:
         confirmed = accepted() if callable(accepted) else accepted
-        result = validate_files(plan, outcomes, secret, confirmed)
+        # the frames are released once validated, after the writer is done with them
+        result = validate_files(plan, outcomes, secret, confirmed, before_release=writer.join)
     finally:
         writer.join()
     if failed:
@@ -1599,8 +1600,16 @@ def validate_files(
     outcomes: list[MappedFile | dict],
     secret: bytes,
     accepted: pl.DataFrame | None = None,
+    before_release: Callable[[], None] | None = None,
 ) -> IngestResult:
-    """Choose the newest readable extract per source entry, validate, and account per file."""
+    """Choose the newest readable extract per source entry, validate, and account per file.
+
+    Once validated, the mapped files of `outcomes` are released in place (`release_frames`):
+    their rows live on as the validated tables and the quarantine, and holding the delivered
+    text and the typed columns of every file besides them doubled the ingest stage's memory.
+    `before_release` is called first (the per-file cache writer, which reads the frames, is
+    waited for there); `outcomes` is not to be read again afterwards.
+    """
     from blinaetl.validate.executor import validate_tables
 
     contracts = plan.contracts
@@ -1608,15 +1617,22 @@ def validate_files(
     mapped = _confirmed_copies(mapped, contracts, accepted)
     combined = combine_frames(mapped, contracts, secret)
     outcome = validate_tables(combined, contracts, accepted)
+    # what is read from the mapped frames themselves, before they are released below
+    date_imputations = _imputations(mapped, contracts, plan.partial_dates)
+    not_collected = _not_collected(mapped)
+    disappeared = _disappeared(mapped, previous, contracts, secret)
     quarantine, dq_results = compact_copies(outcome, mapped, combined, contracts)
+    del combined, previous
+    if before_release is not None:
+        before_release()
+    release_frames([*outcomes, *mapped])
     source_sites = {s.source: s.site for s in plan.sources if s.kind == "clinical" and s.site}
     quarantine, caused_by = attribute_root_causes(
         quarantine, outcome.tables, file_rows, contracts, source_sites
     )
     file_rows.extend(account_files(mapped, quarantine, outcome.tables, caused_by))
-    not_collected = _not_collected(mapped)
     return IngestResult(
-        date_imputations=_imputations(mapped, contracts, plan.partial_dates),
+        date_imputations=date_imputations,
         column_labels=list_column_labels(mapped),
         not_collected=not_collected,
         dq_results=pl.concat(
@@ -1628,11 +1644,23 @@ def validate_files(
             for s in plan.sources
         ],
         source_sites=source_sites,
-        disappeared=_disappeared(mapped, previous, contracts, secret),
+        disappeared=disappeared,
         tables=outcome.tables,
         quarantine=quarantine,
         files=pl.DataFrame(file_rows, schema=FILE_SCHEMA).sort("path"),
     )
+
+
+def release_frames(outcomes: list[MappedFile | dict]) -> None:
+    """Keep of each mapped file only what is read after validation (`account_files`: its row
+    count, and its copies): the frame is cut to `_source_row`, the delivered text emptied.
+
+    In place, so every holder of the objects (the caller's list of outcomes) lets go of the
+    frames too."""
+    for m in outcomes:
+        if isinstance(m, MappedFile):
+            m.frame = m.frame.select("_source_row")
+            m.raw = m.raw.clear()
 
 
 def _copy_rows(m: MappedFile, columns: list[str]) -> pl.DataFrame:

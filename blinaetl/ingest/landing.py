@@ -1725,13 +1725,20 @@ def _copy_spine(
     the ids validation gave it; each copy with its first row; every row of the file in row
     order with its first row and whether it is a copy."""
     assert m.copies is not None
-    info = table_frame.filter(pl.col("_source_file") == m.path).select(
-        pl.col("_source_row").alias("_first_row"),
-        "_content_hash",
-        "_source_id",
-        "site",
-        "patient_key",
-        pl.col("_content_hash").cast(pl.Utf8).alias("row_hash"),
+    # lazily, so only the selected columns are filtered: filtering the table's wide frame
+    # copied every column of the file's rows (+0.5 GiB at 300,000 patients)
+    info = (
+        table_frame.lazy()
+        .filter(pl.col("_source_file") == m.path)
+        .select(
+            pl.col("_source_row").alias("_first_row"),
+            "_content_hash",
+            "_source_id",
+            "site",
+            "patient_key",
+            pl.col("_content_hash").cast(pl.Utf8).alias("row_hash"),
+        )
+        .collect()
     )
     firsts = info.unique("_content_hash", keep="first", maintain_order=True)
     copies = m.copies.join(

@@ -241,3 +241,20 @@ def test_fisher_benchmark_refuses_a_bad_table(bad):
         check=False,
     )
     assert run.returncode == 2 and "four non-negative integers a,b,c,d" in run.stderr
+
+
+def test_stage_memory_reports_a_peak_per_stage_and_ingest_step(tmp_path):
+    out = tmp_path / "memory.json"
+    run = _run_benchmark("stage_memory.py", "--patients", "40", "--out", str(out))
+    result = json.loads(out.read_text())
+    phases = [p["phase"] for p in result["phases"]]
+    # every stage of the run and every instrumented ingest step, in run order
+    stages = ["load", "extract_text", "transform", "gate", "publish", "report"]
+    steps = ["plan_files", "combine_frames", "validate_tables", "compact_copies"]
+    wanted = ["stage ingest", *(f"ingest: {s}" for s in steps), *(f"stage {s}" for s in stages)]
+    assert [p for p in phases if p in wanted] == wanted
+    for p in result["phases"]:
+        assert p["peak_bytes"] >= p["end_bytes"] > 0
+    gib = result["peak_rss_bytes"] / 2**30
+    assert f"peak RSS (ru_maxrss) {gib:.3f} GiB" in run.stdout
+    assert "ingest: validate_tables" in run.stdout

@@ -27,6 +27,7 @@ format) is a miss: the run log says so, the file is read in full and its entry w
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -35,6 +36,7 @@ import os
 import shutil
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -54,8 +56,12 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+@functools.cache
 def code_fingerprint() -> str:
-    """SHA-256 over every module of the `blinaetl` package and the parsing libraries' versions."""
+    """SHA-256 over every module of the `blinaetl` package and the parsing libraries' versions.
+
+    Computed once per process (the file cache and the build key both read it on every run):
+    the code a process runs is the code it loaded."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
@@ -76,10 +82,13 @@ def key_identity(secret: bytes) -> str:
     return hmac.new(secret, b"blinaetl file cache key identity", hashlib.sha256).hexdigest()
 
 
-def _folder_hashes(folders: set[Path]) -> list[tuple[str, str]]:
+def folder_hashes(folders: Iterable[Path | None]) -> list[tuple[str, str]]:
+    """(absolute path, SHA-256) of every file under `folders`, sorted; a folder that is None
+    or not a directory adds nothing. Shared by the file cache's run context and the build key
+    (`reuse.build_key`)."""
     return [
         (str(p.resolve()), file_sha256(p))
-        for folder in sorted(folders)
+        for folder in sorted({f for f in folders if f is not None and f.is_dir()})
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     ]
@@ -101,8 +110,8 @@ def run_context(
         key_identity(secret),
         repr(sorted(contracts.items())),
         repr([(s.source, s) for s in sources]),
-        _folder_hashes({c.path.parent for c in contracts.values()}),
-        _folder_hashes({s.path.parent for s in sources}),
+        folder_hashes({c.path.parent for c in contracts.values()}),
+        folder_hashes({s.path.parent for s in sources}),
         definitions,
         partial_dates,
         repr(limits()),

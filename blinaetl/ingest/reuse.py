@@ -47,16 +47,6 @@ KEPT_SCHEMAS = ("main", "staging", "harmonized", "ref", "curated")
 log = logging.getLogger("blinaetl")
 
 
-def _folder_hashes(folder: Path | None) -> list[tuple[str, str]]:
-    if folder is None or not folder.is_dir():
-        return []
-    return [
-        (p.relative_to(folder).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts
-    ]
-
-
 def excluded_columns() -> tuple[str, ...]:
     """The volatile lineage columns no SQL model names (all of them, unless a model is edited
     to read one; then that column is hashed too and its change means a full build)."""
@@ -78,7 +68,7 @@ def build_key(cfg: RunConfig, result: Any) -> str:
     """The run's build key (see the module): staged rows and everything the models read."""
     from importlib import metadata
 
-    from blinaetl.ingest.cache import code_fingerprint, key_identity
+    from blinaetl.ingest.cache import code_fingerprint, folder_hashes, key_identity
     from blinaetl.resources import schemas_dir, sql_dir
     from blinaetl.warehouse.models import load_definitions
 
@@ -92,10 +82,10 @@ def build_key(cfg: RunConfig, result: Any) -> str:
                 key_identity(cfg.secret()),
                 cfg.date_shift,
                 load_definitions(overrides=cfg.definitions),
-                _folder_hashes(schemas_dir()),
-                _folder_hashes(sql_dir()),
-                _folder_hashes(cfg.contracts_dir),
-                _folder_hashes(cfg.sources_dir),
+                folder_hashes([schemas_dir()]),
+                folder_hashes([sql_dir()]),
+                folder_hashes([cfg.contracts_dir]),
+                folder_hashes([cfg.sources_dir]),
             ],
             sort_keys=True,
             default=str,

@@ -89,6 +89,33 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.loadscopereorder = False
 
 
+def _runs_browser_tests(config: pytest.Config) -> bool:
+    """Whether this session runs tests/test_browser.py (by its arguments; no -k, no -m that
+    leaves the browser tests out, not a collection only)."""
+    if config.option.collectonly or config.option.keyword:
+        return False
+    if re.search(r"\bnot\s+browser\b", config.option.markexpr or ""):
+        return False
+    browser = (config.rootpath / "tests" / "test_browser.py").resolve()
+    here = config.invocation_params.dir
+    for arg in config.args:
+        path = (here / arg.split("::", 1)[0]).resolve()
+        if path == browser or path in browser.parents:
+            return True
+    return False
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Chromium, where the machine has none (a fresh CI machine: 60-100 s of apt-get), is
+    # installed in the background from the start of the session instead of by the browser
+    # fixture, whose worker used to wait for it (tests/browser_setup.py). The controller only;
+    # the process is left to finish on its own (killing apt-get could break dpkg's state).
+    if _WORKER is None and _runs_browser_tests(session.config):
+        from tests.browser_setup import start_background_install
+
+        start_background_install()
+
+
 class _Groups:
     """Union-find over group names: tests sharing any expensive fixture share one group."""
 

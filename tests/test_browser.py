@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import fcntl
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.browser_setup import chromium_path
 
 pytestmark = pytest.mark.browser
 
@@ -26,38 +25,13 @@ FLAGS = [
 ]
 
 
-# Under pytest-xdist each worker that runs a test of this module sets the fixture up; two
-# concurrent `apt-get install` runs fail on dpkg's lock (exit 100), so the install is serialized
-# by a lock file and the second worker finds Chromium installed once it gets the lock.
-INSTALL_LOCK = Path(tempfile.gettempdir()) / "blinaetl-chromium-install.lock"
-
-
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    found = shutil.which("chromium")
-    if not found:
-        with open(INSTALL_LOCK, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                found = shutil.which("chromium") or _install_chromium()
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    # installed under a lock if missing; a background install started with the session
+    # (tests/conftest.py, tests/browser_setup.py) is waited for
+    found = chromium_path()
     assert found, "Chromium could not be installed (apt-get install chromium)"
     return found
-
-
-def _install_chromium() -> str | None:
-    # Debian's package, as the environment notes say; the machine runs as root
-    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "chromium"],
-        check=True,
-        capture_output=True,
-        timeout=900,
-        env=env,
-    )
-    return shutil.which("chromium")
 
 
 def _open(chromium: str, page: Path, tmp: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -468,11 +468,14 @@ def run_pipeline(
     cfg: RunConfig,
     progress: Progress = _quiet,
     stages: dict[str, Callable[..., Any]] | None = None,
+    report_children: bool = True,
 ) -> tuple[RunSummary, Any]:
     """Run every stage in order under the single-writer lock.
 
     `stages` replaces stage functions by name (the Prefect flow passes its tasks, which call
-    the same functions). Returns the summary and the ingest result.
+    the same functions). `report_children=False` starts no report child processes with the
+    run (`prestart_reports`), for a caller whose report stage does not write the report.
+    Returns the summary and the ingest result.
     """
     run = {**STAGES, **(stages or {})}
     timings: dict[str, float] = {}
@@ -495,7 +498,8 @@ def run_pipeline(
             raise RunSkipped(
                 f"no landing file or definition changed since run {previous}; nothing to do"
             )
-    with warehouse_lock(cfg), run_log(cfg), prestart_reports(cfg):
+    children = prestart_reports(cfg) if report_children else contextlib.nullcontext()
+    with warehouse_lock(cfg), run_log(cfg), children:
         log.info("run %s: landing %s", cfg.run_id, cfg.landing)
         result = timed("ingest")
         log.info(

@@ -88,6 +88,7 @@ RUN_CONFIG_KEYS = {
     "sources",
     "max_patient_drop_pct",
     "accept_drop",
+    "gx",
 }
 
 

@@ -181,10 +181,13 @@ def pipeline_flow(
     max_patient_drop_pct: float = 10.0,
     accept_drop: list[str] | None = None,
     full: bool = False,
+    gx: bool = True,
 ) -> Any:
     """Ingest, validate, load, harmonize, curate, publish and report one landing folder.
 
     `config` names a run-config YAML (see config/demo.yaml) whose values replace the others.
+    `gx=False` leaves out the Great Expectations checkpoint and its Data Docs (the report
+    stage's slowest part; the steward report then says the checkpoint was not run).
     Final state: `Completed` when published and clean; `Completed` named "Needs attention"
     when published with files or checks for a steward; `Failed` with the gate's reasons when
     the publish gate refused publication (the last published database stays live).
@@ -202,6 +205,7 @@ def pipeline_flow(
         "max_patient_drop_pct": max_patient_drop_pct,
         "accept_drop": accept_drop or [],
         "full": full,
+        "gx": gx,
     }
     if config:
         settings |= load_run_config(Path(config))
@@ -218,6 +222,7 @@ def pipeline_flow(
         max_patient_drop_pct=float(settings["max_patient_drop_pct"]),
         accept_drop=tuple(settings["accept_drop"] or ()),
         full=bool(settings["full"]),
+        gx=bool(settings["gx"]),
     )
     try:
         summary, result = core.run_pipeline(

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import duckdb
@@ -46,29 +48,28 @@ with get_client(sync_client=True) as client:
     artifact = next((a.data for a in arts if a.flow_run_id == flow_run_id), None)
 print(json.dumps({"state": state.type.value, "runner": type(flow.task_runner).__name__, "read_tasks": len(read_tasks), "completed": sum(r.state.is_completed() for r in read_tasks), "artifact": artifact, "flow_run_id": str(flow_run_id)}))
 """
-RUN_LOGS = r"""
-import json, sys
-from uuid import UUID
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-with get_client(sync_client=True) as client:
-    logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(sys.argv[1])])))
-print(json.dumps([entry.message for entry in logs]))
-"""
 
 
-def _wait_for_deployment(env: dict, deadline: float) -> None:
-    probe = f"from prefect.client.orchestration import get_client\nwith get_client(sync_client=True) as c: c.read_deployment_by_name({DEPLOYMENT!r})"
+def _deployment(api: str) -> dict | None:
+    """The deployment as the server's REST API gives it (the route `read_deployment_by_name`
+    of Prefect's client reads), or None while it is not registered: asked from this process,
+    not from a child that imports Prefect's client (2-3 s CPU a probe)."""
+    flow_name, name = DEPLOYMENT.split("/")
+    try:
+        with urllib.request.urlopen(f"{api}/deployments/name/{flow_name}/{name}", timeout=10) as r:
+            found: dict = json.load(r)
+            return found
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def _wait_for_deployment(api: str, deadline: float) -> None:
     while time.monotonic() < deadline:
-        if (
-            subprocess.run(
-                [sys.executable, "-c", probe], env=env, capture_output=True, check=False
-            ).returncode
-            == 0
-        ):
+        if _deployment(api) is not None:
             return
-        time.sleep(2)
+        time.sleep(2)  # as often as before: the server is also answering flows.serve
     raise TimeoutError("the deployment was not registered in time")
 
 
@@ -86,6 +87,8 @@ def test_scheduled_deployment_served_and_triggered(tmp_path, demo_cohort, prefec
     config = tmp_path / "run.yaml"
     config.write_text(
         f"landing: {cohort / 'landing'}\nwarehouse: {tmp_path / 'wh'}\nreports: {tmp_path / 'rp'}\ndemo: true\n"
+        # the serving and scheduling are tested here; the checkpoint is the Dask run's
+        "gx: false\n"
     )
     port = api.rsplit(":", 1)[1].split("/")[0]
     serve = subprocess.Popen(
@@ -97,7 +100,7 @@ def test_scheduled_deployment_served_and_triggered(tmp_path, demo_cohort, prefec
         start_new_session=True,
     )
     try:
-        _wait_for_deployment(env, time.monotonic() + 120)
+        _wait_for_deployment(api, time.monotonic() + 120)
         out = subprocess.run(
             [sys.executable, "-c", CHECK],
             env=env,
@@ -112,6 +115,10 @@ def test_scheduled_deployment_served_and_triggered(tmp_path, demo_cohort, prefec
         assert result["paused"] is False
         assert result["state"] == "COMPLETED"
         assert _patients(tmp_path / "wh" / "blina.duckdb") == 65
+        # `gx: false` in the run config reached the served run: no checkpoint, no Data Docs
+        (report,) = (tmp_path / "rp").glob("*/index.html")
+        assert "Not run for this report." in report.read_text()
+        assert not (report.parent / "data_docs").exists()
     finally:
         if serve.poll() is None:
             os.killpg(serve.pid, signal.SIGINT)
@@ -123,13 +130,8 @@ def test_scheduled_deployment_served_and_triggered(tmp_path, demo_cohort, prefec
         "reused the running server"
     )
     # not paused on shutdown
-    probe = f"from prefect.client.orchestration import get_client\nwith get_client(sync_client=True) as c: print(c.read_deployment_by_name({DEPLOYMENT!r}).paused)"
-    assert (
-        subprocess.run(
-            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        == "False"
-    )
+    deployment = _deployment(api)
+    assert deployment is not None and deployment["paused"] is False
 
 
 def test_flow_on_a_dask_local_cluster_with_two_workers(tmp_path, demo_cohort, prefect_server):
@@ -157,6 +159,10 @@ def test_flow_on_a_dask_local_cluster_with_two_workers(tmp_path, demo_cohort, pr
     n_files = len([p for p in (cohort / "landing").rglob("*") if p.is_file()])
     assert result["read_tasks"] == result["completed"] == n_files
     assert _patients(tmp_path / "wh" / "blina.duckdb") == 65
+    # the flow's default (gx=True): the checkpoint ran, from the report task on a Dask worker
+    (report,) = (tmp_path / "rp").glob("*/index.html")
+    assert "Not run for this report." not in report.read_text()
+    assert (report.parent / "data_docs" / "index.html").is_file()
     # the run's Prefect artifact: a summary table and the report path, and no identifier
     artifact = result["artifact"]
     assert "| file | table | read | loaded | quarantined | status |" in artifact
@@ -165,12 +171,16 @@ def test_flow_on_a_dask_local_cluster_with_two_workers(tmp_path, demo_cohort, pr
         v for v in (cohort / "truth" / "identifiers.txt").read_text().splitlines() if len(v) >= 5
     }
     assert not [i for i in ids if i in artifact]
-    # the run's logs as the Prefect server stores them: present, and no identifier
-    logs = subprocess.run(
-        [sys.executable, "-c", RUN_LOGS, result["flow_run_id"]],
-        env=env, capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    messages = json.loads(logs.stdout.strip().splitlines()[-1])
+    # the run's logs as the Prefect server stores them (the request of the client's
+    # `read_logs`, from this process): present, and no identifier
+    body = {"logs": {"flow_run_id": {"any_": [result["flow_run_id"]]}}, "sort": "TIMESTAMP_ASC"}
+    request = urllib.request.Request(
+        f"{env['PREFECT_API_URL']}/logs/filter",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as r:
+        messages = [entry["message"] for entry in json.load(r)]
     assert any("rows loaded" in m for m in messages), messages[:5]
     joined = "\n".join(messages)
     assert not [i for i in ids if i in joined]

@@ -40,7 +40,7 @@ run: $(VENV)/.synced
 
 ## test: lint and the test suite on TEST_WORKERS pytest-xdist workers (default 2: CI has 2 cores);
 ## the tests of one session cohort share one worker (conftest.py), so each cohort is built once.
-## ruff first (a second); then sqlfluff and mypy (about 20 s and 35-60 s CPU, one core each) run
+## ruff first (a second); then sqlfluff and mypy (about 20 s and 60 s CPU, one core each) run
 ## beside pytest at a lower priority (nice LINT_NICE), so they take the CPU pytest's workers
 ## leave idle (waits on child processes, servers and the browser) instead of 37 s before the
 ## tests; their output is printed after pytest's, and test fails if any of the three fails

@@ -134,6 +134,13 @@ def test_streamed_file_holds_distinct_rows_and_gives_the_whole_file_outcome(tmp_
 
     streamed = ingest_landing(landing, "run-1", DEMO_KEY, sources_dir=sources)
     assert streamed.quarantine_rows.filter(pl.col("_source_row") == 42).height == 1
+    # the copies' failure templates are kept for the rows that have copies (lines 2-5) alone:
+    # line 42 fails a check but has no copy, so it has its own failures and no copy template
+    (segment,) = streamed.quarantine.segments
+    copy_templates = segment.templates.filter(pl.col("_copy"))
+    assert sorted(copy_templates["_first_row"].unique()) == [2, 3, 4, 5]
+    own_templates = segment.templates.filter(~pl.col("_copy"))
+    assert 42 in own_templates["_first_row"].to_list()
     p001 = streamed.quarantine_failures.filter(pl.col("_source_row") == 6)["row_hash"][0]
     accepted = pl.DataFrame(
         {

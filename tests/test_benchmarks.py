@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -185,6 +186,11 @@ def test_incremental_benchmark_reports_both_runs_stage_by_stage(tmp_path):
     for r in (full, inc):
         assert set(r["stages_s"]) >= {"ingest", "load", "transform", "publish"}
     assert math.isclose(result["share"], inc["total_s"] / full["total_s"])
+    # CPU seconds of each run's process, ingest to publish: more than none, and no more than
+    # the cores could give in the core's wall seconds (plus the clock's grain)
+    for r in (full, inc):
+        assert 0 < r["core_cpu_s"] <= (os.cpu_count() or 1) * r["total_s"] + 0.1
+    assert math.isclose(result["cpu_share"], inc["core_cpu_s"] / full["core_cpu_s"])
     assert "| 60 | incremental |" in run.stdout
     assert "change appended-copy, build reused: True" in run.stdout
     # the last row removed: a staged row changes, the models run again

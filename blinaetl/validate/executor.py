@@ -405,20 +405,21 @@ def split_rows(
 
 
 def list_failures(work: pl.DataFrame, fails: pl.DataFrame, contract: Contract) -> pl.DataFrame:
-    """One row per failing row and check, located by source, file and row (never by value)."""
-    # row_hash: the delivered content of the row, so a query keeps its id across extracts
+    """One row per failing row and check, located by source, file and row (never by value).
+
+    The failing rows' ids are taken by position (`_idx` is the row's position in `work`), and
+    only theirs: the row hash of every row of the table was turned into text (612,556 strings
+    for 17,635 failures at 100,000 patients) before the join."""
     row_ids = work.select(
-        "_idx",
-        "_source_id",
-        "_source_file",
-        "_source_row",
-        "site",
-        "patient_key",
-        pl.col("_content_hash").cast(pl.Utf8).alias("row_hash"),
-    )
+        "_source_id", "_source_file", "_source_row", "site", "patient_key", "_content_hash"
+    ).gather(fails["_idx"])
+    # row_hash: the delivered content of the row, so a query keeps its id across extracts
     return (
-        fails.join(row_ids, on="_idx", how="left", maintain_order="left")
-        .with_columns(pl.lit(contract.table).alias("table_name"))
+        fails.hstack(row_ids)
+        .with_columns(
+            pl.col("_content_hash").cast(pl.Utf8).alias("row_hash"),
+            pl.lit(contract.table).alias("table_name"),
+        )
         .select(FAILURE_COLUMNS)
     )
 

@@ -13,7 +13,11 @@ every landing file once into a table, in another fresh process on the same files
 fastexcel into DuckDB, as DuckDB's own Excel reader is an extension that cannot be downloaded
 here), into an in-memory database; the file floor (`floor_file_s`, context only) does the same
 into a database file, which is what the pipeline has to do. Each size is run `--repeat` times
-(floors and core interleaved) and the fastest run of each counts. Prints a table and the issue's
+(floors and core interleaved) and the fastest run of each counts. On a loaded machine wall
+seconds measure the load more than the work: each child also reports its CPU seconds (user +
+system, all its threads; the core's for the same span as `core_s`, per stage in
+`stages_cpu_s`), and `ratio_cpu` is the least core CPU over the least in-memory floor CPU, with
+the load average when the core run started (`load`). Prints a table and the issue's
 targets judged at the largest size, and writes JSON with `ratio = core_total / floor` and the
 scaling exponent between consecutive sizes.
 """
@@ -38,25 +42,35 @@ HERE = Path(__file__).resolve().parent
 CORE_CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
+from blinaetl import pipeline
 from blinaetl.pipeline import RunConfig, run_pipeline
-from blinaetl.pipeline import stage_report
-landing, work = Path(sys.argv[1]), Path(sys.argv[2])
-def cpu():  # CPU seconds of this process, its threads included (the report children are others)
+
+def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-core_cpu = []
-def report(*args, **kwargs):
-    core_cpu.append(cpu() - c0)
-    return stage_report(*args, **kwargs)
+
+landing, work = Path(sys.argv[1]), Path(sys.argv[2])
 t0, c0 = time.perf_counter(), cpu()
+stages_cpu = {}
+
+def timed(name, stage):
+    def run(*args, **kwargs):
+        c0 = cpu()
+        try:
+            return stage(*args, **kwargs)
+        finally:
+            stages_cpu[name] = cpu() - c0
+    return run
+
 cfg = RunConfig(landing=landing, warehouse=work / "warehouse", reports=work / "reports", demo=True, gx=False)
-summary, result = run_pipeline(cfg, stages={"report": report})
+summary, result = run_pipeline(cfg, stages={n: timed(n, s) for n, s in pipeline.STAGES.items()})
 with_report = time.perf_counter() - t0
 core = with_report - summary.timings["report"]  # landing files to published database
+core_cpu = cpu() - c0 - stages_cpu["report"]  # this process's threads, as `core` in CPU
 rows = int(result.files["rows_read"].sum())
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"total_s": core, "core_cpu_s": core_cpu[0], "with_report_s": with_report,
-                  "stages_s": summary.timings,
+print(json.dumps({"total_s": core, "with_report_s": with_report, "stages_s": summary.timings,
+                  "cpu_s": core_cpu, "core_cpu_s": core_cpu, "stages_cpu_s": stages_cpu,
                   "rows_read": rows, "peak_rss_bytes": rss,
                   "build_reused": bool(getattr(result, "build_reused", False))}))
 """
@@ -87,7 +101,8 @@ for i, path in enumerate(sorted(p for p in landing.rglob("*") if p.is_file())):
     rows += con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
 con.close()  # a database file is checkpointed here
 total = time.perf_counter() - t0
-print(json.dumps({"floor_s": total, "rows": rows,
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"floor_s": total, "cpu_s": ru.ru_utime + ru.ru_stime, "rows": rows,
                   "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 
@@ -118,14 +133,17 @@ def bench_landing(landing: Path, work: Path, repeat: int = 1) -> dict:
     Timings on a shared two-core machine vary by 10-20% from run to run; the minimum is the
     least disturbed measurement of the same work. Peak RSS is the largest of the core runs.
     """
-    floors, file_floors, cores = [], [], []
+    floors, floors_cpu, file_floors, cores = [], [], [], []
     for i in range(repeat):
-        floors.append(_child(FLOOR_CHILD, str(landing), ":memory:")["floor_s"])
+        floor = _child(FLOOR_CHILD, str(landing), ":memory:")
+        floors.append(floor["floor_s"])
+        floors_cpu.append(floor["cpu_s"])
         db = work / f"floor_{i}.duckdb"
         db.parent.mkdir(parents=True, exist_ok=True)
         file_floors.append(_child(FLOOR_CHILD, str(landing), str(db))["floor_s"])
         db.unlink(missing_ok=True)
-        cores.append(_child(CORE_CHILD, str(landing), str(work / f"run_{i}")))
+        at = os.getloadavg()[0]
+        cores.append(_child(CORE_CHILD, str(landing), str(work / f"run_{i}")) | {"load": at})
     core = min(cores, key=lambda c: c["total_s"])
     floor, file_floor = min(floors), min(file_floors)
     return {
@@ -136,6 +154,9 @@ def bench_landing(landing: Path, work: Path, repeat: int = 1) -> dict:
         "floor_runs_s": floors,
         "floor_file_s": file_floor,
         "ratio": core["total_s"] / floor,
+        "core_cpu_runs_s": [c["cpu_s"] for c in cores],
+        "floor_cpu_s": min(floors_cpu),
+        "ratio_cpu": min(c["cpu_s"] for c in cores) / min(floors_cpu),
         "ratio_file": core["total_s"] / file_floor,
         "rows_per_s": core["rows_read"] / core["total_s"],
     }
@@ -206,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     stages = list(results[0]["stages_s"])  # pipeline order
     header = ["patients", "rows", *stages, "core_s", "+report_s", "floor_s", "ratio"]
-    header += ["floor_file_s", "ratio_file", "rss_MiB", "rows/s", "exp"]
+    header += ["floor_file_s", "ratio_file", "cpu_s", "floor_cpu_s", "ratio_cpu", "load"]
+    header += ["rss_MiB", "rows/s", "exp"]
     print(" | ".join(f"{h:>12}" for h in header))
     for r in results:
         cells = [
@@ -219,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['ratio']:.2f}",
             f"{r['floor_file_s']:.2f}",
             f"{r['ratio_file']:.2f}",
+            f"{min(r['core_cpu_runs_s']):.2f}",
+            f"{r['floor_cpu_s']:.2f}",
+            f"{r['ratio_cpu']:.2f}",
+            f"{r['load']:.1f}",
             f"{r['peak_rss_bytes'] / 2**20:.0f}",
             f"{r['rows_per_s']:.0f}",
             f"{r.get('scaling_exponent', float('nan')):.2f}",

@@ -43,6 +43,11 @@ def test_pipeline_benchmark_reports_ratio_memory_scaling_and_targets(tmp_path):
         assert r["floor_s"] == min(r["floor_runs_s"])
         assert math.isclose(r["ratio"], r["total_s"] / r["floor_s"])
         assert math.isclose(r["ratio_file"], r["total_s"] / r["floor_file_s"])
+        assert len(r["core_cpu_runs_s"]) == 2 and r["cpu_s"] in r["core_cpu_runs_s"]
+        assert math.isclose(r["ratio_cpu"], min(r["core_cpu_runs_s"]) / r["floor_cpu_s"])
+        # the core's CPU is the sum of its stages' (report excluded) and the little between
+        stage_cpu = sum(v for k, v in r["stages_cpu_s"].items() if k != "report")
+        assert stage_cpu <= r["cpu_s"] <= stage_cpu + 2.0
         assert r["peak_rss_bytes"] > 50 * 2**20
         assert r["rows_read"] > 0
         assert set(r["stages_s"]) >= {"ingest", "load", "transform", "publish"}
@@ -58,7 +63,7 @@ def test_pipeline_benchmark_reports_ratio_memory_scaling_and_targets(tmp_path):
     assert doc["targets"][0]["met"] == (large["ratio"] <= 4.0)
     assert "target: core at most 4x the floor:" in run.stdout
     header = run.stdout.splitlines()[0]
-    for column in ("core_s", "floor_s", "ratio", "rss_MiB", "exp"):
+    for column in ("core_s", "floor_s", "ratio", "ratio_cpu", "load", "rss_MiB", "exp"):
         assert column in header
 
 
@@ -96,6 +101,7 @@ def test_issue20_report_prints_every_figure_of_the_issue_with_a_verdict(tmp_path
     # the 150-patient core run is measured, but not at a size the issue judges
     small = next(f for f in figures if f["figure"].startswith("core / in-memory floor, 150"))
     assert small["verdict"] == "not measured here" and "x (" in small["measured"]
+    assert "CPU s)" in small["measured"]  # CPU seconds beside the wall ratio (loaded machine)
     dask = next(f for f in figures if f["figure"].startswith("Dask path"))
     assert dask["verdict"] == "not measured here"  # quick mode: the command is given
     assert "dask_benchmark.py --patients 300000" in dask["note"]

@@ -270,3 +270,66 @@ def test_stage_memory_reports_a_peak_per_stage_and_ingest_step(tmp_path):
     gib = result["peak_rss_bytes"] / 2**30
     assert f"peak RSS (ru_maxrss) {gib:.3f} GiB" in run.stdout
     assert "ingest: validate_tables" in run.stdout
+
+
+def test_restricted_types_measures_each_layout_on_the_same_values(tmp_path):
+    import duckdb
+
+    out = tmp_path / "types.json"
+    run = _run_benchmark(
+        "restricted_types.py",
+        "--patients",
+        "40",
+        "--repeat",
+        "1",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--out",
+        str(out),
+    )
+    doc = json.loads(out.read_text())
+    assert list(doc["results"]["append"]) == ["varchar", "enum_key", "enum_lineage", "file_id"]
+    assert list(doc["results"]["transform"]) == ["varchar", "enum_key", "file_id_views"]
+    for runs in [*doc["results"]["append"].values(), *doc["results"]["transform"].values()]:
+        assert len(runs) == 1 and runs[0]["cpu_s"] > 0 and runs[0]["wall_s"] > 0
+    assert set(doc["join_cpu_s"]) == {"varchar=varchar", "enum=enum", "enum=varchar"}
+    for variant in ("enum_key", "file_id_views"):
+        eq = doc["curated_values_equal"][variant]
+        assert eq["tables"] >= 8 and eq["differ"] == []
+        assert f"{variant}: curated tables with the same values as varchar: " in run.stdout
+    prepared = tmp_path / "work" / "prepared"
+    # the layouts measured are the ones described: an ENUM key, views over a file id
+    con = duckdb.connect(str(prepared / "enum_key.duckdb"), read_only=True)
+    types = dict(
+        con.execute(
+            "SELECT table_name, data_type FROM duckdb_columns() "
+            "WHERE schema_name = 'staging' AND column_name = 'patient_key'"
+        ).fetchall()
+    )
+    con.close()
+    assert types and all(t.startswith("ENUM(") for t in types.values())
+    con = duckdb.connect(str(prepared / "file_id_views.duckdb"), read_only=True)
+    views = {
+        v
+        for (v,) in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE schema_name = 'staging'"
+        ).fetchall()
+    }
+    shown = [
+        c
+        for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'staging' "
+            "AND table_name = 'patients' ORDER BY column_index"
+        ).fetchall()
+    ]
+    stored = [
+        c
+        for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'staging_rows' "
+            "AND table_name = 'patients' ORDER BY column_index"
+        ).fetchall()
+    ]
+    con.close()
+    assert "patients" in views
+    assert {"_source_file", "_file_sha256", "_run_id"} <= set(shown)
+    assert "_file_id" in stored and "_source_file" not in stored

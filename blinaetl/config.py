@@ -28,6 +28,8 @@ class RunConfig:
     date_shift: bool = False  # publish curated.patient_dates with per-patient shifted dates
     secret_block: str | None = None  # Prefect Secret block holding the key (env var wins)
     gx: bool = True  # Great Expectations checkpoint and Data Docs in the report stage
+    # study_report.html in the report stage (its child process reads the published views)
+    study_report: bool = True
     skip_unchanged: bool = False  # skip the run when no landing file or definition changed
     # read every landing file again instead of taking unchanged ones from the per-file cache
     full: bool = False
@@ -89,6 +91,7 @@ RUN_CONFIG_KEYS = {
     "max_patient_drop_pct",
     "accept_drop",
     "gx",
+    "study_report",
 }
 
 

@@ -375,7 +375,8 @@ def stage_report(
             if cfg.gx:
                 children["gx"].submit_checkpoint(cfg.analytics_path, cfg.report_dir)
                 wait_gx = children["gx"].result
-            children["study"].submit_report(cfg.analytics_path, cfg.report_dir)
+            if cfg.study_report:
+                children["study"].submit_report(cfg.analytics_path, cfg.report_dir)
         # the steward report waits for the checkpoint's summary before its manifest and
         # index.html (which links the Data Docs the checkpoint wrote)
         out = write_run_report(cfg, result, timings, None, gate_outcome, wait_gx=wait_gx)
@@ -393,8 +394,9 @@ _REPORT_CHILDREN: dict[str, dict[str, Any]] = {}
 
 
 def _report_kinds(cfg: RunConfig) -> tuple[str, ...]:
-    """The report children a run has: the study report, and the GX checkpoint unless disabled."""
-    return ("gx", "study") if cfg.gx else ("study",)
+    """The report children a run has: the GX checkpoint and the study report, each unless
+    disabled (`RunConfig.gx`, `RunConfig.study_report`)."""
+    return tuple(k for k, on in (("gx", cfg.gx), ("study", cfg.study_report)) if on)
 
 
 def _new_child(kind: str) -> Any:

@@ -182,12 +182,14 @@ def pipeline_flow(
     accept_drop: list[str] | None = None,
     full: bool = False,
     gx: bool = True,
+    study_report: bool = True,
 ) -> Any:
     """Ingest, validate, load, harmonize, curate, publish and report one landing folder.
 
     `config` names a run-config YAML (see config/demo.yaml) whose values replace the others.
     `gx=False` leaves out the Great Expectations checkpoint and its Data Docs (the report
-    stage's slowest part; the steward report then says the checkpoint was not run).
+    stage's slowest part; the steward report then says the checkpoint was not run);
+    `study_report=False` leaves out study_report.html (and the steward report's link to it).
     Final state: `Completed` when published and clean; `Completed` named "Needs attention"
     when published with files or checks for a steward; `Failed` with the gate's reasons when
     the publish gate refused publication (the last published database stays live).
@@ -206,6 +208,7 @@ def pipeline_flow(
         "accept_drop": accept_drop or [],
         "full": full,
         "gx": gx,
+        "study_report": study_report,
     }
     if config:
         settings |= load_run_config(Path(config))
@@ -223,6 +226,7 @@ def pipeline_flow(
         accept_drop=tuple(settings["accept_drop"] or ()),
         full=bool(settings["full"]),
         gx=bool(settings["gx"]),
+        study_report=bool(settings["study_report"]),
     )
     try:
         summary, result = core.run_pipeline(

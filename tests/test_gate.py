@@ -141,7 +141,12 @@ def published(tmp_path_factory, cohort):
     root = tmp_path_factory.mktemp("gate")
     landing = cohort
     cfg = RunConfig(
-        landing=landing, warehouse=root / "wh", reports=root / "rp", demo=True, gx=False
+        landing=landing,
+        warehouse=root / "wh",
+        reports=root / "rp",
+        demo=True,
+        gx=False,
+        study_report=False,
     )
     summary, _ = run_pipeline(cfg)
     return root, landing, cfg, summary
@@ -166,7 +171,12 @@ def test_good_run_publishes_and_records_its_profile(published):
 def test_the_same_delivery_again_passes_the_gate(published):
     _, landing, cfg, _ = published
     again = RunConfig(
-        landing=landing, warehouse=cfg.warehouse, reports=cfg.reports, demo=True, gx=False
+        landing=landing,
+        warehouse=cfg.warehouse,
+        reports=cfg.reports,
+        demo=True,
+        gx=False,
+        study_report=False,
     )
     summary, _ = run_pipeline(again)
     assert summary.gate == {
@@ -210,7 +220,12 @@ def test_renamed_header_in_one_sites_patients_file_is_refused(published, capsys)
     assert (
         unchanged_since_last_run(
             RunConfig(
-                landing=broken, warehouse=cfg.warehouse, reports=cfg.reports, demo=True, gx=False
+                landing=broken,
+                warehouse=cfg.warehouse,
+                reports=cfg.reports,
+                demo=True,
+                gx=False,
+                study_report=False,
             )
         )
         is None
@@ -230,7 +245,12 @@ def test_all_quarantined_delivery_is_refused_and_says_why(published):
     )
     before = content_hashes(cfg.analytics_path)
     run = RunConfig(
-        landing=broken, warehouse=cfg.warehouse, reports=cfg.reports, demo=True, gx=False
+        landing=broken,
+        warehouse=cfg.warehouse,
+        reports=cfg.reports,
+        demo=True,
+        gx=False,
+        study_report=False,
     )
     with pytest.raises(PublicationRefused) as refused:
         run_pipeline(run)
@@ -249,7 +269,12 @@ def test_accepted_drop_is_published_and_reported(published):
     shutil.rmtree(smaller / "clinical" / "SITE02")
     shutil.rmtree(smaller / "imaging" / "SITE02")
     run = RunConfig(
-        landing=smaller, warehouse=cfg.warehouse, reports=cfg.reports, demo=True, gx=False
+        landing=smaller,
+        warehouse=cfg.warehouse,
+        reports=cfg.reports,
+        demo=True,
+        gx=False,
+        study_report=False,
     )
     with pytest.raises(PublicationRefused) as refused:
         run_pipeline(run)
@@ -275,6 +300,7 @@ def test_accepted_drop_is_published_and_reported(published):
         reports=cfg.reports,
         demo=True,
         gx=False,
+        study_report=False,
         accept_drop=accept,
     )
     summary, _ = run_pipeline(again)
@@ -295,7 +321,7 @@ out = {}
 for name, landing in (("routine", good), ("gated", broken)):
     # the run states are the gate's; the checkpoint is off, as in the gate's other runs
     state = pipeline_flow(
-        landing=landing, warehouse=wh, reports=rp, demo=True, gx=False, return_state=True
+        landing=landing, warehouse=wh, reports=rp, demo=True, gx=False, study_report=False, return_state=True
     )
     out[name] = {"type": state.type.value, "name": state.name, "message": state.message or ""}
 print(json.dumps(out))

@@ -134,7 +134,14 @@ def first_run(tmp_path_factory, cohort) -> Path:
     running the pipeline for it each time."""
     root = tmp_path_factory.mktemp("orch_first_run")
     run_pipeline(
-        RunConfig(landing=cohort, warehouse=root / "wh", reports=root / "rp", demo=True, gx=False)
+        RunConfig(
+            landing=cohort,
+            warehouse=root / "wh",
+            reports=root / "rp",
+            demo=True,
+            gx=False,
+            study_report=False,
+        )
     )
     return root
 
@@ -147,16 +154,31 @@ def _published(first_run: Path, tmp_path: Path, cohort: Path) -> RunConfig:
     for name in ("wh", "rp"):
         shutil.copytree(first_run / name, tmp_path / name)
     return RunConfig(
-        landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True, gx=False
+        landing=cohort,
+        warehouse=tmp_path / "wh",
+        reports=tmp_path / "rp",
+        demo=True,
+        gx=False,
+        study_report=False,
     )
 
 
 def test_same_inputs_give_identical_results(tmp_path, cohort):
     a = RunConfig(
-        landing=cohort, warehouse=tmp_path / "a", reports=tmp_path / "ra", demo=True, gx=False
+        landing=cohort,
+        warehouse=tmp_path / "a",
+        reports=tmp_path / "ra",
+        demo=True,
+        gx=False,
+        study_report=False,
     )
     b = RunConfig(
-        landing=cohort, warehouse=tmp_path / "b", reports=tmp_path / "rb", demo=True, gx=False
+        landing=cohort,
+        warehouse=tmp_path / "b",
+        reports=tmp_path / "rb",
+        demo=True,
+        gx=False,
+        study_report=False,
     )
     run_pipeline(a)
     run_pipeline(b)
@@ -165,7 +187,12 @@ def test_same_inputs_give_identical_results(tmp_path, cohort):
     assert ha == hb
     run_pipeline(
         RunConfig(
-            landing=cohort, warehouse=tmp_path / "a", reports=tmp_path / "ra", demo=True, gx=False
+            landing=cohort,
+            warehouse=tmp_path / "a",
+            reports=tmp_path / "ra",
+            demo=True,
+            gx=False,
+            study_report=False,
         )
     )
     assert content_hashes(a.analytics_path) == ha, (
@@ -186,6 +213,7 @@ def test_second_writer_exits_clearly_and_changes_nothing(tmp_path, cohort, first
                     reports=tmp_path / "rp",
                     demo=True,
                     gx=False,
+                    study_report=False,
                 )
             )
         out = subprocess.run(
@@ -270,7 +298,12 @@ def test_run_killed_at_any_stage_leaves_the_published_database_intact(
     # the next run succeeds (the lock died with the killed process) and cleans up
     run_pipeline(
         RunConfig(
-            landing=cohort, warehouse=tmp_path / "wh", reports=tmp_path / "rp", demo=True, gx=False
+            landing=cohort,
+            warehouse=tmp_path / "wh",
+            reports=tmp_path / "rp",
+            demo=True,
+            gx=False,
+            study_report=False,
         )
     )
     assert content_hashes(cfg.analytics_path) == before
@@ -291,6 +324,7 @@ def test_publish_swaps_while_a_reader_holds_the_old_file(tmp_path, cohort, first
                 reports=tmp_path / "rp",
                 demo=True,
                 gx=False,
+                study_report=False,
             )
         )
         assert os.stat(cfg.analytics_path).st_ino != old_inode, "a new file was swapped in"
@@ -308,6 +342,7 @@ def test_run_with_no_changed_input_can_be_skipped(tmp_path, cohort):
         reports=tmp_path / "rp",
         demo=True,
         gx=False,
+        study_report=False,
         skip_unchanged=True,
     )
     run_pipeline(cfg)
@@ -319,6 +354,7 @@ def test_run_with_no_changed_input_can_be_skipped(tmp_path, cohort):
                 reports=tmp_path / "rp",
                 demo=True,
                 gx=False,
+                study_report=False,
                 skip_unchanged=True,
             )
         )
@@ -329,6 +365,7 @@ def test_run_with_no_changed_input_can_be_skipped(tmp_path, cohort):
         reports=tmp_path / "rp",
         demo=True,
         gx=False,
+        study_report=False,
         skip_unchanged=True,
         definitions={"hct_landmark_day": 120},
     )
@@ -359,6 +396,7 @@ def test_a_curated_table_refused_at_transform_publishes_nothing_and_leaves_no_bu
                 reports=tmp_path / "rp",
                 demo=True,
                 gx=False,
+                study_report=False,
                 # the inputs are the published run's: an incremental run would reuse its build
                 # (blinaetl/ingest/reuse.py) and never reach the transform this test refuses
                 full=True,

@@ -35,7 +35,7 @@ from blinaetl.pipeline import RunConfig, run_pipeline
 
 run_pipeline(
     RunConfig(
-        landing=landing, warehouse=warehouse, reports=reports, demo=True, gx=False,
+        landing=landing, warehouse=warehouse, reports=reports, demo=True, gx=False, study_report=False,
         definitions={"hct_landmark_day": 90},
     )
 )
@@ -66,7 +66,14 @@ def test_a_crash_at_the_swap_leaves_the_old_database_and_the_next_run_publishes(
     generate(cohort, n_patients=12, seed=3)
     landing, warehouse, reports = cohort / "landing", tmp_path / "wh", tmp_path / "reports"
     run_pipeline(
-        RunConfig(landing=landing, warehouse=warehouse, reports=reports, demo=True, gx=False)
+        RunConfig(
+            landing=landing,
+            warehouse=warehouse,
+            reports=reports,
+            demo=True,
+            gx=False,
+            study_report=False,
+        )
     )
     live = warehouse / "blina.duckdb"
     old_sha = _sha(live)
@@ -91,6 +98,7 @@ def test_a_crash_at_the_swap_leaves_the_old_database_and_the_next_run_publishes(
             reports=reports,
             demo=True,
             gx=False,
+            study_report=False,
             definitions={"hct_landmark_day": 90},
         )
     )

@@ -58,7 +58,12 @@ def five_runs(tmp_path_factory):
     for path, blasts, reverse in versions:
         (landing / path).write_text(_extract(original, row, blasts, reverse), encoding="utf-8")
         cfg = RunConfig(
-            landing=landing, warehouse=root / "wh", reports=reports, demo=True, gx=False
+            landing=landing,
+            warehouse=root / "wh",
+            reports=reports,
+            demo=True,
+            gx=False,
+            study_report=False,
         )
         summary, _ = run_pipeline(cfg)
         listings.append(pl.read_csv(summary.report_dir / "queries.csv", infer_schema=False))

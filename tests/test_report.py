@@ -66,7 +66,14 @@ def two_runs(tmp_path_factory):
     # the lifecycle, the superseded extract and the changes section are read from the
     # queries and the steward report; the Great Expectations checkpoint is off (gx=False),
     # tests/test_gx.py, tests/test_report_children.py and the demo run test it
-    first = RunConfig(landing=landing, warehouse=root / "wh", reports=reports, demo=True, gx=False)
+    first = RunConfig(
+        landing=landing,
+        warehouse=root / "wh",
+        reports=reports,
+        demo=True,
+        gx=False,
+        study_report=False,
+    )
     run_pipeline(first)
     defects = pl.read_csv(cohort / "truth" / "defects.csv", infer_schema=False).filter(
         pl.col("file") == ASM
@@ -100,7 +107,14 @@ def two_runs(tmp_path_factory):
         .alias("marrow_blasts_pct")
     ).drop("_i")
     (landing / ASM_NEW).write_text(frame.write_csv())
-    second = RunConfig(landing=landing, warehouse=root / "wh", reports=reports, demo=True, gx=False)
+    second = RunConfig(
+        landing=landing,
+        warehouse=root / "wh",
+        reports=reports,
+        demo=True,
+        gx=False,
+        study_report=False,
+    )
     summary2, result2 = run_pipeline(second)
     q1 = pl.read_csv(reports / first.run_id / "queries.csv", infer_schema=False)
     q2 = pl.read_csv(summary2.report_dir / "queries.csv", infer_schema=False)
@@ -134,3 +148,14 @@ def test_second_run_supersedes_the_old_extract_and_reports_changes(two_runs):
     html = (summary2.report_dir / "index.html").read_text()
     assert "Compared with run" in html
     assert Path(summary2.report_dir / "patients_snapshot.parquet").exists()
+
+
+def test_a_run_without_the_study_report_writes_none_and_links_none(two_runs):
+    # two_runs runs with study_report=False: no child writes it, and the steward report's
+    # contents line does not point at a missing file (the demo run tests the other side)
+    summary2 = two_runs[5]
+    assert summary2.gate is None or summary2.gate.get("published", True), "it was published"
+    assert not (summary2.report_dir / "study_report.html").exists()
+    index = (summary2.report_dir / "index.html").read_text()
+    assert 'href="study_report.html"' not in index
+    assert 'href="#files"' in index, "the contents line itself is still there"

@@ -68,6 +68,12 @@ def test_study_report_shows_the_seed_analyses_from_the_views(demo_run):
     ):
         assert f'id="{section}"' in html, section
     assert html.count("data:image/png;base64,") >= 7, "six KM figures and the incidence plot"
+    # the steward report's contents line links it (a run with study_report=False does not:
+    # tests/test_report.py)
+    assert (
+        '<a href="study_report.html">study report</a>'
+        in (summary.report_dir / "index.html").read_text()
+    )
     assert "0.000<" not in html, "p-values print as <0.001, not 0.000"
     assert "Days from the landmark (day 100)" not in html  # axis labels are inside the images
     truth = _truth_counts(pl.read_csv(cohort / "truth" / "patients.csv", infer_schema=False))

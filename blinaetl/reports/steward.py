@@ -292,6 +292,7 @@ def write_run_report(
         listings=_steward_listings(cfg),
         disappeared=result.disappeared.height,
         has_data_docs=(out / "data_docs" / "index.html").exists(),
+        has_study_report=getattr(cfg, "study_report", True),  # written by the study child
         gx=gx_summary,
     )
     (out / "index.html").write_text(html, encoding="utf-8")

@@ -159,3 +159,15 @@ def test_a_run_without_the_study_report_writes_none_and_links_none(two_runs):
     index = (summary2.report_dir / "index.html").read_text()
     assert 'href="study_report.html"' not in index
     assert 'href="#files"' in index, "the contents line itself is still there"
+
+
+def test_the_run_config_key_study_report_is_read_and_a_misspelling_is_refused(tmp_path):
+    from blinaetl.config import load_run_config
+
+    good = tmp_path / "run.yaml"
+    good.write_text("landing: x\nstudy_report: false\ngx: false\n")
+    assert load_run_config(good) == {"landing": "x", "study_report": False, "gx": False}
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("landing: x\nstudy_reports: false\n")
+    with pytest.raises(KeyError, match=r"typo\.yaml: unknown key\(s\) study_reports; allowed: "):
+        load_run_config(bad)

@@ -28,7 +28,7 @@ from blinaetl import pipeline as core  # noqa: E402
 from blinaetl.config import load_run_config  # noqa: E402
 from blinaetl.ingest import landing as ingestion  # noqa: E402
 
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
+IO_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": [2, 10]}
 
 
 @task(name="plan-files", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -74,7 +74,7 @@ def ingest(cfg: core.RunConfig) -> Any:
     futures = iter(read_file.map(todo, unmapped(plan), unmapped(cfg.run_id)) if todo else [])
     outcomes = [hit if hit is not None else next(futures).result() for hit in found]
     ingestion.store_outcomes(plan, outcomes, cache)
-    result = validate(plan, outcomes, cfg)
+    result: Any = validate(plan, outcomes, cfg)
     result.reused = sorted(cache.reused)
     return result
 
@@ -194,7 +194,7 @@ def pipeline_flow(
     when published with files or checks for a steward; `Failed` with the gate's reasons when
     the publish gate refused publication (the last published database stays live).
     """
-    settings = {
+    settings: dict[str, Any] = {
         "landing": landing,
         "warehouse": warehouse,
         "reports": reports,
@@ -258,7 +258,7 @@ def pipeline_flow(
     return summary.as_dict()
 
 
-def with_task_runner(dask_address: str | None = None, dask_workers: int | None = None):
+def with_task_runner(dask_address: str | None = None, dask_workers: int | None = None) -> Any:
     """The flow on a Dask cluster (an address, or a local cluster of n workers), else as is."""
     address = dask_address or os.environ.get("BLINAETL_DASK_ADDRESS")
     if not address and not dask_workers:
@@ -271,7 +271,10 @@ def with_task_runner(dask_address: str | None = None, dask_workers: int | None =
         runner = DaskTaskRunner(
             cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1, "processes": True}
         )
-    return pipeline_flow.with_options(task_runner=runner)
+    # Prefect annotates `task_runner` as TaskRunner[PrefectFuture[Any]], and TaskRunner is
+    # invariant in its future type, so mypy refuses prefect-dask's documented runner
+    # (a TaskRunner[PrefectDaskFuture]) here
+    return pipeline_flow.with_options(task_runner=runner)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from blinaetl.ingest.fingerprint import unchanged_since_last_run
 from blinaetl.pipeline import query, run_pipeline
 from blinaetl.synth import generate
 from blinaetl.warehouse.gate import GateFinding, Profile, PublicationRefused, gate_findings
+from tests.runs import warehouse_run
 
 from .test_orchestration import content_hashes
 
@@ -140,14 +141,7 @@ def cohort(tmp_path_factory) -> Path:
 def published(tmp_path_factory, cohort):
     root = tmp_path_factory.mktemp("gate")
     landing = cohort
-    cfg = RunConfig(
-        landing=landing,
-        warehouse=root / "wh",
-        reports=root / "rp",
-        demo=True,
-        gx=False,
-        study_report=False,
-    )
+    cfg = warehouse_run(landing, root / "wh", root / "rp")
     summary, _ = run_pipeline(cfg)
     return root, landing, cfg, summary
 
@@ -170,14 +164,7 @@ def test_good_run_publishes_and_records_its_profile(published):
 
 def test_the_same_delivery_again_passes_the_gate(published):
     _, landing, cfg, _ = published
-    again = RunConfig(
-        landing=landing,
-        warehouse=cfg.warehouse,
-        reports=cfg.reports,
-        demo=True,
-        gx=False,
-        study_report=False,
-    )
+    again = warehouse_run(landing, cfg.warehouse, cfg.reports)
     summary, _ = run_pipeline(again)
     assert summary.gate == {
         "published": True,
@@ -217,19 +204,9 @@ def test_renamed_header_in_one_sites_patients_file_is_refused(published, capsys)
     assert "<strong>Fix:</strong> add the columns to the extract" in html
     assert manifest["files"][0]["fix"] is not None or any(f["fix"] for f in manifest["files"])
     assert not (latest / "patients_snapshot.parquet").exists()
-    assert (
-        unchanged_since_last_run(
-            RunConfig(
-                landing=broken,
-                warehouse=cfg.warehouse,
-                reports=cfg.reports,
-                demo=True,
-                gx=False,
-                study_report=False,
-            )
-        )
-        is None
-    ), "a refused run is never 'unchanged'"
+    assert unchanged_since_last_run(warehouse_run(broken, cfg.warehouse, cfg.reports)) is None, (
+        "a refused run is never 'unchanged'"
+    )
 
 
 def test_all_quarantined_delivery_is_refused_and_says_why(published):
@@ -244,14 +221,7 @@ def test_all_quarantined_delivery_is_refused_and_says_why(published):
         frame.with_columns(pl.lit(None, pl.Utf8).alias("MRN")).write_csv().encode("latin-1")
     )
     before = content_hashes(cfg.analytics_path)
-    run = RunConfig(
-        landing=broken,
-        warehouse=cfg.warehouse,
-        reports=cfg.reports,
-        demo=True,
-        gx=False,
-        study_report=False,
-    )
+    run = warehouse_run(broken, cfg.warehouse, cfg.reports)
     with pytest.raises(PublicationRefused) as refused:
         run_pipeline(run)
     assert content_hashes(cfg.analytics_path) == before
@@ -268,14 +238,7 @@ def test_accepted_drop_is_published_and_reported(published):
     smaller = _variant(root, landing, "site02_gone")
     shutil.rmtree(smaller / "clinical" / "SITE02")
     shutil.rmtree(smaller / "imaging" / "SITE02")
-    run = RunConfig(
-        landing=smaller,
-        warehouse=cfg.warehouse,
-        reports=cfg.reports,
-        demo=True,
-        gx=False,
-        study_report=False,
-    )
+    run = warehouse_run(smaller, cfg.warehouse, cfg.reports)
     with pytest.raises(PublicationRefused) as refused:
         run_pipeline(run)
     tokens = {f.token for f in refused.value.findings}
@@ -294,15 +257,7 @@ def test_accepted_drop_is_published_and_reported(published):
         )[0]
         assert rows > 0 and other_sites == 0, (token, rows, other_sites)
     accept = tuple(sorted(tokens))
-    again = RunConfig(
-        landing=smaller,
-        warehouse=cfg.warehouse,
-        reports=cfg.reports,
-        demo=True,
-        gx=False,
-        study_report=False,
-        accept_drop=accept,
-    )
+    again = warehouse_run(smaller, cfg.warehouse, cfg.reports, accept_drop=accept)
     summary, _ = run_pipeline(again)
     assert summary.gate["published"] is True
     assert {f["token"] for f in summary.gate["accepted"]} == tokens

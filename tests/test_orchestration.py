@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from blinaetl.pipeline import STAGES, RunConfig, RunLockedError, run_pipeline, warehouse_lock
+from tests.runs import warehouse_run
 
 
 def content_hashes(db: Path) -> dict[str, str]:
@@ -114,10 +115,11 @@ def test_frames_keep_every_value_and_type_the_pipeline_writes(tmp_path):
 
 
 # Every run here is about the warehouse (atomic publish, killed runs, determinism, the lock),
-# so the Great Expectations checkpoint is off (`gx=False`): it only reads the published file
-# and writes Data Docs into the report folder, and its child process cost about 5.6 s CPU per
-# run (2026-12-02, in-process warm runs of this cohort: 12.5 s CPU with it, 6.9 s without).
-# tests/test_gx.py, tests/test_report_children.py and the demo run test the checkpoint.
+# so the Great Expectations checkpoint and the study report are off (`warehouse_run`): they
+# only read the published file and write into the report folder, and their child processes
+# cost about 5.6 and 3.1 s CPU per run (2026-12-02, in-process warm runs of this cohort:
+# 12.5 s CPU with both). tests/test_gx.py, tests/test_report_children.py,
+# tests/test_study_report.py and the demo run test them; the killed-run children keep both.
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> Path:
     from blinaetl.synth import generate
@@ -133,16 +135,7 @@ def first_run(tmp_path_factory, cohort) -> Path:
     the tests that start from a published database take a copy of it (`_published`) instead of
     running the pipeline for it each time."""
     root = tmp_path_factory.mktemp("orch_first_run")
-    run_pipeline(
-        RunConfig(
-            landing=cohort,
-            warehouse=root / "wh",
-            reports=root / "rp",
-            demo=True,
-            gx=False,
-            study_report=False,
-        )
-    )
+    run_pipeline(warehouse_run(cohort, root / "wh", root / "rp"))
     return root
 
 
@@ -153,48 +146,18 @@ def _published(first_run: Path, tmp_path: Path, cohort: Path) -> RunConfig:
     first run. The database files hold no path of their own folder."""
     for name in ("wh", "rp"):
         shutil.copytree(first_run / name, tmp_path / name)
-    return RunConfig(
-        landing=cohort,
-        warehouse=tmp_path / "wh",
-        reports=tmp_path / "rp",
-        demo=True,
-        gx=False,
-        study_report=False,
-    )
+    return warehouse_run(cohort, tmp_path / "wh", tmp_path / "rp")
 
 
 def test_same_inputs_give_identical_results(tmp_path, cohort):
-    a = RunConfig(
-        landing=cohort,
-        warehouse=tmp_path / "a",
-        reports=tmp_path / "ra",
-        demo=True,
-        gx=False,
-        study_report=False,
-    )
-    b = RunConfig(
-        landing=cohort,
-        warehouse=tmp_path / "b",
-        reports=tmp_path / "rb",
-        demo=True,
-        gx=False,
-        study_report=False,
-    )
+    a = warehouse_run(cohort, tmp_path / "a", tmp_path / "ra")
+    b = warehouse_run(cohort, tmp_path / "b", tmp_path / "rb")
     run_pipeline(a)
     run_pipeline(b)
     ha, hb = content_hashes(a.analytics_path), content_hashes(b.analytics_path)
     assert len(ha) >= 10
     assert ha == hb
-    run_pipeline(
-        RunConfig(
-            landing=cohort,
-            warehouse=tmp_path / "a",
-            reports=tmp_path / "ra",
-            demo=True,
-            gx=False,
-            study_report=False,
-        )
-    )
+    run_pipeline(warehouse_run(cohort, tmp_path / "a", tmp_path / "ra"))
     assert content_hashes(a.analytics_path) == ha, (
         "a rerun over the same warehouse gives the same content"
     )
@@ -206,16 +169,7 @@ def test_second_writer_exits_clearly_and_changes_nothing(tmp_path, cohort, first
     mtime = cfg.analytics_path.stat().st_mtime_ns
     with warehouse_lock(cfg):
         with pytest.raises(RunLockedError, match="another blinaetl run"):
-            run_pipeline(
-                RunConfig(
-                    landing=cohort,
-                    warehouse=tmp_path / "wh",
-                    reports=tmp_path / "rp",
-                    demo=True,
-                    gx=False,
-                    study_report=False,
-                )
-            )
+            run_pipeline(warehouse_run(cohort, tmp_path / "wh", tmp_path / "rp"))
         out = subprocess.run(
             [
                 sys.executable,
@@ -296,16 +250,7 @@ def test_run_killed_at_any_stage_leaves_the_published_database_intact(
     assert content_hashes(cfg.analytics_path) == before
     assert not list(cfg.warehouse.glob(".*.building")) or stage in ("gate", "publish")
     # the next run succeeds (the lock died with the killed process) and cleans up
-    run_pipeline(
-        RunConfig(
-            landing=cohort,
-            warehouse=tmp_path / "wh",
-            reports=tmp_path / "rp",
-            demo=True,
-            gx=False,
-            study_report=False,
-        )
-    )
+    run_pipeline(warehouse_run(cohort, tmp_path / "wh", tmp_path / "rp"))
     assert content_hashes(cfg.analytics_path) == before
     assert not list(cfg.warehouse.glob(".*.building*")), (
         "leftovers of the killed run are cleaned up"
@@ -317,16 +262,7 @@ def test_publish_swaps_while_a_reader_holds_the_old_file(tmp_path, cohort, first
     reader = duckdb.connect(str(cfg.analytics_path), read_only=True)
     try:
         old_inode = os.stat(cfg.analytics_path).st_ino
-        run_pipeline(
-            RunConfig(
-                landing=cohort,
-                warehouse=tmp_path / "wh",
-                reports=tmp_path / "rp",
-                demo=True,
-                gx=False,
-                study_report=False,
-            )
-        )
+        run_pipeline(warehouse_run(cohort, tmp_path / "wh", tmp_path / "rp"))
         assert os.stat(cfg.analytics_path).st_ino != old_inode, "a new file was swapped in"
         assert reader.execute("SELECT count(*) FROM curated.patients").fetchone()[0] == 40
     finally:
@@ -336,36 +272,15 @@ def test_publish_swaps_while_a_reader_holds_the_old_file(tmp_path, cohort, first
 def test_run_with_no_changed_input_can_be_skipped(tmp_path, cohort):
     from blinaetl.pipeline import RunSkipped
 
-    cfg = RunConfig(
-        landing=cohort,
-        warehouse=tmp_path / "wh",
-        reports=tmp_path / "rp",
-        demo=True,
-        gx=False,
-        study_report=False,
-        skip_unchanged=True,
-    )
+    cfg = warehouse_run(cohort, tmp_path / "wh", tmp_path / "rp", skip_unchanged=True)
     run_pipeline(cfg)
     with pytest.raises(RunSkipped, match="nothing to do"):
-        run_pipeline(
-            RunConfig(
-                landing=cohort,
-                warehouse=tmp_path / "wh",
-                reports=tmp_path / "rp",
-                demo=True,
-                gx=False,
-                study_report=False,
-                skip_unchanged=True,
-            )
-        )
+        run_pipeline(warehouse_run(cohort, tmp_path / "wh", tmp_path / "rp", skip_unchanged=True))
     assert len(list((tmp_path / "rp").iterdir())) == 1, "the skipped run wrote no report"
-    changed = RunConfig(
-        landing=cohort,
-        warehouse=tmp_path / "wh",
-        reports=tmp_path / "rp",
-        demo=True,
-        gx=False,
-        study_report=False,
+    changed = warehouse_run(
+        cohort,
+        tmp_path / "wh",
+        tmp_path / "rp",
         skip_unchanged=True,
         definitions={"hct_landmark_day": 120},
     )

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import duckdb
 
-from blinaetl.pipeline import RunConfig, run_pipeline
+from blinaetl.pipeline import run_pipeline
 from blinaetl.synth import generate
+from tests.runs import warehouse_run
 
 CHILD = """
 import os, signal, sys
@@ -65,16 +66,7 @@ def test_a_crash_at_the_swap_leaves_the_old_database_and_the_next_run_publishes(
     cohort = tmp_path / "cohort"
     generate(cohort, n_patients=12, seed=3)
     landing, warehouse, reports = cohort / "landing", tmp_path / "wh", tmp_path / "reports"
-    run_pipeline(
-        RunConfig(
-            landing=landing,
-            warehouse=warehouse,
-            reports=reports,
-            demo=True,
-            gx=False,
-            study_report=False,
-        )
-    )
+    run_pipeline(warehouse_run(landing, warehouse, reports))
     live = warehouse / "blina.duckdb"
     old_sha = _sha(live)
     assert _landmark(live) == "100"
@@ -91,16 +83,6 @@ def test_a_crash_at_the_swap_leaves_the_old_database_and_the_next_run_publishes(
     assert _landmark(live) == "100"
 
     # the killed run's lock died with it; the next run removes its build file and publishes
-    run_pipeline(
-        RunConfig(
-            landing=landing,
-            warehouse=warehouse,
-            reports=reports,
-            demo=True,
-            gx=False,
-            study_report=False,
-            definitions={"hct_landmark_day": 90},
-        )
-    )
+    run_pipeline(warehouse_run(landing, warehouse, reports, definitions={"hct_landmark_day": 90}))
     assert _landmark(live) == "90"
     assert not list(warehouse.glob(".blina.duckdb.*")), "no build file left behind"

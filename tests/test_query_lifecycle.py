@@ -8,8 +8,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from blinaetl.pipeline import RunConfig, run_pipeline
+from blinaetl.pipeline import run_pipeline
 from blinaetl.synth import generate
+from tests.runs import warehouse_run
 
 ASM = "clinical/SITE01/assessments_20260901.csv"
 # later cumulative extracts of the same file, one per run
@@ -57,14 +58,7 @@ def five_runs(tmp_path_factory):
     listings, run_ids = [], []
     for path, blasts, reverse in versions:
         (landing / path).write_text(_extract(original, row, blasts, reverse), encoding="utf-8")
-        cfg = RunConfig(
-            landing=landing,
-            warehouse=root / "wh",
-            reports=reports,
-            demo=True,
-            gx=False,
-            study_report=False,
-        )
+        cfg = warehouse_run(landing, root / "wh", reports)
         summary, _ = run_pipeline(cfg)
         listings.append(pl.read_csv(summary.report_dir / "queries.csv", infer_schema=False))
         run_ids.append(cfg.run_id)

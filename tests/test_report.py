@@ -8,8 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from blinaetl.pipeline import RunConfig, run_pipeline
+from blinaetl.pipeline import run_pipeline
 from blinaetl.synth import generate
+from tests.runs import warehouse_run
 
 ASM = "clinical/SITE01/assessments_20260901.csv"
 ASM_NEW = "clinical/SITE01/assessments_20261001.csv"
@@ -64,16 +65,10 @@ def two_runs(tmp_path_factory):
     generate(cohort, n_patients=80, seed=41)
     landing, reports = cohort / "landing", root / "reports"
     # the lifecycle, the superseded extract and the changes section are read from the
-    # queries and the steward report; the Great Expectations checkpoint is off (gx=False),
-    # tests/test_gx.py, tests/test_report_children.py and the demo run test it
-    first = RunConfig(
-        landing=landing,
-        warehouse=root / "wh",
-        reports=reports,
-        demo=True,
-        gx=False,
-        study_report=False,
-    )
+    # queries and the steward report; the Great Expectations checkpoint and the study report
+    # are off (`warehouse_run`): tests/test_gx.py, tests/test_report_children.py,
+    # tests/test_study_report.py and the demo run test them
+    first = warehouse_run(landing, root / "wh", reports)
     run_pipeline(first)
     defects = pl.read_csv(cohort / "truth" / "defects.csv", infer_schema=False).filter(
         pl.col("file") == ASM
@@ -107,14 +102,7 @@ def two_runs(tmp_path_factory):
         .alias("marrow_blasts_pct")
     ).drop("_i")
     (landing / ASM_NEW).write_text(frame.write_csv())
-    second = RunConfig(
-        landing=landing,
-        warehouse=root / "wh",
-        reports=reports,
-        demo=True,
-        gx=False,
-        study_report=False,
-    )
+    second = warehouse_run(landing, root / "wh", reports)
     summary2, result2 = run_pipeline(second)
     q1 = pl.read_csv(reports / first.run_id / "queries.csv", infer_schema=False)
     q2 = pl.read_csv(summary2.report_dir / "queries.csv", infer_schema=False)

@@ -28,13 +28,11 @@ a cost difference is not a different result.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -249,23 +247,10 @@ def measure(work: Path, landing: Path, repeat: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--patients", type=int, default=100_000)
-    ap.add_argument("--seed", type=int, default=11)
-    ap.add_argument("--landing", type=Path, help="use this landing folder instead")
-    ap.add_argument("--workdir", type=Path, help="keep the cohort and databases here")
-    ap.add_argument("--repeat", type=int, default=2, help="runs per variant, interleaved")
+    ap = transform_storage.cohort_parser(__doc__)
     ap.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
-
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="blinaetl-types-"))
-    landing = args.landing
-    if landing is None:
-        landing = work / f"cohort_{args.patients}" / "landing"
-        if not landing.is_dir():
-            from blinaetl.synth import generate
-
-            generate(landing.parent, n_patients=args.patients, seed=args.seed)
+    work, landing = transform_storage.cohort_landing(args, "blinaetl-types-")
     doc = measure(work / "prepared", landing, args.repeat)
     print(f"{'stage':>9} | {'variant':>13} | {'cpu_s (min)':>11} | runs (cpu_s / wall_s / load)")
     for stage, variants in doc["results"].items():

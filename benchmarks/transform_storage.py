@@ -114,16 +114,22 @@ def child(code: str, *args: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def cohort_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options of a benchmark on one cohort: its size and seed or a landing folder, the
+    work folder and the runs per variant (this script's and restricted_types.py's)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--patients", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--landing", type=Path, help="use this landing folder instead")
     ap.add_argument("--workdir", type=Path, help="keep the cohort and databases here")
     ap.add_argument("--repeat", type=int, default=2, help="runs per variant, interleaved")
-    args = ap.parse_args(argv)
+    return ap
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="blinaetl-transform-"))
+
+def cohort_landing(args: argparse.Namespace, prefix: str) -> tuple[Path, Path]:
+    """The work folder (`--workdir`, else a new temporary one) and the landing folder
+    (`--landing`, else the cohort of `--patients` and `--seed`, generated once into it)."""
+    work = args.workdir or Path(tempfile.mkdtemp(prefix=prefix))
     landing = args.landing
     if landing is None:
         landing = work / f"cohort_{args.patients}" / "landing"
@@ -131,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
             from blinaetl.synth import generate
 
             generate(landing.parent, n_patients=args.patients, seed=args.seed)
+    return work, landing
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = cohort_parser(__doc__).parse_args(argv)
+    work, landing = cohort_landing(args, "blinaetl-transform-")
     loaded = Path(child(PREPARE, str(landing), str(work / "prepared")))
     results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     for _ in range(args.repeat):

@@ -6,8 +6,8 @@
 Runs the pipeline (no Prefect, no GX; the statistical models of the publish stage not fitted
 unless `--with-models`) in a fresh child process, with a thread sampling the child's VmRSS
 every 20 ms. The run is cut into phases at the start and end of each stage and of the ingest
-steps (reading, combining, validating, the compact quarantine, root causes, accounting) and of
-each SQL layer; per phase it prints the peak RSS reached in it, the RSS at its end and its
+steps (reading each group of tables, combining, validating, the compact quarantine, releasing
+the group's files, root causes, accounting) and of each SQL layer; per phase it prints the peak RSS reached in it, the RSS at its end and its
 seconds. Memory figures do not depend on the machine's load; the seconds do.
 """
 
@@ -71,9 +71,10 @@ def wrap(module, name, label):
             mark("between steps")
     setattr(module, name, inner)
 
-for name in ("plan_files", "combine_frames", "compact_copies", "attribute_root_causes",
-             "account_files"):
+for name in ("plan_files", "combine_frames", "compact_copies", "release_frames",
+             "attribute_root_causes", "account_files"):
     wrap(ingest, name, f"ingest: {name}")
+wrap(ingest._GroupReader, "__call__", "ingest: read a table group")
 wrap(executor, "validate_tables", "ingest: validate_tables")
 wrap(database, "load_staging", "load: load_staging")
 wrap(models, "run_layer", "SQL layer")

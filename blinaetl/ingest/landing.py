@@ -50,7 +50,7 @@ from blinaetl.warehouse.quarantine import CopySegment, Quarantine
 
 if TYPE_CHECKING:
     from blinaetl.ingest.cache import FileCache
-    from blinaetl.validate.executor import ValidationOutcome
+    from blinaetl.validate.executor import Context, ValidationOutcome
 
 RAW_PREFIX = "__raw__"
 TRUE_WORDS = {"true", "t", "yes", "y", "1"}
@@ -1493,9 +1493,14 @@ def cached_outcomes(plan: Plan, cache: FileCache | None, run_id: str) -> list[Ma
         return list(pool.map(lambda job: _cached(job, plan, cache, run_id), plan.jobs))
 
 
-def store_outcomes(plan: Plan, outcomes: list[MappedFile | dict], cache: FileCache | None) -> None:
+def store_outcomes(
+    plan: Plan, outcomes: list[MappedFile | dict], cache: FileCache | None, prune: bool = True
+) -> None:
     """Write the files read this run (not taken from the cache) to the cache, then drop the
-    entries of files this run did not key (removed, changed or no longer matched)."""
+    entries of files this run did not key (removed, changed or no longer matched).
+
+    `prune=False` leaves the dropping to the caller (`FileCache.prune`), for a run that
+    stores its files table by table: only once every file of the run is keyed."""
     from concurrent.futures import ThreadPoolExecutor
 
     from blinaetl.ingest.cache import Entry
@@ -1523,7 +1528,28 @@ def store_outcomes(plan: Plan, outcomes: list[MappedFile | dict], cache: FileCac
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
         list(pool.map(save, todo))
-    cache.prune()
+    if prune:
+        cache.prune()
+
+
+# read (given the positions of the plan's jobs of one group of tables) -> the outcomes of those
+# jobs, in their order, and what to call before their frames are released
+ReadGroup = Callable[[list[int]], tuple[list["MappedFile | dict"], Callable[[], None]]]
+
+# the tables whose facts the cross-record checks of the others read (validate.executor._context)
+CONTEXT_TABLES = ("patients", "outcomes", "treatments")
+
+
+def table_groups(contracts: dict[str, Contract]) -> list[list[str]]:
+    """The run's tables in the groups they are read, validated and released in: the context
+    tables together first (the patients, then the outcomes and treatments are checked against
+    them, and the other tables against all three), then each other table alone, in validation
+    order."""
+    from blinaetl.validate.contracts import ORDER
+
+    tables = [t for t in ORDER if t in contracts] + [t for t in contracts if t not in ORDER]
+    first = [t for t in tables if t in CONTEXT_TABLES]
+    return ([first] if first else []) + [[t] for t in tables if t not in CONTEXT_TABLES]
 
 
 def ingest_landing(
@@ -1541,10 +1567,14 @@ def ingest_landing(
     """Read, map and validate every file of the landing folder.
 
     `accepted`: failures the sites confirmed as delivered (see `validate_tables`), or a
-    function giving them, called once the files are read (just before validation).
+    function giving them, called once, just before the first validation.
 
-    Files are read on a small thread pool (polars and fastexcel parse outside the GIL); the
-    outcomes keep the plan's order, so the result does not depend on which file finished first.
+    The files are read, validated and released table by table (`validate_by_table`): the
+    patients, outcomes and treatments files first, then each other table's files, so the run
+    holds the mapped files of one table at a time beside the validated tables, not every
+    mapped file of the run. A group's files are read on a small thread pool (polars and
+    fastexcel parse outside the GIL); the outcomes keep the plan's order, so the result does
+    not depend on which file finished first.
 
     `cache_dir` (in the restricted folder) turns on incremental runs: a file whose bytes and
     run context are unchanged is taken from the per-file cache (`blinaetl/ingest/cache.py`)
@@ -1552,47 +1582,68 @@ def ingest_landing(
     `full` reads every file (the cache is written afresh). `IngestResult.reused` names the
     files taken from the cache.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    say = progress or (lambda _m: None)
     preload_validation()
     plan = plan_files(landing, sources_dir, contracts_dir, definitions)
     cache = None
     if cache_dir is not None:
         cache = open_file_cache(plan, cache_dir, secret, definitions, full)
-    found = cached_outcomes(plan, cache, run_id)
-    todo = [job for job, hit in zip(plan.jobs, found, strict=True) if hit is None]
-    say(
-        f"reading {len(todo)} files"
-        + (f" ({len(plan.jobs) - len(todo)} unchanged)" if cache else "")
-    )
-    workers = max(1, min(len(todo), os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        read = iter(list(pool.map(lambda job: read_file(job, plan, run_id), todo)))
-    outcomes: list[MappedFile | dict] = [hit if hit is not None else next(read) for hit in found]
-    # the files read this run are written to the cache while validation runs (the frames are
-    # only read by both); the run ends after the writes
-    failed: list[BaseException] = []
-
-    def write() -> None:
-        try:
-            store_outcomes(plan, outcomes, cache)
-        except BaseException as exc:  # raised in the run's own thread below
-            failed.append(exc)
-
-    writer = threading.Thread(target=write, name="file-cache-writer")
-    writer.start()
-    say("validating")
+    reader = _GroupReader(plan, cache, run_id, progress or (lambda _m: None))
     try:
-        confirmed = accepted() if callable(accepted) else accepted
-        # the frames are released once validated, after the writer is done with them
-        result = validate_files(plan, outcomes, secret, confirmed, before_release=writer.join)
+        result = validate_by_table(plan, reader, secret, accepted)
     finally:
-        writer.join()
-    if failed:
-        raise failed[0]
+        for writer in reader.writers:
+            writer.join()
+    if reader.failed:
+        raise reader.failed[0]
+    if cache is not None:  # every file of the run is keyed: the others' entries are dropped
+        cache.prune()
     result.reused = sorted(cache.reused) if cache else []
     return result
+
+
+@dataclass
+class _GroupReader:
+    """`ReadGroup` of `ingest_landing`: a group's files from the per-file cache or read on a
+    small thread pool; the files read are written to the cache on a thread while their table
+    is validated (the frames are only read by both), waited for before they are released."""
+
+    plan: Plan
+    cache: FileCache | None
+    run_id: str
+    say: Callable[[str], None]
+    writers: list[threading.Thread] = field(default_factory=list)
+    failed: list[BaseException] = field(default_factory=list)
+
+    def __call__(self, at: list[int]) -> tuple[list[MappedFile | dict], Callable[[], None]]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        plan = self.plan
+        sub = dataclasses.replace(plan, jobs=[plan.jobs[i] for i in at], unmatched=[])
+        found = cached_outcomes(sub, self.cache, self.run_id)
+        todo = [job for job, hit in zip(sub.jobs, found, strict=True) if hit is None]
+        tables = ", ".join(dict.fromkeys(contracts_table(plan, job) for job in sub.jobs))
+        self.say(
+            f"reading {len(todo)} files"
+            + (f" ({len(sub.jobs) - len(todo)} unchanged)" if self.cache else "")
+            + (f" of {tables}" if tables else "")
+        )
+        workers = max(1, min(len(todo), os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            done = iter(list(pool.map(lambda job: read_file(job, plan, self.run_id), todo)))
+        outcomes: list[MappedFile | dict] = [h if h is not None else next(done) for h in found]
+        writer = threading.Thread(
+            target=self._write, args=(sub, outcomes), name="file-cache-writer"
+        )
+        self.writers.append(writer)
+        writer.start()
+        self.say("validating")
+        return outcomes, writer.join
+
+    def _write(self, sub: Plan, outcomes: list[MappedFile | dict]) -> None:
+        try:
+            store_outcomes(sub, outcomes, self.cache, prune=False)
+        except BaseException as exc:  # raised in the run's own thread by `ingest_landing`
+            self.failed.append(exc)
 
 
 def validate_files(
@@ -1602,56 +1653,228 @@ def validate_files(
     accepted: pl.DataFrame | None = None,
     before_release: Callable[[], None] | None = None,
 ) -> IngestResult:
-    """Choose the newest readable extract per source entry, validate, and account per file.
+    """`validate_by_table` of outcomes read before (one per job of the plan, in its order:
+    the flow's read tasks, `check-mapping`).
 
-    Once validated, the mapped files of `outcomes` are released in place (`release_frames`):
+    Each table's mapped files of `outcomes` are released in place once validated
+    (`release_frames`); `before_release` is called first (every time; the per-file cache
+    writer, which reads the frames, is waited for there); `outcomes` is not to be read again
+    afterwards.
+    """
+
+    def given(at: list[int]) -> tuple[list[MappedFile | dict], Callable[[], None]]:
+        return [outcomes[i] for i in at], before_release or (lambda: None)
+
+    return validate_by_table(plan, given, secret, accepted)
+
+
+def validate_by_table(
+    plan: Plan,
+    read: ReadGroup,
+    secret: bytes,
+    accepted: pl.DataFrame | Callable[[], pl.DataFrame] | None = None,
+) -> IngestResult:
+    """Per group of tables (`table_groups`): read its files (`read`), choose the newest
+    readable extract per source entry, validate, and release the mapped files; then account
+    per file over the whole run.
+
+    Once a group is validated, its mapped files are released in place (`release_frames`):
     their rows live on as the validated tables and the quarantine, and holding the delivered
-    text and the typed columns of every file besides them doubled the ingest stage's memory.
-    `before_release` is called first (the per-file cache writer, which reads the frames, is
-    waited for there); `outcomes` is not to be read again afterwards.
+    text and the typed columns of every file besides them set the ingest stage's peak. What
+    is read from the mapped frames themselves (date imputations, fields not collected,
+    disappeared records, the copies' quarantine, `raw_json`) is taken before. The patient
+    facts the other tables' cross-record checks read come from the first group (patients,
+    outcomes, treatments); the root causes and the accounting run once every group is done.
+
+    The result is the one of validating every file at once, in the same order
+    (`_ByTable.result`). `accepted` may be a function giving the confirmed failures, called
+    once, after the first group's files are read.
     """
     contracts = plan.contracts
-    mapped, file_rows, previous = choose_extracts(plan, outcomes)
-    mapped = _confirmed_copies(mapped, contracts, accepted)
-    combined = combine_frames(mapped, contracts, secret)
-    # what is read from the mapped frames themselves, before they are released below
-    date_imputations = _imputations(mapped, contracts, plan.partial_dates)
-    not_collected = _not_collected(mapped)
-    disappeared = _disappeared(mapped, previous, contracts, secret)
-    # imported here, after the work that does not need it: the import started on a thread at
-    # the start of the run (`preload_validation`), and a run that takes most files from the
-    # cache reaches this point before it is done (0.6 s of CPU, 1-3 s under load)
-    from blinaetl.validate.executor import validate_tables
+    run = _ByTable.of(plan)
+    confirmed = None if callable(accepted) else accepted
+    for group in table_groups(contracts):
+        at = [i for i, job in enumerate(plan.jobs) if contracts_table(plan, job) in group]
+        outcomes, before_release = read(at)
+        ranks, mapped, previous = run.choose(at, outcomes)
+        if callable(accepted):
+            confirmed, accepted = accepted(), None
+        mapped = _confirmed_copies(mapped, contracts, confirmed)
+        combined = combine_frames(mapped, {t: contracts[t] for t in group}, secret)
+        run.keep_file_facts(ranks, mapped, previous, secret)
+        # imported here, after the work that does not need it: the import started on a thread
+        # at the start of the run (`preload_validation`), and a run that takes most files from
+        # the cache reaches this point before it is done (0.6 s of CPU, 1-3 s under load)
+        from blinaetl.validate.executor import validate_tables
 
-    outcome = validate_tables(combined, contracts, accepted)
-    quarantine, dq_results = compact_copies(outcome, mapped, combined, contracts)
-    del combined, previous
-    if before_release is not None:
+        outcome = validate_tables(combined, contracts, confirmed, context=run.context)
+        run.context = outcome.context
+        quarantine, dq_results = compact_copies(outcome, mapped, combined, contracts)
+        del combined, previous
         before_release()
-    release_frames([*outcomes, *mapped])
-    source_sites = {s.source: s.site for s in plan.sources if s.kind == "clinical" and s.site}
-    quarantine, caused_by = attribute_root_causes(
-        quarantine, outcome.tables, file_rows, contracts, source_sites
-    )
-    file_rows.extend(account_files(mapped, quarantine, outcome.tables, caused_by))
-    return IngestResult(
-        date_imputations=date_imputations,
-        column_labels=list_column_labels(mapped),
-        not_collected=not_collected,
-        dq_results=pl.concat(
-            [dq_results, _not_collected_dq(not_collected, contracts)],
-            how="vertical_relaxed",
-        ),
-        mappings=[
-            {"source_id": s.source, "path": str(s.path.resolve()), "sha256": s.sha256}
-            for s in plan.sources
-        ],
-        source_sites=source_sites,
-        disappeared=disappeared,
-        tables=outcome.tables,
-        quarantine=quarantine,
-        files=pl.DataFrame(file_rows, schema=FILE_SCHEMA).sort("path"),
-    )
+        release_frames([*outcomes, *mapped])
+        del outcomes
+        run.keep_validated(group, outcome.tables, quarantine, dq_results)
+        del outcome, quarantine, dq_results
+    return run.result()
+
+
+@dataclass
+class _ByTable:
+    """What `validate_by_table` keeps of each group, put together in the order of validating
+    every file at once by `result`: the quarantine, DQD results and tables in validation
+    order (`validate.executor.ORDER`); the file rows, imputations, labels and disappeared
+    records in the order of the source entries (each entry's first file in the plan)."""
+
+    plan: Plan
+    order: list[str]  # the tables in validation order
+    entry_rank: dict[tuple[str, int], int]  # per source entry, its first file's place in the plan
+    context: Context | None = None
+    entry_rows: list[tuple[int, list[dict]]] = field(default_factory=list)
+    ranked: list[tuple[int, MappedFile]] = field(default_factory=list)
+    imputed: list[tuple[int, pl.DataFrame]] = field(default_factory=list)
+    not_collected: list[tuple[int, pl.DataFrame]] = field(default_factory=list)
+    gone: list[tuple[int, pl.DataFrame]] = field(default_factory=list)
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    rows_base: dict[str, pl.DataFrame] = field(default_factory=dict)
+    failures_base: dict[str, pl.DataFrame] = field(default_factory=dict)
+    dq: dict[str, pl.DataFrame] = field(default_factory=dict)
+    segments: list[CopySegment] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, plan: Plan) -> _ByTable:
+        from blinaetl.validate.contracts import ORDER
+
+        tables = plan.contracts
+        order = [t for t in ORDER if t in tables] + [t for t in tables if t not in ORDER]
+        rank: dict[tuple[str, int], int] = {}
+        for job in plan.jobs:
+            rank.setdefault((job.source_id, job.index), len(rank))
+        return cls(plan, order, rank)
+
+    def choose(
+        self, at: list[int], outcomes: list[MappedFile | dict]
+    ) -> tuple[list[int], list[MappedFile], dict[tuple[str, int], MappedFile]]:
+        """`choose_extracts` per source entry of a group: (each file to load's entry rank, the
+        files to load, the previous extracts); the others' file rows are kept."""
+        by_entry: dict[tuple[str, int], tuple[list[FileJob], list[MappedFile | dict]]] = {}
+        for i, out in zip(at, outcomes, strict=True):
+            job = self.plan.jobs[i]
+            jobs, outs = by_entry.setdefault((job.source_id, job.index), ([], []))
+            jobs.append(job)
+            outs.append(out)
+        ranks: list[int] = []
+        mapped: list[MappedFile] = []
+        previous: dict[tuple[str, int], MappedFile] = {}
+        for key, (jobs, outs) in by_entry.items():
+            entry = dataclasses.replace(self.plan, jobs=jobs, unmatched=[])
+            chosen, rows, before = choose_extracts(entry, outs)
+            self.entry_rows.append((self.entry_rank[key], rows))
+            ranks.extend(self.entry_rank[key] for _ in chosen)
+            mapped.extend(chosen)
+            previous.update(before)
+        return ranks, mapped, previous
+
+    def keep_file_facts(
+        self,
+        ranks: list[int],
+        mapped: list[MappedFile],
+        previous: dict[tuple[str, int], MappedFile],
+        secret: bytes,
+    ) -> None:
+        """What is read from a group's mapped frames: date imputations, fields not collected,
+        disappeared records (the files themselves are kept for the accounting)."""
+        contracts = self.plan.contracts
+        for rank, m in zip(ranks, mapped, strict=True):
+            self.ranked.append((rank, m))
+            parts = _imputation_parts(m, contracts, self.plan.partial_dates)
+            self.imputed.extend((rank, part) for part in parts)
+            nc = _not_collected_part(m)
+            if nc is not None:
+                self.not_collected.append((rank, nc))
+        for key, old in previous.items():
+            frame = _disappeared(mapped, {key: old}, contracts, secret)
+            if frame.height:
+                self.gone.append((self.entry_rank[key], frame))
+
+    def keep_validated(
+        self,
+        group: list[str],
+        tables: dict[str, pl.DataFrame],
+        quarantine: Quarantine,
+        dq_results: pl.DataFrame,
+    ) -> None:
+        self.tables.update(tables)
+        for t in group:
+            is_t = pl.col("table_name") == t
+            self.rows_base[t] = quarantine.rows_base.filter(is_t)
+            self.failures_base[t] = quarantine.failures_base.filter(is_t)
+            self.dq[t] = dq_results.filter(is_t)
+        self.segments.extend(quarantine.segments)
+
+    def quarantine(self, mapped: list[MappedFile]) -> Quarantine:
+        """The run's quarantine (`compact_copies` over every file at once)."""
+        position = {m.path: i for i, m in enumerate(mapped)}
+        tables = self.order
+        in_order = sorted(
+            range(len(mapped)), key=lambda i: (tables.index(mapped[i].mapping.table), i)
+        )
+        return Quarantine(
+            rows_base=pl.concat([self.rows_base[t] for t in tables], how="vertical_relaxed"),
+            failures_base=pl.concat(
+                [self.failures_base[t] for t in tables], how="vertical_relaxed"
+            ),
+            segments=sorted(self.segments, key=lambda seg: position[seg.path]),
+            rank={mapped[i].path: r for r, i in enumerate(in_order)},
+        )
+
+    def result(self) -> IngestResult:
+        plan, contracts = self.plan, self.plan.contracts
+        mapped = [m for _, m in sorted(self.ranked, key=lambda rm: rm[0])]  # stable
+        file_rows: list[dict] = list(plan.unmatched)
+        for _, rows in sorted(self.entry_rows, key=lambda er: er[0]):
+            file_rows.extend(rows)
+        first = ["patients"] if "patients" in self.tables else []
+        tables = {t: self.tables[t] for t in dict.fromkeys([*first, *self.order])}
+        not_collected = _in_rank_order(self.not_collected, NOT_COLLECTED_SCHEMA)
+        if not_collected.height:
+            not_collected = not_collected.sort("table_name", "site", "field_name", "source_file")
+        source_sites = {s.source: s.site for s in plan.sources if s.kind == "clinical" and s.site}
+        quarantine, caused_by = attribute_root_causes(
+            self.quarantine(mapped), tables, file_rows, contracts, source_sites
+        )
+        file_rows.extend(account_files(mapped, quarantine, tables, caused_by))
+        return IngestResult(
+            date_imputations=_in_rank_order(self.imputed, IMPUTATIONS_SCHEMA),
+            column_labels=list_column_labels(mapped),
+            not_collected=not_collected,
+            dq_results=pl.concat(
+                [
+                    *(self.dq[t] for t in self.order),
+                    _not_collected_dq(not_collected, contracts),
+                ],
+                how="vertical_relaxed",
+            ),
+            mappings=[
+                {"source_id": s.source, "path": str(s.path.resolve()), "sha256": s.sha256}
+                for s in plan.sources
+            ],
+            source_sites=source_sites,
+            disappeared=_in_rank_order(self.gone, DISAPPEARED_SCHEMA, relaxed=False),
+            tables=tables,
+            quarantine=quarantine,
+            files=pl.DataFrame(file_rows, schema=FILE_SCHEMA).sort("path"),
+        )
+
+
+def _in_rank_order(
+    parts: list[tuple[int, pl.DataFrame]], schema: dict, relaxed: bool = True
+) -> pl.DataFrame:
+    """The frames concatenated in their ranks' order (stable), or an empty frame of `schema`."""
+    if not parts:
+        return pl.DataFrame(schema=schema)
+    frames = [f for _, f in sorted(parts, key=lambda rf: rf[0])]
+    return pl.concat(frames, how="vertical_relaxed") if relaxed else pl.concat(frames)
 
 
 def release_frames(outcomes: list[MappedFile | dict]) -> None:
@@ -1879,7 +2102,7 @@ def compact_copies(
     quarantine as validating every row would give it, each streamed file's copies compact
     (`CopySegment`), and the DQD counts with the copies counted. The quarantined rows of the
     files read whole get their `raw_json` here."""
-    from blinaetl.validate.executor import ORDER
+    from blinaetl.validate.contracts import ORDER
 
     tables = [t for t in ORDER if t in combined] + [t for t in combined if t not in ORDER]
     order = sorted(range(len(mapped)), key=lambda i: (tables.index(mapped[i].mapping.table), i))
@@ -2193,32 +2416,39 @@ def list_column_labels(mapped: list[MappedFile]) -> pl.DataFrame:
     return pl.DataFrame(labels, schema=LABELS_SCHEMA)
 
 
+def _imputation_parts(
+    m: MappedFile, contracts: dict[str, Contract], rule: str
+) -> list[pl.DataFrame]:
+    """One file's rows of `_imputations`, per date field."""
+    parts: list[pl.DataFrame] = []
+    if m.mapping.date_format != ISO8601:
+        return parts
+    for f in contracts[m.mapping.table].fields:
+        derived = m.mapping.derived_dates.get(f.name)
+        if f.type != "date" or (derived is not None and not derived.get("date")):
+            continue  # a study-day date is never imputed (unless its delivered date was)
+        raw = pl.col(RAW_PREFIX + f.name)
+        rows = _all_rows(m, [RAW_PREFIX + f.name, f.name, "_source_row"])
+        parts.append(
+            rows.filter(raw.str.contains(PARTIAL_RE) & pl.col(f.name).is_not_null()).select(
+                pl.lit(m.source.source).alias("source_id"),
+                pl.lit(m.path).alias("source_file"),
+                pl.col("_source_row").alias("source_row"),
+                pl.lit(m.mapping.table).alias("table_name"),
+                pl.lit(f.name).alias("field_name"),
+                raw.alias("delivered"),
+                pl.lit(rule).alias("rule"),
+                pl.col(f.name).alias("imputed_date"),
+            )
+        )
+    return parts
+
+
 def _imputations(
     mapped: list[MappedFile], contracts: dict[str, Contract], rule: str
 ) -> pl.DataFrame:
     """One row per partial ISO 8601 date completed by the imputation rule (restricted zone)."""
-    parts = []
-    for m in mapped:
-        if m.mapping.date_format != ISO8601:
-            continue
-        for f in contracts[m.mapping.table].fields:
-            derived = m.mapping.derived_dates.get(f.name)
-            if f.type != "date" or (derived is not None and not derived.get("date")):
-                continue  # a study-day date is never imputed (unless its delivered date was)
-            raw = pl.col(RAW_PREFIX + f.name)
-            rows = _all_rows(m, [RAW_PREFIX + f.name, f.name, "_source_row"])
-            parts.append(
-                rows.filter(raw.str.contains(PARTIAL_RE) & pl.col(f.name).is_not_null()).select(
-                    pl.lit(m.source.source).alias("source_id"),
-                    pl.lit(m.path).alias("source_file"),
-                    pl.col("_source_row").alias("source_row"),
-                    pl.lit(m.mapping.table).alias("table_name"),
-                    pl.lit(f.name).alias("field_name"),
-                    raw.alias("delivered"),
-                    pl.lit(rule).alias("rule"),
-                    pl.col(f.name).alias("imputed_date"),
-                )
-            )
+    parts = [part for m in mapped for part in _imputation_parts(m, contracts, rule)]
     return (
         pl.concat(parts, how="vertical_relaxed")
         if parts
@@ -2226,9 +2456,11 @@ def _imputations(
     )
 
 
-def _not_collected(mapped: list[MappedFile]) -> pl.DataFrame:
-    """One row per (file, site, field) the mapping declares not collected at that site."""
-    parts = [
+def _not_collected_part(m: MappedFile) -> pl.DataFrame | None:
+    """One file's rows of `_not_collected` (None when it declares none or has no rows)."""
+    if not (m.mapping.not_collected and m.frame.height):
+        return None
+    return (
         _all_rows(m, ["site", "_source_row"])
         .group_by("site")
         .agg(pl.len().alias("rows_delivered"))
@@ -2241,9 +2473,12 @@ def _not_collected(mapped: list[MappedFile]) -> pl.DataFrame:
             pl.lit(m.path).alias("source_file"),
             pl.col("rows_delivered").cast(pl.Int64),
         )
-        for m in mapped
-        if m.mapping.not_collected and m.frame.height
-    ]
+    )
+
+
+def _not_collected(mapped: list[MappedFile]) -> pl.DataFrame:
+    """One row per (file, site, field) the mapping declares not collected at that site."""
+    parts = [p for p in (_not_collected_part(m) for m in mapped) if p is not None]
     if not parts:
         return pl.DataFrame(schema=NOT_COLLECTED_SCHEMA)
     return pl.concat(parts).sort("table_name", "site", "field_name", "source_file")

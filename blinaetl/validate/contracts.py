@@ -28,6 +28,9 @@ def read_yaml(path: Path) -> Any:
 
 
 FIELD_TYPES = {"string", "date", "int", "float", "bool"}
+# the tables in validation order (the executor's; here, so the ingest can order its groups of
+# tables without importing the validator, which imports pandera)
+ORDER = ("patients", "treatments", "outcomes", "assessments", "flow_results", "imaging_reports")
 POLARS_TYPES = {
     "string": pl.Utf8,
     "date": pl.Date,

@@ -21,7 +21,7 @@ import pytest
 
 from blinaetl import pipeline
 from blinaetl.ingest.landing import ingest_landing
-from blinaetl.pipeline import RunConfig, run_pipeline
+from blinaetl.pipeline import RunConfig, run_pipeline, stage_extract_text
 from blinaetl.synth import generate
 
 ALL_FILES = {
@@ -81,8 +81,22 @@ def _config(landing: Path, root: Path, **kwargs: object) -> RunConfig:
 
 def _run(cfg: RunConfig) -> tuple[object, object]:
     # the report stage reads the published database only; skipped to keep the test short,
-    # and so are the report's child processes, which would start with the run for it
-    return run_pipeline(cfg, stages={"report": _no_report}, report_children=False)
+    # and so are the report's child processes, which would start with the run for it.
+    # The run releases the validated tables after the text stage: they are kept here, as that
+    # stage gets them, for the comparisons (`result.validated`)
+    validated: dict[str, pl.DataFrame] = {}
+
+    def extract_text(c: RunConfig, r: object) -> int:
+        validated.update(r.tables)  # type: ignore[attr-defined]
+        return stage_extract_text(c, r)
+
+    summary, result = run_pipeline(
+        cfg,
+        stages={"report": _no_report, "extract_text": extract_text},
+        report_children=False,
+    )
+    result.validated = validated  # type: ignore[attr-defined]
+    return summary, result
 
 
 def _no_report(cfg: RunConfig, *_: object) -> Path:
@@ -98,8 +112,9 @@ def _compare_with_fresh_full_run(
     for name in ("files", "dq_results", "quarantine_rows", "quarantine_failures"):
         got, want = getattr(result, name), getattr(full_result, name)
         assert got.equals(want), name
-    for table, frame in full_result.tables.items():  # type: ignore[attr-defined]
-        got = result.tables[table].with_columns(pl.lit("<run>").alias("_run_id"))  # type: ignore[attr-defined]
+    assert set(full_result.validated) == set(result.validated)  # type: ignore[attr-defined]
+    for table, frame in full_result.validated.items():  # type: ignore[attr-defined]
+        got = result.validated[table].with_columns(pl.lit("<run>").alias("_run_id"))  # type: ignore[attr-defined]
         assert got.equals(frame.with_columns(pl.lit("<run>").alias("_run_id"))), table
     for db in ("restricted_path", "analytics_path"):
         got = database_content(getattr(incremental, db), incremental.run_id)

@@ -20,7 +20,7 @@ import openpyxl
 import polars as pl
 import pytest
 
-from blinaetl.pipeline import RunConfig, run_pipeline
+from blinaetl.pipeline import RunConfig, run_pipeline, stage_extract_text
 from blinaetl.reports.audit import QueryAudit
 from blinaetl.synth import generate
 
@@ -34,7 +34,15 @@ def _run(root: Path, landing: Path) -> tuple[RunConfig, object, object]:
     cfg = RunConfig(
         landing=landing, warehouse=root / "wh", reports=root / "reports", demo=True, gx=False
     )
-    summary, result = run_pipeline(cfg)
+    validated: dict[str, pl.DataFrame] = {}
+
+    def extract_text(c: RunConfig, r: object) -> int:
+        # the run releases the validated tables after this stage: the tests keep them here
+        validated.update(r.tables)  # type: ignore[attr-defined]
+        return stage_extract_text(c, r)
+
+    summary, result = run_pipeline(cfg, stages={"extract_text": extract_text})
+    result.validated = validated  # type: ignore[attr-defined]
     return cfg, summary, result
 
 
@@ -261,10 +269,28 @@ def test_lifecycle_transitions_of_run2(trip):
     assert q2.filter(pl.col("status") == "new").height == 0
 
 
+def test_the_run_releases_the_validated_tables_once_the_text_stage_has_read_them(trip):
+    cfg3, _, r3 = trip["runs"][2]
+    assert len(r3.tables) == 0  # not held through the transform and report stages
+    with pytest.raises(KeyError, match=r"read staging\.assessments from the restricted"):
+        r3.tables["assessments"]
+    # the frames the run validated are the staged rows (the load and text stages read them)
+    assert all(r3.validated[t].height for t in ("patients", "assessments", "imaging_reports"))
+    con = duckdb.connect(str(cfg3.restricted_path), read_only=True)
+    try:
+        for table, frame in r3.validated.items():
+            staged = con.sql(f"SELECT * FROM staging.{table}").pl()
+            assert staged.height == frame.height, table
+            key = ["_source_file", "_source_row"]
+            assert staged.select(key).sort(key).equals(frame.select(key).sort(key)), table
+    finally:
+        con.close()
+
+
 def test_confirmed_value_is_loaded_with_its_warning(trip):
     row = trip["rows"]["dx"]
     _, _, r2 = trip["runs"][1]
-    loaded = r2.tables["assessments"].filter(
+    loaded = r2.validated["assessments"].filter(
         (pl.col("_source_file") == ASM2) & (pl.col("_source_row") == row)
     )
     assert loaded["_warnings"].to_list() == [["ASM_AFTER_DX"]]

@@ -353,3 +353,47 @@ def test_newest_extract_supersedes_and_disappeared_records_are_reported(tmp_path
     assert gone["previous_file"].item() == older and gone["current_file"].item() == newer
     assert gone["patient_key"].item() is not None
     assert "P002" not in " ".join(str(v) for v in gone.row(0))
+
+
+def test_tables_are_read_after_the_tables_before_them_are_validated_and_released(demo_cohort):
+    """The run holds one group of tables' mapped files at a time: the patients, outcomes and
+    treatments first (the context of the others' cross-record checks), then each other table,
+    every earlier file released (cut to its row numbers) before the next group is read."""
+    from blinaetl.ingest.landing import (
+        MappedFile,
+        contracts_table,
+        plan_files,
+        read_file,
+        validate_by_table,
+    )
+
+    plan = plan_files(demo_cohort / "landing")
+    groups: list[list[str]] = []
+    released: list[bool] = []
+    earlier: list[MappedFile] = []
+    asked: list[int] = []
+
+    def read(at: list[int]) -> tuple[list, object]:
+        groups.append(sorted({contracts_table(plan, plan.jobs[i]) for i in at}))
+        released.append(
+            all(m.frame.columns == ["_source_row"] and m.raw.height == 0 for m in earlier)
+        )
+        outs = [read_file(plan.jobs[i], plan, "r") for i in at]
+        earlier.extend(o for o in outs if isinstance(o, MappedFile))
+        return outs, lambda: None
+
+    def accepted() -> pl.DataFrame | None:
+        asked.append(len(groups))
+        return None
+
+    result = validate_by_table(plan, read, DEMO_KEY, accepted)
+    assert groups[0] == ["outcomes", "patients", "treatments"]
+    assert groups[1:] == [["assessments"], ["flow_results"], ["imaging_reports"], []]
+    assert released == [True] * len(groups) and len(earlier) > len(groups)
+    assert asked == [1]  # the confirmed failures are asked for once, after the first read
+    # every file's rows are accounted for over the groups: read = loaded + quarantined
+    files = result.files.filter(pl.col("rows_read") > 0)
+    assert files.height == len(earlier)
+    assert (files["rows_read"] == files["rows_loaded"] + files["rows_quarantined"]).all()
+    loaded = sum(t.height for t in result.tables.values())
+    assert loaded == files["rows_loaded"].sum()

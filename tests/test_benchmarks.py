@@ -260,9 +260,18 @@ def test_stage_memory_reports_a_peak_per_stage_and_ingest_step(tmp_path):
     run = _run_benchmark("stage_memory.py", "--patients", "40", "--out", str(out))
     result = json.loads(out.read_text())
     phases = [p["phase"] for p in result["phases"]]
-    # every stage of the run and every instrumented ingest step, in run order
+    # every stage of the run and every instrumented ingest step, in run order: the steps of
+    # each group of tables (read, validated and released one group after the other), then
+    # the root causes and the accounting over the whole run
+    from blinaetl.ingest.landing import table_groups
+    from blinaetl.validate.contracts import load_contracts
+
     stages = ["load", "extract_text", "transform", "gate", "publish", "report"]
-    steps = ["plan_files", "combine_frames", "validate_tables", "compact_copies"]
+    group = ["read a table group", "combine_frames", "validate_tables", "compact_copies"]
+    group.append("release_frames")
+    groups = len(table_groups(load_contracts()))
+    assert groups == 5  # patients, outcomes and treatments; then each other table
+    steps = ["plan_files", *group * groups, "attribute_root_causes", "account_files"]
     wanted = ["stage ingest", *(f"ingest: {s}" for s in steps), *(f"stage {s}" for s in stages)]
     assert [p for p in phases if p in wanted] == wanted
     for p in result["phases"]:

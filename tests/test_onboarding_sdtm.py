@@ -188,7 +188,7 @@ def test_sdtm_label_only_study_gets_its_cr_count_and_rate(tmp_path, fmt):
         gx=False,
     )
     _, result = run_pipeline(cfg)
-    assert_conserved(result)
+    assert_conserved(result, cfg.restricted_path)
     rs = result.files.filter(pl.col("path").str.starts_with("sdtm/PILOT01/rs."))
     assert rs.select("rows_read", "rows_loaded", "rows_quarantined").rows() == [(6, 5, 1)]
     con = duckdb.connect(str(cfg.analytics_path), read_only=True)

@@ -2040,15 +2040,7 @@ def _copy_segment(
     """
     firsts, copies, spine = _copy_spine(m, table_frame)
     own = failures.filter(pl.col("_source_file") == m.path)
-    # a copy's templates only for the first rows that have copies: one per distinct row of
-    # the file (at least its duplicate-row failure) held 2.3 million template rows, 0.8 GiB,
-    # at 300,000 patients, for a few hundred copies; the expansions join them to the spine
-    copied = copies.select("_first_row").unique()
-    per_copy = _copy_templates(
-        own.join(copied, left_on="_source_row", right_on="_first_row", how="semi"),
-        firsts.join(copied, on="_first_row", how="semi"),
-        contract,
-    )
+    per_copy = _copy_templates(own, firsts, contract)
     per_row = own.select(
         pl.col("_source_row").alias("_first_row"),
         "_source_id",

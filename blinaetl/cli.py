@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -138,9 +139,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "starting the Prefect flow (a local server that answers, else a temporary one, "
                 "if none is set) ..."
             )
-            from blinaetl.engines import load_engine
+            from blinaetl.engines import load_engine, prestart_engine
 
+            # Prefect's temporary server (when the run needs one) starts before Prefect is
+            # imported, on the other core, instead of after (flows.local_server)
+            server = prestart_engine("prefect")
             flow = load_engine("prefect")(args.dask_address, args.dask_workers)
+            if server is not None:
+                server.wait_ready(_prefect_startup_timeout())
+                console.print(f"Prefect: temporary server on {server.api}", soft_wrap=True)
             summary = flow(
                 landing=str(cfg_kwargs["landing"]),
                 warehouse=str(cfg_kwargs["warehouse"]),
@@ -178,6 +185,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_ATTENTION
     return EXIT_OK
+
+
+def _prefect_startup_timeout() -> float:
+    """Prefect's own setting for its temporary server's start (default 20 s)."""
+    try:
+        return float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or 20)
+    except ValueError:
+        return 20.0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:

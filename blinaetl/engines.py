@@ -4,6 +4,11 @@ The engine (`blinaetl/`) must not depend on orchestration (`flows/`). An orchest
 itself under the entry-point group `blinaetl.engines` (see `pyproject.toml`): the name maps to a
 callable `(dask_address, dask_workers) -> flow`, where `flow(**run_settings)` runs the pipeline
 and returns the run summary as a dict. `blinaetl run --engine NAME` looks the name up here.
+
+An engine may also register, under `blinaetl.engine_prestart` and the same name, a callable
+that the CLI calls before it loads the engine (so before the engine's imports): it returns
+None, or an object whose `wait_ready(timeout)` the CLI calls just before the flow (the Prefect
+engine starts its temporary server there: `flows/local_server.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 GROUP = "blinaetl.engines"
+PRESTART_GROUP = "blinaetl.engine_prestart"
 
 
 class EngineNotFoundError(LookupError):
@@ -35,3 +41,9 @@ def load_engine(name: str) -> Callable[..., Any]:
         )
     factory: Callable[..., Any] = found[0].load()
     return factory
+
+
+def prestart_engine(name: str) -> Any:
+    """Call engine `name`'s prestart hook, if it registered one; what it returns, or None."""
+    found = [ep for ep in entry_points(group=PRESTART_GROUP) if ep.name == name]
+    return found[0].load()() if found else None

@@ -1,16 +1,28 @@
 """`flows.local_server`: a run reuses a local Prefect server that answers, never overrides a
-configured one, and leaves Prefect's temporary server to Prefect when nothing answers."""
+configured one, and, when nothing answers, starts Prefect's temporary server before Prefect is
+imported (or leaves it to Prefect when declined)."""
 
 from __future__ import annotations
 
 import http.server
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from flows.local_server import configured_api_url, use_running_local_server
+from flows.local_server import (
+    TemporaryServer,
+    answering,
+    configured_api_url,
+    start_temporary_server,
+    use_running_local_server,
+)
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
@@ -99,3 +111,139 @@ def test_configured_server_in_active_profile_wins(tmp_path, health_server):
     env["PREFECT_PROFILE"] = "other"
     assert configured_api_url(env) is None
     assert use_running_local_server(env) == f"http://127.0.0.1:{health_server}/api"
+
+
+# --- Prefect's temporary server started before Prefect is imported ---------------------------
+
+
+def test_nothing_configured_or_answering_starts_the_temporary_server_before_prefect(tmp_path):
+    # in a fresh interpreter: the server is started without importing Prefect, answers its
+    # health check, is the API URL Prefect will read, and is gone once stopped
+    script = (
+        "import json, os, sys\n"
+        "from flows.local_server import answering, start_temporary_server\n"
+        "server = start_temporary_server()\n"
+        "imported = 'prefect' in sys.modules\n"
+        "server.wait_ready(120)\n"
+        "up = answering(server.api)\n"
+        "server.stop()\n"
+        "print(json.dumps({'api': server.api, 'env': os.environ['PREFECT_API_URL'],\n"
+        "    'imported': imported, 'up': up, 'down_after_stop': not answering(server.api)}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {"PREFECT_HOME": str(tmp_path / "home"), "PREFECT_PORT": str(_free_port())}
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["api"].startswith("http://127.0.0.1:") and out["api"].endswith("/api")
+    assert out["env"] == out["api"], "Prefect, imported later, reads this URL"
+    assert out["imported"] is False, "the server starts before Prefect is imported"
+    assert out["up"] is True and out["down_after_stop"] is True
+    assert (tmp_path / "home" / "prefect.db").is_file(), "its database is under PREFECT_HOME"
+
+
+def test_no_temporary_server_when_one_is_configured_answers_or_is_declined(tmp_path, health_server):
+    configured = {"PREFECT_HOME": str(tmp_path), "PREFECT_API_URL": "http://10.0.0.5:4200/api"}
+    assert start_temporary_server(configured) is None
+    assert configured["PREFECT_API_URL"] == "http://10.0.0.5:4200/api"
+    answering_here = {"PREFECT_HOME": str(tmp_path), "PREFECT_PORT": str(health_server)}
+    assert start_temporary_server(answering_here) is None
+    assert answering_here["PREFECT_API_URL"] == f"http://127.0.0.1:{health_server}/api"
+    declined = {
+        "PREFECT_HOME": str(tmp_path),
+        "PREFECT_PORT": str(_free_port()),
+        "BLINAETL_PREFECT_EARLY": "0",
+    }
+    assert start_temporary_server(declined) is None and "PREFECT_API_URL" not in declined
+
+
+def test_a_server_that_exits_while_starting_is_a_clear_error(tmp_path):
+    env = {"PREFECT_HOME": str(tmp_path)}
+    fails = [
+        sys.executable,
+        "-c",
+        "import sys; sys.stderr.write('no database here\\n'); sys.exit(3)",
+    ]
+    server = TemporaryServer(env, command=fails)
+    try:
+        with pytest.raises(RuntimeError) as err:
+            server.wait_ready(30)
+        message = str(err.value)
+        assert "exited with status 3 while starting (no database here)" in message
+        assert "BLINAETL_PREFECT_EARLY=0" in message and "PREFECT_API_URL" in message
+    finally:
+        server.stop()
+    server.stop()  # a second stop does nothing
+
+
+def test_a_server_that_never_answers_times_out_and_is_ended(tmp_path):
+    env = {"PREFECT_HOME": str(tmp_path)}
+    server = TemporaryServer(env, command=[sys.executable, "-c", "import time; time.sleep(60)"])
+    proc = server._proc
+    assert proc is not None
+    with pytest.raises(
+        TimeoutError, match=r"did not answer on http://127\.0\.0\.1:\d+/api within 1 s"
+    ):
+        server.wait_ready(1.0)
+    server.stop()
+    assert proc.poll() is not None, "stop ends the server"
+
+
+def test_the_server_ends_when_the_run_that_started_it_is_killed(tmp_path):
+    # the run is SIGKILLed (no atexit, no finally): on Linux the server still gets SIGTERM
+    script = (
+        "import os, signal, sys\n"
+        "from flows.local_server import TemporaryServer\n"
+        "s = TemporaryServer({}, command=[sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        "print(s._proc.pid, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == -9
+    pid = int(run.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    assert not _alive(pid), "the server outlived the run that started it"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def test_blinaetl_run_with_no_server_uses_the_early_server_and_leaves_none(tmp_path, demo_cohort):
+    # the quickstart's path: `blinaetl run` (Prefect engine) where no server is configured or
+    # answers, as on a fresh clone
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {
+        "PREFECT_HOME": str(tmp_path / "home"),
+        "PREFECT_PORT": str(_free_port()),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    run = subprocess.run(
+        [
+            *(sys.executable, "-m", "blinaetl.cli", "run", "--demo"),
+            *("--landing", str(demo_cohort / "landing")),
+            *("--warehouse", str(tmp_path / "wh"), "--reports", str(tmp_path / "rp")),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 3, run.stderr[-3000:]  # published; the demo's defects need a steward
+    said = run.stdout + run.stderr  # the CLI's console writes to stderr
+    lines = [ln for ln in said.splitlines() if ln.startswith("Prefect: temporary server")]
+    assert len(lines) == 1, said[-3000:]
+    line = lines[0]
+    api = line.split(" on ", 1)[1].strip()
+    assert api.startswith("http://127.0.0.1:") and api.endswith("/api")
+    assert not answering(api), "the server was stopped with the run"
+    assert (tmp_path / "wh" / "blina.duckdb").is_file()
+    assert "Traceback" not in run.stderr

@@ -122,6 +122,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "max_patient_drop_pct": args.max_patient_drop_pct,
         "accept_drop": tuple(args.accept_drop or ()),
         "full": args.full,
+        "gx": args.gx,
+        "study_report": args.study_report,
     }
     if args.skip_unchanged:
         from blinaetl.ingest.fingerprint import unchanged_since_last_run
@@ -160,6 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 max_patient_drop_pct=args.max_patient_drop_pct,
                 accept_drop=list(args.accept_drop or ()),
                 full=args.full,
+                gx=args.gx,
+                study_report=args.study_report,
             )
         else:
             cfg = RunConfig(**cfg_kwargs)
@@ -331,6 +335,19 @@ def add_rerun_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read every landing file again: take no unchanged file from the per-file cache of "
         "incremental runs (the cache is written afresh)",
+    )
+    p.add_argument(
+        "--no-gx",
+        dest="gx",
+        action="store_false",
+        help="leave out the Great Expectations checkpoint and its Data Docs (the steward report "
+        "says it was not run)",
+    )
+    p.add_argument(
+        "--no-study-report",
+        dest="study_report",
+        action="store_false",
+        help="leave out study_report.html",
     )
 
 

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -116,7 +117,16 @@ def test_configured_server_in_active_profile_wins(tmp_path, health_server):
 # --- Prefect's temporary server started before Prefect is imported ---------------------------
 
 
-def test_nothing_configured_or_answering_starts_the_temporary_server_before_prefect(tmp_path):
+@pytest.fixture(scope="module")
+def prefect_home(tmp_path_factory) -> Path:
+    """One PREFECT_HOME for this module's real temporary servers: the first creates its
+    database, the next finds it migrated (as a second run on a machine does)."""
+    return tmp_path_factory.mktemp("prefect_home")
+
+
+def test_nothing_configured_or_answering_starts_the_temporary_server_before_prefect(
+    tmp_path, prefect_home
+):
     # in a fresh interpreter: the server is started without importing Prefect, answers its
     # health check, is the API URL Prefect will read, and is gone once stopped
     script = (
@@ -131,7 +141,7 @@ def test_nothing_configured_or_answering_starts_the_temporary_server_before_pref
         "    'imported': imported, 'up': up, 'down_after_stop': not answering(server.api)}))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {"PREFECT_HOME": str(tmp_path / "home"), "PREFECT_PORT": str(_free_port())}
+    env |= {"PREFECT_HOME": str(prefect_home), "PREFECT_PORT": str(_free_port())}
     run = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180
     )
@@ -141,7 +151,7 @@ def test_nothing_configured_or_answering_starts_the_temporary_server_before_pref
     assert out["env"] == out["api"], "Prefect, imported later, reads this URL"
     assert out["imported"] is False, "the server starts before Prefect is imported"
     assert out["up"] is True and out["down_after_stop"] is True
-    assert (tmp_path / "home" / "prefect.db").is_file(), "its database is under PREFECT_HOME"
+    assert (prefect_home / "prefect.db").is_file(), "its database is under PREFECT_HOME"
 
 
 def test_no_temporary_server_when_one_is_configured_answers_or_is_declined(tmp_path, health_server):
@@ -217,18 +227,28 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_blinaetl_run_with_no_server_uses_the_early_server_and_leaves_none(tmp_path, demo_cohort):
+def test_blinaetl_run_with_no_server_uses_the_early_server_and_leaves_none(
+    tmp_path, demo_cohort, prefect_home
+):
     # the quickstart's path: `blinaetl run` (Prefect engine) where no server is configured or
     # answers, as on a fresh clone
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env |= {
-        "PREFECT_HOME": str(tmp_path / "home"),
+        "PREFECT_HOME": str(prefect_home),
         "PREFECT_PORT": str(_free_port()),
         "PREFECT_LOGGING_LEVEL": "WARNING",
     }
     run = subprocess.run(
         [
-            *(sys.executable, "-m", "blinaetl.cli", "run", "--demo"),
+            *(
+                sys.executable,
+                "-m",
+                "blinaetl.cli",
+                "run",
+                "--demo",
+                "--no-gx",
+                "--no-study-report",
+            ),
             *("--landing", str(demo_cohort / "landing")),
             *("--warehouse", str(tmp_path / "wh"), "--reports", str(tmp_path / "rp")),
         ],
@@ -247,3 +267,8 @@ def test_blinaetl_run_with_no_server_uses_the_early_server_and_leaves_none(tmp_p
     assert not answering(api), "the server was stopped with the run"
     assert (tmp_path / "wh" / "blina.duckdb").is_file()
     assert "Traceback" not in run.stderr
+    # --no-gx and --no-study-report reached the flow: no checkpoint, no study report
+    (report,) = (tmp_path / "rp").iterdir()
+    index = (report / "index.html").read_text()
+    assert "Not run for this report." in index and 'href="study_report.html"' not in index
+    assert not (report / "study_report.html").exists() and not (report / "data_docs").exists()

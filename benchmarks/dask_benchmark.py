@@ -19,7 +19,7 @@ a fresh child process:
   mapped on the workers (`read-file` tasks); the rest of the run is in the driver.
 
 Printed per mode: wall time per stage (the pipeline's own timings), the flow call's total, the
-cluster's start, and peak RSS: the driver's (`ru_maxrss`), each Dask worker's (`ru_maxrss` read
+cluster's start, and peak RSS: the driver's (`ru_maxrss`), each Dask worker's (`VmHWM` read
 in the worker at the end of the run), the nannies' (sampled), and the largest sum of the driver
 and all its child processes sampled every 0.2 s (what the machine had to hold at once). Great
 Expectations is off in every mode (`gx=False`, as `pipeline_benchmark.py`), so the report
@@ -108,8 +108,9 @@ else:
                    reports=str(work / "reports"), demo=True)
     out["flow_s"] = time.perf_counter() - f0
     if client is not None:
-        peaks = client.run(lambda: __import__("resource").getrusage(
-            __import__("resource").RUSAGE_SELF).ru_maxrss * 1024)
+        # VmHWM, the worker's own peak (its ru_maxrss starts at the driver's RSS at the fork)
+        peaks = client.run(lambda: 1024 * int(next(
+            line for line in open("/proc/self/status") if line.startswith("VmHWM:")).split()[1]))
         out["worker_peak_rss_bytes"] = sorted(peaks.values())
         client.close()
         cluster.close()

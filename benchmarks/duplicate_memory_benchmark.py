@@ -7,7 +7,7 @@ The demo cohort (65 patients, seed 2017) is generated once; for each size a copy
 folder gets SITE01's assessments CSV with its data rows repeated until the file reaches the size,
 so nearly every row is an exact duplicate of an earlier one and is quarantined (the case in
 findings.md, "Memory on large deliveries"). The pipeline (no Prefect, no GX) runs on it in a fresh
-child process; the figure is the child's peak RSS (`ru_maxrss`), with the peak reached by the end
+child process; the figure is the child's peak RSS (`VmHWM`, peak_rss.py), with the peak reached by the end
 of each stage, each stage's seconds, the rows quarantined and the wall time (unreliable on a
 loaded machine; the load average is printed). Targets (issue 20): 21 MB <= 1 GiB, 100 MB <=
 1.5 GiB.
@@ -25,10 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peak_rss
+
 GIB = 1024**3
 TARGETS = {21: 1.0 * GIB, 100: 1.5 * GIB}  # issue 20's targets by file size in MB
 
-CHILD = r"""
+CHILD = (
+    peak_rss.SOURCE
+    + r"""
 import json, resource, sys, time
 from pathlib import Path
 from blinaetl import pipeline
@@ -44,7 +49,7 @@ def wrap(name, fn):
             q = getattr(out, "quarantine", None)  # revisions before the compact quarantine
             counts["quarantined"] = q.row_count if q else out.quarantine_rows.height
             counts["failures"] = q.failure_count if q else out.quarantine_failures.height
-        peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peaks[name] = peak_rss_bytes()
         return out
     return staged
 stages = {name: wrap(name, fn) for name, fn in pipeline.STAGES.items()}
@@ -57,11 +62,12 @@ try:
 except Exception as exc:  # the figure is memory; a refused publish still counts
     error = f"{type(exc).__name__}: {str(exc)[:200]}"
 wall = time.perf_counter() - t0
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+rss = peak_rss_bytes()
 print(json.dumps({"wall_s": wall, "peak_rss_bytes": rss, "peak_by_stage": peaks,
                   "seconds_by_stage": seconds,
                   **counts, "error": error}))
 """
+)
 
 
 def make_duplicate_landing(demo_landing: Path, out: Path, size_mb: float) -> tuple[Path, int]:

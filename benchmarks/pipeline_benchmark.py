@@ -37,9 +37,14 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peak_rss
+
 HERE = Path(__file__).resolve().parent
 
-CORE_CHILD = r"""
+CORE_CHILD = (
+    peak_rss.SOURCE
+    + r"""
 import json, resource, sys, time
 from pathlib import Path
 from blinaetl import pipeline
@@ -68,14 +73,17 @@ with_report = time.perf_counter() - t0
 core = with_report - summary.timings["report"]  # landing files to published database
 core_cpu = cpu() - c0 - stages_cpu["report"]  # this process's threads, as `core` in CPU
 rows = int(result.files["rows_read"].sum())
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+rss = peak_rss_bytes()
 print(json.dumps({"total_s": core, "with_report_s": with_report, "stages_s": summary.timings,
                   "cpu_s": core_cpu, "core_cpu_s": core_cpu, "stages_cpu_s": stages_cpu,
                   "rows_read": rows, "peak_rss_bytes": rss,
                   "build_reused": bool(getattr(result, "build_reused", False))}))
 """
+)
 
-FLOOR_CHILD = r"""
+FLOOR_CHILD = (
+    peak_rss.SOURCE
+    + r"""
 import json, resource, sys, time
 from pathlib import Path
 import duckdb
@@ -103,8 +111,9 @@ con.close()  # a database file is checkpointed here
 total = time.perf_counter() - t0
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"floor_s": total, "cpu_s": ru.ru_utime + ru.ru_stime, "rows": rows,
-                  "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+                  "peak_rss_bytes": peak_rss_bytes()}))
 """
+)
 
 
 def _child(

@@ -19,12 +19,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peak_rss
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from pipeline_benchmark import _child  # noqa: E402
 
-CHILD = r"""
+CHILD = (
+    peak_rss.SOURCE
+    + r"""
 import functools, json, os, resource, sys, threading, time
 from pathlib import Path
 
@@ -88,9 +93,10 @@ load0 = os.getloadavg()
 summary, result = pipeline.run_pipeline(cfg)
 mark("end")
 print(json.dumps({"phases": phases, "timings_s": summary.timings,
-                  "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "peak_rss_bytes": peak_rss_bytes(),
                   "load_start": load0, "load_end": os.getloadavg()}))
 """
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{p['phase']:32} {p['peak_bytes'] / gib:9.3f} {p['end_bytes'] / gib:8.3f} {p['s']:8.2f}"
         )
-    print(f"peak RSS (ru_maxrss) {r['peak_rss_bytes'] / gib:.3f} GiB")
+    print(f"peak RSS (VmHWM) {r['peak_rss_bytes'] / gib:.3f} GiB")
     print("stages s: " + ", ".join(f"{k} {v:.2f}" for k, v in r["timings_s"].items()))
     print(f"load average: start {r['load_start'][0]:.1f}, end {r['load_end'][0]:.1f}")
     if args.out:

@@ -277,7 +277,7 @@ def test_stage_memory_reports_a_peak_per_stage_and_ingest_step(tmp_path):
     for p in result["phases"]:
         assert p["peak_bytes"] >= p["end_bytes"] > 0
     gib = result["peak_rss_bytes"] / 2**30
-    assert f"peak RSS (ru_maxrss) {gib:.3f} GiB" in run.stdout
+    assert f"peak RSS (VmHWM) {gib:.3f} GiB" in run.stdout
     assert "ingest: validate_tables" in run.stdout
 
 
@@ -342,3 +342,24 @@ def test_restricted_types_measures_each_layout_on_the_same_values(tmp_path):
     assert "patients" in views
     assert {"_source_file", "_file_sha256", "_run_id"} <= set(shown)
     assert "_file_id" in stored and "_source_file" not in stored
+
+
+def test_a_benchmark_child_reports_its_own_peak_not_its_parents():
+    # ru_maxrss of a child started by fork+exec starts at the parent's RSS at the fork; the
+    # children's figure (benchmarks/peak_rss.py, VmHWM) is the child's own
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import peak_rss
+
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"\1" * len(ballast[::4096])  # touch every page: 400 MiB resident
+    child = peak_rss.SOURCE + (
+        "import json, resource\n"
+        "print(json.dumps([peak_rss_bytes(),"
+        " resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    own, inherited = json.loads(run.stdout)
+    del ballast
+    assert inherited >= 400 * 2**20, "the kernel's figure includes the parent's pages"
+    assert own < 100 * 2**20, "the child's own peak: a bare interpreter"
+    assert peak_rss.peak_rss_bytes() >= 400 * 2**20, "this process's own peak, ballast included"

@@ -137,34 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         if args.engine == "prefect":
-            console.print(
-                "starting the Prefect flow (a local server that answers, else a temporary one, "
-                "if none is set) ..."
-            )
-            from blinaetl.engines import load_engine, prestart_engine
-
-            # Prefect's temporary server (when the run needs one) starts before Prefect is
-            # imported, on the other core, instead of after (flows.local_server)
-            server = prestart_engine("prefect")
-            flow = load_engine("prefect")(args.dask_address, args.dask_workers)
-            if server is not None:
-                server.wait_ready(_prefect_startup_timeout())
-                console.print(f"Prefect: temporary server on {server.api}", soft_wrap=True)
-            summary = flow(
-                landing=str(cfg_kwargs["landing"]),
-                warehouse=str(cfg_kwargs["warehouse"]),
-                reports=str(cfg_kwargs["reports"]),
-                demo=args.demo,
-                definitions=cfg_kwargs["definitions"],
-                date_shift=args.date_shift,
-                secret_block=args.secret_block,
-                sources=args.sources,
-                max_patient_drop_pct=args.max_patient_drop_pct,
-                accept_drop=list(args.accept_drop or ()),
-                full=args.full,
-                gx=args.gx,
-                study_report=args.study_report,
-            )
+            summary = _run_prefect_flow(args, cfg_kwargs)
         else:
             cfg = RunConfig(**cfg_kwargs)
             with console.status("running the pipeline ..."):
@@ -189,6 +162,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_ATTENTION
     return EXIT_OK
+
+
+def _run_prefect_flow(args: argparse.Namespace, cfg_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The run as the Prefect flow (the `prefect` engine); its summary."""
+    console.print(
+        "starting the Prefect flow (a local server that answers, else a temporary one, "
+        "if none is set) ..."
+    )
+    from blinaetl.engines import load_engine, prestart_engine
+
+    # Prefect's temporary server (when the run needs one) starts before Prefect is
+    # imported, on the other core, instead of after (flows.local_server)
+    server = prestart_engine("prefect")
+    flow = load_engine("prefect")(args.dask_address, args.dask_workers)
+    if server is not None:
+        server.wait_ready(_prefect_startup_timeout())
+        console.print(f"Prefect: temporary server on {server.api}", soft_wrap=True)
+    summary: dict[str, Any] = flow(
+        landing=str(cfg_kwargs["landing"]),
+        warehouse=str(cfg_kwargs["warehouse"]),
+        reports=str(cfg_kwargs["reports"]),
+        demo=args.demo,
+        definitions=cfg_kwargs["definitions"],
+        date_shift=args.date_shift,
+        secret_block=args.secret_block,
+        sources=args.sources,
+        max_patient_drop_pct=args.max_patient_drop_pct,
+        accept_drop=list(args.accept_drop or ()),
+        full=args.full,
+        gx=args.gx,
+        study_report=args.study_report,
+    )
+    return summary
 
 
 def _prefect_startup_timeout() -> float:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -195,13 +194,8 @@ TRANSFORM_VARIANTS = ("varchar", "enum_key", "file_id_views")
 
 
 def child(code: str, *args: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"benchmark child failed:\n{out.stderr[-3000:]}")
-    # the last JSON line (DuckDB may draw a progress bar on stdout during a long query)
-    return json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+    """The JSON object `code` prints last, run in a fresh interpreter."""
+    return json.loads(transform_storage.child(code, *args, json_line=True))
 
 
 def measure(work: Path, landing: Path, repeat: int) -> dict:

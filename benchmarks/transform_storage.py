@@ -105,13 +105,18 @@ print(json.dumps({"wall_s": time.perf_counter() - t0, "cpu_s": cpu() - c0}))
 VARIANTS = ("file", "memory_build", "all_memory")
 
 
-def child(code: str, *args: str) -> str:
+def child(code: str, *args: str, json_line: bool = False) -> str:
+    """Run `code` in a fresh interpreter; its last line of output (with `json_line`, its last
+    line that is a JSON object: DuckDB may draw a progress bar on stdout during a long query)."""
     out = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
     )
     if out.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{out.stderr[-3000:]}")
-    return out.stdout.strip().splitlines()[-1]
+    lines = out.stdout.strip().splitlines()
+    if json_line:
+        lines = [line for line in lines if line.startswith("{")]
+    return lines[-1]
 
 
 def cohort_parser(doc: str | None) -> argparse.ArgumentParser:
@@ -152,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
             run.mkdir(mode=0o700, parents=True)
             db = run / "restricted.duckdb"
             shutil.copy(loaded, db)
-            measured = json.loads(child(VARIANT, variant, str(db), str(run / "analytics.duckdb")))
+            measured = json.loads(
+                child(VARIANT, variant, str(db), str(run / "analytics.duckdb"), json_line=True)
+            )
             measured["load"] = os.getloadavg()[0]
             results[variant].append(measured)
             shutil.rmtree(run)

@@ -446,3 +446,18 @@ def test_a_confirmation_covers_only_its_check_on_that_row():
         pl.lit("outcomes").alias("table_name")
     )
     assert validate_tables(tables, CONTRACTS, other).tables["assessments"].height == 0
+
+
+def test_tables_are_put_in_validation_order_with_unknown_tables_last_as_given():
+    from blinaetl.validate.contracts import in_validation_order
+
+    given = {"zeta": 1, "imaging_reports": 2, "patients": 3, "alpha": 4, "outcomes": 5}
+    assert in_validation_order(given) == [
+        "patients",
+        "outcomes",
+        "imaging_reports",
+        "zeta",
+        "alpha",
+    ]
+    assert in_validation_order(iter(["treatments", "patients"])) == ["patients", "treatments"]
+    assert in_validation_order([]) == []

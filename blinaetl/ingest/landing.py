@@ -44,6 +44,7 @@ from blinaetl.validate.contracts import (
     POLARS_TYPES,
     Contract,
     FieldSpec,
+    in_validation_order,
     load_contracts,
 )
 from blinaetl.warehouse.quarantine import CopySegment, Quarantine
@@ -1545,9 +1546,7 @@ def table_groups(contracts: dict[str, Contract]) -> list[list[str]]:
     tables together first (the patients, then the outcomes and treatments are checked against
     them, and the other tables against all three), then each other table alone, in validation
     order."""
-    from blinaetl.validate.contracts import ORDER
-
-    tables = [t for t in ORDER if t in contracts] + [t for t in contracts if t not in ORDER]
+    tables = in_validation_order(contracts)
     first = [t for t in tables if t in CONTEXT_TABLES]
     return ([first] if first else []) + [[t] for t in tables if t not in CONTEXT_TABLES]
 
@@ -1723,7 +1722,7 @@ def validate_by_table(
 class _ByTable:
     """What `validate_by_table` keeps of each group, put together in the order of validating
     every file at once by `result`: the quarantine, DQD results and tables in validation
-    order (`validate.executor.ORDER`); the file rows, imputations, labels and disappeared
+    order (`validate.contracts.in_validation_order`); the file rows, imputations, labels and disappeared
     records in the order of the source entries (each entry's first file in the plan)."""
 
     plan: Plan
@@ -1743,10 +1742,7 @@ class _ByTable:
 
     @classmethod
     def of(cls, plan: Plan) -> _ByTable:
-        from blinaetl.validate.contracts import ORDER
-
-        tables = plan.contracts
-        order = [t for t in ORDER if t in tables] + [t for t in tables if t not in ORDER]
+        order = in_validation_order(plan.contracts)
         rank: dict[tuple[str, int], int] = {}
         for job in plan.jobs:
             rank.setdefault((job.source_id, job.index), len(rank))
@@ -2102,9 +2098,7 @@ def compact_copies(
     quarantine as validating every row would give it, each streamed file's copies compact
     (`CopySegment`), and the DQD counts with the copies counted. The quarantined rows of the
     files read whole get their `raw_json` here."""
-    from blinaetl.validate.contracts import ORDER
-
-    tables = [t for t in ORDER if t in combined] + [t for t in combined if t not in ORDER]
+    tables = in_validation_order(combined)
     order = sorted(range(len(mapped)), key=lambda i: (tables.index(mapped[i].mapping.table), i))
     rank = {mapped[i].path: r for r, i in enumerate(order)}
     streamed = [m for m in mapped if m.copies is not None and m.copies.height]

@@ -8,6 +8,7 @@ This module only reads declarations; `blinaetl.validate` executes them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -31,6 +32,15 @@ FIELD_TYPES = {"string", "date", "int", "float", "bool"}
 # the tables in validation order (the executor's; here, so the ingest can order its groups of
 # tables without importing the validator, which imports pandera)
 ORDER = ("patients", "treatments", "outcomes", "assessments", "flow_results", "imaging_reports")
+
+
+def in_validation_order(tables: Iterable[str]) -> list[str]:
+    """`tables` in validation order: those of `ORDER` first, in its order, then the others as
+    given (the one ordering of the executor, the ingest's table groups and its quarantine)."""
+    given = list(tables)
+    return [t for t in ORDER if t in given] + [t for t in given if t not in ORDER]
+
+
 POLARS_TYPES = {
     "string": pl.Utf8,
     "date": pl.Date,

@@ -29,10 +29,10 @@ import polars as pl
 from blinaetl.validate.contracts import (
     FAILURE_COLUMNS,
     LINEAGE_COLUMNS,
-    ORDER,
     POLARS_TYPES,
     CheckSpec,
     Contract,
+    in_validation_order,
 )
 
 RAW = "__raw__"
@@ -526,7 +526,7 @@ def validate_tables(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    order = [t for t in ORDER if t in frames] + [t for t in frames if t not in ORDER]
+    order = in_validation_order(frames)
     outcomes: dict[str, TableOutcome] = {}
     ctx: Context | None = context
 

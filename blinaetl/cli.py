@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -177,7 +176,7 @@ def _run_prefect_flow(args: argparse.Namespace, cfg_kwargs: dict[str, Any]) -> d
     server = prestart_engine("prefect")
     flow = load_engine("prefect")(args.dask_address, args.dask_workers)
     if server is not None:
-        server.wait_ready(_prefect_startup_timeout())
+        server.wait_ready()
         console.print(f"Prefect: temporary server on {server.api}", soft_wrap=True)
     summary: dict[str, Any] = flow(
         landing=str(cfg_kwargs["landing"]),
@@ -195,14 +194,6 @@ def _run_prefect_flow(args: argparse.Namespace, cfg_kwargs: dict[str, Any]) -> d
         study_report=args.study_report,
     )
     return summary
-
-
-def _prefect_startup_timeout() -> float:
-    """Prefect's own setting for its temporary server's start (default 20 s)."""
-    try:
-        return float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or 20)
-    except ValueError:
-        return 20.0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:

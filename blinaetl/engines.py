@@ -7,7 +7,7 @@ and returns the run summary as a dict. `blinaetl run --engine NAME` looks the na
 
 An engine may also register, under `blinaetl.engine_prestart` and the same name, a callable
 that the CLI calls before it loads the engine (so before the engine's imports): it returns
-None, or an object whose `wait_ready(timeout)` the CLI calls just before the flow (the Prefect
+None, or an object whose `wait_ready()` the CLI calls just before the flow (the Prefect
 engine starts its temporary server there: `flows/local_server.py`).
 """
 

@@ -131,11 +131,14 @@ class TemporaryServer:
         finally:
             sock.close()  # the child has its own copy of the listening socket
         env["PREFECT_API_URL"] = self.api
+        self.startup_timeout = _startup_timeout(env)
         atexit.register(self.stop)
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float | None = None) -> None:
         """Return once the server answers its health check; a clear error if it exits first
-        or does not answer within `timeout` seconds."""
+        or does not answer within `timeout` seconds (by default Prefect's own setting for its
+        temporary server, `startup_timeout`)."""
+        timeout = self.startup_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self._proc is not None, "the temporary server was stopped"
@@ -172,6 +175,15 @@ class TemporaryServer:
                 proc.kill()
                 proc.wait()
         self._err.close()
+
+
+def _startup_timeout(env: MutableMapping[str, str]) -> float:
+    """PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, Prefect's wait for its temporary
+    server (default 20 s)."""
+    try:
+        return float(env.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or 20)
+    except ValueError:
+        return 20.0
 
 
 def answering(api: str, timeout: float = 0.5) -> bool:

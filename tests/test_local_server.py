@@ -272,3 +272,19 @@ def test_blinaetl_run_with_no_server_uses_the_early_server_and_leaves_none(
     index = (report / "index.html").read_text()
     assert "Not run for this report." in index and 'href="study_report.html"' not in index
     assert not (report / "study_report.html").exists() and not (report / "data_docs").exists()
+
+
+def test_the_wait_for_the_server_is_prefects_own_setting(tmp_path):
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    env = {"PREFECT_HOME": str(tmp_path), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1"}
+    server = TemporaryServer(env, command=sleeper)
+    try:
+        assert server.startup_timeout == 1.0
+        with pytest.raises(TimeoutError, match=r"within 1 s \(PREFECT_SERVER_EPHEMERAL_STARTUP"):
+            server.wait_ready()
+    finally:
+        server.stop()
+    for setting in ({}, {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "soon"}):
+        other = TemporaryServer({"PREFECT_HOME": str(tmp_path), **setting}, command=sleeper)
+        other.stop()
+        assert other.startup_timeout == 20.0, setting  # Prefect's default

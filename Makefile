@@ -46,17 +46,19 @@ run: $(VENV)/.synced
 ## tests; their output is printed after pytest's, and test fails if any of the three fails
 TEST_WORKERS ?= 2
 LINT_NICE ?= 10
+SQLFLUFF := $(BIN)/sqlfluff lint sql --disable-progress-bar
+MYPY := $(BIN)/mypy blinaetl flows
 test: $(VENV)/.synced
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	@echo "nice -n $(LINT_NICE) $(BIN)/sqlfluff lint sql --disable-progress-bar & nice -n $(LINT_NICE) $(BIN)/mypy blinaetl flows & $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup"
+	@echo "nice -n $(LINT_NICE) $(SQLFLUFF) & nice -n $(LINT_NICE) $(MYPY) & $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup"
 	@out=$$(mktemp -d); \
-	  nice -n $(LINT_NICE) $(BIN)/sqlfluff lint sql --disable-progress-bar >$$out/sqlfluff 2>&1 & sql=$$!; \
-	  nice -n $(LINT_NICE) $(BIN)/mypy blinaetl flows >$$out/mypy 2>&1 & typed=$$!; \
+	  nice -n $(LINT_NICE) $(SQLFLUFF) >$$out/sqlfluff 2>&1 & sql=$$!; \
+	  nice -n $(LINT_NICE) $(MYPY) >$$out/mypy 2>&1 & typed=$$!; \
 	  $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup; tested=$$?; \
 	  wait $$sql; linted=$$?; wait $$typed; checked=$$?; \
-	  echo "sqlfluff lint sql: exit status $$linted"; cat $$out/sqlfluff; \
-	  echo "mypy blinaetl flows: exit status $$checked"; cat $$out/mypy; rm -rf $$out; \
+	  echo "$(SQLFLUFF): exit status $$linted"; cat $$out/sqlfluff; \
+	  echo "$(MYPY): exit status $$checked"; cat $$out/mypy; rm -rf $$out; \
 	  test $$tested -eq 0 && test $$linted -eq 0 && test $$checked -eq 0
 
 # sqlfluff and mypy each use one core (mypy about 60 s CPU on a fresh clone, no cache; sqlfluff
@@ -65,9 +67,9 @@ test: $(VENV)/.synced
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	@echo "$(BIN)/sqlfluff lint sql --disable-progress-bar & $(BIN)/mypy blinaetl flows"
-	@$(BIN)/sqlfluff lint sql --disable-progress-bar & sql=$$!; \
-	  $(BIN)/mypy blinaetl flows; typed=$$?; wait $$sql; linted=$$?; \
+	@echo "$(SQLFLUFF) & $(MYPY)"
+	@$(SQLFLUFF) & sql=$$!; \
+	  $(MYPY); typed=$$?; wait $$sql; linted=$$?; \
 	  test $$typed -eq 0 && test $$linted -eq 0
 
 format: $(VENV)/.synced

@@ -57,6 +57,21 @@ em_not_reassessed AS (
     GROUP BY a.patient_key
 ),
 
+conflicting_labels AS (
+    -- a date whose assessment row carries one response label and the site's responses file
+    -- (staging.reported_responses) another: the assessment row's label is used
+    -- (harmonized.assessments), so the query points at that row; domain.md section on the
+    -- Kahn framework: independent reports of the same fact that disagree (atemporal plausibility)
+    SELECT
+        a.patient_key,
+        a.label_source_file AS _source_file,
+        a.label_source_row AS _source_row,
+        date_diff('day', t.day0_date, a.assessment_date) AS study_day
+    FROM harmonized.assessments AS a
+    INNER JOIN harmonized.patient_timeline AS t ON a.patient_key = t.patient_key
+    WHERE a.conflicting_label IS NOT NULL
+),
+
 raised AS (
     SELECT
         patient_key,
@@ -104,6 +119,21 @@ raised AS (
         || 'response is CR with EM not reassessed; please send the restaging result if there is one.'
             AS message
     FROM em_not_reassessed
+    UNION ALL
+    SELECT
+        patient_key,
+        _source_file,
+        _source_row,
+        study_day,
+        'assessments' AS table_name,
+        'reported_response' AS field,
+        'DRV_CONFLICTING_RESPONSE_LABEL' AS rule_id,
+        'plausibility.atemporal' AS kahn,
+        'warning' AS severity,
+        'This assessment row reports a response, and the responses file reports a different '
+        || 'response for the same patient and date. The assessment row''s response is used; '
+        || 'please confirm which is right and correct the other file.' AS message
+    FROM conflicting_labels
 )
 
 SELECT

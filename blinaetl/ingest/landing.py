@@ -57,6 +57,8 @@ RAW_PREFIX = "__raw__"
 TRUE_WORDS = {"true", "t", "yes", "y", "1"}
 FALSE_WORDS = {"false", "f", "no", "n", "0"}
 EXTRACT_DATE_RE = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})")
+# part K of N of a split extract, just before the extension: `treatments_20260901_part2of3.xlsx`
+EXTRACT_PART_RE = re.compile(r"_part(\d+)of(\d+)(?=\.[^.]*$)")
 
 
 class FileProblem(Exception):
@@ -1750,7 +1752,7 @@ class _ByTable:
 
     def choose(
         self, at: list[int], outcomes: list[MappedFile | dict]
-    ) -> tuple[list[int], list[MappedFile], dict[tuple[str, int], MappedFile]]:
+    ) -> tuple[list[int], list[MappedFile], dict[tuple[str, int], list[MappedFile]]]:
         """`choose_extracts` per source entry of a group: (each file to load's entry rank, the
         files to load, the previous extracts); the others' file rows are kept."""
         by_entry: dict[tuple[str, int], tuple[list[FileJob], list[MappedFile | dict]]] = {}
@@ -1761,7 +1763,7 @@ class _ByTable:
             outs.append(out)
         ranks: list[int] = []
         mapped: list[MappedFile] = []
-        previous: dict[tuple[str, int], MappedFile] = {}
+        previous: dict[tuple[str, int], list[MappedFile]] = {}
         for key, (jobs, outs) in by_entry.items():
             entry = dataclasses.replace(self.plan, jobs=jobs, unmatched=[])
             chosen, rows, before = choose_extracts(entry, outs)
@@ -1775,7 +1777,7 @@ class _ByTable:
         self,
         ranks: list[int],
         mapped: list[MappedFile],
-        previous: dict[tuple[str, int], MappedFile],
+        previous: dict[tuple[str, int], list[MappedFile]],
         secret: bytes,
     ) -> None:
         """What is read from a group's mapped frames: date imputations, fields not collected,
@@ -2170,18 +2172,54 @@ def _recount_dq(
     )
 
 
+def extract_part(rel: str) -> tuple[int, int] | None:
+    """(K, N) for part K of a split extract of N parts (`patients_20260901_part2of3.xlsx`: a
+    site cuts an extract too big for one file into numbered files), else None."""
+    m = EXTRACT_PART_RE.search(Path(rel).name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _delivery(rel: str) -> str:
+    """The extract a file belongs to: its name without a part number (`extract_part`)."""
+    folder, _, name = rel.rpartition("/")
+    whole = EXTRACT_PART_RE.sub("", name, count=1)
+    return f"{folder}/{whole}" if folder else whole
+
+
+def _missing_parts(items: list[tuple[FileJob, MappedFile | dict]]) -> str | None:
+    """Why the files of one delivery are not a complete set of parts 1..N, or None."""
+    found = [extract_part(job.rel) for job, _ in items]
+    if found == [None]:
+        return None
+    parts = [p for p in found if p is not None]
+    if len(parts) < len(found):
+        return "the same extract is delivered both whole and in parts"
+    totals = {n for _, n in parts if n}
+    numbers = sorted(k for k, _ in parts if k)
+    if len(totals) != 1 or len(numbers) != len(parts):
+        return "its parts do not agree on how many parts there are"
+    n = totals.pop()
+    if numbers != list(range(1, n + 1)):
+        have = ", ".join(str(k) for k in numbers)
+        return f"it has parts {have} of {n}"
+    return None
+
+
 def choose_extracts(
     plan: Plan, outcomes: list[MappedFile | dict]
-) -> tuple[list[MappedFile], list[dict], dict[tuple[str, int], MappedFile]]:
+) -> tuple[list[MappedFile], list[dict], dict[tuple[str, int], list[MappedFile]]]:
     """Per source entry, the newest readable extract to load (cumulative refreshes).
 
-    Returns the files to load, the file rows of the others (unmatched, undated beside dated
-    ones, unreadable, superseded) and per entry the newest superseded extract that was read
-    (the previous delivery, for records that disappeared).
+    An extract is one file, or the parts 1..N of a split extract (`extract_part`), loaded
+    together: all or none, so an incomplete or partly unreadable split extract is rejected and
+    the next older extract is loaded instead. Returns the files to load, the file rows of the
+    others (unmatched, undated beside dated ones, unreadable, incomplete, superseded) and per
+    entry the files of the newest superseded extract that was read (the previous delivery,
+    for records that disappeared).
     """
     file_rows: list[dict] = list(plan.unmatched)
     mapped: list[MappedFile] = []
-    previous: dict[tuple[str, int], MappedFile] = {}
+    previous: dict[tuple[str, int], list[MappedFile]] = {}
     by_entry: dict[tuple[str, int], list[tuple[FileJob, MappedFile | dict]]] = {}
     for job, outcome in zip(plan.jobs, outcomes, strict=True):
         by_entry.setdefault((job.source_id, job.index), []).append((job, outcome))
@@ -2198,27 +2236,70 @@ def choose_extracts(
             if not items:
                 continue
         # cumulative refreshes: the newest readable extract is loaded, older ones superseded
-        items.sort(
-            key=lambda it: (_extract_date(it[0].rel) or dt.date.min, it[0].rel), reverse=True
+        deliveries: dict[str, list[tuple[FileJob, MappedFile | dict]]] = {}
+        for it in items:
+            deliveries.setdefault(_delivery(it[0].rel), []).append(it)
+        ordered = sorted(
+            deliveries.items(),
+            key=lambda d: (_extract_date(d[1][0][0].rel) or dt.date.min, d[0]),
+            reverse=True,
         )
-        active: MappedFile | None = None
-        for job, outcome in items:
-            if active is None:
-                if isinstance(outcome, MappedFile):
-                    active = outcome
-                    mapped.append(outcome)
+        active: list[MappedFile] = []
+        for _, files in ordered:
+            files.sort(key=lambda it: (extract_part(it[0].rel) or (0, 0))[0])
+            read = [o for _, o in files if isinstance(o, MappedFile)]
+            whole = _missing_parts(files) is None and len(read) == len(files)
+            if not active:
+                if whole:
+                    active = read
+                    mapped.extend(read)
                 else:
-                    file_rows.append(outcome)
+                    file_rows.extend(_unloadable_parts(plan, files))
                 continue
-            sha = outcome.sha256 if isinstance(outcome, MappedFile) else outcome["sha256"]
-            file_rows.append(
-                _superseded_row(
-                    job.name, sha, job.source_id, contracts_table(plan, job), active.path
+            for job, outcome in files:
+                sha = outcome.sha256 if isinstance(outcome, MappedFile) else outcome["sha256"]
+                file_rows.append(
+                    _superseded_row(
+                        job.name, sha, job.source_id, contracts_table(plan, job), active[0].path
+                    )
                 )
-            )
-            if key not in previous and isinstance(outcome, MappedFile):
-                previous[key] = outcome
+            if key not in previous and whole:
+                previous[key] = read
     return mapped, file_rows, previous
+
+
+def _unloadable_parts(plan: Plan, files: list[tuple[FileJob, MappedFile | dict]]) -> list[dict]:
+    """The file rows of a newest extract that cannot be loaded: an unreadable file's own row;
+    for a split extract, incomplete or with a part unreadable, every readable part rejected."""
+    missing = _missing_parts(files)
+    unreadable = [job.rel for job, o in files if not isinstance(o, MappedFile)]
+    why = missing or f"part {', '.join(unreadable)} cannot be read"
+    rows = []
+    for job, outcome in files:
+        if not isinstance(outcome, MappedFile):
+            rows.append(outcome)
+            continue
+        rows.append(
+            {
+                "path": job.rel,
+                "sha256": outcome.sha256,
+                "source_id": job.source_id,
+                "table_name": contracts_table(plan, job),
+                "rows_read": 0,
+                "rows_loaded": 0,
+                "rows_quarantined": 0,
+                "status": "rejected",
+                "error": (
+                    f"{job.rel}: is part of a split extract that cannot be loaded whole "
+                    f"({why}); none of its parts is loaded"
+                ),
+                "fix": (
+                    "deliver every part 1..N of the extract, named <name>_partKofN, each "
+                    "readable, or remove its parts to load the previous extract"
+                ),
+            }
+        )
+    return rows
 
 
 def combine_frames(
@@ -2623,17 +2704,25 @@ def _superseded_row(rel: str, sha: str, source_id: str, table: str, newer: str) 
 
 def _disappeared(
     mapped: list[MappedFile],
-    previous: dict[tuple[str, int], MappedFile],
+    previous: dict[tuple[str, int], list[MappedFile]],
     contracts: dict[str, Contract],
     secret: bytes,
 ) -> pl.DataFrame:
-    """Records of the previous extract of a source whose key is missing from the newest one."""
+    """Records of the previous extract of a source whose key is missing from the newest one.
+
+    An extract split into parts (`extract_part`) is compared as a whole: a record moved to
+    another part has not disappeared. `previous_file` is the part the record was in,
+    `current_file` the newest extract (its first part).
+    """
     frames = []
-    by_file = {(m.source.source, m.source.files.index(m.mapping)): m for m in mapped}
-    for key, old in previous.items():
-        new = by_file.get(key)
-        if new is None:
+    by_file: dict[tuple[str, int], list[MappedFile]] = {}
+    for m in mapped:
+        by_file.setdefault((m.source.source, m.source.files.index(m.mapping)), []).append(m)
+    for key, olds in previous.items():
+        news = by_file.get(key)
+        if not news:
             continue
+        new = news[0]
         contract = contracts[new.mapping.table]
         cols = ["site", *contract.key]
         # identifying key parts (MRN, accession numbers) never leave in record_key
@@ -2643,10 +2732,22 @@ def _disappeared(
             if shown
             else pl.lit("")
         )
-        gone = (
-            old.frame.select(cols)
-            .unique(maintain_order=True)  # in the previous file's row order, every run
-            .join(new.frame.select(cols).unique(), on=cols, how="anti", nulls_equal=True)
+        current = pl.concat([m.frame.select(cols) for m in news]) if len(news) > 1 else None
+        gone = pl.concat(
+            [
+                old.frame.select(cols)
+                .unique(maintain_order=True)  # in the previous file's row order, every run
+                .with_columns(pl.lit(old.path).alias("previous_file"))
+                for old in olds
+            ]
+        )
+        if len(olds) > 1:  # a record in two parts of the previous extract is listed once
+            gone = gone.unique(cols, keep="first", maintain_order=True)
+        gone = gone.join(
+            (new.frame.select(cols) if current is None else current).unique(),
+            on=cols,
+            how="anti",
+            nulls_equal=True,
         )
         if gone.height == 0:
             continue
@@ -2662,7 +2763,7 @@ def _disappeared(
                 "site",
                 "patient_key",
                 record.alias("record_key"),
-                pl.lit(old.path).alias("previous_file"),
+                "previous_file",
                 pl.lit(new.path).alias("current_file"),
             )
         )

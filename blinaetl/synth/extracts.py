@@ -161,7 +161,8 @@ def _site_keys(p: pl.DataFrame, *extra: str) -> pl.DataFrame:
 
 
 def write_patients(out: Extracts, p: pl.DataFrame) -> None:
-    """SITE01 patients as latin-1 CSV, SITE02 as XLSX under a title row."""
+    """SITE01 patients as latin-1 CSV, SITE02 as XLSX under a title row (in parts beyond a
+    sheet)."""
     pat = p.with_columns(
         (pl.col("last_name") + ", " + pl.col("first_name")).alias("patient_name"),
         pl.col("pid").alias("_order"),
@@ -198,18 +199,38 @@ def write_patients(out: Extracts, p: pl.DataFrame) -> None:
         "_defect",
     )
     s2 = finish_rows(s2, None, None, 4)
-    f = "clinical/SITE02/patients_" + X + ".xlsx"
-    render.write_xlsx(
-        public_columns(s2), out.landing / f, "Patients", title="SITE02 leukemia registry extract"
+    write_xlsx_parts(
+        out,
+        s2,
+        "clinical/SITE02/patients_" + X + ".xlsx",
+        "Patients",
+        first_row=4,
+        title="SITE02 leukemia registry extract",
     )
-    out.files[f] = s2.height
+
+
+def write_xlsx_parts(
+    out: Extracts,
+    frame: pl.DataFrame,
+    f: str,
+    sheet: str,
+    first_row: int,
+    title: str | None = None,
+    patient: str | None = None,
+) -> None:
+    """`frame` as one workbook `f`, or as its numbered parts when it exceeds one sheet
+    (`render.XLSX_MAX_ROWS`), cut between patients (`patient`, see `render.xlsx_parts`)."""
+    parts = render.xlsx_parts(frame, first_row, patient)
+    for name, part in zip(render.part_names(f, len(parts)), parts, strict=True):
+        render.write_xlsx(public_columns(part), out.landing / name, sheet, title=title)
+        out.files[name] = part.height
 
 
 # ---------------- clinical: treatments ----------------
 
 
 def write_treatments(out: Extracts, p: pl.DataFrame, trt: pl.DataFrame) -> None:
-    """Blinatumomab cycles and transplants: SITE01 CSV, SITE02 XLSX."""
+    """Blinatumomab cycles and transplants: SITE01 CSV, SITE02 XLSX (in parts beyond a sheet)."""
     t = render.with_dates(trt, p, "start_day", "start_date")
     t = (
         t.with_columns(
@@ -247,10 +268,9 @@ def write_treatments(out: Extracts, p: pl.DataFrame, trt: pl.DataFrame) -> None:
         "_order",
         "_defect",
     )
-    t2 = finish_rows(t2, None, None, 2)
+    t2 = finish_rows(t2, None, None, 2)  # in patient order: a patient's rows are adjacent
     f = "clinical/SITE02/treatments_" + X + ".xlsx"
-    render.write_xlsx(public_columns(t2), out.landing / f, "Treatments")
-    out.files[f] = t2.height
+    write_xlsx_parts(out, t2, f, "Treatments", first_row=2, patient="Patient ID")
 
 
 # ---------------- clinical: assessments (with defects in filler rows) ----------------

@@ -162,6 +162,58 @@ def cd19_descriptors(cls: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out.astype(str)
 
 
+# rows of one worksheet, title and header rows included (Excel's limit, which xlsxwriter and
+# polars enforce); tests lower it to exercise the split of a workbook into numbered parts
+XLSX_MAX_ROWS = 1_048_576
+
+
+def xlsx_parts(
+    frame: pl.DataFrame, first_row: int, patient: str | None = None
+) -> list[pl.DataFrame]:
+    """`frame` (numbered from `first_row`, the sheet row of its first record) cut into the
+    parts that fit one sheet each, renumbered per part; one part when it fits.
+
+    With `patient` (a column, the frame sorted by it), a patient's rows are never cut: a part
+    ends before the patient whose rows would not fit, as a site splitting its registry export
+    by patient ranges does. A patient with more rows than a sheet holds is an error.
+    """
+    capacity = XLSX_MAX_ROWS - (first_row - 1)
+    if capacity < 1:
+        raise ValueError(f"a sheet of {XLSX_MAX_ROWS} rows has no room below row {first_row - 1}")
+    if frame.height <= capacity:
+        return [frame]
+    if patient is None:
+        ends = list(range(capacity, frame.height, capacity))
+    else:
+        runs = frame.select(pl.col(patient).rle()).unnest(patient)["len"].to_list()
+        ends, used, at = [], 0, 0
+        for n in runs:
+            if n > capacity:
+                raise ValueError(f"a patient has {n} rows, more than a sheet of {capacity} rows")
+            if used + n > capacity:
+                ends.append(at)
+                used = 0
+            used += n
+            at += n
+    starts = [0, *ends]
+    stops = [*ends, frame.height]
+    return [
+        frame.slice(a, b - a).with_columns(
+            (pl.int_range(pl.len()) + first_row).cast(pl.Int64).alias("_row")
+        )
+        for a, b in zip(starts, stops, strict=True)
+    ]
+
+
+def part_names(name: str, n_parts: int) -> list[str]:
+    """`name` for one part; else `stem_partKofN.ext` for K = 1..N (the ingest loads the N parts
+    of one extract date together, `blinaetl.ingest.landing.extract_part`)."""
+    if n_parts == 1:
+        return [name]
+    stem, ext = name.rsplit(".", 1)
+    return [f"{stem}_part{k}of{n_parts}.{ext}" for k in range(1, n_parts + 1)]
+
+
 def write_xlsx(frame: pl.DataFrame, path: Path, sheet: str, title: str | None = None) -> None:
     """Write one sheet; with `title`, a title line and a blank line put the header on row 3."""
     import xlsxwriter

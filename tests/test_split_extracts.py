@@ -198,3 +198,27 @@ def test_a_split_extract_with_an_unreadable_part_is_not_loaded(tmp_path):
     f1 = _file(result, part1)
     assert f1["status"] == "rejected" and part2 in f1["error"]
     assert result.tables["patients"].height == 0
+
+
+def test_each_part_has_its_own_cache_entry(tmp_path):
+    """An incremental run takes an unchanged part from the per-file cache and reads the changed
+    one, and loads what a full run of the same files loads."""
+    part1, part2 = D1 + "_part1of2.csv", D1 + "_part2of2.csv"
+    landing, sources = tmp_path / "landing", tmp_path / "sources"
+    sources.mkdir(parents=True)
+    (sources / "t.yaml").write_text(MAPPING)
+    for rel, data in {part1: _csv(ROWS["P001"]), part2: _csv(ROWS["P002"])}.items():
+        (landing / rel).parent.mkdir(parents=True, exist_ok=True)
+        (landing / rel).write_bytes(data)
+    cache = tmp_path / "restricted" / "file_cache"
+
+    def run(**kw: object):
+        return ingest_landing(landing, "run-1", DEMO_KEY, sources_dir=sources, **kw)  # type: ignore[arg-type]
+
+    assert run(cache_dir=cache).reused == []
+    (landing / part2).write_bytes(_csv(ROWS["P002"], ROWS["P003"]))
+    again = run(cache_dir=cache)
+    assert again.reused == [part1]
+    full = run()
+    assert again.tables["patients"].drop("_run_id").equals(full.tables["patients"].drop("_run_id"))
+    assert again.tables["patients"]["mrn"].sort().to_list() == ["P001", "P002", "P003"]

@@ -363,3 +363,24 @@ def test_a_benchmark_child_reports_its_own_peak_not_its_parents():
     assert inherited >= 400 * 2**20, "the kernel's figure includes the parent's pages"
     assert own < 100 * 2**20, "the child's own peak: a bare interpreter"
     assert peak_rss.peak_rss_bytes() >= 400 * 2**20, "this process's own peak, ballast included"
+
+
+def test_the_end_to_end_row_is_judged_at_a_million_patients_against_6_gib_only():
+    # issue 20: "1M patients end to end <= 6 GiB"; the size is what the run published
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import issue20_report as report
+
+    gib = 1024**3
+    at_limit = report.end_to_end_verdict(1_000_000, 6 * gib, "ingest 440 s")
+    over = report.end_to_end_verdict(1_000_000, 6 * gib + 1, "ingest 440 s")
+    under = report.end_to_end_verdict(1_000_000, 6 * gib - 1, "ingest 440 s")
+    assert (at_limit.verdict, over.verdict, under.verdict) == ("met", "NOT met", "met")
+    assert over.measured.startswith("6.00 GiB peak, 1,000,000 patients (ingest 440 s)")
+    smaller = report.end_to_end_verdict(999_999, 1 * gib, "ingest 400 s")
+    assert smaller.verdict == "not measured here"
+    assert "--end-to-end-landing" in smaller.note
+    skipped = report.end_to_end_figure(None, ROOT)
+    assert (
+        skipped.verdict == "not measured here"
+        and "blinaetl synth --patients 1000000" in skipped.note
+    )

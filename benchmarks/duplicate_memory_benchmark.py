@@ -6,7 +6,7 @@
 The demo cohort (65 patients, seed 2017) is generated once; for each size a copy of its landing
 folder gets SITE01's assessments CSV with its data rows repeated until the file reaches the size,
 so nearly every row is an exact duplicate of an earlier one and is quarantined (the case in
-findings.md, "Memory on large deliveries"). The pipeline (no Prefect, no GX) runs on it in a fresh
+findings.md, "Memory on large deliveries"). The pipeline (no Prefect, no GX, no study report) runs on it in a fresh
 child process; the figure is the child's peak RSS (`VmHWM`, peak_rss.py), with the peak reached by the end
 of each stage, each stage's seconds, the rows quarantined and the wall time (unreliable on a
 loaded machine; the load average is printed). Targets (issue 20): 21 MB <= 1 GiB, 100 MB <=
@@ -55,7 +55,7 @@ def wrap(name, fn):
 stages = {name: wrap(name, fn) for name, fn in pipeline.STAGES.items()}
 t0 = time.perf_counter()
 cfg = RunConfig(landing=landing, warehouse=work / "warehouse", reports=work / "reports",
-                demo=True, gx=False)
+                demo=True, gx=False, study_report=False)
 error = None
 try:
     summary, result = run_pipeline(cfg, stages=stages)

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/stage_memory.py --landing DIR [--workdir DIR] [--with-models]
     .venv/bin/python benchmarks/stage_memory.py --patients 10000
 
-Runs the pipeline (no Prefect, no GX; the statistical models of the publish stage not fitted
+Runs the pipeline (no Prefect, no GX, no study report: their child processes are not
+this process's memory; the statistical models of the publish stage not fitted
 unless `--with-models`) in a fresh child process, with a thread sampling the child's VmRSS
 every 20 ms. The run is cut into phases at the start and end of each stage and of the ingest
 steps (reading each group of tables, combining, validating, the compact quarantine, releasing
@@ -88,7 +89,8 @@ for stage, f in list(pipeline.STAGES.items()):
         lambda f, stage, *a, **k: (mark(f"stage {stage}"), f(*a, **k))[1], f, stage)
 
 cfg = pipeline.RunConfig(landing=landing, warehouse=work / "warehouse",
-                         reports=work / "reports", demo=True, gx=False)
+                         reports=work / "reports", demo=True, gx=False,
+                         study_report=False)
 load0 = os.getloadavg()
 summary, result = pipeline.run_pipeline(cfg)
 mark("end")

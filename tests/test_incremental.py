@@ -104,11 +104,28 @@ def _no_report(cfg: RunConfig, *_: object) -> Path:
     return cfg.report_dir
 
 
+def _full_run_view(cfg: RunConfig, result: object) -> tuple[object, dict[str, dict]]:
+    """A full run's ingest result and the content of its two databases (run id normalized),
+    read now: a later run in the same warehouse replaces the files."""
+    return result, {db: database_content(getattr(cfg, db), cfg.run_id) for db in _DATABASES}
+
+
+_DATABASES = ("restricted_path", "analytics_path")
+
+
 def _compare_with_fresh_full_run(
     landing: Path, incremental: RunConfig, result: object, tmp: Path, **kwargs: object
 ) -> None:
     fresh = _config(landing, tmp, **kwargs)
     _, full_result = _run(fresh)
+    _assert_same_as_full_run(incremental, result, _full_run_view(fresh, full_result))
+    shutil.rmtree(tmp)
+
+
+def _assert_same_as_full_run(
+    incremental: RunConfig, result: object, full: tuple[object, dict[str, dict]]
+) -> None:
+    full_result, contents = full
     for name in ("files", "dq_results", "quarantine_rows", "quarantine_failures"):
         got, want = getattr(result, name), getattr(full_result, name)
         assert got.equals(want), name
@@ -116,13 +133,12 @@ def _compare_with_fresh_full_run(
     for table, frame in full_result.validated.items():  # type: ignore[attr-defined]
         got = result.validated[table].with_columns(pl.lit("<run>").alias("_run_id"))  # type: ignore[attr-defined]
         assert got.equals(frame.with_columns(pl.lit("<run>").alias("_run_id"))), table
-    for db in ("restricted_path", "analytics_path"):
+    for db in _DATABASES:
         got = database_content(getattr(incremental, db), incremental.run_id)
-        want = database_content(getattr(fresh, db), fresh.run_id)
+        want = contents[db]
         assert sorted(got) == sorted(want), db
         for table in want:
             assert got[table] == want[table], f"{db}: {table}"
-    shutil.rmtree(tmp)
 
 
 @pytest.fixture(scope="module")
@@ -433,15 +449,19 @@ def test_the_build_is_reused_only_when_both_databases_carry_the_key(cohort, tmp_
     landing = tmp_path / "landing"
     shutil.copytree(cohort, landing)
     root = tmp_path / "live"
-    _, first = _run(_config(landing, root))
+    first_cfg = _config(landing, root)
+    _, first = _run(first_cfg)
     assert not first.build_reused  # nothing to reuse on a first run
+    # the first run is a full run of this landing folder in a fresh warehouse, what
+    # `_compare_with_fresh_full_run` would run again: its content is kept before the next run
+    first_view = _full_run_view(first_cfg, first)
     with caplog.at_level(logging.INFO, logger="blinaetl"):
         cfg = _config(landing, root)
         summary, again = _run(cfg)
     assert again.build_reused and again.build_key == first.build_key
     assert "transform" in summary.timings
     assert any(r.getMessage().startswith("build reused:") for r in caplog.records)
-    _compare_with_fresh_full_run(landing, cfg, again, tmp_path / "fresh")
+    _assert_same_as_full_run(cfg, again, first_view)
     # the key beside the live file is gone (e.g. a run stopped between swap and key): a build
     sidecar = root / "warehouse" / "blina.duckdb.build_key"
     assert sidecar.read_text(encoding="utf-8").strip() == first.build_key

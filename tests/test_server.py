@@ -87,8 +87,9 @@ def test_scheduled_deployment_served_and_triggered(tmp_path, demo_cohort, prefec
     config = tmp_path / "run.yaml"
     config.write_text(
         f"landing: {cohort / 'landing'}\nwarehouse: {tmp_path / 'wh'}\nreports: {tmp_path / 'rp'}\ndemo: true\n"
-        # the serving and scheduling are tested here; the checkpoint is the Dask run's
-        "gx: false\n"
+        # the serving and scheduling are tested here; the checkpoint is the Dask run's, the
+        # study report the demo run's (tests/test_study_report.py, same cohort)
+        "gx: false\nstudy_report: false\n"
     )
     port = api.rsplit(":", 1)[1].split("/")[0]
     serve = subprocess.Popen(
@@ -119,6 +120,7 @@ def test_scheduled_deployment_served_and_triggered(tmp_path, demo_cohort, prefec
         (report,) = (tmp_path / "rp").glob("*/index.html")
         assert "Not run for this report." in report.read_text()
         assert not (report.parent / "data_docs").exists()
+        assert not (report.parent / "study_report.html").exists()  # `study_report: false` too
     finally:
         if serve.poll() is None:
             os.killpg(serve.pid, signal.SIGINT)
@@ -201,7 +203,7 @@ try:
 except MissingSecretError as exc:
     out["missing"] = str(exc)
 cfg = RunConfig(landing=Path(landing), warehouse=Path(wh), reports=Path(rp), demo=False,
-                secret_block="blinaetl-test-key", gx=False)
+                secret_block="blinaetl-test-key", gx=False, study_report=False)
 summary, _ = run_pipeline(cfg)
 out["analytics"] = str(summary.analytics_path)
 print(json.dumps(out))

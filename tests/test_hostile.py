@@ -18,6 +18,7 @@ from blinaetl.privacy import DEMO_KEY, MissingSecretError, resolve_secret
 from blinaetl.reports.html import template_env
 from blinaetl.reports.queries import QUERY_SCHEMA, previous_listing, write_queries
 from blinaetl.reports.steward import render_steward_html, top_failing_checks
+from tests.t1_site import T1_PATIENTS_MAPPING
 
 SCRIPT = "<script>alert('x')</script>"
 IMG = '<img src=x onerror="alert(1)">'
@@ -159,17 +160,7 @@ PATIENTS = (
     "MRN,patient_name,birth_date,sex,diagnosis_date,ph_status,prior_lines,prior_hct\n"
     "P001,Jane,1970-01-01,F,2014-01-01,negative,2,no\n"
 )
-MAPPING = """
-source: t_clinical
-kind: clinical
-site: T1
-files:
-  - table: patients
-    glob: "clinical/T1/patients_*.csv"
-    format: csv
-    date_format: "%Y-%m-%d"
-    columns: {mrn: MRN, patient_name: patient_name, birth_date: birth_date, sex: sex, diagnosis_date: diagnosis_date, ph_status: ph_status, prior_lines: prior_lines, prior_hct: prior_hct}
-"""
+MAPPING = T1_PATIENTS_MAPPING
 
 
 def _setup(tmp_path: Path) -> tuple[Path, Path]:

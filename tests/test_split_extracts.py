@@ -15,19 +15,10 @@ import pytest
 
 from blinaetl.ingest.landing import extract_part, ingest_landing
 from blinaetl.privacy import DEMO_KEY
+from tests.t1_site import T1_PATIENTS_HEADER, T1_PATIENTS_MAPPING
 
-MAPPING = """
-source: t_clinical
-kind: clinical
-site: T1
-files:
-  - table: patients
-    glob: "clinical/T1/patients_*.csv"
-    format: csv
-    date_format: "%Y-%m-%d"
-    columns: {mrn: MRN, patient_name: patient_name, birth_date: birth_date, sex: sex, diagnosis_date: diagnosis_date, ph_status: ph_status, prior_lines: prior_lines, prior_hct: prior_hct}
-"""
-HEADER = "MRN,patient_name,birth_date,sex,diagnosis_date,ph_status,prior_lines,prior_hct\n"
+MAPPING = T1_PATIENTS_MAPPING
+HEADER = T1_PATIENTS_HEADER
 ROWS = {
     "P001": 'P001,"Doe, Jane",1970-01-01,F,2014-01-01,negative,2,no\n',
     "P002": 'P002,"Roe, Rick",1965-05-05,M,2013-03-03,positive,1,yes\n',

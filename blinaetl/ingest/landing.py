@@ -2305,16 +2305,15 @@ def _unloadable_parts(plan: Plan, files: list[tuple[FileJob, MappedFile | dict]]
 def combine_frames(
     mapped: list[MappedFile], contracts: dict[str, Contract], secret: bytes
 ) -> dict[str, pl.DataFrame]:
-    """One frame per contract table (empty when no file delivered it), with `patient_key`."""
+    """One frame per contract table (empty when no file delivered it), with `patient_key`,
+    whose columns all have the same chunks (`_aligned_pieces`)."""
     frames: dict[str, list[pl.DataFrame]] = {t: [] for t in contracts}
     for m in mapped:
         frames[m.mapping.table].append(m.frame)
     # one keyed hash per distinct (site, MRN) of the tables, looked up by a join of the
     # (site, mrn) columns alone and set beside the frame: joining the wide frame would copy
     # every column of every file (1.6 GiB at 300,000 patients), while the concatenated frames
-    # share the mapped files' buffers. The join runs file by file: on the concatenated
-    # columns (their chunks unaligned) it took 0.65 GiB for the 1.8 million assessments rows
-    # at 300,000 patients, file by file 0.1
+    # share the mapped files' buffers
     delivered = [f.select("site", "mrn") for fs in frames.values() for f in fs]
     pairs = (
         pl.concat(delivered).unique().drop_nulls()
@@ -2328,17 +2327,36 @@ def combine_frames(
             empty = _empty_mapped(contracts[t])
             out[t] = empty.with_columns(pl.lit(None, pl.Utf8).alias("patient_key"))
             continue
-        key = pl.concat(
-            [
-                f.select("site", "mrn")
-                .join(keys, on=["site", "mrn"], how="left", maintain_order="left")
-                .get_column("patient_key")
-                for f in fs
-            ],
-            rechunk=False,
-        )
-        out[t] = pl.concat(fs, how="vertical_relaxed").with_columns(key)
+        pieces = []
+        for f in fs:
+            key = f.select("site", "mrn").join(
+                keys, on=["site", "mrn"], how="left", maintain_order="left"
+            )
+            pieces.extend(_aligned_pieces(f.hstack(key.select("patient_key").rechunk())))
+        out[t] = pl.concat(pieces, how="vertical_relaxed", rechunk=False)
     return out
+
+
+def _aligned_pieces(frame: pl.DataFrame) -> list[pl.DataFrame]:
+    """A mapped file's frame cut where the chunks of its `_source_row` end, each piece's
+    columns slices (not copies) of one chunk, materialized, so the table concatenated from
+    them has the same chunks in every column.
+
+    A mapped file's columns share their chunks, but its constant columns (`site`, the
+    lineage) are scalar columns without chunks, which concatenating files materializes as
+    one chunk per file (or one for all). polars then copies every column a query of the
+    table reads to align their chunks first (`select` of plain columns and `with_columns`
+    alike): 0.69 GiB for the 1.8 million assessments rows at 300,000 patients, the largest
+    part of validation's peak."""
+    rows = frame.get_column("_source_row")
+    if frame.height == 0 or rows.n_chunks() == 1:
+        return [pl.DataFrame([frame.get_column(c) for c in frame.columns])]
+    pieces, start = [], 0
+    for chunk in rows.get_chunks():
+        piece = frame.slice(start, len(chunk))
+        pieces.append(pl.DataFrame([piece.get_column(c) for c in piece.columns]))
+        start += len(chunk)
+    return pieces
 
 
 def attribute_root_causes(

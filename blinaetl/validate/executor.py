@@ -160,34 +160,52 @@ def _copies(frame: pl.DataFrame) -> pl.Expr:
 
 
 def _with_helpers(frame: pl.DataFrame, ctx: Context | None) -> pl.DataFrame:
-    """The frame plus the helper columns the cross-record checks read.
+    """The frame plus the helper columns the cross-record checks read, and `_idx` (the row's
+    position).
 
-    The patient facts are looked up with one join of the (site, mrn) columns alone and set
-    beside the frame, so the wide frame itself is never copied by a join.
+    The patient facts are looked up with one join of the (site, mrn) columns alone; the
+    computed columns are set beside the frame in its chunks (`_beside`), so neither the join
+    nor polars aligning the chunks copies the wide frame.
     """
-    frame = frame.with_columns(_copies(frame).alias("_is_copy"))
+    helpers = [_copies(frame).alias("_is_copy"), pl.int_range(pl.len()).alias("_idx")]
     if "_not_collected" not in frame.columns:  # frames not made by a mapping
-        frame = frame.with_columns(pl.lit(None, pl.Utf8).alias("_not_collected"))
+        helpers.append(pl.repeat(None, pl.len(), dtype=pl.Utf8).alias("_not_collected"))
     if "_nul_line" not in frame.columns:  # frames not read from delimited text
-        frame = frame.with_columns(pl.lit(False).alias("_nul_line"))
+        helpers.append(pl.repeat(False, pl.len()).alias("_nul_line"))
     if ctx is None:
-        return frame.with_columns(
-            pl.lit(True).alias("_known"),
-            pl.lit(None, pl.Date).alias("_dx"),
-            pl.lit(None, pl.Date).alias("_birth"),
-            pl.lit(None, pl.Date).alias("_death"),
-            pl.lit(None, pl.Date).alias("_b0"),
+        helpers.append(pl.repeat(True, pl.len()).alias("_known"))
+        helpers.extend(
+            pl.repeat(None, pl.len(), dtype=pl.Date).alias(c)
+            for c in ("_dx", "_birth", "_death", "_b0")
         )
+        return _beside(frame, frame.select(helpers))
     facts = frame.select("site", "mrn").join(
         ctx.facts, on=["site", "mrn"], how="left", maintain_order="left"
     )
-    return frame.with_columns(
-        facts["_known"].fill_null(False),
-        facts["_dx"],
-        facts["_birth"],
-        facts["_death"],
-        facts["_b0"],
+    return _beside(
+        frame,
+        frame.select(helpers).hstack(
+            facts.select(pl.col("_known").fill_null(False), "_dx", "_birth", "_death", "_b0")
+        ),
     )
+
+
+def _beside(frame: pl.DataFrame, columns: pl.DataFrame) -> pl.DataFrame:
+    """The frame with `columns` (as many rows) set beside it, materialized and cut in the
+    chunks of the frame's `_source_row`.
+
+    The ingest's tables have the same chunks in every column (`ingest.landing.combine_frames`);
+    a column added in other chunks (or a constant one, which has none) made polars copy every
+    column the next query of the frame read, to align them (0.7 GiB for the assessments at
+    300,000 patients)."""
+    rows = frame.get_column("_source_row") if "_source_row" in frame.columns else None
+    lengths = [len(c) for c in rows.get_chunks()] if rows is not None else [frame.height]
+    parts, start = [], 0
+    for n in lengths:
+        part = columns.slice(start, n)
+        parts.append(pl.DataFrame([part.get_column(c).rechunk() for c in part.columns]))
+        start += n
+    return frame.hstack(pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0])
 
 
 CHECK_PREFIX = "__check__"  # the one-pass outcome column of each check (true: the row passes)
@@ -256,7 +274,7 @@ def validate_table(
     delivered (query answered `confirmed_as_is`): on those rows the check counts as a warning,
     so the row is loaded with the check id in `_warnings` instead of being quarantined.
     """
-    work = _with_helpers(frame, ctx).with_columns(pl.int_range(pl.len()).alias("_idx"))
+    work = _with_helpers(frame, ctx)
     runnable, broken = find_runnable_checks(contract, work)
     failing = run_checks(contract, runnable, work)
     spec = describe_checks(contract)
@@ -384,8 +402,8 @@ def split_rows(
     stored = [*contract.field_names, *(c for c in LINEAGE_COLUMNS if c != "_warnings")]
     loaded = work.select(*stored, "_idx").filter(~is_error)
     warnings = loaded.select("_idx").join(warn, on="_idx", how="left", maintain_order="left")
-    loaded = loaded.with_columns(
-        warnings["_warnings"].fill_null(pl.lit([], pl.List(pl.Utf8)))
+    loaded = _beside(
+        loaded, warnings.select(pl.col("_warnings").fill_null(pl.lit([], pl.List(pl.Utf8))))
     ).select(*contract.field_names, *LINEAGE_COLUMNS)
     # narrow first, then filter: filtering the wide frame would copy every column of every
     # quarantined row (on a duplicate-heavy delivery, nearly the whole file once more)

@@ -397,3 +397,90 @@ def test_tables_are_read_after_the_tables_before_them_are_validated_and_released
     assert (files["rows_read"] == files["rows_loaded"] + files["rows_quarantined"]).all()
     loaded = sum(t.height for t in result.tables.values())
     assert loaded == files["rows_loaded"].sum()
+
+
+def test_combined_tables_have_the_same_chunks_in_every_column(demo_cohort):
+    """A mapped file's constant columns (site, lineage) have no chunks beside its others';
+    concatenated as they are, a table's columns were chunked differently and polars copied
+    every column a query read, to align them. `combine_frames` gives every column of a
+    table the chunks of its files' rows, and the same rows and keys as concatenating them."""
+    from blinaetl.ingest.landing import (
+        MappedFile,
+        combine_frames,
+        contracts_table,
+        plan_files,
+        read_file,
+    )
+    from blinaetl.privacy import patient_keys
+
+    plan = plan_files(demo_cohort / "landing")
+    at = [i for i, j in enumerate(plan.jobs) if contracts_table(plan, j) == "assessments"]
+    files = [
+        m for m in (read_file(plan.jobs[i], plan, "r") for i in at) if isinstance(m, MappedFile)
+    ]
+    for k, m in enumerate(files):  # as a streamed file is read: its rows in chunks
+        cut = 2 + k
+        m.frame = pl.concat([m.frame.slice(0, cut), m.frame.slice(cut)], rechunk=False)
+    assert {m.frame.get_column("site").n_chunks() for m in files} == {1}
+    combined = combine_frames(files, {"assessments": plan.contracts["assessments"]}, DEMO_KEY)
+    table = combined["assessments"]
+    chunks = {tuple(len(c) for c in table.get_column(n).get_chunks()) for n in table.columns}
+    expected = tuple(
+        n for m in files for n in (2 + files.index(m), m.frame.height - 2 - files.index(m))
+    )
+    assert chunks == {expected}
+    plain = pl.concat([m.frame for m in files], how="vertical_relaxed")
+    assert table.drop("patient_key").equals(plain)
+    keys = patient_keys(plain["site"], plain["mrn"], DEMO_KEY)
+    assert table["patient_key"].equals(keys.alias("patient_key"))
+
+
+def test_a_tables_delivered_text_is_released_before_its_loaded_rows_are_copied(
+    demo_cohort, monkeypatch
+):
+    """Once a table's checks have run, its files' `__raw__` columns (the delivered text per
+    field) are dropped, so the copy of its loaded rows is not made beside them; the checks
+    themselves still read them."""
+    from blinaetl.ingest.landing import MappedFile, plan_files, read_file, validate_by_table
+    from blinaetl.validate import executor
+
+    plan = plan_files(demo_cohort / "landing")
+    files: list[MappedFile] = []
+    at_checks: dict[str, bool] = {}
+    at_split: dict[str, bool] = {}
+    run_checks, split_rows = executor.run_checks, executor.split_rows
+
+    def has_raw(table: str) -> bool:
+        return any(
+            c.startswith("__raw__")
+            for m in files
+            if m.mapping.table == table
+            for c in m.frame.columns
+        )
+
+    def checks(contract, runnable, work):
+        at_checks[contract.table] = has_raw(contract.table) and any(
+            c.startswith("__raw__") for c in work.columns
+        )
+        return run_checks(contract, runnable, work)
+
+    def split(work, fails, contract):
+        at_split[contract.table] = has_raw(contract.table) or any(
+            c.startswith("__raw__") for c in work.columns
+        )
+        return split_rows(work, fails, contract)
+
+    monkeypatch.setattr(executor, "run_checks", checks)
+    monkeypatch.setattr(executor, "split_rows", split)
+
+    def read(at: list[int]) -> tuple[list, object]:
+        outs = [read_file(plan.jobs[i], plan, "r") for i in at]
+        files.extend(o for o in outs if isinstance(o, MappedFile))
+        return outs, lambda: None
+
+    result = validate_by_table(plan, read, DEMO_KEY)
+    delivered = {m.mapping.table for m in files}
+    assert {"patients", "assessments"} <= delivered
+    assert {t for t, raw in at_checks.items() if raw} == delivered
+    assert set(at_split) == set(at_checks) and not any(at_split.values())
+    assert result.tables["assessments"].height > 0

@@ -461,3 +461,74 @@ def test_tables_are_put_in_validation_order_with_unknown_tables_last_as_given():
     ]
     assert in_validation_order(iter(["treatments", "patients"])) == ["patients", "treatments"]
     assert in_validation_order([]) == []
+
+
+def _chunk_lengths(frame: pl.DataFrame) -> set[tuple[int, ...]]:
+    return {tuple(len(c) for c in frame.get_column(n).get_chunks()) for n in frame.columns}
+
+
+def _bad_and_good_assessments() -> pl.DataFrame:
+    """Five assessments rows in two chunks (3 + 2 rows, as a mapped file is read in chunks),
+    one failing the parse check (its count is not a number) and one a warning."""
+    rows = [{**ASSESSMENT, "assessment_date": f"2015-02-0{d}"} for d in range(1, 6)]
+    rows[1] = {**rows[1], "anc_10e9l": "many"}
+    rows[3] = {**rows[3], "reported_response": "C R"}
+    frame = mapped("assessments", rows)
+    frame = pl.DataFrame([frame.get_column(c) for c in frame.columns])  # every column stored
+    return pl.concat([frame.slice(0, 3), frame.slice(3)], rechunk=False)
+
+
+def test_the_validator_keeps_the_chunks_of_a_frame_whose_columns_share_them():
+    """A column added in other chunks makes polars copy every column the next query reads
+    (to align them): the helper columns, `_idx` and the loaded rows' `_warnings` are set in
+    the frame's own chunks, and the outcome is the one of the frame in one chunk."""
+    from blinaetl.validate.executor import _with_helpers, validate_table
+
+    chunked = _bad_and_good_assessments()
+    assert _chunk_lengths(chunked) == {(3, 2)}
+    work = _with_helpers(chunked, None)
+    assert _chunk_lengths(work) == {(3, 2)}
+    assert work["_idx"].to_list() == [0, 1, 2, 3, 4]
+    got = validate_table(chunked, CONTRACTS["assessments"], None)
+    whole = validate_table(chunked.rechunk(), CONTRACTS["assessments"], None)
+    assert len(_chunk_lengths(got.loaded)) == 1  # one chunking for every column
+    assert got.loaded.equals(whole.loaded) and got.loaded.height == 4
+    assert got.loaded["_warnings"].to_list() == [[], [], ["ASM_RESPONSE_SET"], []]
+    assert got.failures.equals(whole.failures) and got.dq.equals(whole.dq)
+    assert got.quarantine_rows["_source_row"].to_list() == [3]
+
+
+def test_checked_is_called_after_the_checks_so_the_delivered_text_can_be_released():
+    """`checked(table)` comes once per table once its checks have run: a caller dropping the
+    table's `__raw__` columns there changes nothing, while the parse checks read them (a frame
+    without them before validating cannot run those checks: the other side)."""
+    tables = {t: mapped(t, rows) for t, rows in BASE.items()}
+    tables["assessments"] = _bad_and_good_assessments()
+    calls: list[str] = []
+
+    def checked(table: str) -> None:
+        calls.append(table)
+        frame = tables[table]
+        tables[table] = frame.drop(c for c in frame.columns if c.startswith("__raw__"))
+
+    plain = validate_tables(dict(tables), CONTRACTS)
+    released = validate_tables(tables, CONTRACTS, checked=checked)
+    assert sorted(calls) == sorted(BASE) and not any(
+        c.startswith("__raw__") for f in tables.values() for c in f.columns
+    )
+    for t in BASE:
+        assert released.tables[t].equals(plain.tables[t])
+    assert released.quarantine_failures.equals(plain.quarantine_failures)
+    assert released.dq_results.equals(plain.dq_results)
+    got = plain.quarantine_failures.filter(pl.col("table_name") == "assessments")
+    # the unparsable count was caught from its delivered text
+    assert got.select("check_id", "_source_row").rows() == [
+        ("ASM_ANC_10E9L_TYPE", 3),
+        ("ASM_RESPONSE_SET", 5),
+    ]
+    before = validate_tables(tables, CONTRACTS)  # the frames now without `__raw__`
+    errors = before.dq_results.filter(
+        (pl.col("table_name") == "assessments") & (pl.col("status") == "error")
+    )["check_id"].to_list()
+    assert "ASM_ANC_10E9L_TYPE" in errors
+    assert before.tables["assessments"].height == 5  # the unparsable row is no longer caught

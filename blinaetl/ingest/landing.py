@@ -1708,7 +1708,8 @@ def validate_by_table(
         # the cache reaches this point before it is done (0.6 s of CPU, 1-3 s under load)
         from blinaetl.validate.executor import validate_tables
 
-        outcome = validate_tables(combined, contracts, confirmed, context=run.context)
+        checked = _raw_releaser([*outcomes, *mapped], combined, before_release)
+        outcome = validate_tables(combined, contracts, confirmed, run.context, checked)
         run.context = outcome.context
         quarantine, dq_results = compact_copies(outcome, mapped, combined, contracts)
         del combined, previous
@@ -1873,6 +1874,29 @@ def _in_rank_order(
         return pl.DataFrame(schema=schema)
     frames = [f for _, f in sorted(parts, key=lambda rf: rf[0])]
     return pl.concat(frames, how="vertical_relaxed") if relaxed else pl.concat(frames)
+
+
+def _raw_releaser(
+    files: list[MappedFile | dict], combined: dict[str, pl.DataFrame], wait: Callable[[], None]
+) -> Callable[[str], None]:
+    """`checked` of `validate_tables`: once a table's checks have run, nothing reads its
+    delivered text per field again, so its files' and its combined frame's `__raw__` columns
+    are dropped (in place) before its loaded rows are copied; `wait` first (the per-file
+    cache writer reads the frames)."""
+
+    def checked(table: str) -> None:
+        wait()
+        for m in files:
+            if isinstance(m, MappedFile) and m.mapping.table == table:
+                m.frame = _without_raw(m.frame)
+        combined[table] = _without_raw(combined[table])
+
+    return checked
+
+
+def _without_raw(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame without the delivered text per field (the `__raw__` columns)."""
+    return frame.drop(c for c in frame.columns if c.startswith(RAW_PREFIX))
 
 
 def release_frames(outcomes: list[MappedFile | dict]) -> None:

@@ -267,20 +267,30 @@ def validate_table(
     contract: Contract,
     ctx: Context | None,
     accepted: pl.DataFrame | None = None,
+    checked: Callable[[], None] | None = None,
 ) -> TableOutcome:
     """Run every check of the contract on the frame; split loaded from quarantined rows.
 
     `accepted` (`_source_id`, `check_id`, `row_hash`) lists failures a site confirmed as
     delivered (query answered `confirmed_as_is`): on those rows the check counts as a warning,
     so the row is loaded with the check id in `_warnings` instead of being quarantined.
+
+    `checked` is called once the checks have run, before the rows are split: nothing reads
+    the delivered text per field (the `__raw__` columns) after it, so the caller may release
+    them from the frames it holds, and the split's copy of the loaded rows is not made beside
+    them (the validator lets go of its own).
     """
     work = _with_helpers(frame, ctx)
+    del frame  # `work` holds its columns; released with it once the checks have run
     runnable, broken = find_runnable_checks(contract, work)
     failing = run_checks(contract, runnable, work)
     spec = describe_checks(contract)
     fails = accept_confirmed(
         failing.join(spec, on="check_id", how="left", maintain_order="left"), work, accepted
     )
+    if checked is not None:
+        checked()
+    work = work.drop(c for c in work.columns if c.startswith(RAW))
     loaded, qrows = split_rows(work, fails, contract)
     failures = list_failures(work, fails, contract)
     dq = compute_dq_status(spec, failing, {c.id for c, _ in broken}, work.height, contract.table)
@@ -531,8 +541,12 @@ def validate_tables(
     contracts: dict[str, Contract],
     accepted: pl.DataFrame | None = None,
     context: Context | None = None,
+    checked: Callable[[str], None] | None = None,
 ) -> ValidationOutcome:
     """Validate all tables, patients first (the others are checked against them).
+
+    `checked(table)`: called once the table's checks have run (`validate_table`), from the
+    thread validating it.
 
     `context`: the patient facts to check the tables against when `frames` has no patients
     table (a run validating table by table passes the facts of its first call, which
@@ -553,15 +567,24 @@ def validate_tables(
             return None
         return accepted.filter(pl.col("table_name") == table)
 
+    def done_with(table: str) -> Callable[[], None] | None:
+        return None if checked is None else lambda: checked(table)
+
     if "patients" in frames:
         outcomes["patients"] = validate_table(
-            frames["patients"], contracts["patients"], None, accepted_in("patients")
+            frames["patients"],
+            contracts["patients"],
+            None,
+            accepted_in("patients"),
+            done_with("patients"),
         )
         ctx = _context(outcomes["patients"].loaded, frames)
     rest = sorted((t for t in order if t != "patients"), key=lambda t: -frames[t].height)
 
     def validate(table: str) -> TableOutcome:
-        return validate_table(frames[table], contracts[table], ctx, accepted_in(table))
+        return validate_table(
+            frames[table], contracts[table], ctx, accepted_in(table), done_with(table)
+        )
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(rest), os.cpu_count() or 1))) as pool:
         done = dict(zip(rest, pool.map(validate, rest), strict=True))

@@ -96,15 +96,22 @@ def test_frames_keep_every_value_and_type_the_pipeline_writes(tmp_path):
     con = duckdb.connect(str(tmp_path / "types.duckdb"))
     try:
         write_frame(con, "made", frame, replace=True)
-        con.execute(
-            "CREATE TABLE appended (s VARCHAR, d DATE, i BIGINT, f DOUBLE, b BOOLEAN, w VARCHAR[])"
-        )
+        for table in ("appended", "chunked"):
+            con.execute(
+                f"CREATE TABLE {table} (s VARCHAR, d DATE, i BIGINT, f DOUBLE, b BOOLEAN, "
+                "w VARCHAR[])"
+            )
+        # in chunks of 37 rows, as the validated tables keep their files' chunks: each slice
+        # of 100 rows spans several (handed over as one)
+        chunked = pl.concat([frame.slice(k, 37) for k in range(0, n, 37)], rechunk=False)
+        assert chunked.n_chunks() == 28
         old_slice, frames_module.SLICE_ROWS = frames_module.SLICE_ROWS, 100
         try:
             write_frame(con, "appended", frame)
+            write_frame(con, "chunked", chunked)
         finally:
             frames_module.SLICE_ROWS = old_slice
-        for table in ("made", "appended"):
+        for table in ("made", "appended", "chunked"):
             types = [r[1] for r in con.execute(f"DESCRIBE {table}").fetchall()]
             assert types == ["VARCHAR", "DATE", "BIGINT", "DOUBLE", "BOOLEAN", "VARCHAR[]"]
             back = con.sql(f"SELECT * FROM {table} ORDER BY rowid").pl()

@@ -21,7 +21,7 @@ import pytest
 
 from blinaetl import pipeline
 from blinaetl.ingest.landing import ingest_landing
-from blinaetl.pipeline import RunConfig, run_pipeline, stage_extract_text
+from blinaetl.pipeline import RunConfig, run_pipeline, stage_load
 from blinaetl.synth import generate
 
 ALL_FILES = {
@@ -82,17 +82,17 @@ def _config(landing: Path, root: Path, **kwargs: object) -> RunConfig:
 def _run(cfg: RunConfig) -> tuple[object, object]:
     # the report stage reads the published database only; skipped to keep the test short,
     # and so are the report's child processes, which would start with the run for it.
-    # The run releases the validated tables after the text stage: they are kept here, as that
-    # stage gets them, for the comparisons (`result.validated`)
+    # The run releases each validated table once the load has staged it: they are kept here,
+    # as that stage gets them, for the comparisons (`result.validated`)
     validated: dict[str, pl.DataFrame] = {}
 
-    def extract_text(c: RunConfig, r: object) -> int:
+    def load(c: RunConfig, r: object) -> dict[str, int]:
         validated.update(r.tables)  # type: ignore[attr-defined]
-        return stage_extract_text(c, r)
+        return stage_load(c, r)
 
     summary, result = run_pipeline(
         cfg,
-        stages={"report": _no_report, "extract_text": extract_text},
+        stages={"report": _no_report, "load": load},
         report_children=False,
     )
     result.validated = validated  # type: ignore[attr-defined]

@@ -60,6 +60,38 @@ def test_frames_written_side_by_side_keep_their_rows_and_order(tmp_path):
         con.close()
 
 
+def test_frames_written_side_by_side_are_taken_off_the_list_and_reported_once_in(tmp_path):
+    # the load releases each validated table when `written` says it is appended: by then its
+    # rows are in the table, and nothing in the list holds the frame any more
+    import polars as pl
+
+    from blinaetl.warehouse.frames import write_frames
+
+    sizes = {"big": 600_000, "mid": 200_000, "small": 3, "none": 0}
+    writes = [
+        (name, pl.DataFrame({"n": pl.int_range(0, rows, eager=True)}))
+        for name, rows in sizes.items()
+    ]
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    seen: dict[str, int] = {}
+    try:
+        for name in sizes:
+            con.execute(f"CREATE TABLE {name} (n BIGINT)")
+
+        def written(table: str) -> None:
+            cursor = con.cursor()
+            try:
+                seen[table] = cursor.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+            finally:
+                cursor.close()
+
+        write_frames(con, writes, written)
+        assert writes == []
+        assert seen == sizes  # each table once, with all its rows already appended
+    finally:
+        con.close()
+
+
 def test_frames_keep_every_value_and_type_the_pipeline_writes(tmp_path):
     # text long and short (DuckDB and polars inline up to 12 bytes), empty, non-ASCII and null;
     # dates, integers, floats, booleans and lists of text (the staged `_warnings`), across

@@ -20,7 +20,7 @@ import openpyxl
 import polars as pl
 import pytest
 
-from blinaetl.pipeline import RunConfig, run_pipeline, stage_extract_text
+from blinaetl.pipeline import RunConfig, run_pipeline, stage_load
 from blinaetl.reports.audit import QueryAudit
 from blinaetl.synth import generate
 
@@ -36,13 +36,18 @@ def _run(root: Path, landing: Path) -> tuple[RunConfig, object, object]:
     )
     validated: dict[str, pl.DataFrame] = {}
 
-    def extract_text(c: RunConfig, r: object) -> int:
-        # the run releases the validated tables after this stage: the tests keep them here
-        validated.update(r.tables)  # type: ignore[attr-defined]
-        return stage_extract_text(c, r)
+    held: list[str] = []
 
-    summary, result = run_pipeline(cfg, stages={"extract_text": extract_text})
+    def load(c: RunConfig, r: object) -> dict[str, int]:
+        # the run releases each validated table once staged: the tests keep them here
+        validated.update(r.tables)  # type: ignore[attr-defined]
+        loaded = stage_load(c, r)
+        held.extend(r.tables)  # type: ignore[attr-defined]
+        return loaded
+
+    summary, result = run_pipeline(cfg, stages={"load": load})
     result.validated = validated  # type: ignore[attr-defined]
+    result.held_after_load = held  # type: ignore[attr-defined]
     return cfg, summary, result
 
 
@@ -269,8 +274,10 @@ def test_lifecycle_transitions_of_run2(trip):
     assert q2.filter(pl.col("status") == "new").height == 0
 
 
-def test_the_run_releases_the_validated_tables_once_the_text_stage_has_read_them(trip):
+def test_the_run_releases_each_validated_table_once_staged_and_the_reports_after_the_text(trip):
     cfg3, _, r3 = trip["runs"][2]
+    # past the load only the imaging reports are held, for the text stage, which reads them
+    assert r3.held_after_load == ["imaging_reports"]
     assert len(r3.tables) == 0  # not held through the transform and report stages
     with pytest.raises(KeyError, match=r"read staging\.assessments from the restricted"):
         r3.tables["assessments"]

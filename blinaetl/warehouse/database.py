@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -20,7 +20,7 @@ import polars as pl
 
 from blinaetl.validate.contracts import Contract
 from blinaetl.warehouse import models, statistics
-from blinaetl.warehouse.frames import write_frame, write_frames
+from blinaetl.warehouse.frames import TableAppend, write_frame, write_frames
 from blinaetl.warehouse.quarantine import Quarantine
 
 FORBIDDEN_PUBLISHED_TYPES = ("DATE", "TIMESTAMP", "TIME", "INTERVAL")
@@ -75,26 +75,32 @@ def load_staging(
     files: pl.DataFrame,
     dq_results: pl.DataFrame,
     staging: bool = True,
+    staged: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
     """Write validated rows, quarantine and run metadata; returns rows loaded per table.
 
     The copies of streamed files are expanded into `quarantine.rows` and
     `quarantine.failures` inside DuckDB (`warehouse/quarantine.py`). `staging=False`: the
-    staging tables already hold these rows (a reused build, `blinaetl/ingest/reuse.py`)."""
+    staging tables already hold these rows (a reused build, `blinaetl/ingest/reuse.py`).
+    `staged(name)` is called once a table's rows are appended (`frames.write_frames`), so the
+    caller can let go of that frame while the others are written."""
     if staging:
         models.create_staging(con, contracts)
     con.execute("CREATE SCHEMA IF NOT EXISTS quarantine")
     for ddl in QUARANTINE_DDL:
         con.execute(ddl)
-    staged = [(f"staging.{name}", tables.get(name, pl.DataFrame())) for name in contracts]
-    write_frames(
-        con,
-        [
-            *(staged if staging else []),
-            ("quarantine.rows", quarantine.rows_writer()),
-            ("quarantine.failures", quarantine.failures_writer()),
-        ],
-    )
+    writes: list[tuple[str, pl.DataFrame | TableAppend]] = [
+        ("quarantine.rows", quarantine.rows_writer()),
+        ("quarantine.failures", quarantine.failures_writer()),
+    ]
+    if staging:
+        writes += [(f"staging.{name}", tables.get(name, pl.DataFrame())) for name in contracts]
+
+    def written(table: str) -> None:
+        if staged is not None and table.startswith("staging."):
+            staged(table.removeprefix("staging."))
+
+    write_frames(con, writes, written)
     con.execute("CREATE SCHEMA IF NOT EXISTS meta")
     write_frame(con, "meta.files", files, replace=True)
     write_frame(con, "meta.dq_results", dq_results, replace=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Protocol
 
 import duckdb
@@ -58,7 +59,9 @@ class TableAppend(Protocol):
 
 
 def write_frames(
-    con: duckdb.DuckDBPyConnection, writes: list[tuple[str, pl.DataFrame | TableAppend]]
+    con: duckdb.DuckDBPyConnection,
+    writes: list[tuple[str, pl.DataFrame | TableAppend]],
+    written: Callable[[str], None] | None = None,
 ) -> None:
     """Append each frame (or `TableAppend`) to its (existing) table, several tables at once.
 
@@ -66,21 +69,37 @@ def write_frames(
     tables run side by side, each on its own cursor (one per core, the largest first): 1.7-1.8 s
     instead of 2.5 s for the staging tables of 100,000 patients on two cores. Each table's rows
     keep their order.
+
+    `writes` is consumed: each item is taken off the list when its append starts, and
+    `written(table)` is called once it is done, so a caller that lets go of its own reference
+    there (the load stage releasing a validated table once staged) frees that frame while the
+    other appends go on.
     """
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    def append(item: tuple[str, pl.DataFrame | TableAppend]) -> None:
-        table, what = item
-        cursor = con.cursor()
-        try:
-            if isinstance(what, pl.DataFrame):
-                write_frame(cursor, table, what)
-            else:
-                what.append_to(cursor, table)
-        finally:
-            cursor.close()
+    writes.sort(key=lambda w: w[1].estimated_size())  # largest last: popped first
+    lock = threading.Lock()
 
-    largest_first = sorted(writes, key=lambda w: -w[1].estimated_size())
+    def append_next() -> None:
+        while True:
+            with lock:
+                if not writes:
+                    return
+                table, what = writes.pop()
+            cursor = con.cursor()
+            try:
+                if isinstance(what, pl.DataFrame):
+                    write_frame(cursor, table, what)
+                else:
+                    what.append_to(cursor, table)
+            finally:
+                cursor.close()
+            del what
+            if written is not None:
+                written(table)
+
     workers = max(1, min(len(writes), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(append, largest_first))
+        for done in [pool.submit(append_next) for _ in range(workers)]:
+            done.result()

@@ -16,23 +16,16 @@ from hypothesis import strategies as st
 from blinaetl.ingest.landing import ingest_landing
 from blinaetl.ingest.sources import MappingError, load_source
 from blinaetl.privacy import DEMO_KEY
+from tests.t1_site import T1_PATIENTS_MAPPING
 
 PATIENTS_CSV = (
     "MRN,patient_name,birth_date,sex,diagnosis_date,ph_status,prior_lines,prior_hct\n"
     'P001,"Doe, Jane",1970-01-01,F,2014-01-01,negative,2,no\n'
     'P002,"Roe, Rick",1965-05-05,M,2013-03-03,positive,1,yes\n'
 )
-MAPPING = """
-source: t_clinical
-kind: clinical
-site: T1
-files:
-  - table: patients
-    glob: "clinical/T1/patients_*.csv"
-    format: csv
-    date_format: "%Y-%m-%d"
-    columns: {mrn: MRN, patient_name: patient_name, birth_date: birth_date, sex: sex, diagnosis_date: diagnosis_date, ph_status: ph_status, prior_lines: prior_lines, prior_hct: prior_hct}
-  - table: patients
+MAPPING = (
+    T1_PATIENTS_MAPPING
+    + """  - table: patients
     glob: "clinical/T1/good_*.csv"
     format: csv
     date_format: "%Y-%m-%d"
@@ -43,6 +36,7 @@ files:
     date_format: "%Y-%m-%d"
     columns: {mrn: MRN, patient_name: patient_name, birth_date: birth_date, sex: sex, diagnosis_date: diagnosis_date, ph_status: ph_status, prior_lines: prior_lines, prior_hct: prior_hct}
 """
+)
 
 
 def _landing(tmp_path: Path, files: dict[str, bytes]) -> tuple[Path, Path]:

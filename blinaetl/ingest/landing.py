@@ -1833,8 +1833,7 @@ class _ByTable:
         file_rows: list[dict] = list(plan.unmatched)
         for _, rows in sorted(self.entry_rows, key=lambda er: er[0]):
             file_rows.extend(rows)
-        first = ["patients"] if "patients" in self.tables else []
-        tables = {t: self.tables[t] for t in dict.fromkeys([*first, *self.order])}
+        tables = {t: self.tables[t] for t in self.order}  # the patients first (`ORDER`)
         not_collected = _in_rank_order(self.not_collected, NOT_COLLECTED_SCHEMA)
         if not_collected.height:
             not_collected = not_collected.sort("table_name", "site", "field_name", "source_file")
@@ -2573,18 +2572,6 @@ def _imputation_parts(
     return parts
 
 
-def _imputations(
-    mapped: list[MappedFile], contracts: dict[str, Contract], rule: str
-) -> pl.DataFrame:
-    """One row per partial ISO 8601 date completed by the imputation rule (restricted zone)."""
-    parts = [part for m in mapped for part in _imputation_parts(m, contracts, rule)]
-    return (
-        pl.concat(parts, how="vertical_relaxed")
-        if parts
-        else pl.DataFrame(schema=IMPUTATIONS_SCHEMA)
-    )
-
-
 def _not_collected_part(m: MappedFile) -> pl.DataFrame | None:
     """One file's rows of `_not_collected` (None when it declares none or has no rows)."""
     if not (m.mapping.not_collected and m.frame.height):
@@ -2603,14 +2590,6 @@ def _not_collected_part(m: MappedFile) -> pl.DataFrame | None:
             pl.col("rows_delivered").cast(pl.Int64),
         )
     )
-
-
-def _not_collected(mapped: list[MappedFile]) -> pl.DataFrame:
-    """One row per (file, site, field) the mapping declares not collected at that site."""
-    parts = [p for p in (_not_collected_part(m) for m in mapped) if p is not None]
-    if not parts:
-        return pl.DataFrame(schema=NOT_COLLECTED_SCHEMA)
-    return pl.concat(parts).sort("table_name", "site", "field_name", "source_file")
 
 
 def _not_collected_dq(not_collected: pl.DataFrame, contracts: dict[str, Contract]) -> pl.DataFrame:
@@ -2774,7 +2753,7 @@ def _disappeared(
             if shown
             else pl.lit("")
         )
-        current = pl.concat([m.frame.select(cols) for m in news]) if len(news) > 1 else None
+        current = pl.concat([m.frame.select(cols) for m in news])
         gone = pl.concat(
             [
                 old.frame.select(cols)
@@ -2786,7 +2765,7 @@ def _disappeared(
         if len(olds) > 1:  # a record in two parts of the previous extract is listed once
             gone = gone.unique(cols, keep="first", maintain_order=True)
         gone = gone.join(
-            (new.frame.select(cols) if current is None else current).unique(),
+            current.unique(),
             on=cols,
             how="anti",
             nulls_equal=True,

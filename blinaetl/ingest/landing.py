@@ -38,6 +38,7 @@ from blinaetl.ingest.redcap import RedcapProblem, apply_redcap
 from blinaetl.ingest.shape import ShapeProblem, shape
 from blinaetl.ingest.sources import FileMapping, SourceMapping, load_sources, match
 from blinaetl.privacy import patient_keys
+from blinaetl.validate.chunks import in_chunks, row_chunk_lengths
 from blinaetl.validate.contracts import (
     FAILURE_COLUMNS,
     LINEAGE_COLUMNS,
@@ -2361,25 +2362,11 @@ def combine_frames(
 
 
 def _aligned_pieces(frame: pl.DataFrame) -> list[pl.DataFrame]:
-    """A mapped file's frame cut where the chunks of its `_source_row` end, each piece's
-    columns slices (not copies) of one chunk, materialized, so the table concatenated from
-    them has the same chunks in every column.
-
-    A mapped file's columns share their chunks, but its constant columns (`site`, the
-    lineage) are scalar columns without chunks, which concatenating files materializes as
-    one chunk per file (or one for all). polars then copies every column a query of the
-    table reads to align their chunks first (`select` of plain columns and `with_columns`
-    alike): 0.69 GiB for the 1.8 million assessments rows at 300,000 patients, the largest
-    part of validation's peak."""
-    rows = frame.get_column("_source_row")
-    if frame.height == 0 or rows.n_chunks() == 1:
-        return [pl.DataFrame([frame.get_column(c) for c in frame.columns])]
-    pieces, start = [], 0
-    for chunk in rows.get_chunks():
-        piece = frame.slice(start, len(chunk))
-        pieces.append(pl.DataFrame([piece.get_column(c) for c in piece.columns]))
-        start += len(chunk)
-    return pieces
+    """A mapped file's frame cut where the chunks of its `_source_row` end (`validate.chunks`),
+    so the table concatenated from the pieces has the same chunks in every column: its constant
+    columns, concatenated as they are, would make polars copy every column a query of the
+    table reads to align them, the largest part of validation's peak."""
+    return in_chunks(frame, row_chunk_lengths(frame))
 
 
 def attribute_root_causes(

@@ -26,6 +26,7 @@ import pandera.backends.polars.builtin_checks  # noqa: F401
 import pandera.polars as pa
 import polars as pl
 
+from blinaetl.validate.chunks import in_chunks, row_chunk_lengths
 from blinaetl.validate.contracts import (
     FAILURE_COLUMNS,
     LINEAGE_COLUMNS,
@@ -191,20 +192,11 @@ def _with_helpers(frame: pl.DataFrame, ctx: Context | None) -> pl.DataFrame:
 
 
 def _beside(frame: pl.DataFrame, columns: pl.DataFrame) -> pl.DataFrame:
-    """The frame with `columns` (as many rows) set beside it, materialized and cut in the
-    chunks of the frame's `_source_row`.
-
-    The ingest's tables have the same chunks in every column (`ingest.landing.combine_frames`);
-    a column added in other chunks (or a constant one, which has none) made polars copy every
-    column the next query of the frame read, to align them (0.7 GiB for the assessments at
-    300,000 patients)."""
-    rows = frame.get_column("_source_row") if "_source_row" in frame.columns else None
-    lengths = [len(c) for c in rows.get_chunks()] if rows is not None else [frame.height]
-    parts, start = [], 0
-    for n in lengths:
-        part = columns.slice(start, n)
-        parts.append(pl.DataFrame([part.get_column(c).rechunk() for c in part.columns]))
-        start += n
+    """The frame with `columns` (as many rows) set beside it, cut in the chunks of the frame's
+    `_source_row` (`validate.chunks`): a column added in other chunks (or a constant one,
+    which has none) made polars copy every column the next query of the frame read, to align
+    them (0.7 GiB for the assessments at 300,000 patients)."""
+    parts = in_chunks(columns, row_chunk_lengths(frame))
     return frame.hstack(pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0])
 
 

@@ -279,7 +279,7 @@ def release_tables(result: Any) -> None:
     results and the quarantine. Held to the end, they were about 1.2 GiB of the transform and
     report stages' peak at 300,000 patients. The staged rows stay in the restricted database
     (`staging.<table>`); a caller that wants the frames themselves takes them in its own
-    `extract_text` stage (`run_pipeline(stages=...)`), before they are released.
+    `load` stage (`run_pipeline(stages=...)`), before the load releases them.
     """
     if isinstance(getattr(result, "tables", None), dict):
         result.tables = ReleasedTables()

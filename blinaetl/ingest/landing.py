@@ -1816,16 +1816,13 @@ class _ByTable:
         """The run's quarantine (`compact_copies` over every file at once)."""
         position = {m.path: i for i, m in enumerate(mapped)}
         tables = self.order
-        in_order = sorted(
-            range(len(mapped)), key=lambda i: (tables.index(mapped[i].mapping.table), i)
-        )
         return Quarantine(
             rows_base=pl.concat([self.rows_base[t] for t in tables], how="vertical_relaxed"),
             failures_base=pl.concat(
                 [self.failures_base[t] for t in tables], how="vertical_relaxed"
             ),
             segments=sorted(self.segments, key=lambda seg: position[seg.path]),
-            rank={mapped[i].path: r for r, i in enumerate(in_order)},
+            rank=_file_ranks(mapped, tables),
         )
 
     def result(self) -> IngestResult:
@@ -2124,9 +2121,7 @@ def compact_copies(
     quarantine as validating every row would give it, each streamed file's copies compact
     (`CopySegment`), and the DQD counts with the copies counted. The quarantined rows of the
     files read whole get their `raw_json` here."""
-    tables = in_validation_order(combined)
-    order = sorted(range(len(mapped)), key=lambda i: (tables.index(mapped[i].mapping.table), i))
-    rank = {mapped[i].path: r for r, i in enumerate(order)}
+    rank = _file_ranks(mapped, in_validation_order(combined))
     streamed = [m for m in mapped if m.copies is not None and m.copies.height]
     qrows, failures = outcome.quarantine_rows, outcome.quarantine_failures
     segments, counts = [], []
@@ -2151,6 +2146,13 @@ def compact_copies(
             copies_per_table.get(m.mapping.table, 0) + m.copies.height
         )
     return quarantine, _recount_dq(outcome.dq_results, pl.concat(counts), copies_per_table)
+
+
+def _file_ranks(mapped: list[MappedFile], tables: list[str]) -> dict[str, int]:
+    """Each file's place in the quarantine (`Quarantine.rank`): by its table's place in
+    `tables` (validation order), then its own in `mapped`."""
+    order = sorted(range(len(mapped)), key=lambda i: (tables.index(mapped[i].mapping.table), i))
+    return {mapped[i].path: r for r, i in enumerate(order)}
 
 
 def _recount_dq(

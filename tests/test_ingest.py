@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from blinaetl.ingest.landing import ingest_landing
 from blinaetl.ingest.sources import MappingError, load_source
 from blinaetl.privacy import DEMO_KEY
-from tests.t1_site import T1_PATIENTS_MAPPING
+from tests.t1_site import T1_PATIENTS_MAPPING, write_t1_landing
 
 PATIENTS_CSV = (
     "MRN,patient_name,birth_date,sex,diagnosis_date,ph_status,prior_lines,prior_hct\n"
@@ -40,14 +40,7 @@ MAPPING = (
 
 
 def _landing(tmp_path: Path, files: dict[str, bytes]) -> tuple[Path, Path]:
-    landing, sources = tmp_path / "landing", tmp_path / "sources"
-    sources.mkdir(parents=True)
-    (sources / "t.yaml").write_text(MAPPING)
-    for rel, data in files.items():
-        path = landing / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return landing, sources
+    return write_t1_landing(tmp_path, MAPPING, files)
 
 
 def _ingest(tmp_path: Path, files: dict[str, bytes]):

@@ -15,7 +15,7 @@ import pytest
 
 from blinaetl.ingest.landing import extract_part, ingest_landing
 from blinaetl.privacy import DEMO_KEY
-from tests.t1_site import T1_PATIENTS_HEADER, T1_PATIENTS_MAPPING
+from tests.t1_site import T1_PATIENTS_HEADER, T1_PATIENTS_MAPPING, write_t1_landing
 
 MAPPING = T1_PATIENTS_MAPPING
 HEADER = T1_PATIENTS_HEADER
@@ -34,13 +34,7 @@ def _csv(*lines: str) -> bytes:
 
 
 def _ingest(tmp_path: Path, files: dict[str, bytes]):
-    landing, sources = tmp_path / "landing", tmp_path / "sources"
-    sources.mkdir(parents=True)
-    (sources / "t.yaml").write_text(MAPPING)
-    for rel, data in files.items():
-        path = landing / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    landing, sources = write_t1_landing(tmp_path, MAPPING, files)
     return ingest_landing(landing, "run-1", DEMO_KEY, sources_dir=sources)
 
 

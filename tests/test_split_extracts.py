@@ -207,3 +207,46 @@ def test_each_part_has_its_own_cache_entry(tmp_path):
     full = run()
     assert again.tables["patients"].drop("_run_id").equals(full.tables["patients"].drop("_run_id"))
     assert again.tables["patients"]["mrn"].sort().to_list() == ["P001", "P002", "P003"]
+
+
+def test_the_lineage_constant_per_file_is_held_as_categoricals_and_staged_as_text(tmp_path):
+    """`split_rows` holds `_source_id`, `_file_sha256` and `_run_id` as categoricals (they were
+    half the validated tables' memory as string views); their values per row are unchanged, and
+    the restricted database stages them as VARCHAR with the same values."""
+    import duckdb
+    import polars as pl
+
+    from blinaetl.validate.contracts import load_contracts
+    from blinaetl.warehouse.database import load_staging
+
+    part1, part2 = D1 + "_part1of2.csv", D1 + "_part2of2.csv"
+    result = _ingest(tmp_path, {part1: _csv(ROWS["P001"], ROWS["P002"]), part2: _csv(ROWS["P003"])})
+    patients = result.tables["patients"].sort("mrn")
+    for column in ("_source_id", "_file_sha256", "_run_id"):
+        assert patients.schema[column] == pl.Categorical, column
+    sha = {r["path"]: r["sha256"] for r in result.files.iter_rows(named=True)}
+    assert patients["_file_sha256"].cast(pl.Utf8).to_list() == [sha[part1], sha[part1], sha[part2]]
+    assert set(patients["_run_id"].cast(pl.Utf8)) == {"run-1"}
+    con = duckdb.connect(str(tmp_path / "restricted.duckdb"))
+    try:
+        load_staging(
+            con,
+            load_contracts(),
+            dict(result.tables),
+            result.quarantine,
+            result.files,
+            result.dq_results,
+        )
+        types = dict(
+            con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'staging' AND table_name = 'patients'"
+            ).fetchall()
+        )
+        staged = con.execute(
+            "SELECT _file_sha256, _run_id FROM staging.patients ORDER BY _source_file, _source_row"
+        ).fetchall()
+    finally:
+        con.close()
+    assert (types["_source_id"], types["_file_sha256"], types["_run_id"]) == ("VARCHAR",) * 3
+    assert staged == [(sha[part1], "run-1"), (sha[part1], "run-1"), (sha[part2], "run-1")]

@@ -96,6 +96,9 @@ LINEAGE_COLUMNS: dict[str, str] = {
     "_run_id": "VARCHAR",
     "_warnings": "VARCHAR[]",
 }
+# the lineage text constant per file that the validated tables hold as categoricals
+# (`validate.executor.split_rows`); `site` and `_source_file` stay text, joined against text
+PER_FILE_LINEAGE = ("_source_id", "_file_sha256", "_run_id")
 
 
 class ContractError(ValueError):

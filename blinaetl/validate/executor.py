@@ -30,6 +30,7 @@ from blinaetl.validate.chunks import in_chunks, row_chunk_lengths
 from blinaetl.validate.contracts import (
     FAILURE_COLUMNS,
     LINEAGE_COLUMNS,
+    PER_FILE_LINEAGE,
     POLARS_TYPES,
     CheckSpec,
     Contract,
@@ -387,9 +388,6 @@ def describe_checks(contract: Contract) -> pl.DataFrame:
         },
         schema=SPEC_SCHEMA,
     )
-
-
-PER_FILE_LINEAGE = ("_source_id", "_file_sha256", "_run_id")
 
 
 def split_rows(

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+import polars as pl
 import pytest
 
 from blinaetl.ingest.landing import extract_part, ingest_landing
 from blinaetl.privacy import DEMO_KEY
+from blinaetl.validate.contracts import load_contracts
+from blinaetl.warehouse.database import load_staging
 from tests.t1_site import T1_PATIENTS_HEADER, T1_PATIENTS_MAPPING, write_t1_landing
 
 MAPPING = T1_PATIENTS_MAPPING
@@ -213,12 +217,6 @@ def test_the_lineage_constant_per_file_is_held_as_categoricals_and_staged_as_tex
     """`split_rows` holds `_source_id`, `_file_sha256` and `_run_id` as categoricals (they were
     half the validated tables' memory as string views); their values per row are unchanged, and
     the restricted database stages them as VARCHAR with the same values."""
-    import duckdb
-    import polars as pl
-
-    from blinaetl.validate.contracts import load_contracts
-    from blinaetl.warehouse.database import load_staging
-
     part1, part2 = D1 + "_part1of2.csv", D1 + "_part2of2.csv"
     result = _ingest(tmp_path, {part1: _csv(ROWS["P001"], ROWS["P002"]), part2: _csv(ROWS["P003"])})
     patients = result.tables["patients"].sort("mrn")

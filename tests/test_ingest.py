@@ -435,6 +435,8 @@ def test_a_tables_delivered_text_is_released_before_its_loaded_rows_are_copied(
     files: list[MappedFile] = []
     at_checks: dict[str, bool] = {}
     at_split: dict[str, bool] = {}
+    held: dict[str, list[int]] = {}  # per file, the rows of its delivered text at the split
+    copies: dict[str, int] = {}
     run_checks, split_rows = executor.run_checks, executor.split_rows
 
     def has_raw(table: str) -> bool:
@@ -455,6 +457,10 @@ def test_a_tables_delivered_text_is_released_before_its_loaded_rows_are_copied(
         at_split[contract.table] = has_raw(contract.table) or any(
             c.startswith("__raw__") for c in work.columns
         )
+        for m in files:
+            if m.mapping.table == contract.table:
+                held[m.path] = m.raw["_source_row"].to_list()
+                copies[m.path] = 0 if m.copies is None else m.copies.height
         return split_rows(work, fails, contract)
 
     monkeypatch.setattr(executor, "run_checks", checks)
@@ -471,3 +477,18 @@ def test_a_tables_delivered_text_is_released_before_its_loaded_rows_are_copied(
     assert {t for t, raw in at_checks.items() if raw} == delivered
     assert set(at_split) == set(at_checks) and not any(at_split.values())
     assert result.tables["assessments"].height > 0
+    # and each file's delivered text was cut to the rows whose `raw_json` is still written:
+    # its quarantined rows, a copy's by its first row (the earlier line it repeats, read here
+    # from the file itself); the rows that load were no longer held
+    q = result.quarantine_rows
+    assert set(held) == {m.path for m in files} and sum(copies.values()) > 0
+    for path, rows in held.items():
+        quarantined = set(q.filter(pl.col("_source_file") == path)["_source_row"])
+        first_of: dict[int, int] = {}
+        if copies[path]:
+            seen: dict[str, int] = {}
+            text = (demo_cohort / "landing" / path).read_text().splitlines()
+            for line_no, line in enumerate(text[1:], start=2):
+                first_of[line_no] = seen.setdefault(line, line_no)
+        expected = {first_of.get(r, r) for r in quarantined}
+        assert sorted(rows) == sorted(expected), path

@@ -499,15 +499,18 @@ def test_the_validator_keeps_the_chunks_of_a_frame_whose_columns_share_them():
 
 
 def test_checked_is_called_after_the_checks_so_the_delivered_text_can_be_released():
-    """`checked(table)` comes once per table once its checks have run: a caller dropping the
-    table's `__raw__` columns there changes nothing, while the parse checks read them (a frame
-    without them before validating cannot run those checks: the other side)."""
+    """`checked(table, quarantined)` comes once per table once its checks have run, with the
+    rows the table quarantines: a caller dropping the table's `__raw__` columns there changes
+    nothing, while the parse checks read them (a frame without them before validating cannot
+    run those checks: the other side)."""
     tables = {t: mapped(t, rows) for t, rows in BASE.items()}
     tables["assessments"] = _bad_and_good_assessments()
     calls: list[str] = []
+    given: dict[str, list[tuple[str, int]]] = {}
 
-    def checked(table: str) -> None:
+    def checked(table: str, quarantined: pl.DataFrame) -> None:
         calls.append(table)
+        given[table] = quarantined.rows()
         frame = tables[table]
         tables[table] = frame.drop(c for c in frame.columns if c.startswith("__raw__"))
 
@@ -518,6 +521,12 @@ def test_checked_is_called_after_the_checks_so_the_delivered_text_can_be_release
     )
     for t in BASE:
         assert released.tables[t].equals(plain.tables[t])
+    # the rows handed over are the quarantined ones, as (file, row): row 3 (its count does not
+    # parse, an error); row 5 fails only a warning (ASM_RESPONSE_SET), so it loads
+    quarantined = released.quarantine_rows.filter(pl.col("table_name") == "assessments")
+    assert given["assessments"] == quarantined.select("_source_file", "_source_row").rows()
+    assert [r for _, r in given["assessments"]] == [3]
+    assert all(given[t] == [] for t in BASE if t != "assessments")
     assert released.quarantine_failures.equals(plain.quarantine_failures)
     assert released.dq_results.equals(plain.dq_results)
     got = plain.quarantine_failures.filter(pl.col("table_name") == "assessments")

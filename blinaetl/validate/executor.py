@@ -260,7 +260,7 @@ def validate_table(
     contract: Contract,
     ctx: Context | None,
     accepted: pl.DataFrame | None = None,
-    checked: Callable[[], None] | None = None,
+    checked: Callable[[pl.DataFrame], None] | None = None,
 ) -> TableOutcome:
     """Run every check of the contract on the frame; split loaded from quarantined rows.
 
@@ -268,10 +268,11 @@ def validate_table(
     delivered (query answered `confirmed_as_is`): on those rows the check counts as a warning,
     so the row is loaded with the check id in `_warnings` instead of being quarantined.
 
-    `checked` is called once the checks have run, before the rows are split: nothing reads
-    the delivered text per field (the `__raw__` columns) after it, so the caller may release
-    them from the frames it holds, and the split's copy of the loaded rows is not made beside
-    them (the validator lets go of its own).
+    `checked(quarantined)` is called once the checks have run, before the rows are split, with
+    the `_source_file` and `_source_row` of the rows to be quarantined: nothing reads the
+    delivered text per field (the `__raw__` columns) after it, nor the delivered text of the
+    rows that load, so the caller may release them from the frames it holds, and the split's
+    copy of the loaded rows is not made beside them (the validator lets go of its own).
     """
     work = _with_helpers(frame, ctx)
     del frame  # `work` holds its columns; released with it once the checks have run
@@ -282,7 +283,7 @@ def validate_table(
         failing.join(spec, on="check_id", how="left", maintain_order="left"), work, accepted
     )
     if checked is not None:
-        checked()
+        checked(work.select("_source_file", "_source_row").gather(error_rows(fails).sort()))
     work = work.drop(c for c in work.columns if c.startswith(RAW))
     loaded, qrows = split_rows(work, fails, contract)
     failures = list_failures(work, fails, contract)
@@ -390,12 +391,17 @@ def describe_checks(contract: Contract) -> pl.DataFrame:
     )
 
 
+def error_rows(fails: pl.DataFrame) -> pl.Series:
+    """`_idx` of the rows failing an error check: the rows the split quarantines."""
+    return fails.filter(pl.col("severity") == "error")["_idx"].unique()
+
+
 def split_rows(
     work: pl.DataFrame, fails: pl.DataFrame, contract: Contract
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(loaded rows with their warning check ids, quarantined rows) by the failing checks'
     severity: a row failing an error check is quarantined, one failing only warnings loads."""
-    error_idx = fails.filter(pl.col("severity") == "error")["_idx"].unique()
+    error_idx = error_rows(fails)
     warn = (
         fails.filter(pl.col("severity") == "warning")
         .group_by("_idx")
@@ -537,12 +543,12 @@ def validate_tables(
     contracts: dict[str, Contract],
     accepted: pl.DataFrame | None = None,
     context: Context | None = None,
-    checked: Callable[[str], None] | None = None,
+    checked: Callable[[str, pl.DataFrame], None] | None = None,
 ) -> ValidationOutcome:
     """Validate all tables, patients first (the others are checked against them).
 
-    `checked(table)`: called once the table's checks have run (`validate_table`), from the
-    thread validating it.
+    `checked(table, quarantined)`: called once the table's checks have run, with the rows it
+    quarantines (`validate_table`), from the thread validating it.
 
     `context`: the patient facts to check the tables against when `frames` has no patients
     table (a run validating table by table passes the facts of its first call, which
@@ -563,8 +569,8 @@ def validate_tables(
             return None
         return accepted.filter(pl.col("table_name") == table)
 
-    def done_with(table: str) -> Callable[[], None] | None:
-        return None if checked is None else lambda: checked(table)
+    def done_with(table: str) -> Callable[[pl.DataFrame], None] | None:
+        return None if checked is None else lambda rows: checked(table, rows)
 
     if "patients" in frames:
         outcomes["patients"] = validate_table(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from blinaetl.ingest.landing import ingest_landing
 from blinaetl.ingest.sources import MappingError, load_source
-from blinaetl.privacy import DEMO_KEY
+from blinaetl.privacy import DEMO_KEY, patient_keys
 from tests.t1_site import T1_PATIENTS_MAPPING, write_t1_landing
 
 PATIENTS_CSV = (
@@ -398,7 +398,6 @@ def test_combined_tables_have_the_same_chunks_in_every_column(demo_cohort):
         plan_files,
         read_file,
     )
-    from blinaetl.privacy import patient_keys
 
     plan = plan_files(demo_cohort / "landing")
     at = [i for i, j in enumerate(plan.jobs) if contracts_table(plan, j) == "assessments"]
@@ -420,6 +419,33 @@ def test_combined_tables_have_the_same_chunks_in_every_column(demo_cohort):
     assert table.drop("patient_key").equals(plain)
     keys = patient_keys(plain["site"], plain["mrn"], DEMO_KEY)
     assert table["patient_key"].equals(keys.alias("patient_key"))
+
+
+def test_an_ingest_hashes_each_site_and_mrn_once(demo_cohort, tmp_path, monkeypatch):
+    """The table groups are keyed one after the other, and a patient recurs in each (the
+    patients, their assessments, flow results, reports): each (site, MRN) is hashed once per
+    run, and every key equals the standard keyed hash of its pair."""
+    from blinaetl import privacy
+
+    hashed: list[bytes] = []
+    real = privacy.hmac_sha256_hex
+
+    def counting(secret, messages):
+        messages = list(messages)
+        hashed.extend(messages)
+        return real(secret, messages)
+
+    monkeypatch.setattr(privacy, "hmac_sha256_hex", counting)
+    landing = tmp_path / "landing"
+    shutil.copytree(demo_cohort / "landing", landing)
+    result = ingest_landing(landing, "r", DEMO_KEY)
+    assert len(hashed) == len(set(hashed)) > 0
+    assessed = result.tables["assessments"].select("site", "mrn", "patient_key").unique()
+    assert assessed.height > 0 and set(assessed.select("site", "mrn").rows()) <= {
+        tuple(m.decode().split("\x1f")) for m in hashed
+    }
+    expected = patient_keys(assessed["site"], assessed["mrn"], DEMO_KEY)
+    assert assessed["patient_key"].to_list() == expected.to_list()
 
 
 def test_a_tables_delivered_text_is_released_before_its_loaded_rows_are_copied(

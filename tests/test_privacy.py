@@ -91,6 +91,44 @@ def test_keys_are_the_standard_hmac_sha256_of_site_separator_mrn(key_length):
     assert patient_keys(site, mrn, secret).to_list() == expected
 
 
+def test_a_runs_patient_keys_hash_each_pair_once_and_equal_patient_keys(monkeypatch):
+    """`PatientKeys` gives each pair the key `patient_keys` gives it, in the order asked, and
+    hashes a pair only the first time it is asked for: the same pair in a later group is looked
+    up; the same MRN at another site is another pair, so it is hashed."""
+    from blinaetl import privacy
+
+    hashed: list[bytes] = []
+    real = privacy.hmac_sha256_hex
+
+    def counting(secret, messages):
+        messages = list(messages)
+        hashed.extend(messages)
+        return real(secret, messages)
+
+    monkeypatch.setattr(privacy, "hmac_sha256_hex", counting)
+    secret = b"s" * 32
+    keys = privacy.PatientKeys(secret)
+    first = pl.DataFrame({"site": ["S1", "S1"], "mrn": ["A1", "A2"]})
+    got = keys.of(first)
+    assert got.columns == ["site", "mrn", "patient_key"]
+    expected = {
+        (s, m): hmac.new(secret, f"{s}\x1f{m}".encode(), hashlib.sha256).hexdigest()
+        for s, m in [("S1", "A1"), ("S1", "A2"), ("S2", "A1")]
+    }
+    assert got.rows() == [("S1", "A1", expected["S1", "A1"]), ("S1", "A2", expected["S1", "A2"])]
+    assert len(hashed) == 2
+    # a later group: A2 again (looked up), A1 at S2 (another patient: hashed), in its order
+    later = keys.of(pl.DataFrame({"site": ["S2", "S1"], "mrn": ["A1", "A2"]}))
+    assert later.rows() == [("S2", "A1", expected["S2", "A1"]), ("S1", "A2", expected["S1", "A2"])]
+    assert sorted(hashed[:2]) == [b"S1\x1fA1", b"S1\x1fA2"] and hashed[2:] == [b"S2\x1fA1"]
+    # only known pairs: nothing hashed
+    assert keys.of(first.reverse())["patient_key"].to_list() == [
+        expected["S1", "A2"],
+        expected["S1", "A1"],
+    ]
+    assert len(hashed) == 3
+
+
 def test_restricted_database_is_owner_only_and_analytics_is_readable(demo_run):
     _, cfg, _ = demo_run
     assert stat.S_IMODE(cfg.restricted_path.stat().st_mode) == 0o600

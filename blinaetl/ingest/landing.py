@@ -37,7 +37,7 @@ from blinaetl.ingest.limits import (
 from blinaetl.ingest.redcap import RedcapProblem, apply_redcap
 from blinaetl.ingest.shape import ShapeProblem, shape
 from blinaetl.ingest.sources import FileMapping, SourceMapping, load_sources, match
-from blinaetl.privacy import patient_keys
+from blinaetl.privacy import PatientKeys, patient_keys
 from blinaetl.validate.chunks import in_chunks, row_chunk_lengths
 from blinaetl.validate.contracts import (
     FAILURE_COLUMNS,
@@ -1707,6 +1707,7 @@ def validate_by_table(
     """
     contracts = plan.contracts
     run = _ByTable.of(plan)
+    keys = PatientKeys(secret)  # each (site, MRN) hashed once, not once per group
     confirmed = None if callable(accepted) else accepted
     for group in table_groups(contracts):
         at = [i for i, job in enumerate(plan.jobs) if contracts_table(plan, job) in group]
@@ -1715,7 +1716,7 @@ def validate_by_table(
         if callable(accepted):
             confirmed, accepted = accepted(), None
         mapped = _confirmed_copies(mapped, contracts, confirmed)
-        combined = combine_frames(mapped, {t: contracts[t] for t in group}, secret)
+        combined = combine_frames(mapped, {t: contracts[t] for t in group}, keys)
         run.keep_file_facts(ranks, mapped, previous, secret)
         # imported here, after the work that does not need it: the import started on a thread
         # at the start of the run (`preload_validation`), and a run that takes most files from
@@ -2362,10 +2363,11 @@ def _unloadable_parts(plan: Plan, files: list[tuple[FileJob, MappedFile | dict]]
 
 
 def combine_frames(
-    mapped: list[MappedFile], contracts: dict[str, Contract], secret: bytes
+    mapped: list[MappedFile], contracts: dict[str, Contract], secret: bytes | PatientKeys
 ) -> dict[str, pl.DataFrame]:
     """One frame per contract table (empty when no file delivered it), with `patient_key`,
-    whose columns all have the same chunks (`_aligned_pieces`)."""
+    whose columns all have the same chunks (`_aligned_pieces`). `secret`: the key, or the
+    run's `PatientKeys` (each pair hashed once across the run's calls)."""
     frames: dict[str, list[pl.DataFrame]] = {t: [] for t in contracts}
     for m in mapped:
         frames[m.mapping.table].append(m.frame)
@@ -2379,7 +2381,8 @@ def combine_frames(
         if delivered
         else pl.DataFrame(schema={"site": pl.Utf8, "mrn": pl.Utf8})
     )
-    keys = pairs.with_columns(patient_keys(pairs["site"], pairs["mrn"], secret))
+    keyed = secret if isinstance(secret, PatientKeys) else PatientKeys(secret)
+    keys = keyed.of(pairs)
     out = {}
     for t, fs in frames.items():
         if not fs:

@@ -295,6 +295,56 @@ def test_cache_key_changes_mean_every_file_is_read_again(cohort, tmp_path, caplo
     assert set(_ingest(cohort, cache).reused) == ALL_FILES  # --full wrote the entries afresh
 
 
+def test_an_entry_writes_the_delivered_text_once_and_reads_back_the_same_frame(cohort, tmp_path):
+    """A mapped column equal row for row to its delivered column (a field's `__raw__` text,
+    a text field's typed value) is written once, in `raw.arrow`, and set beside the frame when
+    the entry is read; a typed number (another dtype) stays in `frame.arrow`. The run from the
+    cache gives the same frames as the run that wrote it."""
+    cache = tmp_path / "restricted" / "file_cache"
+    first = _ingest(cohort, cache)
+    metas = {
+        json.loads((e / "meta.json").read_text(encoding="utf-8"))["path"]: e
+        for e in cache.iterdir()
+    }
+    entry = metas["clinical/SITE01/assessments_20260901.csv"]
+    meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+    written = pl.read_ipc(entry / "frame.arrow").columns
+    shared = meta["shared"]
+    assert {"__raw__mrn": "MRN", "mrn": "MRN", "__raw__anc_10e9l": "anc_10e9l"}.items() <= (
+        shared.items()
+    )
+    assert "anc_10e9l" not in shared and "anc_10e9l" in written  # Float64, not the text
+    assert not set(shared) & set(written)
+    assert set(written) | set(shared) == set(meta["columns"])
+    again = _ingest(cohort, cache)
+    assert set(again.reused) == ALL_FILES
+    _same_ingest(again, first)
+
+
+def test_only_columns_equal_row_for_row_are_written_once(tmp_path):
+    """`_shared_columns`: a column differing in one value is kept, and nothing is shared when
+    the delivered text holds its rows in another order (a reshaped file); the entry reads back
+    as written, column order included."""
+    from blinaetl.ingest.cache import Entry, FileCache, _shared_columns
+
+    frame = pl.DataFrame(
+        {"__raw__a": ["x", "y"], "_source_row": [2, 3], "__raw__b": ["x", "z"], "n": [1, 2]}
+    )
+    raw = pl.DataFrame({"A": ["x", "y"], "B": ["x", "y"], "_source_row": [2, 3]})
+    text_of = {"__raw__a": "A", "__raw__b": "B", "n": "A"}
+    entry = Entry("f.csv", "0" * 64, frame, raw, "", {}, None, text_of)
+    assert _shared_columns(entry) == {"__raw__a": "A"}
+    assert (
+        _shared_columns(Entry("f.csv", "0" * 64, frame, raw.reverse(), "", {}, None, text_of)) == {}
+    )
+    cache = FileCache.open(tmp_path / "restricted" / "file_cache", "ctx")
+    cache.save("k", entry)
+    assert pl.read_ipc(cache.root / "k" / "frame.arrow").columns == ["_source_row", "__raw__b", "n"]
+    back = cache.load("k", "f.csv", "0" * 64)
+    assert back is not None and back.frame.equals(frame) and back.frame.columns == frame.columns
+    assert back.raw.equals(raw)
+
+
 def test_a_changed_source_mapping_is_a_cache_miss(cohort, tmp_path):
     from blinaetl.ingest.sources import sources_dir
 
@@ -335,7 +385,7 @@ def test_a_damaged_entry_is_read_again_and_the_cache_is_owner_only(cohort, tmp_p
 @pytest.mark.parametrize(
     ("edit", "reason"),
     [
-        (lambda m: {**m, "format": 0}, "entry format 0, this version writes 1"),
+        (lambda m: {**m, "format": 0}, "entry format 0, this version writes 2"),
         (lambda m: {**m, "sha256": "0" * 64}, "the entry is of another file or of other bytes"),
         (lambda m: {k: v for k, v in m.items() if k != "labels"}, "damaged: KeyError"),
     ],

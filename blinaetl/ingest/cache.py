@@ -20,7 +20,10 @@ The cache holds identifiable rows (MRNs, delivered text), so it lives beside the
 database, in the restricted folder (0700), its files 0600. After each run only the entries of
 the files that run read are kept. An entry is a folder `<key>/` with `frame.arrow`,
 `raw.arrow`, `copies.arrow` (streamed files) in Arrow IPC (lz4) and `meta.json` (file name,
-SHA-256, note, labels; no values). An entry that cannot be read (damaged, partial, of another
+SHA-256, note, labels, column names; no values). A column of the mapped frame equal to a
+delivered column (a field's `__raw__` text, a text field's typed value: in memory one buffer,
+`landing._map_chunks`) is written once, in `raw.arrow`, and set beside the frame again when
+read (`Entry.text_of` names the candidates; only columns found equal are left out). An entry that cannot be read (damaged, partial, of another
 format) is a miss: the run log says so, the file is read in full and its entry written again.
 """
 
@@ -46,7 +49,7 @@ import polars as pl
 
 from blinaetl.ingest.limits import file_sha256, limits
 
-FORMAT = 1  # layout of an entry; a new layout is a new key
+FORMAT = 2  # layout of an entry; a new layout is a new key
 PARSING_LIBRARIES = ("polars", "fastexcel", "pyreadstat", "openpyxl")
 
 log = logging.getLogger("blinaetl")
@@ -134,6 +137,8 @@ class Entry:
     note: str
     labels: dict[str, str]
     copies: pl.DataFrame | None
+    # frame column -> the delivered column it may hold the same text as (written once if so)
+    text_of: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -175,11 +180,13 @@ class FileCache:
                 raise _Unusable(f"entry format {meta['format']!r}, this version writes {FORMAT}")
             if meta["path"] != name or meta["sha256"] != sha256:
                 raise _Unusable("the entry is of another file or of other bytes")
+            raw = pl.read_ipc(entry / "raw.arrow")
+            frame = _with_shared(pl.read_ipc(entry / "frame.arrow"), raw, meta)
             found = Entry(
                 name,
                 sha256,
-                pl.read_ipc(entry / "frame.arrow"),
-                pl.read_ipc(entry / "raw.arrow"),
+                frame,
+                raw,
                 str(meta["note"]),
                 dict(meta["labels"]),
                 pl.read_ipc(entry / "copies.arrow") if meta["copies"] else None,
@@ -206,7 +213,8 @@ class FileCache:
         _remove(tmp)
         tmp.mkdir(mode=0o700)
         try:
-            _write_frame(tmp / "frame.arrow", item.frame)
+            shared = _shared_columns(item)
+            _write_frame(tmp / "frame.arrow", item.frame.drop(list(shared)))
             _write_frame(tmp / "raw.arrow", item.raw)
             if item.copies is not None:
                 _write_frame(tmp / "copies.arrow", item.copies)
@@ -217,6 +225,8 @@ class FileCache:
                 "note": item.note,
                 "labels": item.labels,
                 "copies": item.copies is not None,
+                "columns": item.frame.columns,
+                "shared": shared,
             }
             (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
             (tmp / "meta.json").chmod(0o600)
@@ -238,6 +248,40 @@ class FileCache:
                 len(dropped),
                 "y" if len(dropped) == 1 else "ies",
             )
+
+
+def _shared_columns(item: Entry) -> dict[str, str]:
+    """The frame's columns (of `item.text_of`) equal to their delivered column, row for row:
+    written once, in `raw.arrow`. None unless the frame and the delivered text hold the same
+    rows in the same order (a streamed file, or a file read whole with no reshaping)."""
+    frame, raw = item.frame, item.raw
+    if (
+        frame.height != raw.height
+        or "_source_row" not in frame.columns
+        or "_source_row" not in raw.columns
+        or not frame["_source_row"].equals(raw["_source_row"])
+    ):
+        return {}
+    return {
+        column: delivered
+        for column, delivered in item.text_of.items()
+        if column in frame.columns
+        and delivered in raw.columns
+        and delivered != "_source_row"
+        and frame[column].dtype == raw[delivered].dtype
+        and frame[column].equals(raw[delivered])
+    }
+
+
+def _with_shared(frame: pl.DataFrame, raw: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFrame:
+    """The frame as written, its shared columns (`_shared_columns`) taken from the delivered
+    text again, in the written column order."""
+    shared = meta["shared"]
+    if not shared:
+        return frame
+    if frame.height != raw.height:
+        raise _Unusable("the frame and the delivered text differ in rows")
+    return frame.hstack([raw[d].alias(c) for c, d in shared.items()]).select(meta["columns"])
 
 
 def _write_frame(path: Path, frame: pl.DataFrame) -> None:

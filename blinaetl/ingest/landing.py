@@ -1537,7 +1537,9 @@ def store_outcomes(
     def save(item: tuple[str, MappedFile]) -> None:
         m = item[1]
         try:
-            cache.save(item[0], Entry(m.path, m.sha256, m.frame, m.raw, m.note, m.labels, m.copies))
+            text_of = {c: src for f, src in m.mapping.columns.items() for c in (RAW_PREFIX + f, f)}
+            entry = Entry(m.path, m.sha256, m.frame, m.raw, m.note, m.labels, m.copies, text_of)
+            cache.save(item[0], entry)
         except OSError as exc:  # the run goes on; the file is read again next run
             logging.getLogger("blinaetl").warning(
                 "file cache: %s not kept for the next run (%s)", m.path, type(exc).__name__

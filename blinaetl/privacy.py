@@ -130,21 +130,33 @@ class PatientKeys:
     reports), so hashing each group's pairs anew hashed every patient four times (1.7-1.9 s of
     the 100,000-patient run, one Python loop per message).
 
-    The keys are held in memory for the run only, beside the MRNs they are made from, both
-    inside the restricted zone (docs/design.md); nothing is written."""
+    The keys live beside the MRNs they are made from, inside the restricted zone
+    (docs/design.md): in memory, and between runs in the per-file cache of the restricted
+    folder (`ingest.cache.FileCache.known_keys`, under the run context, which names the key's
+    identity), so an incremental run hashes only the pairs that are new. `known`: the keys of
+    an earlier run with the same key."""
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, known: pl.DataFrame | None = None) -> None:
         self.secret = secret
-        self.known = pl.DataFrame(schema=PAIR_SCHEMA)
+        self.known = pl.DataFrame(schema=PAIR_SCHEMA) if known is None else known
+        self._asked: list[pl.DataFrame] = []
 
     def of(self, pairs: pl.DataFrame) -> pl.DataFrame:
         """`pairs` (distinct `site`, `mrn`, neither null) with their `patient_key`, in order."""
         pairs = pairs.select(pl.col("site").cast(pl.Utf8), pl.col("mrn").cast(pl.Utf8))
+        self._asked.append(pairs)
         new = pairs.join(self.known, on=["site", "mrn"], how="anti")
         if new.height:
             hashed = new.with_columns(patient_keys(new["site"], new["mrn"], self.secret))
             self.known = pl.concat([self.known, hashed])
         return pairs.join(self.known, on=["site", "mrn"], how="left", maintain_order="left")
+
+    def asked(self) -> pl.DataFrame:
+        """The keys of the pairs asked for so far (those of this run: what the next run keeps)."""
+        if not self._asked:
+            return self.known.clear()
+        pairs = pl.concat(self._asked).unique()
+        return self.known.join(pairs, on=["site", "mrn"], how="semi")
 
 
 DATE_SHIFT_CONTEXT = "date-shift"

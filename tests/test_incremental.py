@@ -345,6 +345,77 @@ def test_only_columns_equal_row_for_row_are_written_once(tmp_path):
     assert back.raw.equals(raw)
 
 
+@pytest.fixture
+def hashed(monkeypatch) -> list[bytes]:
+    """Every (site, MRN) message the keyed hash is computed for, in order."""
+    from blinaetl import privacy
+
+    seen: list[bytes] = []
+    real = privacy.hmac_sha256_hex
+
+    def counting(secret, messages):
+        messages = list(messages)
+        seen.extend(messages)
+        return real(secret, messages)
+
+    monkeypatch.setattr(privacy, "hmac_sha256_hex", counting)
+    return seen
+
+
+def test_a_run_from_the_cache_hashes_only_new_patients(cohort, tmp_path, hashed, caplog):
+    """The last run's patient keys are kept in the cache under its run context: the next run
+    with the same key hashes only the pairs it has not seen (a new patient), with another key
+    every pair (another context), with `full` every pair; a damaged keys file is hashed again,
+    said in the log. The keys are those of the standard keyed hash every time."""
+    from blinaetl.privacy import patient_keys
+
+    landing = tmp_path / "landing"
+    shutil.copytree(cohort, landing)
+    cache = tmp_path / "restricted" / "file_cache"
+    first = _ingest(landing, cache)
+    pairs = len(hashed)
+    assert pairs == len(set(hashed)) > 100  # each patient once (120 patients, two sites)
+    again = _ingest(landing, cache)
+    assert len(hashed) == pairs  # nothing new: every key read back
+    _same_ingest(again, first)
+    # a new patient at SITE01: hashed alone
+    path = landing / "clinical/SITE01/patients_20260901.csv"
+    lines = _data_lines(path)
+    mrn = lines[1].split(",")[0]
+    _write_lines(path, [*lines, lines[1].replace(mrn, "NEW-0001", 1)])
+    third = _ingest(landing, cache)
+    assert hashed[pairs:] == [b"SITE01\x1fNEW-0001"]
+    new_key = patient_keys(pl.Series(["SITE01"]), pl.Series(["NEW-0001"]), SECRET)[0]
+    assert new_key in third.tables["patients"]["patient_key"].to_list()
+    # another key: another context, so the keys file is not read
+    other = b"another-incremental-key-0123456789abcdef"
+    before = len(hashed)
+    keyed = ingest_landing(landing, run_id="r", secret=other, cache_dir=cache)
+    assert len(hashed) - before == pairs + 1
+    patients = keyed.tables["patients"]
+    assert (
+        patients["patient_key"].to_list()
+        == patient_keys(patients["site"], patients["mrn"], other).to_list()
+    )
+    # `full`: every pair hashed again
+    before = len(hashed)
+    _ingest(landing, cache, full=True)
+    assert len(hashed) - before == pairs + 1
+    # a damaged keys file: hashed again, and said
+    (keys_file,) = (cache.parent / "patient_keys").glob("*.arrow")
+    keys_file.write_bytes(b"not arrow")
+    before = len(hashed)
+    with caplog.at_level(logging.WARNING, logger="blinaetl"):
+        damaged = _ingest(landing, cache)
+    assert len(hashed) - before == pairs + 1
+    _same_ingest(damaged, third)
+    assert any("patient keys could not be used" in r.getMessage() for r in caplog.records)
+    # one keys file (the other contexts' dropped), owner-only as the whole restricted folder
+    (kept,) = (cache.parent / "patient_keys").iterdir()
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert stat.S_IMODE(kept.parent.stat().st_mode) == 0o700
+
+
 def test_a_changed_source_mapping_is_a_cache_miss(cohort, tmp_path):
     from blinaetl.ingest.sources import sources_dir
 

@@ -23,8 +23,14 @@ the files that run read are kept. An entry is a folder `<key>/` with `frame.arro
 SHA-256, note, labels, column names; no values). A column of the mapped frame equal to a
 delivered column (a field's `__raw__` text, a text field's typed value: in memory one buffer,
 `landing._map_chunks`) is written once, in `raw.arrow`, and set beside the frame again when
-read (`Entry.text_of` names the candidates; only columns found equal are left out). An entry that cannot be read (damaged, partial, of another
-format) is a miss: the run log says so, the file is read in full and its entry written again.
+read (`Entry.text_of` names the candidates; only columns found equal are left out). An entry
+that cannot be read (damaged, partial, of another format) is a miss: the run log says so, the
+file is read in full and its entry written again.
+
+Beside the cache folder, `patient_keys/<run context>.arrow` (0700 / 0600) holds the keyed hash
+of each (site, MRN) pair of the last run (`privacy.PatientKeys`), so a run hashes only the pairs
+that are new; its name is the run context, which names the key's identity and the code, so a
+run under another key or code never reads it, and a file that cannot be read is hashed again.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ import polars as pl
 from blinaetl.ingest.limits import file_sha256, limits
 
 FORMAT = 2  # layout of an entry; a new layout is a new key
+KEYS_FOLDER = "patient_keys"  # beside the cache: <run context>.arrow, the last run's keys
 PARSING_LIBRARIES = ("polars", "fastexcel", "pyreadstat", "openpyxl")
 
 log = logging.getLogger("blinaetl")
@@ -234,6 +241,47 @@ class FileCache:
             os.replace(tmp, entry)
         finally:
             _remove(tmp)
+
+    def known_keys(self) -> pl.DataFrame | None:
+        """The patient keys (`site`, `mrn`, `patient_key`) the last run wrote under this run's
+        context (`save_keys`), or None: absent, of another context (another key, code or
+        mapping: another file name), or unreadable (then every pair is hashed again)."""
+        path = self._keys_path()
+        if self.full or not path.is_file():
+            return None
+        try:
+            frame = pl.read_ipc(path).select("site", "mrn", "patient_key")
+            if set(frame.schema.values()) != {pl.Utf8}:
+                raise _Unusable("the patient keys are not text")
+        except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+            log.warning(
+                "file cache: the patient keys could not be used (%s); they are hashed again",
+                type(exc).__name__,
+            )
+            _remove(path)
+            return None
+        return frame
+
+    def save_keys(self, keys: pl.DataFrame) -> None:
+        """Write the run's patient keys for the next run (a temporary file renamed: never half
+        a file), and drop those of other contexts."""
+        path = self._keys_path()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            path.parent.chmod(0o700)
+            _write_frame(tmp, keys.select("site", "mrn", "patient_key"))
+            os.replace(tmp, path)
+            for other in path.parent.iterdir():
+                if other != path:
+                    _remove(other)
+        except OSError as exc:  # the run goes on; the next run hashes every pair again
+            log.warning("file cache: patient keys not kept (%s)", type(exc).__name__)
+        finally:
+            _remove(tmp)
+
+    def _keys_path(self) -> Path:
+        return self.root.parent / KEYS_FOLDER / f"{self.context}.arrow"
 
     def prune(self) -> None:
         """Remove every entry but those of the files this run keyed."""

@@ -1605,14 +1605,16 @@ def ingest_landing(
     if cache_dir is not None:
         cache = open_file_cache(plan, cache_dir, secret, definitions, full)
     reader = _GroupReader(plan, cache, run_id, progress or (lambda _m: None))
+    keys = PatientKeys(secret, cache.known_keys() if cache is not None else None)
     try:
-        result = validate_by_table(plan, reader, secret, accepted)
+        result = validate_by_table(plan, reader, keys, accepted)
     finally:
         for writer in reader.writers:
             writer.join()
     if reader.failed:
         raise reader.failed[0]
     if cache is not None:  # every file of the run is keyed: the others' entries are dropped
+        cache.save_keys(keys.asked())
         cache.prune()
     result.reused = sorted(cache.reused) if cache else []
     return result
@@ -1688,7 +1690,7 @@ def validate_files(
 def validate_by_table(
     plan: Plan,
     read: ReadGroup,
-    secret: bytes,
+    secret: bytes | PatientKeys,
     accepted: pl.DataFrame | Callable[[], pl.DataFrame] | None = None,
 ) -> IngestResult:
     """Per group of tables (`table_groups`): read its files (`read`), choose the newest
@@ -1705,11 +1707,13 @@ def validate_by_table(
 
     The result is the one of validating every file at once, in the same order
     (`_ByTable.result`). `accepted` may be a function giving the confirmed failures, called
-    once, after the first group's files are read.
+    once, after the first group's files are read. `secret`: the key, or the run's
+    `PatientKeys` (each pair hashed once in the run, not once per group).
     """
     contracts = plan.contracts
     run = _ByTable.of(plan)
-    keys = PatientKeys(secret)  # each (site, MRN) hashed once, not once per group
+    keys = secret if isinstance(secret, PatientKeys) else PatientKeys(secret)
+    secret = keys.secret
     confirmed = None if callable(accepted) else accepted
     for group in table_groups(contracts):
         at = [i for i, job in enumerate(plan.jobs) if contracts_table(plan, job) in group]

@@ -131,7 +131,7 @@ class PatientKeys:
     the 100,000-patient run, one Python loop per message).
 
     The keys live beside the MRNs they are made from, inside the restricted zone
-    (docs/design.md): in memory, and between runs in the per-file cache of the restricted
+    (docs/privacy.md): in memory, and between runs in the per-file cache of the restricted
     folder (`ingest.cache.FileCache.known_keys`, under the run context, which names the key's
     identity), so an incremental run hashes only the pairs that are new. `known`: the keys of
     an earlier run with the same key."""

@@ -364,9 +364,11 @@ def hashed(monkeypatch) -> list[bytes]:
 
 def test_a_run_from_the_cache_hashes_only_new_patients(cohort, tmp_path, hashed, caplog):
     """The last run's patient keys are kept in the cache under its run context: the next run
-    with the same key hashes only the pairs it has not seen (a new patient), with another key
-    every pair (another context), with `full` every pair; a damaged keys file is hashed again,
-    said in the log. The keys are those of the standard keyed hash every time."""
+    with the same key hashes only the pairs it has not seen (a new patient), and a sample of
+    the file's keys to check them; with another key every pair (another context), with `full`
+    every pair; a damaged keys file, one with keys of another key or a pair listed twice, is
+    hashed again, said in the log. The keys are those of the standard keyed hash every time."""
+    from blinaetl.ingest.cache import KEYS_SAMPLE
     from blinaetl.privacy import patient_keys
 
     landing = tmp_path / "landing"
@@ -376,15 +378,18 @@ def test_a_run_from_the_cache_hashes_only_new_patients(cohort, tmp_path, hashed,
     pairs = len(hashed)
     assert pairs == len(set(hashed)) > 100  # each patient once (120 patients, two sites)
     again = _ingest(landing, cache)
-    assert len(hashed) == pairs  # nothing new: every key read back
+    # nothing new: every key read back, a sample of them hashed again to check the file
+    checked = hashed[pairs:]
+    assert len(checked) == KEYS_SAMPLE and set(checked) <= set(hashed[:pairs])
     _same_ingest(again, first)
     # a new patient at SITE01: hashed alone
     path = landing / "clinical/SITE01/patients_20260901.csv"
     lines = _data_lines(path)
     mrn = lines[1].split(",")[0]
     _write_lines(path, [*lines, lines[1].replace(mrn, "NEW-0001", 1)])
+    before = len(hashed)
     third = _ingest(landing, cache)
-    assert hashed[pairs:] == [b"SITE01\x1fNEW-0001"]
+    assert hashed[before + KEYS_SAMPLE :] == [b"SITE01\x1fNEW-0001"]
     new_key = patient_keys(pl.Series(["SITE01"]), pl.Series(["NEW-0001"]), SECRET)[0]
     assert new_key in third.tables["patients"]["patient_key"].to_list()
     # another key: another context, so the keys file is not read
@@ -409,7 +414,32 @@ def test_a_run_from_the_cache_hashes_only_new_patients(cohort, tmp_path, hashed,
         damaged = _ingest(landing, cache)
     assert len(hashed) - before == pairs + 1
     _same_ingest(damaged, third)
-    assert any("patient keys could not be used" in r.getMessage() for r in caplog.records)
+    assert any(
+        r.getMessage() == "file cache: the patient keys could not be used (damaged: OSError); "
+        "they are hashed again"
+        for r in caplog.records
+    )
+    # a keys file whose keys are not this key's (or lists a pair twice): hashed again, said
+    # (the sample is hashed before the keys are found wrong; a pair twice is found first)
+    for edit, why, sampled in [
+        (
+            lambda f: f.with_columns(pl.lit("0" * 64).alias("patient_key")),
+            "its keys are not this key's",
+            KEYS_SAMPLE,
+        ),
+        (lambda f: pl.concat([f, f.head(1)]), "a pair is listed twice", 0),
+    ]:
+        (keys_file,) = (cache.parent / "patient_keys").glob("*.arrow")
+        edit(pl.read_ipc(keys_file)).write_ipc(keys_file)
+        before = len(hashed)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="blinaetl"):
+            edited = _ingest(landing, cache)
+        assert len(hashed) - before == sampled + pairs + 1, why
+        _same_ingest(edited, third)
+        assert [r.getMessage() for r in caplog.records] == [
+            f"file cache: the patient keys could not be used ({why}); they are hashed again"
+        ]
     # one keys file (the other contexts' dropped), owner-only as the whole restricted folder
     (kept,) = (cache.parent / "patient_keys").iterdir()
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600

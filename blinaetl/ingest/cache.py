@@ -57,6 +57,7 @@ from blinaetl.ingest.limits import file_sha256, limits
 
 FORMAT = 2  # layout of an entry; a new layout is a new key
 KEYS_FOLDER = "patient_keys"  # beside the cache: <run context>.arrow, the last run's keys
+KEYS_SAMPLE = 32  # keys hashed again when the file is read, to check it is this key's
 PARSING_LIBRARIES = ("polars", "fastexcel", "pyreadstat", "openpyxl")
 
 log = logging.getLogger("blinaetl")
@@ -242,10 +243,13 @@ class FileCache:
         finally:
             _remove(tmp)
 
-    def known_keys(self) -> pl.DataFrame | None:
+    def known_keys(self, secret: bytes) -> pl.DataFrame | None:
         """The patient keys (`site`, `mrn`, `patient_key`) the last run wrote under this run's
         context (`save_keys`), or None: absent, of another context (another key, code or
-        mapping: another file name), or unreadable (then every pair is hashed again)."""
+        mapping: another file name), or unusable (then every pair is hashed again): unreadable,
+        not one row per pair, or a sample of its keys not the keyed hash under `secret`."""
+        from blinaetl.privacy import patient_keys
+
         path = self._keys_path()
         if self.full or not path.is_file():
             return None
@@ -253,10 +257,17 @@ class FileCache:
             frame = pl.read_ipc(path).select("site", "mrn", "patient_key")
             if set(frame.schema.values()) != {pl.Utf8}:
                 raise _Unusable("the patient keys are not text")
+            if frame.select("site", "mrn").is_duplicated().any():
+                raise _Unusable("a pair is listed twice")
+            sample = frame.head(KEYS_SAMPLE)
+            if not patient_keys(sample["site"], sample["mrn"], secret).equals(
+                sample["patient_key"]
+            ):
+                raise _Unusable("its keys are not this key's")
         except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+            why = str(exc) if isinstance(exc, _Unusable) else f"damaged: {type(exc).__name__}"
             log.warning(
-                "file cache: the patient keys could not be used (%s); they are hashed again",
-                type(exc).__name__,
+                "file cache: the patient keys could not be used (%s); they are hashed again", why
             )
             _remove(path)
             return None
@@ -300,8 +311,8 @@ class FileCache:
 
 def _shared_columns(item: Entry) -> dict[str, str]:
     """The frame's columns (of `item.text_of`) equal to their delivered column, row for row:
-    written once, in `raw.arrow`. None unless the frame and the delivered text hold the same
-    rows in the same order (a streamed file, or a file read whole with no reshaping)."""
+    written once, in `raw.arrow`. None of them unless the frame and the delivered text hold the
+    same rows in the same order (a streamed file, or a file read whole with no reshaping)."""
     frame, raw = item.frame, item.raw
     if (
         frame.height != raw.height

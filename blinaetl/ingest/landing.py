@@ -1605,7 +1605,7 @@ def ingest_landing(
     if cache_dir is not None:
         cache = open_file_cache(plan, cache_dir, secret, definitions, full)
     reader = _GroupReader(plan, cache, run_id, progress or (lambda _m: None))
-    keys = PatientKeys(secret, cache.known_keys() if cache is not None else None)
+    keys = PatientKeys(secret, cache.known_keys(secret) if cache is not None else None)
     try:
         result = validate_by_table(plan, reader, keys, accepted)
     finally:

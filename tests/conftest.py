@@ -214,6 +214,24 @@ def _run_cohort(root: Path, out: Path, gx: bool = True) -> tuple[Path, RunConfig
     return out, cfg, (summary, result)
 
 
+@pytest.fixture
+def hashed(monkeypatch) -> list[bytes]:
+    """Every (site, MRN) message the keyed patient hash is computed for, in order (the real
+    hash runs; the list only records what it was given)."""
+    from blinaetl import privacy
+
+    seen: list[bytes] = []
+    real = privacy.hmac_sha256_hex
+
+    def counting(secret: bytes, messages) -> list[str]:
+        messages = list(messages)
+        seen.extend(messages)
+        return real(secret, messages)
+
+    monkeypatch.setattr(privacy, "hmac_sha256_hex", counting)
+    return seen
+
+
 @pytest.fixture(scope="session")
 def demo_cohort(tmp_path_factory) -> Path:
     """The demo cohort as generated (65 patients, seed 2017), not run: for tests that need its

@@ -345,23 +345,6 @@ def test_only_columns_equal_row_for_row_are_written_once(tmp_path):
     assert back.raw.equals(raw)
 
 
-@pytest.fixture
-def hashed(monkeypatch) -> list[bytes]:
-    """Every (site, MRN) message the keyed hash is computed for, in order."""
-    from blinaetl import privacy
-
-    seen: list[bytes] = []
-    real = privacy.hmac_sha256_hex
-
-    def counting(secret, messages):
-        messages = list(messages)
-        seen.extend(messages)
-        return real(secret, messages)
-
-    monkeypatch.setattr(privacy, "hmac_sha256_hex", counting)
-    return seen
-
-
 def test_a_run_from_the_cache_hashes_only_new_patients(cohort, tmp_path, hashed, caplog):
     """The last run's patient keys are kept in the cache under its run context: the next run
     with the same key hashes only the pairs it has not seen (a new patient), and a sample of

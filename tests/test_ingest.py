@@ -421,21 +421,10 @@ def test_combined_tables_have_the_same_chunks_in_every_column(demo_cohort):
     assert table["patient_key"].equals(keys.alias("patient_key"))
 
 
-def test_an_ingest_hashes_each_site_and_mrn_once(demo_cohort, tmp_path, monkeypatch):
+def test_an_ingest_hashes_each_site_and_mrn_once(demo_cohort, tmp_path, hashed):
     """The table groups are keyed one after the other, and a patient recurs in each (the
     patients, their assessments, flow results, reports): each (site, MRN) is hashed once per
     run, and every key equals the standard keyed hash of its pair."""
-    from blinaetl import privacy
-
-    hashed: list[bytes] = []
-    real = privacy.hmac_sha256_hex
-
-    def counting(secret, messages):
-        messages = list(messages)
-        hashed.extend(messages)
-        return real(secret, messages)
-
-    monkeypatch.setattr(privacy, "hmac_sha256_hex", counting)
     landing = tmp_path / "landing"
     shutil.copytree(demo_cohort / "landing", landing)
     result = ingest_landing(landing, "r", DEMO_KEY)

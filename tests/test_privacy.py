@@ -91,21 +91,12 @@ def test_keys_are_the_standard_hmac_sha256_of_site_separator_mrn(key_length):
     assert patient_keys(site, mrn, secret).to_list() == expected
 
 
-def test_a_runs_patient_keys_hash_each_pair_once_and_equal_patient_keys(monkeypatch):
+def test_a_runs_patient_keys_hash_each_pair_once_and_equal_patient_keys(hashed):
     """`PatientKeys` gives each pair the key `patient_keys` gives it, in the order asked, and
     hashes a pair only the first time it is asked for: the same pair in a later group is looked
     up; the same MRN at another site is another pair, so it is hashed."""
     from blinaetl import privacy
 
-    hashed: list[bytes] = []
-    real = privacy.hmac_sha256_hex
-
-    def counting(secret, messages):
-        messages = list(messages)
-        hashed.extend(messages)
-        return real(secret, messages)
-
-    monkeypatch.setattr(privacy, "hmac_sha256_hex", counting)
     secret = b"s" * 32
     keys = privacy.PatientKeys(secret)
     first = pl.DataFrame({"site": ["S1", "S1"], "mrn": ["A1", "A2"]})

@@ -141,6 +141,11 @@ class PatientKeys:
         self.known = pl.DataFrame(schema=PAIR_SCHEMA) if known is None else known
         self._asked: list[pl.DataFrame] = []
 
+    @classmethod
+    def given(cls, secret: bytes | PatientKeys) -> PatientKeys:
+        """The run's `PatientKeys` when given, else new ones for the key."""
+        return secret if isinstance(secret, PatientKeys) else cls(secret)
+
     def of(self, pairs: pl.DataFrame) -> pl.DataFrame:
         """`pairs` (distinct `site`, `mrn`, neither null) with their `patient_key`, in order."""
         pairs = pairs.select(pl.col("site").cast(pl.Utf8), pl.col("mrn").cast(pl.Utf8))

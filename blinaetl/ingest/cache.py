@@ -54,6 +54,7 @@ from typing import Any
 import polars as pl
 
 from blinaetl.ingest.limits import file_sha256, limits
+from blinaetl.privacy import patient_keys
 
 FORMAT = 2  # layout of an entry; a new layout is a new key
 KEYS_FOLDER = "patient_keys"  # beside the cache: <run context>.arrow, the last run's keys
@@ -248,8 +249,6 @@ class FileCache:
         context (`save_keys`), or None: absent, of another context (another key, code or
         mapping: another file name), or unusable (then every pair is hashed again): unreadable,
         not one row per pair, or a sample of its keys not the keyed hash under `secret`."""
-        from blinaetl.privacy import patient_keys
-
         path = self._keys_path()
         if self.full or not path.is_file():
             return None

@@ -1712,7 +1712,7 @@ def validate_by_table(
     """
     contracts = plan.contracts
     run = _ByTable.of(plan)
-    keys = secret if isinstance(secret, PatientKeys) else PatientKeys(secret)
+    keys = PatientKeys.given(secret)
     secret = keys.secret
     confirmed = None if callable(accepted) else accepted
     for group in table_groups(contracts):
@@ -2387,8 +2387,7 @@ def combine_frames(
         if delivered
         else pl.DataFrame(schema={"site": pl.Utf8, "mrn": pl.Utf8})
     )
-    keyed = secret if isinstance(secret, PatientKeys) else PatientKeys(secret)
-    keys = keyed.of(pairs)
+    keys = PatientKeys.given(secret).of(pairs)
     out = {}
     for t, fs in frames.items():
         if not fs:

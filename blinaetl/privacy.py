@@ -139,7 +139,9 @@ class PatientKeys:
     def __init__(self, secret: bytes, known: pl.DataFrame | None = None) -> None:
         self.secret = secret
         self.known = pl.DataFrame(schema=PAIR_SCHEMA) if known is None else known
-        self._asked: list[pl.DataFrame] = []
+        # the distinct pairs asked for so far, each once (a frame per group held them once
+        # per group to the end of the ingest: every patient four times)
+        self._asked = pl.DataFrame(schema={"site": pl.Utf8, "mrn": pl.Utf8})
 
     @classmethod
     def given(cls, secret: bytes | PatientKeys) -> PatientKeys:
@@ -149,7 +151,7 @@ class PatientKeys:
     def of(self, pairs: pl.DataFrame) -> pl.DataFrame:
         """`pairs` (distinct `site`, `mrn`, neither null) with their `patient_key`, in order."""
         pairs = pairs.select(pl.col("site").cast(pl.Utf8), pl.col("mrn").cast(pl.Utf8))
-        self._asked.append(pairs)
+        self._asked = pl.concat([self._asked, pairs]).unique()
         new = pairs.join(self.known, on=["site", "mrn"], how="anti")
         if new.height:
             hashed = new.with_columns(patient_keys(new["site"], new["mrn"], self.secret))
@@ -158,10 +160,7 @@ class PatientKeys:
 
     def asked(self) -> pl.DataFrame:
         """The keys of the pairs asked for so far (those of this run: what the next run keeps)."""
-        if not self._asked:
-            return self.known.clear()
-        pairs = pl.concat(self._asked).unique()
-        return self.known.join(pairs, on=["site", "mrn"], how="semi")
+        return self.known.join(self._asked, on=["site", "mrn"], how="semi")
 
 
 DATE_SHIFT_CONTEXT = "date-shift"

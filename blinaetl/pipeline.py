@@ -132,6 +132,13 @@ def log_reused(cfg: RunConfig, result: Any) -> None:
             len(reused),
             f": {', '.join(reused)}" if reused else "",
         )
+        validated = list(getattr(result, "validated_reused", []))
+        log.info(
+            "incremental run: %d table(s) not validated again, their files, checks, confirmed "
+            "failures and patient facts unchanged%s",
+            len(validated),
+            f": {', '.join(validated)}" if validated else "",
+        )
 
 
 def site_replies(cfg: RunConfig) -> Any:

@@ -179,6 +179,19 @@ def test_incremental_runs_equal_full_runs_case_by_case(cohort, tmp_path):
     assert row["rows_quarantined"] >= 1
     # the copy is quarantined, so no staged row changed: the last build is reused
     assert result.build_reused
+    # and no patient fact changed: the tables checked against them are not validated again
+    assert set(result.validated_reused) == {
+        "assessments",
+        "flow_results",
+        "imaging_reports",
+        "reported_responses",
+    }
+    log = (cfg.report_dir / "run.log").read_text(encoding="utf-8")
+    assert (
+        "incremental run: 4 table(s) not validated again, their files, checks, confirmed "
+        "failures and patient facts unchanged: assessments, flow_results, imaging_reports, "
+        "reported_responses"
+    ) in log
     _compare_with_fresh_full_run(landing, cfg, result, tmp_path / "fresh1")
 
     # 2. a row modified so that it fails a check (a date that does not parse)
@@ -612,3 +625,204 @@ def test_the_build_is_reused_only_when_both_databases_carry_the_key(cohort, tmp_
     _, full = _run(_config(landing, root, full=True))
     assert not full.build_reused
     assert _run(_config(landing, root))[1].build_reused  # and the next run can again
+
+
+# --- validated groups kept between runs (`FileCache.load_group`) ---------------------------
+
+ALL_TABLES = {
+    "patients",
+    "outcomes",
+    "treatments",
+    "assessments",
+    "flow_results",
+    "imaging_reports",
+    "reported_responses",
+}
+
+
+@pytest.fixture
+def validated_tables(monkeypatch):
+    """The tables the validator is run on in this test (a probe around the real validator)."""
+    from blinaetl.validate import executor
+
+    seen: list[str] = []
+    real = executor.validate_tables
+
+    def probe(frames, *args, **kwargs):
+        seen.extend(frames)
+        return real(frames, *args, **kwargs)
+
+    monkeypatch.setattr(executor, "validate_tables", probe)
+    return seen
+
+
+def _fresh_ingest(landing: Path, tmp: Path, **kwargs: object) -> object:
+    """The same folder ingested with no cache at all: what every incremental ingest must equal."""
+    return ingest_landing(landing, run_id="r", secret=SECRET, **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_unchanged_group_is_not_validated_again_and_equals_its_validation(
+    cohort, tmp_path, validated_tables
+):
+    cache = tmp_path / "restricted" / "file_cache"
+    first = _ingest(cohort, cache)
+    assert set(validated_tables) == ALL_TABLES and first.validated_reused == []
+    validated_tables.clear()
+    again = ingest_landing(cohort, run_id="r2", secret=SECRET, cache_dir=cache)
+    assert validated_tables == []  # no table was validated: every group came from the cache
+    assert set(again.validated_reused) == ALL_TABLES
+    for name in ("files", "dq_results", "quarantine_rows", "quarantine_failures"):
+        assert getattr(again, name).equals(getattr(first, name)), name
+    for table, frame in first.tables.items():
+        got = again.tables[table]
+        if frame.height:
+            assert got["_run_id"].unique().to_list() == ["r2"], table  # this run's lineage
+        normal = pl.lit("<run>").alias("_run_id")
+        assert got.with_columns(normal).equals(frame.with_columns(normal)), table
+    # a folder beside the cache, owner only, one entry per group of tables
+    groups = cache.parent / "validated"
+    assert stat.S_IMODE(groups.stat().st_mode) == 0o700
+    assert len(list(groups.iterdir())) == 5  # patients+outcomes+treatments, then one each
+    for entry in groups.iterdir():
+        assert stat.S_IMODE(entry.stat().st_mode) == 0o700
+        assert {stat.S_IMODE(f.stat().st_mode) for f in entry.iterdir()} == {0o600}
+
+
+def test_a_changed_file_revalidates_its_group_only_and_drops_the_old_entry(
+    cohort, tmp_path, validated_tables
+):
+    landing = tmp_path / "landing"
+    shutil.copytree(cohort, landing)
+    cache = tmp_path / "restricted" / "file_cache"
+    _ingest(landing, cache)
+    before = {p.name for p in (cache.parent / "validated").iterdir()}
+    flow = landing / "flow/LABTXT/flow_20260901.tsv"
+    lines = _data_lines(flow)
+    _write_lines(flow, lines[:-1])  # one row fewer
+    validated_tables.clear()
+    again = _ingest(landing, cache)
+    assert validated_tables == ["flow_results"]
+    assert set(again.validated_reused) == ALL_TABLES - {"flow_results"}
+    _same_ingest(again, _fresh_ingest(landing, tmp_path))
+    after = {p.name for p in (cache.parent / "validated").iterdir()}
+    assert len(after) == 5 and len(before - after) == 1  # the flow group's old entry is gone
+
+
+def test_changed_patient_facts_revalidate_every_table_checked_against_them(
+    cohort, tmp_path, validated_tables
+):
+    """Only the patients file changes (a diagnosis date moved after the patient's
+    assessments): the assessments, flow and imaging files are unchanged and come from the
+    file cache, but their groups are checked against the facts again, as a full run does."""
+    landing = tmp_path / "landing"
+    shutil.copytree(cohort, landing)
+    cache = tmp_path / "restricted" / "file_cache"
+    first = _ingest(landing, cache)
+    patients = landing / "clinical/SITE01/patients_20260901.csv"
+    lines = _data_lines(patients)
+    assessed = set(
+        pl.read_csv(landing / "clinical/SITE01/assessments_20260901.csv", infer_schema=False)["MRN"]
+    )
+    at = next(i for i, line in enumerate(lines[1:], 1) if line.split(",")[0] in assessed)
+    header = lines[0].rstrip("\n").split(",")
+    cells = next(__import__("csv").reader([lines[at]]))
+    cells[header.index("diagnosis_date")] = "2026-08-31"  # after every assessment of the patient
+    import csv
+    import io
+
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(cells)
+    _write_lines(patients, [*lines[:at], out.getvalue(), *lines[at + 1 :]])
+    validated_tables.clear()
+    again = _ingest(landing, cache)
+    assert "clinical/SITE01/assessments_20260901.csv" in again.reused  # the file is unchanged
+    assert {"assessments", "flow_results", "imaging_reports"} <= set(validated_tables)
+    assert set(again.validated_reused) <= {"reported_responses"}  # no file: no patient facts read
+    after_dx = pl.col("check_id") == "ASM_AFTER_DX"
+    more = again.quarantine_failures.filter(after_dx).height
+    assert more > first.quarantine_failures.filter(after_dx).height  # the facts reached them
+    _same_ingest(again, _fresh_ingest(landing, tmp_path))
+
+
+def test_a_failure_confirmed_by_a_site_revalidates_that_table(cohort, tmp_path, validated_tables):
+    cache = tmp_path / "restricted" / "file_cache"
+    first = _ingest(cohort, cache)
+    one = first.quarantine_failures.filter(pl.col("check_id") == "ASM_PLT_RANGE").head(1)
+    accepted = one.select("_source_id", "table_name", "check_id", "row_hash")
+    validated_tables.clear()
+    again = _ingest(cohort, cache, accepted=accepted)
+    assert validated_tables == ["assessments"]
+    assert set(again.validated_reused) == ALL_TABLES - {"assessments"}
+    fresh = _fresh_ingest(cohort, tmp_path, accepted=accepted)
+    _same_ingest(again, fresh)
+    # the confirmed row is loaded now (as a warning), so the outcome differs from the first
+    assert again.quarantine_rows.height == first.quarantine_rows.height - 1
+    # the same confirmation next run: that group is taken from the cache too
+    validated_tables.clear()
+    assert _ingest(cohort, cache, accepted=accepted).validated_reused and validated_tables == []
+
+
+def test_the_group_key_ignores_row_order_but_not_a_value(tmp_path):
+    from blinaetl.ingest.cache import FileCache
+
+    cache = FileCache.open(tmp_path / "restricted" / "file_cache", "context")
+    cache.key("a.csv", "src", 0, "sha-a")
+    facts = pl.DataFrame({"site": ["S1", "S1", "S2"], "mrn": ["1", "2", "1"], "_dx": [1, 2, 3]})
+    confirmed = pl.DataFrame(
+        {"_source_id": ["s", "s"], "table_name": ["t", "u"], "check_id": ["c", "d"]}
+    )
+    key = cache.group_key(["t"], [("a.csv", "sha-a")], confirmed, facts)
+    assert key == cache.group_key(["t"], [("a.csv", "sha-a")], confirmed[::-1], facts[::-1])
+    # a confirmation of another table's failure is no input of this group
+    assert key == cache.group_key(["t"], [("a.csv", "sha-a")], confirmed.head(1), facts)
+    changed = facts.with_columns(pl.Series("_dx", [1, 2, 4]))
+    assert key != cache.group_key(["t"], [("a.csv", "sha-a")], confirmed, changed)
+    assert key != cache.group_key(["t"], [("a.csv", "sha-a")], confirmed.tail(1), facts)
+    assert key != cache.group_key(["t"], [("a.csv", "sha-a")], confirmed, None)
+    assert key != cache.group_key(["u"], [("a.csv", "sha-a")], confirmed, facts)
+    # a file this run did not key, or whose bytes changed while it was read: no key at all
+    assert cache.group_key(["t"], [("b.csv", "sha-b")], confirmed, facts) is None
+    assert cache.group_key(["t"], [("a.csv", "other")], confirmed, facts) is None
+
+
+@pytest.mark.parametrize("damage", ["frame", "meta", "layout"])
+def test_a_damaged_group_is_validated_again_with_a_warning(
+    cohort, tmp_path, caplog, validated_tables, damage
+):
+    cache = tmp_path / "restricted" / "file_cache"
+    first = _ingest(cohort, cache)
+    entry = next(
+        e
+        for e in (cache.parent / "validated").iterdir()
+        if json.loads((e / "meta.json").read_text(encoding="utf-8"))["tables"] == ["assessments"]
+    )
+    if damage == "frame":
+        (entry / "table0.arrow").write_bytes(b"not arrow")
+        why = "damaged: OSError"
+    elif damage == "meta":
+        (entry / "meta.json").write_text("{", encoding="utf-8")
+        why = "damaged: JSONDecodeError"
+    else:
+        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        (entry / "meta.json").write_text(json.dumps({**meta, "format": 0}), encoding="utf-8")
+        why = "the entry is of another layout or group"
+    validated_tables.clear()
+    with caplog.at_level(logging.INFO, logger="blinaetl"):
+        again = _ingest(cohort, cache)
+    assert validated_tables == ["assessments"]
+    _same_ingest(again, first)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"file cache: the validated assessments could not be used ({why}); the group is "
+        "validated again"
+    ]
+    validated_tables.clear()
+    _ingest(cohort, cache)
+    assert validated_tables == []  # the entry was written again
+
+
+def test_a_full_run_validates_every_group(cohort, tmp_path, validated_tables):
+    cache = tmp_path / "restricted" / "file_cache"
+    _ingest(cohort, cache)
+    validated_tables.clear()
+    full = _ingest(cohort, cache, full=True)
+    assert set(validated_tables) == ALL_TABLES and full.validated_reused == []

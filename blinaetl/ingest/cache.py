@@ -31,6 +31,20 @@ Beside the cache folder, `patient_keys/<run context>.arrow` (0700 / 0600) holds 
 of each (site, MRN) pair of the last run (`privacy.PatientKeys`), so a run hashes only the pairs
 that are new; its name is the run context, which names the key's identity and the code, so a
 run under another key or code never reads it, and a file that cannot be read is hashed again.
+
+Also beside it, `validated/<group key>/` (0700 / 0600): what validating one group of tables
+(`landing.table_groups`) gave, so a group none of whose inputs changed is not validated again
+(`FileCache.load_group`). Validating a group reads its mapped files (in order), the contracts,
+the failures the sites confirmed as delivered for its tables, the patient facts of the first
+group (for the others' cross-record checks) and the key; the group key hashes the file keys of
+its files (which name the run context: code, contracts, mappings, definitions, key identity),
+the tables, the confirmed failures and the facts (`frame_digest`), so any change to any of them
+is another key and the group is validated again. A group with a file that is never cached
+(REDCap, lookups) or changed while read has no key. An entry holds the validated tables, the
+group's quarantine (rows with `raw_json`, failures, each streamed file's copy segment), its DQD
+results, the distinct (site, MRN) pairs it keyed and, for the first group, the patient facts;
+`_run_id` is set to the reading run's. After each run only the groups that run used or wrote
+are kept. A `--full` run reads none and writes every group afresh.
 """
 
 from __future__ import annotations
@@ -55,9 +69,12 @@ import polars as pl
 
 from blinaetl.ingest.limits import file_sha256, limits
 from blinaetl.privacy import patient_keys
+from blinaetl.warehouse.quarantine import CopySegment, Quarantine
 
 FORMAT = 2  # layout of an entry; a new layout is a new key
+GROUP_FORMAT = 1  # layout of a validated group's entry (part of its key)
 KEYS_FOLDER = "patient_keys"  # beside the cache: <run context>.arrow, the last run's keys
+GROUPS_FOLDER = "validated"  # beside the cache: <group key>/, a validated group of tables
 KEYS_SAMPLE = 32  # keys hashed again when the file is read, to check it is this key's
 PARSING_LIBRARIES = ("polars", "fastexcel", "pyreadstat", "openpyxl")
 
@@ -87,6 +104,21 @@ def code_fingerprint() -> str:
             versions[name] = None
     digest.update(json.dumps([versions, sys.version], sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def frame_digest(
+    digest: Any, name: str, frame: pl.DataFrame | None, skip: tuple[str, ...] = ()
+) -> None:
+    """Add a frame to `digest`: its name, height and schema, then two 64-bit hashes per row in
+    row order (128 bits a row), without the columns `skip`. None adds its name alone."""
+    if frame is None:
+        digest.update(json.dumps([name, None]).encode())
+        return
+    frame = frame.drop([c for c in skip if c in frame.columns])
+    digest.update(json.dumps([name, frame.height, list(map(str, frame.schema.items()))]).encode())
+    if frame.height and frame.width:
+        for seed in (1, 2):
+            digest.update(frame.hash_rows(seed=seed).to_numpy().tobytes())
 
 
 def key_identity(secret: bytes) -> str:
@@ -151,6 +183,19 @@ class Entry:
 
 
 @dataclass
+class GroupEntry:
+    """What validating one group of tables gave (`landing.validate_by_table`), as kept by the
+    cache: the validated tables, the group's quarantine and DQD results, the (site, MRN) pairs
+    it keyed, and the patient facts when the group holds the patients (else None)."""
+
+    tables: dict[str, pl.DataFrame]
+    quarantine: Quarantine
+    dq: pl.DataFrame
+    pairs: pl.DataFrame
+    facts: pl.DataFrame | None = None
+
+
+@dataclass
 class FileCache:
     """The per-file cache of one run (see the module); `landing.cached_outcomes` looks files up
     before reading, `landing.store_outcomes` writes the files read."""
@@ -160,6 +205,9 @@ class FileCache:
     full: bool = False  # read nothing from the cache (entries are still written)
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # file name -> (key, sha256)
     reused: list[str] = field(default_factory=list)  # file names taken from the cache
+    groups_reused: list[str] = field(default_factory=list)  # tables of the groups taken
+    groups_kept: set[str] = field(default_factory=set)  # group keys read or written this run
+    writers: list[threading.Thread] = field(default_factory=list, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -244,6 +292,148 @@ class FileCache:
         finally:
             _remove(tmp)
 
+    def group_key(
+        self,
+        tables: list[str],
+        files: list[tuple[str, str]],
+        confirmed: pl.DataFrame | None,
+        facts: pl.DataFrame | None,
+    ) -> str | None:
+        """The key of validating a group (see the module): `files` its mapped files' (name,
+        SHA-256) in order, `confirmed` the failures the sites confirmed, `facts` the patient
+        facts it is checked against. None when a file has no key of this run (never cached)
+        or another SHA-256 (changed while read)."""
+        parts = []
+        with self.lock:
+            for name, sha in files:
+                known = self.keys.get(name)
+                if known is None or known[1] != sha:
+                    return None
+                parts.append(known[0])
+        if confirmed is not None and "table_name" in confirmed.columns:
+            confirmed = confirmed.filter(pl.col("table_name").is_in(tables))
+        digest = hashlib.sha256(json.dumps([GROUP_FORMAT, self.context, tables, parts]).encode())
+        # both are looked up by their keys, so their row order is no input (and the facts'
+        # order varies from run to run: `executor._context` takes distinct rows)
+        for name, frame in (("confirmed", confirmed), ("facts", facts)):
+            if frame is not None and frame.height:
+                frame_digest(digest, name, frame.sort(frame.columns, nulls_last=True))
+            else:
+                frame_digest(digest, name, None)
+        return digest.hexdigest()
+
+    def load_group(self, key: str, tables: list[str], run_id: str) -> GroupEntry | None:
+        """The validated group of `key`, its `_run_id` columns this run's, or None (absent,
+        damaged or of another layout: then removed, and the group is validated again)."""
+        folder = self._groups_root() / key
+        if self.full or not folder.is_dir():
+            return None
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            if meta["format"] != GROUP_FORMAT or meta["tables"] != tables:
+                raise _Unusable("the entry is of another layout or group")
+
+            def read(name: str) -> pl.DataFrame:
+                return _stamped(pl.read_ipc(folder / f"{name}.arrow"), run_id)
+
+            segments = [
+                CopySegment(
+                    path=str(seg["path"]),
+                    table=str(seg["table"]),
+                    spine=read(f"segment{i}.spine"),
+                    row_info=read(f"segment{i}.row_info"),
+                    templates=read(f"segment{i}.templates"),
+                )
+                for i, seg in enumerate(meta["segments"])
+            ]
+            found = GroupEntry(
+                tables={t: read(f"table{i}") for i, t in enumerate(meta["validated"])},
+                quarantine=Quarantine(
+                    rows_base=read("rows_base"),
+                    failures_base=read("failures_base"),
+                    segments=segments,
+                ),
+                dq=read("dq"),
+                pairs=read("pairs"),
+                facts=read("facts") if meta["facts"] else None,
+            )
+        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:
+            why = str(exc) if isinstance(exc, _Unusable) else f"damaged: {type(exc).__name__}"
+            log.warning(
+                "file cache: the validated %s could not be used (%s); the group is validated again",
+                ", ".join(tables),
+                why,
+            )
+            _remove(folder)
+            return None
+        with self.lock:
+            self.groups_kept.add(key)
+            self.groups_reused.extend(tables)
+        return found
+
+    def save_group_later(self, key: str, tables: list[str], entry: GroupEntry) -> None:
+        """Write a validated group on a thread (`join_writers` waits for them); a write that
+        fails is logged and the group is validated again next run."""
+        with self.lock:
+            self.groups_kept.add(key)
+        thread = threading.Thread(
+            target=self._save_group, args=(key, tables, entry), name="validated-group-writer"
+        )
+        self.writers.append(thread)
+        thread.start()
+
+    def join_writers(self) -> None:
+        for thread in self.writers:
+            thread.join()
+        self.writers.clear()
+
+    def _save_group(self, key: str, tables: list[str], entry: GroupEntry) -> None:
+        root = self._groups_root()
+        folder = root / key
+        tmp = root / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            root.mkdir(mode=0o700, exist_ok=True)
+            root.chmod(0o700)
+            _remove(tmp)
+            tmp.mkdir(mode=0o700)
+            frames: dict[str, pl.DataFrame] = {
+                f"table{i}": frame for i, frame in enumerate(entry.tables.values())
+            }
+            q = entry.quarantine
+            frames.update(
+                rows_base=q.rows_base, failures_base=q.failures_base, dq=entry.dq, pairs=entry.pairs
+            )
+            for i, seg in enumerate(q.segments):
+                frames[f"segment{i}.spine"] = seg.spine
+                frames[f"segment{i}.row_info"] = seg.row_info
+                frames[f"segment{i}.templates"] = seg.templates
+            if entry.facts is not None:
+                frames["facts"] = entry.facts
+            for name, frame in frames.items():
+                _write_frame(tmp / f"{name}.arrow", frame)
+            meta = {
+                "format": GROUP_FORMAT,
+                "tables": tables,
+                "validated": list(entry.tables),
+                "segments": [{"path": s.path, "table": s.table} for s in q.segments],
+                "facts": entry.facts is not None,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+            (tmp / "meta.json").chmod(0o600)
+            _remove(folder)
+            os.replace(tmp, folder)
+        except OSError as exc:  # the run goes on; the group is validated again next run
+            log.warning(
+                "file cache: the validated %s not kept for the next run (%s)",
+                ", ".join(tables),
+                type(exc).__name__,
+            )
+        finally:
+            _remove(tmp)
+
+    def _groups_root(self) -> Path:
+        return self.root.parent / GROUPS_FOLDER
+
     def known_keys(self, secret: bytes) -> pl.DataFrame | None:
         """The patient keys (`site`, `mrn`, `patient_key`) the last run wrote under this run's
         context (`save_keys`), or None: absent, of another context (another key, code or
@@ -294,7 +484,13 @@ class FileCache:
         return self.root.parent / KEYS_FOLDER / f"{self.context}.arrow"
 
     def prune(self) -> None:
-        """Remove every entry but those of the files this run keyed."""
+        """Remove every entry but those of the files this run keyed, and every validated group
+        but those this run read or wrote."""
+        groups = self._groups_root()
+        if groups.is_dir():
+            for entry in groups.iterdir():
+                if entry.name not in self.groups_kept:
+                    _remove(entry)
         kept = {key for key, _ in self.keys.values()}
         dropped = [entry for entry in self.root.iterdir() if entry.name not in kept]
         for entry in dropped:
@@ -340,6 +536,13 @@ def _with_shared(frame: pl.DataFrame, raw: pl.DataFrame, meta: dict[str, Any]) -
     if frame.height != raw.height:
         raise _Unusable("the frame and the delivered text differ in rows")
     return frame.hstack([raw[d].alias(c) for c, d in shared.items()]).select(meta["columns"])
+
+
+def _stamped(frame: pl.DataFrame, run_id: str) -> pl.DataFrame:
+    """The frame with its `_run_id` column (if any) the reading run's, of the same type."""
+    if "_run_id" not in frame.columns:
+        return frame
+    return frame.with_columns(pl.lit(run_id).cast(frame.schema["_run_id"]).alias("_run_id"))
 
 
 def _write_frame(path: Path, frame: pl.DataFrame) -> None:

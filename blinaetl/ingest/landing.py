@@ -39,6 +39,7 @@ from blinaetl.ingest.shape import ShapeProblem, shape
 from blinaetl.ingest.sources import FileMapping, SourceMapping, load_sources, match
 from blinaetl.privacy import PatientKeys, patient_keys
 from blinaetl.validate.chunks import in_chunks, row_chunk_lengths
+from blinaetl.validate.context import Context
 from blinaetl.validate.contracts import (
     FAILURE_COLUMNS,
     LINEAGE_COLUMNS,
@@ -52,7 +53,7 @@ from blinaetl.warehouse.quarantine import CopySegment, Quarantine
 
 if TYPE_CHECKING:
     from blinaetl.ingest.cache import FileCache
-    from blinaetl.validate.executor import Context, ValidationOutcome
+    from blinaetl.validate.executor import ValidationOutcome
 
 RAW_PREFIX = "__raw__"
 TRUE_WORDS = {"true", "t", "yes", "y", "1"}
@@ -1197,6 +1198,8 @@ class IngestResult:
 
     replies: Any = None  # the site replies read back this run (`reports.replies.Replies`)
     reused: list[str] = field(default_factory=list)  # files taken from the per-file cache
+    # tables whose validated group was taken from the file cache (`validate_by_table`)
+    validated_reused: list[str] = field(default_factory=list)
     build_key: str | None = None  # `blinaetl/ingest/reuse.py`, set by the load stage
     build_reused: bool = False  # the last build is this run's (load, text and models skipped)
 
@@ -1607,16 +1610,19 @@ def ingest_landing(
     reader = _GroupReader(plan, cache, run_id, progress or (lambda _m: None))
     keys = PatientKeys(secret, cache.known_keys(secret) if cache is not None else None)
     try:
-        result = validate_by_table(plan, reader, keys, accepted)
+        result = validate_by_table(plan, reader, keys, accepted, cache, run_id)
     finally:
         for writer in reader.writers:
             writer.join()
+        if cache is not None:
+            cache.join_writers()
     if reader.failed:
         raise reader.failed[0]
     if cache is not None:  # every file of the run is keyed: the others' entries are dropped
         cache.save_keys(keys.asked())
         cache.prune()
     result.reused = sorted(cache.reused) if cache else []
+    result.validated_reused = list(cache.groups_reused) if cache else []
     return result
 
 
@@ -1692,10 +1698,19 @@ def validate_by_table(
     read: ReadGroup,
     secret: bytes | PatientKeys,
     accepted: pl.DataFrame | Callable[[], pl.DataFrame] | None = None,
+    store: FileCache | None = None,
+    run_id: str = "",
 ) -> IngestResult:
     """Per group of tables (`table_groups`): read its files (`read`), choose the newest
     readable extract per source entry, validate, and release the mapped files; then account
     per file over the whole run.
+
+    `store`: the run's file cache, which keeps each validated group for the next run
+    (`FileCache.load_group`): a group none of whose inputs changed (its files, the contracts
+    and code, the failures the sites confirmed, the patient facts it is checked against) is
+    taken from it instead of being keyed, validated and compacted again, its `_run_id` this
+    run's (`run_id`). What is read from the mapped files themselves (date imputations, fields
+    not collected, disappeared records, the accounting) is taken from them as always.
 
     Once a group is validated, its mapped files are released in place (`release_frames`):
     their rows live on as the validated tables and the quarantine, and holding the delivered
@@ -1722,7 +1737,26 @@ def validate_by_table(
         if callable(accepted):
             confirmed, accepted = accepted(), None
         mapped = _confirmed_copies(mapped, contracts, confirmed)
-        combined = combine_frames(mapped, {t: contracts[t] for t in group}, keys)
+        facts = run.context.facts if run.context is not None else None
+        key = None
+        if store is not None:
+            files = [(m.path, m.sha256) for m in mapped]
+            key = store.group_key(group, files, confirmed, facts)
+        hit = store.load_group(key, group, run_id) if store is not None and key else None
+        if hit is not None:
+            keys.of(hit.pairs)  # the pairs are this run's too (the keys kept for the next)
+            run.keep_file_facts(ranks, mapped, previous, secret)
+            if hit.facts is not None:
+                run.context = Context(hit.facts)
+            del previous
+            before_release()
+            release_frames([*outcomes, *mapped])
+            del outcomes
+            run.keep_validated(group, hit.tables, hit.quarantine, hit.dq)
+            del hit
+            continue
+        pairs = delivered_pairs(mapped)
+        combined = combine_frames(mapped, {t: contracts[t] for t in group}, keys, pairs)
         run.keep_file_facts(ranks, mapped, previous, secret)
         # imported here, after the work that does not need it: the import started on a thread
         # at the start of the run (`preload_validation`), and a run that takes most files from
@@ -1738,7 +1772,13 @@ def validate_by_table(
         release_frames([*outcomes, *mapped])
         del outcomes
         run.keep_validated(group, outcome.tables, quarantine, dq_results)
-        del outcome, quarantine, dq_results
+        if store is not None and key:
+            from blinaetl.ingest.cache import GroupEntry
+
+            given = run.context.facts if "patients" in group and run.context else None
+            entry = GroupEntry(dict(outcome.tables), quarantine, dq_results, pairs, given)
+            store.save_group_later(key, group, entry)
+        del outcome, quarantine, dq_results, pairs
     return run.result()
 
 
@@ -2368,12 +2408,24 @@ def _unloadable_parts(plan: Plan, files: list[tuple[FileJob, MappedFile | dict]]
     return rows
 
 
+def delivered_pairs(mapped: list[MappedFile]) -> pl.DataFrame:
+    """The distinct (site, MRN) pairs of the files, neither null (what `combine_frames` keys)."""
+    delivered = [m.frame.select("site", "mrn") for m in mapped]
+    if not delivered:
+        return pl.DataFrame(schema={"site": pl.Utf8, "mrn": pl.Utf8})
+    return pl.concat(delivered).unique().drop_nulls()
+
+
 def combine_frames(
-    mapped: list[MappedFile], contracts: dict[str, Contract], secret: bytes | PatientKeys
+    mapped: list[MappedFile],
+    contracts: dict[str, Contract],
+    secret: bytes | PatientKeys,
+    pairs: pl.DataFrame | None = None,
 ) -> dict[str, pl.DataFrame]:
     """One frame per contract table (empty when no file delivered it), with `patient_key`,
     whose columns all have the same chunks (`_aligned_pieces`). `secret`: the key, or the
-    run's `PatientKeys` (each pair hashed once across the run's calls)."""
+    run's `PatientKeys` (each pair hashed once across the run's calls); `pairs`: the files'
+    `delivered_pairs`, when the caller has them."""
     frames: dict[str, list[pl.DataFrame]] = {t: [] for t in contracts}
     for m in mapped:
         frames[m.mapping.table].append(m.frame)
@@ -2381,12 +2433,8 @@ def combine_frames(
     # (site, mrn) columns alone and set beside the frame: joining the wide frame would copy
     # every column of every file (1.6 GiB at 300,000 patients), while the concatenated frames
     # share the mapped files' buffers
-    delivered = [f.select("site", "mrn") for fs in frames.values() for f in fs]
-    pairs = (
-        pl.concat(delivered).unique().drop_nulls()
-        if delivered
-        else pl.DataFrame(schema={"site": pl.Utf8, "mrn": pl.Utf8})
-    )
+    if pairs is None:
+        pairs = delivered_pairs([m for m in mapped if m.mapping.table in contracts])
     keys = PatientKeys.given(secret).of(pairs)
     out = {}
     for t, fs in frames.items():

@@ -56,19 +56,11 @@ def excluded_columns() -> tuple[str, ...]:
     return tuple(c for c in VOLATILE if c not in text)
 
 
-def _frame_digest(digest: Any, name: str, frame: pl.DataFrame, skip: tuple[str, ...]) -> None:
-    frame = frame.drop([c for c in skip if c in frame.columns])
-    digest.update(json.dumps([name, frame.height, list(map(str, frame.schema.items()))]).encode())
-    if frame.height and frame.width:
-        for seed in (1, 2):  # two 64-bit row hashes: 128 bits per row, in row order
-            digest.update(frame.hash_rows(seed=seed).to_numpy().tobytes())
-
-
 def build_key(cfg: RunConfig, result: Any) -> str:
     """The run's build key (see the module): staged rows and everything the models read."""
     from importlib import metadata
 
-    from blinaetl.ingest.cache import code_fingerprint, folder_hashes, key_identity
+    from blinaetl.ingest.cache import code_fingerprint, folder_hashes, frame_digest, key_identity
     from blinaetl.resources import schemas_dir, sql_dir
     from blinaetl.warehouse.models import load_definitions
 
@@ -93,10 +85,10 @@ def build_key(cfg: RunConfig, result: Any) -> str:
     )
     skip = excluded_columns()
     for name, frame in sorted(result.tables.items()):
-        _frame_digest(digest, f"staging.{name}", frame, skip)
-    _frame_digest(digest, "not_collected", result.not_collected, skip)
-    _frame_digest(digest, "date_imputations", result.date_imputations, skip)
-    _frame_digest(digest, "column_labels", result.column_labels, skip)
+        frame_digest(digest, f"staging.{name}", frame, skip)
+    frame_digest(digest, "not_collected", result.not_collected, skip)
+    frame_digest(digest, "date_imputations", result.date_imputations, skip)
+    frame_digest(digest, "column_labels", result.column_labels, skip)
     return digest.hexdigest()
 
 

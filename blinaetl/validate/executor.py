@@ -27,6 +27,7 @@ import pandera.polars as pa
 import polars as pl
 
 from blinaetl.validate.chunks import in_chunks, row_chunk_lengths
+from blinaetl.validate.context import Context
 from blinaetl.validate.contracts import (
     FAILURE_COLUMNS,
     LINEAGE_COLUMNS,
@@ -137,13 +138,6 @@ CHECK_TYPES: dict[str, Callable[[CheckSpec, Contract], pl.Expr]] = {
         ~_when(c) | _col(c).is_null() | pl.col("_b0").is_null() | (_col(c) >= pl.col("_b0"))
     ),
 }
-
-
-@dataclass
-class Context:
-    """Patient facts other tables are checked against, keyed by (site, mrn)."""
-
-    facts: pl.DataFrame  # site, mrn (unique), _known, _dx, _birth, _death, _b0
 
 
 HELPERS = ("_is_copy", "_known", "_dx", "_birth", "_death", "_b0")

@@ -52,7 +52,7 @@ from blinaetl.validate.contracts import (
 from blinaetl.warehouse.quarantine import CopySegment, Quarantine
 
 if TYPE_CHECKING:
-    from blinaetl.ingest.cache import FileCache
+    from blinaetl.ingest.cache import FileCache, GroupEntry
     from blinaetl.validate.executor import ValidationOutcome
 
 RAW_PREFIX = "__raw__"
@@ -1737,23 +1737,14 @@ def validate_by_table(
         if callable(accepted):
             confirmed, accepted = accepted(), None
         mapped = _confirmed_copies(mapped, contracts, confirmed)
-        facts = run.context.facts if run.context is not None else None
-        key = None
-        if store is not None:
-            files = [(m.path, m.sha256) for m in mapped]
-            key = store.group_key(group, files, confirmed, facts)
-        hit = store.load_group(key, group, run_id) if store is not None and key else None
+        key, hit = _validated_group(store, group, mapped, confirmed, run.context, run_id)
         if hit is not None:
             keys.of(hit.pairs)  # the pairs are this run's too (the keys kept for the next)
             run.keep_file_facts(ranks, mapped, previous, secret)
-            if hit.facts is not None:
-                run.context = Context(hit.facts)
-            del previous
             before_release()
             release_frames([*outcomes, *mapped])
-            del outcomes
-            run.keep_validated(group, hit.tables, hit.quarantine, hit.dq)
-            del hit
+            del outcomes, previous
+            run.keep_cached(group, hit)
             continue
         pairs = delivered_pairs(mapped)
         combined = combine_frames(mapped, {t: contracts[t] for t in group}, keys, pairs)
@@ -1780,6 +1771,23 @@ def validate_by_table(
             store.save_group_later(key, group, entry)
         del outcome, quarantine, dq_results, pairs
     return run.result()
+
+
+def _validated_group(
+    store: FileCache | None,
+    group: list[str],
+    mapped: list[MappedFile],
+    confirmed: pl.DataFrame | None,
+    context: Context | None,
+    run_id: str,
+) -> tuple[str | None, GroupEntry | None]:
+    """(the group's key in the file cache, or None; what validating it gave last run, or
+    None): `FileCache.group_key` of its files, confirmed failures and patient facts."""
+    if store is None:
+        return None, None
+    facts = context.facts if context is not None else None
+    key = store.group_key(group, [(m.path, m.sha256) for m in mapped], confirmed, facts)
+    return key, store.load_group(key, group, run_id) if key else None
 
 
 @dataclass
@@ -1871,6 +1879,12 @@ class _ByTable:
             self.failures_base[t] = quarantine.failures_base.filter(is_t)
             self.dq[t] = dq_results.filter(is_t)
         self.segments.extend(quarantine.segments)
+
+    def keep_cached(self, group: list[str], hit: GroupEntry) -> None:
+        """`keep_validated` of a group taken from the file cache, and its patient facts."""
+        if hit.facts is not None:
+            self.context = Context(hit.facts)
+        self.keep_validated(group, hit.tables, hit.quarantine, hit.dq)
 
     def quarantine(self, mapped: list[MappedFile]) -> Quarantine:
         """The run's quarantine (`compact_copies` over every file at once)."""
@@ -2238,9 +2252,9 @@ def _file_ranks(mapped: list[MappedFile], tables: list[str]) -> dict[str, int]:
 def _recount_dq(
     dq: pl.DataFrame, added: pl.DataFrame, copies_per_table: dict[str, int]
 ) -> pl.DataFrame:
-    """`added`: table_name, check_id, _more (failures of the copies)."""
     """DQD results with the copies counted: rows checked, rows failed, percent and status
-    (the executor's rules: `error` stays, `failed` above the threshold, else `passed`)."""
+    (the executor's rules: `error` stays, `failed` above the threshold, else `passed`).
+    `added`: table_name, check_id, _more (failures of the copies)."""
     more = added.group_by("table_name", "check_id").agg(pl.col("_more").sum())
     extra_rows = pl.col("table_name").replace_strict(
         copies_per_table, default=0, return_dtype=pl.Int64

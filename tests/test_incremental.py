@@ -780,6 +780,9 @@ def test_the_group_key_ignores_row_order_but_not_a_value(tmp_path):
     assert key != cache.group_key(["t"], [("a.csv", "sha-a")], confirmed.tail(1), facts)
     assert key != cache.group_key(["t"], [("a.csv", "sha-a")], confirmed, None)
     assert key != cache.group_key(["u"], [("a.csv", "sha-a")], confirmed, facts)
+    dated = cache.group_key(["t"], [("a.csv", "sha-a")], confirmed, facts, "2026-12-03")
+    assert dated != key
+    assert dated != cache.group_key(["t"], [("a.csv", "sha-a")], confirmed, facts, "2026-12-04")
     # a file this run did not key, or whose bytes changed while it was read: no key at all
     assert cache.group_key(["t"], [("b.csv", "sha-b")], confirmed, facts) is None
     assert cache.group_key(["t"], [("a.csv", "other")], confirmed, facts) is None
@@ -826,3 +829,42 @@ def test_a_full_run_validates_every_group(cohort, tmp_path, validated_tables):
     validated_tables.clear()
     full = _ingest(cohort, cache, full=True)
     assert set(validated_tables) == ALL_TABLES and full.validated_reused == []
+
+
+def test_a_file_named_without_an_extract_date_is_validated_again_on_another_day(
+    cohort, tmp_path, validated_tables, monkeypatch
+):
+    """Its events are checked against the run's date (`not_after_extract`), so its group is
+    taken from the cache on the same day and validated again the next day; the dated files'
+    groups are taken from the cache on both days."""
+    import datetime as dt
+
+    from blinaetl.ingest import landing as ingestion
+
+    root = tmp_path / "landing"
+    shutil.copytree(cohort, root)
+    (root / "flow/LABTXT/flow_20260901.tsv").rename(root / "flow/LABTXT/flow_latest.tsv")
+    cache = tmp_path / "restricted" / "file_cache"
+
+    class Day(dt.date):
+        shift = 0
+
+        @classmethod
+        def today(cls) -> dt.date:
+            return dt.date(2026, 12, 3) + dt.timedelta(days=cls.shift)
+
+    class Clock:
+        date = Day
+        timedelta = dt.timedelta
+
+    monkeypatch.setattr(ingestion, "dt", Clock)
+    first = _ingest(root, cache)
+    assert "flow/LABTXT/flow_latest.tsv" in set(first.files["path"])
+    validated_tables.clear()
+    assert _ingest(root, cache).validated_reused and validated_tables == []  # the same day
+    Day.shift = 1
+    validated_tables.clear()
+    next_day = _ingest(root, cache)
+    assert validated_tables == ["flow_results"]  # the undated file's table alone
+    assert "flow_results" not in next_day.validated_reused
+    _same_ingest(next_day, first)  # no event of the cohort lies between the two days

@@ -38,8 +38,9 @@ Also beside it, `validated/<group key>/` (0700 / 0600): what validating one grou
 the failures the sites confirmed as delivered for its tables, the patient facts of the first
 group (for the others' cross-record checks) and the key; the group key hashes the file keys of
 its files (which name the run context: code, contracts, mappings, definitions, key identity),
-the tables, the confirmed failures and the facts (`frame_digest`), so any change to any of them
-is another key and the group is validated again. A group with a file that is never cached
+the tables, the confirmed failures and the facts (`frame_digest`), and the run's date when a
+file is named without an extract date (its events are checked against that date), so any
+change to any of them is another key and the group is validated again. A group with a file that is never cached
 (REDCap, lookups) or changed while read has no key. An entry holds the validated tables, the
 group's quarantine (rows with `raw_json`, failures, each streamed file's copy segment), its DQD
 results, the distinct (site, MRN) pairs it keyed and, for the first group, the patient facts;
@@ -298,11 +299,13 @@ class FileCache:
         files: list[tuple[str, str]],
         confirmed: pl.DataFrame | None,
         facts: pl.DataFrame | None,
+        as_of: str | None = None,
     ) -> str | None:
         """The key of validating a group (see the module): `files` its mapped files' (name,
         SHA-256) in order, `confirmed` the failures the sites confirmed, `facts` the patient
-        facts it is checked against. None when a file has no key of this run (never cached)
-        or another SHA-256 (changed while read)."""
+        facts it is checked against, `as_of` the run's date when a check reads it (a file
+        named without an extract date). None when a file has no key of this run (never
+        cached) or another SHA-256 (changed while read)."""
         parts = []
         with self.lock:
             for name, sha in files:
@@ -312,7 +315,9 @@ class FileCache:
                 parts.append(known[0])
         if confirmed is not None and "table_name" in confirmed.columns:
             confirmed = confirmed.filter(pl.col("table_name").is_in(tables))
-        digest = hashlib.sha256(json.dumps([GROUP_FORMAT, self.context, tables, parts]).encode())
+        digest = hashlib.sha256(
+            json.dumps([GROUP_FORMAT, self.context, tables, parts, as_of]).encode()
+        )
         # both are looked up by their keys, so their row order is no input (and the facts'
         # order varies from run to run: `executor._context` takes distinct rows)
         for name, frame in (("confirmed", confirmed), ("facts", facts)):

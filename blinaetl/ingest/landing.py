@@ -1782,11 +1782,17 @@ def _validated_group(
     run_id: str,
 ) -> tuple[str | None, GroupEntry | None]:
     """(the group's key in the file cache, or None; what validating it gave last run, or
-    None): `FileCache.group_key` of its files, confirmed failures and patient facts."""
+    None): `FileCache.group_key` of its files, confirmed failures and patient facts, and of
+    the run's date when a file's name gives no extract date."""
     if store is None:
         return None, None
     facts = context.facts if context is not None else None
-    key = store.group_key(group, [(m.path, m.sha256) for m in mapped], confirmed, facts)
+    # a file whose name carries no extract date is checked against the run's date
+    # (`not_after_extract`), so that date is an input of its group
+    undated = any(_extract_date(m.path) is None for m in mapped)
+    as_of = dt.date.today().isoformat() if undated else None
+    files = [(m.path, m.sha256) for m in mapped]
+    key = store.group_key(group, files, confirmed, facts, as_of)
     return key, store.load_group(key, group, run_id) if key else None
 
 

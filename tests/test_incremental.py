@@ -868,3 +868,26 @@ def test_a_file_named_without_an_extract_date_is_validated_again_on_another_day(
     assert validated_tables == ["flow_results"]  # the undated file's table alone
     assert "flow_results" not in next_day.validated_reused
     _same_ingest(next_day, first)  # no event of the cohort lies between the two days
+
+
+def test_the_group_key_names_the_validators_version(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    from blinaetl.ingest import cache as cache_module
+
+    store = cache_module.FileCache.open(tmp_path / "restricted" / "file_cache", "context")
+    store.key("a.csv", "src", 0, "sha-a")
+    key = store.group_key(["t"], [("a.csv", "sha-a")], None, None)
+    real = metadata.version
+    monkeypatch.setattr(
+        cache_module.metadata,
+        "version",
+        lambda name: "0.0-other" if name == "pandera" else real(name),
+    )
+    cache_module._validator_versions.cache_clear()
+    try:
+        assert store.group_key(["t"], [("a.csv", "sha-a")], None, None) != key
+    finally:
+        monkeypatch.undo()
+        cache_module._validator_versions.cache_clear()
+    assert store.group_key(["t"], [("a.csv", "sha-a")], None, None) == key

@@ -41,7 +41,7 @@ its files (which name the run context: code, contracts, mappings, definitions, k
 the tables, the confirmed failures and the facts (`frame_digest`), and the run's date when a
 file is named without an extract date (its events are checked against that date), so any
 change to any of them is another key and the group is validated again. A group with a file that is never cached
-(REDCap, lookups) or changed while read has no key. An entry holds the validated tables, the
+(REDCap, lookups) or changed while read has no key. The key names pandera's version too. An entry holds the validated tables, the
 group's quarantine (rows with `raw_json`, failures, each streamed file's copy segment), its DQD
 results, the distinct (site, MRN) pairs it keyed and, for the first group, the patient facts;
 `_run_id` is set to the reading run's. After each run only the groups that run used or wrote
@@ -78,6 +78,7 @@ KEYS_FOLDER = "patient_keys"  # beside the cache: <run context>.arrow, the last 
 GROUPS_FOLDER = "validated"  # beside the cache: <group key>/, a validated group of tables
 KEYS_SAMPLE = 32  # keys hashed again when the file is read, to check it is this key's
 PARSING_LIBRARIES = ("polars", "fastexcel", "pyreadstat", "openpyxl")
+VALIDATING_LIBRARIES = ("pandera", "polars")
 
 log = logging.getLogger("blinaetl")
 
@@ -120,6 +121,19 @@ def frame_digest(
     if frame.height and frame.width:
         for seed in (1, 2):
             digest.update(frame.hash_rows(seed=seed).to_numpy().tobytes())
+
+
+@functools.cache
+def _validator_versions() -> dict[str, str | None]:
+    """The versions of the libraries validation runs on (a group key names them: the run
+    context names the parsing libraries only)."""
+    versions: dict[str, str | None] = {}
+    for name in VALIDATING_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 def key_identity(secret: bytes) -> str:
@@ -316,7 +330,9 @@ class FileCache:
         if confirmed is not None and "table_name" in confirmed.columns:
             confirmed = confirmed.filter(pl.col("table_name").is_in(tables))
         digest = hashlib.sha256(
-            json.dumps([GROUP_FORMAT, self.context, tables, parts, as_of]).encode()
+            json.dumps(
+                [GROUP_FORMAT, self.context, _validator_versions(), tables, parts, as_of]
+            ).encode()
         )
         # both are looked up by their keys, so their row order is no input (and the facts'
         # order varies from run to run: `executor._context` takes distinct rows)

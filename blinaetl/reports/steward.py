@@ -90,12 +90,14 @@ def build_manifest(cfg: Any, result: Any, timings: dict[str, float]) -> dict[str
 
 
 def incremental_summary(cfg: Any, result: Any) -> dict[str, Any]:
-    """Which files the run took from the per-file cache (names and counts only, never values)."""
+    """Which files the run took from the per-file cache, and which tables' validation (names
+    and counts only, never values)."""
     reused = sorted(getattr(result, "reused", None) or [])
     return {
         "full_run": bool(getattr(cfg, "full", False)),
         "files_reused": len(reused),
         "reused_from_cache": reused,
+        "tables_not_validated_again": sorted(getattr(result, "validated_reused", None) or []),
     }
 
 

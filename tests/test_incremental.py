@@ -893,3 +893,29 @@ def test_the_group_key_names_the_validators_version(tmp_path, monkeypatch):
         monkeypatch.undo()
         cache_module._validator_versions.cache_clear()
     assert store.group_key(["t"], [("a.csv", "sha-a")], None, None) == key
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_group_that_cannot_be_written_is_a_warning_and_the_run_goes_on(
+    cohort, tmp_path, caplog, validated_tables
+):
+    """A logged warning per group, never a traceback from the writer's thread."""
+    cache = tmp_path / "restricted" / "file_cache"
+    cache.parent.mkdir(parents=True)
+    (cache.parent / "validated").write_text("in the way", encoding="utf-8")  # not a folder
+    with caplog.at_level(logging.INFO, logger="blinaetl"):
+        first = _ingest(cohort, cache)
+    warned = sorted(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert len(warned) == 5 and all(
+        w.startswith("file cache: the validated ")
+        and w.endswith(" not kept for the next run (FileExistsError)")
+        for w in warned
+    )
+    assert (
+        "file cache: the validated assessments not kept for the next run (FileExistsError)"
+        in warned
+    )
+    _same_ingest(first, _fresh_ingest(cohort, tmp_path))
+    validated_tables.clear()
+    again = _ingest(cohort, cache)
+    assert set(validated_tables) == ALL_TABLES and again.validated_reused == []

@@ -38,14 +38,15 @@ Also beside it, `validated/<group key>/` (0700 / 0600): what validating one grou
 the failures the sites confirmed as delivered for its tables, the patient facts of the first
 group (for the others' cross-record checks) and the key; the group key hashes the file keys of
 its files (which name the run context: code, contracts, mappings, definitions, key identity),
-the tables, the confirmed failures and the facts (`frame_digest`), and the run's date when a
-file is named without an extract date (its events are checked against that date), so any
-change to any of them is another key and the group is validated again. A group with a file that is never cached
-(REDCap, lookups) or changed while read has no key. The key names pandera's version too. An entry holds the validated tables, the
-group's quarantine (rows with `raw_json`, failures, each streamed file's copy segment), its DQD
-results, the distinct (site, MRN) pairs it keyed and, for the first group, the patient facts;
-`_run_id` is set to the reading run's. After each run only the groups that run used or wrote
-are kept. A `--full` run reads none and writes every group afresh.
+pandera's and polars' versions, the tables, the confirmed failures and the facts
+(`frame_digest`), and the run's date when a file is named without an extract date (its events
+are checked against that date), so any change to any of them is another key and the group is
+validated again. A group with a file that is never cached (REDCap, lookups) or changed while
+read has no key. An entry holds the validated tables, the group's quarantine (rows with
+`raw_json`, failures, each streamed file's copy segment), its DQD results, the distinct (site,
+MRN) pairs it keyed and, for the first group, the patient facts; `_run_id` is set to the
+reading run's. After each run only the groups that run used or wrote are kept. A `--full` run
+reads none and writes every group afresh.
 """
 
 from __future__ import annotations
@@ -443,14 +444,16 @@ class FileCache:
             (tmp / "meta.json").chmod(0o600)
             _remove(folder)
             os.replace(tmp, folder)
-        except OSError as exc:  # the run goes on; the group is validated again next run
+        except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+            # the run goes on (this is a thread of its own); the group is validated again
             log.warning(
                 "file cache: the validated %s not kept for the next run (%s)",
                 ", ".join(tables),
                 type(exc).__name__,
             )
         finally:
-            _remove(tmp)
+            with contextlib.suppress(OSError):  # e.g. no folder to hold it (said above)
+                _remove(tmp)
 
     def _groups_root(self) -> Path:
         return self.root.parent / GROUPS_FOLDER

@@ -27,6 +27,8 @@ from prefect.states import Completed  # noqa: E402
 from blinaetl import pipeline as core  # noqa: E402
 from blinaetl.config import load_run_config  # noqa: E402
 from blinaetl.ingest import landing as ingestion  # noqa: E402
+from blinaetl.ingest.cache import FileCache  # noqa: E402
+from blinaetl.privacy import PatientKeys  # noqa: E402
 
 IO_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": [2, 10]}
 
@@ -42,9 +44,17 @@ def read_file(job: ingestion.FileJob, plan: ingestion.Plan, run_id: str) -> Any:
 
 
 @task(name="validate", cache_policy=NO_CACHE)
-def validate(plan: ingestion.Plan, outcomes: list[Any], cfg: core.RunConfig) -> Any:
+def validate(
+    plan: ingestion.Plan,
+    outcomes: list[Any],
+    cfg: core.RunConfig,
+    keys: PatientKeys,
+    cache: FileCache,
+) -> Any:
     replies = core.site_replies(cfg)
-    result = ingestion.validate_files(plan, outcomes, cfg.secret(), replies.accepted)
+    result = ingestion.validate_files(
+        plan, outcomes, keys, replies.accepted, store=cache, run_id=cfg.run_id
+    )
     result.replies = replies
     get_run_logger().info(
         "read %d files: %d rows loaded, %d quarantined",
@@ -73,8 +83,15 @@ def ingest(cfg: core.RunConfig) -> Any:
     todo = [job for job, hit in zip(plan.jobs, found, strict=True) if hit is None]
     futures = iter(read_file.map(todo, unmapped(plan), unmapped(cfg.run_id)) if todo else [])
     outcomes = [hit if hit is not None else next(futures).result() for hit in found]
-    ingestion.store_outcomes(plan, outcomes, cache)
-    result: Any = validate(plan, outcomes, cfg)
+    ingestion.store_outcomes(plan, outcomes, cache, prune=False)
+    # as `ingest_landing`: each pair hashed once (the last run's keys kept), each validated
+    # group kept for the next run, and the unused entries dropped once all is validated
+    keys = PatientKeys(cfg.secret(), cache.known_keys(cfg.secret()))
+    try:
+        result: Any = validate(plan, outcomes, cfg, keys, cache)
+    finally:
+        cache.join_writers()
+    ingestion.keep_for_next_run(cache, keys)
     result.reused = sorted(cache.reused)
     return result
 

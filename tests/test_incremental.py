@@ -919,3 +919,36 @@ def test_a_group_that_cannot_be_written_is_a_warning_and_the_run_goes_on(
     validated_tables.clear()
     again = _ingest(cohort, cache)
     assert set(validated_tables) == ALL_TABLES and again.validated_reused == []
+
+
+def test_files_read_by_the_flows_tasks_use_the_same_validated_groups(cohort, tmp_path):
+    """The scale-out flow (`flows/pipeline.py`) reads the files on its task runner, then calls
+    `validate_files` with the run's file cache: the second delivery of the same files
+    validates no table again, and equals the first."""
+    from blinaetl.ingest import landing as ingestion
+    from blinaetl.privacy import PatientKeys
+
+    def flow_ingest(run_id: str) -> object:
+        plan = ingestion.plan_files(cohort)
+        cache = ingestion.open_file_cache(plan, tmp_path / "restricted" / "file_cache", SECRET)
+        found = ingestion.cached_outcomes(plan, cache, run_id)
+        outcomes = [
+            hit if hit is not None else ingestion.read_file(job, plan, run_id)
+            for job, hit in zip(plan.jobs, found, strict=True)
+        ]
+        ingestion.store_outcomes(plan, outcomes, cache, prune=False)
+        keys = PatientKeys(SECRET, cache.known_keys(SECRET))
+        try:
+            result = ingestion.validate_files(plan, outcomes, keys, store=cache, run_id=run_id)
+        finally:
+            cache.join_writers()
+        ingestion.keep_for_next_run(cache, keys)
+        return result
+
+    first = flow_ingest("r")
+    assert first.validated_reused == []
+    again = flow_ingest("r")
+    assert set(again.validated_reused) == ALL_TABLES
+    _same_ingest(again, first)
+    _same_ingest(again, _fresh_ingest(cohort, tmp_path))
+    assert len(list((tmp_path / "restricted" / "patient_keys").iterdir())) == 1

@@ -161,6 +161,11 @@ def test_flow_on_a_dask_local_cluster_with_two_workers(tmp_path, demo_cohort, pr
     n_files = len([p for p in (cohort / "landing").rglob("*") if p.is_file()])
     assert result["read_tasks"] == result["completed"] == n_files
     assert _patients(tmp_path / "wh" / "blina.duckdb") == 65
+    # as `blinaetl run`: the run's patient keys and each validated group of tables kept in the
+    # restricted folder for the next run (patients+outcomes+treatments, then one per table)
+    restricted = tmp_path / "wh" / "restricted"
+    assert len(list((restricted / "patient_keys").iterdir())) == 1
+    assert len(list((restricted / "validated").iterdir())) == 5
     # the flow's default (gx=True): the checkpoint ran, from the report task on a Dask worker
     (report,) = (tmp_path / "rp").glob("*/index.html")
     assert "Not run for this report." not in report.read_text()

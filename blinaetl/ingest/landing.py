@@ -1618,9 +1618,7 @@ def ingest_landing(
             cache.join_writers()
     if reader.failed:
         raise reader.failed[0]
-    if cache is not None:  # every file of the run is keyed: the others' entries are dropped
-        cache.save_keys(keys.asked())
-        cache.prune()
+    keep_for_next_run(cache, keys)  # every file of the run is keyed: the others' are dropped
     result.reused = sorted(cache.reused) if cache else []
     result.validated_reused = list(cache.groups_reused) if cache else []
     return result
@@ -1674,12 +1672,15 @@ class _GroupReader:
 def validate_files(
     plan: Plan,
     outcomes: list[MappedFile | dict],
-    secret: bytes,
+    secret: bytes | PatientKeys,
     accepted: pl.DataFrame | None = None,
     before_release: Callable[[], None] | None = None,
+    store: FileCache | None = None,
+    run_id: str = "",
 ) -> IngestResult:
     """`validate_by_table` of outcomes read before (one per job of the plan, in its order:
-    the flow's read tasks, `check-mapping`).
+    the flow's read tasks, `check-mapping`); `store` and `run_id` as there (the validated
+    groups kept in the file cache; `keep_for_next_run` once the writers are joined).
 
     Each table's mapped files of `outcomes` are released in place once validated
     (`release_frames`); `before_release` is called first (every time; the per-file cache
@@ -1690,7 +1691,19 @@ def validate_files(
     def given(at: list[int]) -> tuple[list[MappedFile | dict], Callable[[], None]]:
         return [outcomes[i] for i in at], before_release or (lambda: None)
 
-    return validate_by_table(plan, given, secret, accepted)
+    result = validate_by_table(plan, given, secret, accepted, store, run_id)
+    if store is not None:
+        result.validated_reused = list(store.groups_reused)
+    return result
+
+
+def keep_for_next_run(cache: FileCache | None, keys: PatientKeys) -> None:
+    """Once every file of the run is keyed and validated (its group writers joined): keep the
+    run's patient keys, and drop the entries of the files and groups the run did not use."""
+    if cache is None:
+        return
+    cache.save_keys(keys.asked())
+    cache.prune()
 
 
 def validate_by_table(

@@ -110,10 +110,16 @@ def code_fingerprint() -> str:
 
 
 def frame_digest(
-    digest: Any, name: str, frame: pl.DataFrame | None, skip: tuple[str, ...] = ()
+    digest: Any,
+    name: str,
+    frame: pl.DataFrame | None,
+    skip: tuple[str, ...] = (),
+    ordered: bool = True,
 ) -> None:
-    """Add a frame to `digest`: its name, height and schema, then two 64-bit hashes per row in
-    row order (128 bits a row), without the columns `skip`. None adds its name alone."""
+    """Add a frame to `digest`: its name, height and schema, then two 64-bit hashes per row
+    (128 bits a row), without the columns `skip`: in row order, or, with `ordered=False`, each
+    seed's hashes sorted (the multiset of rows: the same rows in another order give the same
+    digest; sorting integers, not the frame). None adds its name alone."""
     if frame is None:
         digest.update(json.dumps([name, None]).encode())
         return
@@ -121,7 +127,8 @@ def frame_digest(
     digest.update(json.dumps([name, frame.height, list(map(str, frame.schema.items()))]).encode())
     if frame.height and frame.width:
         for seed in (1, 2):
-            digest.update(frame.hash_rows(seed=seed).to_numpy().tobytes())
+            hashes = frame.hash_rows(seed=seed)
+            digest.update((hashes if ordered else hashes.sort()).to_numpy().tobytes())
 
 
 @functools.cache
@@ -338,10 +345,9 @@ class FileCache:
         # both are looked up by their keys, so their row order is no input (and the facts'
         # order varies from run to run: `executor._context` takes distinct rows)
         for name, frame in (("confirmed", confirmed), ("facts", facts)):
-            if frame is not None and frame.height:
-                frame_digest(digest, name, frame.sort(frame.columns, nulls_last=True))
-            else:
-                frame_digest(digest, name, None)
+            frame_digest(
+                digest, name, frame if frame is not None and frame.height else None, ordered=False
+            )
         return digest.hexdigest()
 
     def load_group(self, key: str, tables: list[str], run_id: str) -> GroupEntry | None:

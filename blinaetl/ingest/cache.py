@@ -99,14 +99,20 @@ def code_fingerprint() -> str:
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
+    versions = library_versions(PARSING_LIBRARIES)
+    digest.update(json.dumps([versions, sys.version], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def library_versions(names: Iterable[str]) -> dict[str, str | None]:
+    """Each installed distribution's version (None where it is not installed)."""
     versions: dict[str, str | None] = {}
-    for name in PARSING_LIBRARIES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    digest.update(json.dumps([versions, sys.version], sort_keys=True).encode())
-    return digest.hexdigest()
+    return versions
 
 
 def frame_digest(
@@ -135,13 +141,7 @@ def frame_digest(
 def _validator_versions() -> dict[str, str | None]:
     """The versions of the libraries validation runs on (a group key names them: the run
     context names the parsing libraries only)."""
-    versions: dict[str, str | None] = {}
-    for name in VALIDATING_LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return library_versions(VALIDATING_LIBRARIES)
 
 
 def key_identity(secret: bytes) -> str:

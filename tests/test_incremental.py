@@ -855,8 +855,9 @@ def test_a_file_named_without_an_extract_date_is_validated_again_on_another_day(
         def today(cls) -> dt.date:
             return dt.date(2026, 12, 3) + dt.timedelta(days=cls.shift)
 
-    class Clock:
+    class Clock:  # `landing.dt`, with today's date moved
         date = Day
+        datetime = dt.datetime
         timedelta = dt.timedelta
 
     monkeypatch.setattr(ingestion, "dt", Clock)

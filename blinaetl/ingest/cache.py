@@ -228,7 +228,6 @@ class FileCache:
     full: bool = False  # read nothing from the cache (entries are still written)
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # file name -> (key, sha256)
     reused: list[str] = field(default_factory=list)  # file names taken from the cache
-    groups_reused: list[str] = field(default_factory=list)  # tables of the groups taken
     groups_kept: set[str] = field(default_factory=set)  # group keys read or written this run
     writers: list[threading.Thread] = field(default_factory=list, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -362,7 +361,7 @@ class FileCache:
                 raise _Unusable("the entry is of another layout or group")
 
             def read(name: str) -> pl.DataFrame:
-                return _stamped(pl.read_ipc(folder / f"{name}.arrow"), run_id)
+                return with_run_id(pl.read_ipc(folder / f"{name}.arrow"), run_id)
 
             segments = [
                 CopySegment(
@@ -396,7 +395,6 @@ class FileCache:
             return None
         with self.lock:
             self.groups_kept.add(key)
-            self.groups_reused.extend(tables)
         return found
 
     def save_group_later(self, key: str, tables: list[str], entry: GroupEntry) -> None:
@@ -568,8 +566,9 @@ def _with_shared(frame: pl.DataFrame, raw: pl.DataFrame, meta: dict[str, Any]) -
     return frame.hstack([raw[d].alias(c) for c, d in shared.items()]).select(meta["columns"])
 
 
-def _stamped(frame: pl.DataFrame, run_id: str) -> pl.DataFrame:
-    """The frame with its `_run_id` column (if any) the reading run's, of the same type."""
+def with_run_id(frame: pl.DataFrame, run_id: str) -> pl.DataFrame:
+    """The kept frame with its `_run_id` column (if any) the reading run's, of the same type
+    (a cached file's frame, a validated group's)."""
     if "_run_id" not in frame.columns:
         return frame
     return frame.with_columns(pl.lit(run_id).cast(frame.schema["_run_id"]).alias("_run_id"))

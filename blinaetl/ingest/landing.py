@@ -1488,7 +1488,9 @@ def _cached(job: FileJob, plan: Plan, cache: FileCache, run_id: str) -> MappedFi
     if entry is None:
         return None
     source = next(s for s in plan.sources if s.source == job.source_id)
-    frame = entry.frame.with_columns(pl.lit(run_id, pl.Utf8).alias("_run_id"))
+    from blinaetl.ingest.cache import with_run_id
+
+    frame = with_run_id(entry.frame, run_id)
     return MappedFile(
         entry.path,
         entry.sha256,
@@ -1620,7 +1622,6 @@ def ingest_landing(
         raise reader.failed[0]
     keep_for_next_run(cache, keys)  # every file of the run is keyed: the others' are dropped
     result.reused = sorted(cache.reused) if cache else []
-    result.validated_reused = list(cache.groups_reused) if cache else []
     return result
 
 
@@ -1691,10 +1692,7 @@ def validate_files(
     def given(at: list[int]) -> tuple[list[MappedFile | dict], Callable[[], None]]:
         return [outcomes[i] for i in at], before_release or (lambda: None)
 
-    result = validate_by_table(plan, given, secret, accepted, store, run_id)
-    if store is not None:
-        result.validated_reused = list(store.groups_reused)
-    return result
+    return validate_by_table(plan, given, secret, accepted, store, run_id)
 
 
 def keep_for_next_run(cache: FileCache | None, keys: PatientKeys) -> None:
@@ -1830,6 +1828,7 @@ class _ByTable:
     failures_base: dict[str, pl.DataFrame] = field(default_factory=dict)
     dq: dict[str, pl.DataFrame] = field(default_factory=dict)
     segments: list[CopySegment] = field(default_factory=list)
+    validated_reused: list[str] = field(default_factory=list)  # tables of the groups kept
 
     @classmethod
     def of(cls, plan: Plan) -> _ByTable:
@@ -1904,6 +1903,7 @@ class _ByTable:
         if hit.facts is not None:
             self.context = Context(hit.facts)
         self.keep_validated(group, hit.tables, hit.quarantine, hit.dq)
+        self.validated_reused.extend(group)
 
     def quarantine(self, mapped: list[MappedFile]) -> Quarantine:
         """The run's quarantine (`compact_copies` over every file at once)."""
@@ -1934,6 +1934,7 @@ class _ByTable:
         )
         file_rows.extend(account_files(mapped, quarantine, tables, caused_by))
         return IngestResult(
+            validated_reused=list(self.validated_reused),
             date_imputations=_in_rank_order(self.imputed, IMPUTATIONS_SCHEMA),
             column_labels=list_column_labels(mapped),
             not_collected=not_collected,

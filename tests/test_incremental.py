@@ -9,6 +9,8 @@ on the same folder. Expected reuse is worked out from which files the case touch
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import shutil
@@ -727,11 +729,8 @@ def test_changed_patient_facts_revalidate_every_table_checked_against_them(
     )
     at = next(i for i, line in enumerate(lines[1:], 1) if line.split(",")[0] in assessed)
     header = lines[0].rstrip("\n").split(",")
-    cells = next(__import__("csv").reader([lines[at]]))
+    cells = next(csv.reader([lines[at]]))
     cells[header.index("diagnosis_date")] = "2026-08-31"  # after every assessment of the patient
-    import csv
-    import io
-
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(cells)
     _write_lines(patients, [*lines[:at], out.getvalue(), *lines[at + 1 :]])
